@@ -1,0 +1,455 @@
+//! The stream topology declared in `schemas/streams.json`.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::diagnostic::{Diagnostics, pointer_push, suggest};
+use crate::naming::SUBJECT_PREFIX;
+
+/// Stream names eventhub keeps for itself (dead letters, captured advisories).
+pub(crate) const RESERVED_STREAMS: &[&str] = &["EVENTHUB_DLQ", "EVENTHUB_ADVISORIES"];
+
+/// One declared stream.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StreamDecl {
+    pub(crate) name: String,
+    pub(crate) pointer: String,
+    pub(crate) description: Option<String>,
+    pub(crate) subjects: Vec<String>,
+    pub(crate) retention: &'static str,
+    pub(crate) storage: &'static str,
+    pub(crate) max_age_ms: u64,
+    pub(crate) replicas: u8,
+    pub(crate) duplicate_window_ms: u64,
+    pub(crate) max_msg_size: Option<u64>,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) discard: &'static str,
+}
+
+const STREAM_KEYS: &[&str] = &[
+    "description",
+    "subjects",
+    "retention",
+    "storage",
+    "max_age",
+    "replicas",
+    "duplicate_window",
+    "max_msg_size",
+    "max_bytes",
+    "discard",
+];
+
+/// Parses and validates the topology document. Problems go to `diags`.
+pub(crate) fn parse(file: &Path, doc: &Value, diags: &mut Diagnostics) -> Vec<StreamDecl> {
+    let mut out: Vec<StreamDecl> = Vec::new();
+    let Some(root) = doc.as_object() else {
+        diags.push(
+            file,
+            "",
+            "the topology must be a JSON object with a `streams` object",
+        );
+        return out;
+    };
+    for k in root.keys() {
+        if !["$schema", "$comment", "description", "streams"].contains(&k.as_str()) {
+            diags.push(
+                file,
+                pointer_push("", k),
+                format!("unknown key `{k}`; expected `streams` (and optionally `description`)"),
+            );
+        }
+    }
+    let Some(streams) = root.get("streams").and_then(Value::as_object) else {
+        diags.push(
+            file,
+            "/streams",
+            "`streams` must be an object: stream name -> declaration",
+        );
+        return out;
+    };
+    for (name, decl) in streams {
+        let ptr = pointer_push("/streams", name);
+        if let Some(s) = stream(file, name, &ptr, decl, diags) {
+            out.push(s);
+        }
+    }
+    for (i, a) in out.iter().enumerate() {
+        for b in &out[..i] {
+            for sa in &a.subjects {
+                for sb in &b.subjects {
+                    if subjects_overlap(sa, sb) {
+                        diags.push(
+                            file,
+                            format!("{}/subjects", a.pointer),
+                            format!(
+                                "subject `{sa}` of stream {} overlaps `{sb}` of stream {}; \
+                                 JetStream refuses overlapping streams, so a subject belongs to \
+                                 exactly one stream",
+                                a.name, b.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn stream(
+    file: &Path,
+    name: &str,
+    ptr: &str,
+    decl: &Value,
+    diags: &mut Diagnostics,
+) -> Option<StreamDecl> {
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid_name {
+        diags.push(
+            file,
+            ptr,
+            format!("stream name `{name}` must be 1-64 characters of A-Z, a-z, 0-9, _ and -"),
+        );
+    }
+    if RESERVED_STREAMS.contains(&name) {
+        diags.push(
+            file,
+            ptr,
+            format!("stream name `{name}` is reserved by eventhub"),
+        );
+    }
+    let Some(map) = decl.as_object() else {
+        diags.push(file, ptr, "a stream declaration must be an object");
+        return None;
+    };
+    for k in map.keys() {
+        if !STREAM_KEYS.contains(&k.as_str()) {
+            let hint = suggest(k, STREAM_KEYS.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            diags.push(
+                file,
+                pointer_push(ptr, k),
+                format!(
+                    "unknown stream setting `{k}`{hint}; known: {}",
+                    STREAM_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+    let before = diags.len();
+    let mut f = Fields {
+        file,
+        ptr,
+        map,
+        diags,
+    };
+    let subjects = f.subjects();
+    let retention = f.choice("retention", &["limits", "interest"], Some(("workqueue",
+        "work-queue retention deletes a message once one consumer acks it, so a second service would \
+         never see it; use limits")));
+    let storage = f.choice("storage", &["file", "memory"], None);
+    let max_age_ms = f.duration("max_age", true);
+    let duplicate_window_ms = f.duration("duplicate_window", false);
+    let replicas = f
+        .integer("replicas")
+        .map(|r| u8::try_from(r).unwrap_or(u8::MAX));
+    let max_msg_size = f.optional_integer("max_msg_size");
+    let max_bytes = f.optional_integer("max_bytes");
+    let discard = match map.get("discard") {
+        None => Some("old"),
+        Some(_) => f.choice("discard", &["old", "new"], None),
+    };
+    let description = map
+        .get("description")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(r) = replicas
+        && !(1..=5).contains(&r)
+    {
+        diags.push(
+            file,
+            pointer_push(ptr, "replicas"),
+            "replicas must be between 1 and 5 (3 for a cluster)",
+        );
+    }
+    if let (Some(age), Some(window)) = (max_age_ms, duplicate_window_ms)
+        && age > 0
+        && window > age
+    {
+        diags.push(
+            file,
+            pointer_push(ptr, "duplicate_window"),
+            "duplicate_window must not be longer than max_age",
+        );
+    }
+    if diags.len() != before {
+        return None;
+    }
+    Some(StreamDecl {
+        name: name.to_string(),
+        pointer: ptr.to_string(),
+        description,
+        subjects: subjects?,
+        retention: retention?,
+        storage: storage?,
+        max_age_ms: max_age_ms?,
+        replicas: replicas?,
+        duplicate_window_ms: duplicate_window_ms?,
+        max_msg_size,
+        max_bytes,
+        discard: discard?,
+    })
+}
+
+struct Fields<'a> {
+    file: &'a Path,
+    ptr: &'a str,
+    map: &'a Map<String, Value>,
+    diags: &'a mut Diagnostics,
+}
+
+impl Fields<'_> {
+    fn get(&mut self, key: &str) -> Option<&Value> {
+        let v = self.map.get(key);
+        if v.is_none() {
+            self.diags.push(
+                self.file,
+                self.ptr,
+                format!("missing required setting `{key}`"),
+            );
+        }
+        v
+    }
+
+    fn subjects(&mut self) -> Option<Vec<String>> {
+        let (file, ptr) = (self.file, pointer_push(self.ptr, "subjects"));
+        let v = self.get("subjects")?.clone();
+        let Some(items) = v.as_array().filter(|a| !a.is_empty()) else {
+            self.diags.push(
+                file,
+                ptr,
+                "`subjects` must be a non-empty array of subjects",
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, s) in items.iter().enumerate() {
+            let p = format!("{ptr}/{i}");
+            match s.as_str() {
+                Some(s) if valid_subject_pattern(s) && s.starts_with(&format!("{SUBJECT_PREFIX}.")) => {
+                    out.push(s.to_string())
+                }
+                Some(s) if valid_subject_pattern(s) => self.diags.push(file, p, format!(
+                    "subject `{s}` is outside the event namespace: stream subjects start with `{SUBJECT_PREFIX}.`")),
+                _ => self.diags.push(file, p, format!(
+                    "{s} is not a valid subject: dot-separated tokens without spaces; `*` matches one token, `>` the rest")),
+            }
+        }
+        Some(out)
+    }
+
+    fn choice(
+        &mut self,
+        key: &str,
+        allowed: &[&'static str],
+        rejected: Option<(&str, &str)>,
+    ) -> Option<&'static str> {
+        let (file, p) = (self.file, pointer_push(self.ptr, key));
+        let v = self.get(key)?.as_str().map(str::to_string);
+        match v {
+            Some(s) => {
+                if let Some(hit) = allowed.iter().find(|a| **a == s) {
+                    return Some(hit);
+                }
+                let why = match rejected {
+                    Some((bad, why)) if bad == s => format!("`{key}: {s}` is not supported: {why}"),
+                    _ => format!("`{key}` must be one of {}", allowed.join(", ")),
+                };
+                self.diags.push(file, p, why);
+                None
+            }
+            None => {
+                self.diags.push(
+                    file,
+                    p,
+                    format!("`{key}` must be one of {}", allowed.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, zero_ok: bool) -> Option<u64> {
+        let (file, p) = (self.file, pointer_push(self.ptr, key));
+        let v = self.get(key)?.clone();
+        match v.as_str().and_then(parse_duration_ms) {
+            Some(0) if !zero_ok => {
+                self.diags
+                    .push(file, p, format!("`{key}` must be longer than 0"));
+                None
+            }
+            Some(ms) => Some(ms),
+            None => {
+                self.diags.push(file, p, format!(
+                    "`{key}` must be a duration like \"500ms\", \"30s\", \"2m\", \"12h\" or \"90d\"{}",
+                    if zero_ok { " (\"0s\" = unlimited)" } else { "" }));
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, key: &str) -> Option<u64> {
+        let (file, p) = (self.file, pointer_push(self.ptr, key));
+        let v = self.get(key)?.clone();
+        let n = v.as_u64();
+        if n.is_none() {
+            self.diags
+                .push(file, p, format!("`{key}` must be a positive integer"));
+        }
+        n
+    }
+
+    fn optional_integer(&mut self, key: &str) -> Option<u64> {
+        let v = self.map.get(key)?;
+        // JetStream stores max_msg_size as an i32.
+        let fits = |n: &u64| *n > 0 && (key != "max_msg_size" || *n <= i32::MAX as u64);
+        match v.as_u64().filter(fits) {
+            Some(n) => Some(n),
+            None => {
+                self.diags.push(
+                    self.file,
+                    pointer_push(self.ptr, key),
+                    format!("`{key}` must be a positive number of bytes"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `500ms`, `30s`, `2m`, `12h`, `90d` -> milliseconds.
+pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+fn valid_subject_pattern(s: &str) -> bool {
+    let tokens: Vec<&str> = s.split('.').collect();
+    tokens.iter().enumerate().all(|(i, t)| {
+        !t.is_empty()
+            && !t.contains(|c: char| c.is_whitespace())
+            && (*t == "*" || *t == ">" || !t.contains(['*', '>']))
+            && (*t != ">" || i == tokens.len() - 1)
+    })
+}
+
+/// Whether `subject` (no wildcards) matches `pattern` (may contain `*` and `>`).
+pub(crate) fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether some subject could match both patterns.
+pub(crate) fn subjects_overlap(a: &str, b: &str) -> bool {
+    let mut x = a.split('.');
+    let mut y = b.split('.');
+    loop {
+        match (x.next(), y.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(p), Some(q)) if p == "*" || q == "*" || p == q => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(doc: Value) -> (Vec<StreamDecl>, Vec<String>) {
+        let mut d = Diagnostics::default();
+        let s = parse(Path::new("schemas/streams.json"), &doc, &mut d);
+        let msgs = d
+            .check()
+            .err()
+            .map(|e| e.diagnostics().iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        (s, msgs)
+    }
+
+    fn decl(subjects: Value) -> Value {
+        json!({"subjects": subjects, "retention": "limits", "storage": "file", "max_age": "30d", "replicas": 1, "duplicate_window": "2m"})
+    }
+
+    #[test]
+    fn parses_a_valid_topology() {
+        let (s, msgs) = check(json!({"streams": {"USERS": decl(json!(["events.user.>"]))}}));
+        assert!(msgs.is_empty(), "{msgs:?}");
+        assert_eq!(s[0].max_age_ms, 30 * 86_400_000);
+        assert_eq!(s[0].duplicate_window_ms, 120_000);
+        assert_eq!(s[0].discard, "old");
+    }
+
+    #[test]
+    fn rejects_overlaps_workqueue_and_typos() {
+        let mut bad = decl(json!(["events.user.*"]));
+        bad["retention"] = json!("workqueue");
+        bad["max_agee"] = json!("1d");
+        let (_, msgs) = check(
+            json!({"streams": {"A": decl(json!(["events.user.>"])), "B": decl(json!(["events.user.created"])), "C": bad}}),
+        );
+        let all = msgs.join("\n");
+        assert!(all.contains("#/streams/B/subjects: subject `events.user.created` of stream B overlaps `events.user.>` of stream A"), "{all}");
+        assert!(
+            all.contains("#/streams/C/retention: `retention: workqueue` is not supported"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "#/streams/C/max_agee: unknown stream setting `max_agee` (did you mean `max_age`?)"
+            ),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn subject_matching() {
+        assert!(subject_matches("events.user.>", "events.user.created.v1"));
+        assert!(subject_matches(
+            "events.*.created.v1",
+            "events.user.created.v1"
+        ));
+        assert!(!subject_matches("events.user.*", "events.user.created.v1"));
+        assert!(subjects_overlap("events.*.x", "events.user.>"));
+        assert!(!subjects_overlap("events.user.>", "events.auth.>"));
+        assert_eq!(parse_duration_ms("90d"), Some(90 * 86_400_000));
+        assert_eq!(parse_duration_ms("1.5h"), None);
+    }
+}
