@@ -1,0 +1,313 @@
+//! The connection of one service to NATS.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use tokio::sync::Notify;
+
+use crate::error::{ConnectError, ConnectErrorKind, ProvisionError};
+use crate::publish::Publisher;
+use crate::topology::{self, ProvisionOptions, ProvisionReport};
+
+/// Where to connect when `NATS_URL` is not set.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+/// How a service connects. Plain data: build with [`ConnectOptions::new`] and the setters, or
+/// struct update syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Server URL(s), comma-separated. Default: `$NATS_URL`, else [`DEFAULT_URL`].
+    pub url: String,
+    /// The service's name: the `ce-source` of what it publishes and the prefix of its durable
+    /// consumers. Lowercase letters, digits and `-`.
+    pub service: String,
+    /// How long a JetStream request (publish ack, API call) may take. Default 5 s.
+    pub request_timeout: Duration,
+    /// How long the first connection attempt may take. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Publishes awaiting their ack at once, across the connection; further publishes wait.
+    /// Default 4096.
+    pub max_acks_in_flight: usize,
+    /// User and password. Default: `$NATS_USER` / `$NATS_PASSWORD`.
+    pub user_password: Option<(String, String)>,
+    /// Token. Default: `$NATS_TOKEN`.
+    pub token: Option<String>,
+    /// Path of a `.creds` file (JWT + nkey seed). Default: `$NATS_CREDS`.
+    pub credentials_file: Option<String>,
+}
+
+impl ConnectOptions {
+    /// Options for `service`, reading `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN` and
+    /// `NATS_CREDS` from the environment.
+    pub fn new(service: impl Into<String>) -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            url: env("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_string()),
+            service: service.into(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            max_acks_in_flight: 4096,
+            user_password: env("NATS_USER").zip(env("NATS_PASSWORD")),
+            token: env("NATS_TOKEN"),
+            credentials_file: env("NATS_CREDS"),
+        }
+    }
+
+    /// Sets the server URL.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// Sets the JetStream request timeout.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+}
+
+/// A connected service. Cheap to clone; clones share the connection.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use eventhub::{Client, ConnectOptions};
+/// let client = Client::connect(ConnectOptions::new("auth")).await?;
+/// client.provision().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    service: Arc<str>,
+    url: String,
+    permissions: Arc<PermissionWatch>,
+    max_payload: usize,
+}
+
+impl Client {
+    /// Connects. Fails fast with [`ConnectErrorKind::Unreachable`] naming the URL when no
+    /// server answers; once connected, the client reconnects by itself.
+    pub async fn connect(options: ConnectOptions) -> Result<Client, ConnectError> {
+        if !valid_service_name(&options.service) {
+            return Err(ConnectError::new(
+                ConnectErrorKind::InvalidOptions,
+                format!(
+                    "service name `{}` must be lowercase letters, digits and `-`, starting with a \
+                     letter (it names durable consumers and is the events' ce-source)",
+                    options.service
+                ),
+            ));
+        }
+        let permissions = Arc::new(PermissionWatch::default());
+        let watch = permissions.clone();
+        let service = options.service.clone();
+        let mut nats_options = async_nats::ConnectOptions::new()
+            .name(&options.service)
+            .connection_timeout(options.connect_timeout)
+            .request_timeout(Some(options.request_timeout))
+            .event_callback(move |event| {
+                let watch = watch.clone();
+                let service = service.clone();
+                async move {
+                    match &event {
+                        async_nats::Event::ServerError(async_nats::ServerError::Other(msg)) => {
+                            watch.record(msg);
+                            tracing::warn!(service = %service, "nats server error: {msg}");
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(service = %service, "disconnected from nats; reconnecting")
+                        }
+                        async_nats::Event::Connected => {
+                            tracing::info!(service = %service, "connected to nats")
+                        }
+                        other => tracing::debug!(service = %service, "nats event: {other}"),
+                    }
+                }
+            });
+        if let Some((user, password)) = &options.user_password {
+            nats_options = nats_options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &options.token {
+            nats_options = nats_options.token(token.clone());
+        }
+        if let Some(path) = &options.credentials_file {
+            nats_options = nats_options.credentials_file(path).await.map_err(|e| {
+                ConnectError::with_source(
+                    ConnectErrorKind::InvalidOptions,
+                    format!("cannot read credentials file {path}"),
+                    e,
+                )
+            })?;
+        }
+        let servers: Vec<&str> = options
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let nats = nats_options.connect(servers).await.map_err(|e| {
+            use async_nats::ConnectErrorKind as K;
+            let url = &options.url;
+            match e.kind() {
+                K::AuthorizationViolation | K::Authentication => ConnectError::with_source(
+                    ConnectErrorKind::Authentication,
+                    format!(
+                        "NATS at {url} refused the credentials of service `{}`",
+                        options.service
+                    ),
+                    e,
+                ),
+                K::ServerParse | K::Tls => ConnectError::with_source(
+                    ConnectErrorKind::InvalidOptions,
+                    format!("cannot connect to `{url}`"),
+                    e,
+                ),
+                _ => ConnectError::with_source(
+                    ConnectErrorKind::Unreachable,
+                    format!(
+                        "cannot reach NATS at {url} (is nats-server running? `scripts/demo` \
+                         starts one with nats.conf; set NATS_URL to use another)"
+                    ),
+                    e,
+                ),
+            }
+        })?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(options.request_timeout)
+            .max_ack_inflight(options.max_acks_in_flight.max(1))
+            .backpressure_on_inflight(true)
+            .build(nats.clone());
+        let max_payload = nats.server_info().max_payload;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                max_payload,
+                nats,
+                js,
+                service: options.service.into(),
+                url: options.url,
+                permissions,
+            }),
+        })
+    }
+
+    /// The service name.
+    pub fn service(&self) -> &str {
+        &self.inner.service
+    }
+
+    /// The URL this client connected to.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The underlying NATS client, for what eventhub does not cover.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.inner.nats
+    }
+
+    /// The underlying JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.inner.js
+    }
+
+    /// A publisher for this service.
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(self.clone())
+    }
+
+    /// Creates or updates every declared stream plus eventhub's dead-letter and advisory
+    /// streams. Idempotent; the report lists drift found and fixed.
+    pub async fn provision(&self) -> Result<ProvisionReport, ProvisionError> {
+        self.provision_with(&ProvisionOptions::default()).await
+    }
+
+    /// [`Client::provision`] with options (a dry run, other streams, a replica override).
+    pub async fn provision_with(
+        &self,
+        options: &ProvisionOptions,
+    ) -> Result<ProvisionReport, ProvisionError> {
+        topology::provision(&self.inner.js, options).await
+    }
+
+    pub(crate) fn service_arc(&self) -> &Arc<str> {
+        &self.inner.service
+    }
+
+    pub(crate) fn permissions(&self) -> &PermissionWatch {
+        &self.inner.permissions
+    }
+
+    /// The server's `max_payload` (payload plus headers), as announced when connecting.
+    pub(crate) fn max_payload(&self) -> usize {
+        self.inner.max_payload
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.inner.nats.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+fn valid_service_name(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Recent permission violations reported by the server. The server answers a forbidden publish
+/// with an asynchronous `-ERR`, not a reply, so a publish would otherwise wait for its ack
+/// timeout; publishes race their ack against this to fail fast with the subject named.
+#[derive(Debug, Default)]
+pub(crate) struct PermissionWatch {
+    recent: Mutex<VecDeque<(String, Instant)>>,
+    notify: Notify,
+}
+
+impl PermissionWatch {
+    const KEEP: Duration = Duration::from_secs(30);
+
+    fn record(&self, server_message: &str) {
+        let lower = server_message.to_ascii_lowercase();
+        if !lower.contains("permissions violation") {
+            return;
+        }
+        let subject = server_message
+            .split('"')
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        while recent.front().is_some_and(|(_, t)| now - *t > Self::KEEP) {
+            recent.pop_front();
+        }
+        recent.push_back((subject, now));
+        drop(recent);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether a violation for `subject` was reported since `since`.
+    pub(crate) fn denied_since(&self, subject: &str, since: Instant) -> bool {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().any(|(s, t)| s == subject && *t >= since)
+    }
+
+    /// Resolves when the server reports a violation for `subject` after `since`.
+    pub(crate) async fn wait_denied(&self, subject: &str, since: Instant) {
+        loop {
+            let notified = self.notify.notified();
+            if self.denied_since(subject, since) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

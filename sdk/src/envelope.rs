@@ -1,0 +1,170 @@
+//! The wire format: CloudEvents binary mode over NATS headers, and the [`Envelope`] a handler
+//! receives.
+//!
+//! The payload is the event data (JSON); its attributes travel as headers: `ce-specversion`,
+//! `ce-id`, `ce-type`, `ce-source`, `ce-time`, `ce-dataschema`, `content-type`, and the
+//! extensions `ce-correlationid` / `ce-causationid`. `Nats-Msg-Id` carries the event id so that
+//! JetStream drops a repeated publish of the same event within the stream's duplicate window.
+
+use std::ops::Deref;
+
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+
+use crate::event::Event;
+use crate::publish::Publisher;
+
+/// Header names.
+pub mod headers {
+    /// CloudEvents spec version, always `1.0`.
+    pub const SPECVERSION: &str = "ce-specversion";
+    /// Event id (a UUIDv7: time-ordered). Also sent as `Nats-Msg-Id`.
+    pub const ID: &str = "ce-id";
+    /// Event type, e.g. `user.created`.
+    pub const TYPE: &str = "ce-type";
+    /// The service that published the event.
+    pub const SOURCE: &str = "ce-source";
+    /// When the event was published (RFC 3339).
+    pub const TIME: &str = "ce-time";
+    /// The schema id of the event version.
+    pub const DATASCHEMA: &str = "ce-dataschema";
+    /// Id shared by every event of one business flow.
+    pub const CORRELATION_ID: &str = "ce-correlationid";
+    /// Id of the event whose handling caused this one.
+    pub const CAUSATION_ID: &str = "ce-causationid";
+    /// Media type of the payload.
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// JetStream's de-duplication id.
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// Set on a message replayed from the dead-letter queue: `<stream>:<sequence>` of the entry.
+    pub const REPLAY_OF: &str = "eventhub-replay-of";
+    /// Set on a replayed message: the only consumer that should handle it. Other consumers of
+    /// the subject already handled the original and acknowledge the replay without running
+    /// their handler.
+    pub const REPLAY_FOR: &str = "eventhub-replay-for";
+}
+
+/// JSON, the default payload encoding.
+pub const JSON: &str = "application/json";
+
+/// A new event id: a UUIDv7, so ids sort by creation time.
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The attributes of a received event.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    /// Event id (`ce-id`; for a message published without eventhub headers, its `Nats-Msg-Id`
+    /// or `<stream>:<sequence>`).
+    pub id: String,
+    /// Event type, e.g. `user.created`.
+    pub event_type: String,
+    /// Event version, from the subject.
+    pub version: u32,
+    /// Publishing service (`ce-source`), if known.
+    pub source: Option<String>,
+    /// When it was published (`ce-time`, else the time the stream stored it).
+    pub time: DateTime<Utc>,
+    /// The subject it was published on.
+    pub subject: String,
+    /// The stream it is stored in.
+    pub stream: String,
+    /// Its sequence number in the stream.
+    pub sequence: u64,
+    /// How many times it has been delivered to this consumer, this delivery included.
+    pub delivered: u64,
+    /// Correlation id of the flow, if any.
+    pub correlation_id: Option<String>,
+    /// Id of the event whose handling caused this one, if any.
+    pub causation_id: Option<String>,
+    /// Every header of the message.
+    pub headers: HeaderMap,
+}
+
+/// A received event with its metadata. Dereferences to the event.
+///
+/// [`Envelope::publisher`] publishes follow-up events that carry this event's correlation id
+/// and have it as their causation.
+#[derive(Debug, Clone)]
+pub struct Envelope<E> {
+    event: E,
+    meta: Metadata,
+    publisher: Publisher,
+}
+
+impl<E> Envelope<E> {
+    /// The event.
+    pub fn event(&self) -> &E {
+        &self.event
+    }
+
+    /// Its metadata.
+    pub fn meta(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// The event, dropping the metadata.
+    pub fn into_event(self) -> E {
+        self.event
+    }
+
+    /// A publisher for follow-up events: they inherit this event's correlation id (or use its id
+    /// if it has none) and get its id as causation id.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+}
+
+impl<E> Deref for Envelope<E> {
+    type Target = E;
+
+    fn deref(&self) -> &E {
+        &self.event
+    }
+}
+
+/// The headers of a published event.
+pub(crate) struct OutgoingHeaders<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) time: DateTime<Utc>,
+    pub(crate) correlation_id: &'a str,
+    pub(crate) causation_id: Option<&'a str>,
+}
+
+impl OutgoingHeaders<'_> {
+    pub(crate) fn build<E: Event>(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(headers::SPECVERSION, "1.0");
+        h.insert(headers::ID, self.id);
+        h.insert(headers::TYPE, E::TYPE);
+        h.insert(headers::SOURCE, self.source);
+        h.insert(
+            headers::TIME,
+            self.time
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .as_str(),
+        );
+        h.insert(headers::DATASCHEMA, E::SCHEMA_ID);
+        h.insert(headers::CONTENT_TYPE, JSON);
+        h.insert(headers::CORRELATION_ID, self.correlation_id);
+        if let Some(c) = self.causation_id {
+            h.insert(headers::CAUSATION_ID, c);
+        }
+        h.insert(headers::MSG_ID, self.id);
+        h
+    }
+}
+
+/// Size of `headers` on the wire (`NATS/1.0\r\n`, `Name: value\r\n` each, `\r\n`), which counts
+/// against the server's `max_payload` together with the payload.
+pub(crate) fn wire_size(h: &HeaderMap) -> usize {
+    let mut n = "NATS/1.0\r\n\r\n".len();
+    for (name, values) in h.iter() {
+        for v in values {
+            n += AsRef::<str>::as_ref(name).len() + 2 + v.as_str().len() + 2;
+        }
+    }
+    n
+}

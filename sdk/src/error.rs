@@ -1,0 +1,160 @@
+//! Typed errors: one [`Error`] type carrying a per-operation kind.
+//!
+//! Match on [`Error::kind`] to decide what to do; [`Display`](std::fmt::Display) says what went
+//! wrong, where, and how to fix it.
+
+use std::fmt;
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error of one eventhub operation. `K` is the operation's kind enum, e.g.
+/// [`PublishErrorKind`].
+pub struct Error<K> {
+    kind: K,
+    detail: String,
+    source: Option<Source>,
+}
+
+impl<K: Copy> Error<K> {
+    pub(crate) fn new(kind: K, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        kind: K,
+        detail: impl Into<String>,
+        source: impl Into<Source>,
+    ) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> K {
+        self.kind
+    }
+
+    /// The human-readable explanation (also what `Display` prints).
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for Error<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl<K> fmt::Display for Error<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)?;
+        if let Some(src) = &self.source {
+            write!(f, ": {src}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: fmt::Debug> std::error::Error for Error<K> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Why [`Client::connect`](crate::Client::connect) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectErrorKind {
+    /// No server answered at the URL (not running, wrong port, network down).
+    Unreachable,
+    /// The server refused the credentials.
+    Authentication,
+    /// The options are invalid (bad URL, unreadable credentials file, bad TLS setup).
+    InvalidOptions,
+}
+
+/// Why publishing an event failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishErrorKind {
+    /// No stream captures the event's subject: the topology has not been provisioned.
+    NoStream,
+    /// The server did not acknowledge in time; the event may or may not be stored. Publishing
+    /// again with the same event id is safe: the stream drops duplicates.
+    TimedOut,
+    /// Not connected to any server.
+    Unreachable,
+    /// The encoded message is bigger than the server's or the stream's limit. Checked before
+    /// sending.
+    PayloadTooLarge,
+    /// The connection's user may not publish to the subject.
+    PermissionDenied,
+    /// The event could not be serialized.
+    Encode,
+    /// The server refused the message for another reason (stream sealed, storage full…).
+    Rejected,
+}
+
+/// Why provisioning streams failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProvisionErrorKind {
+    /// A stream on the server differs from its declaration in a way JetStream cannot update in
+    /// place (storage type, retention).
+    Conflict,
+    /// The server refused the request (permissions, limits, invalid configuration).
+    Rejected,
+    /// The server could not be reached or did not answer in time.
+    Unreachable,
+}
+
+/// Why a consumer could not be set up or stopped running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsumeErrorKind {
+    /// The stream the consumer reads from does not exist.
+    NoStream,
+    /// The consumer configuration is invalid or the server refused it.
+    InvalidConfig,
+    /// The server could not be reached or did not answer in time.
+    Unreachable,
+}
+
+/// Why a dead-letter operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLetterErrorKind {
+    /// No dead-letter entry with that id.
+    NotFound,
+    /// The entry lacks the headers eventhub writes (it was not written by eventhub).
+    Corrupt,
+    /// Republishing the entry failed; the entry is kept.
+    Replay,
+    /// The server could not be reached or refused the request.
+    Unreachable,
+}
+
+/// Error of [`Client::connect`](crate::Client::connect).
+pub type ConnectError = Error<ConnectErrorKind>;
+/// Error of publishing an event.
+pub type PublishError = Error<PublishErrorKind>;
+/// Error of provisioning streams.
+pub type ProvisionError = Error<ProvisionErrorKind>;
+/// Error of setting up or running a consumer.
+pub type ConsumeError = Error<ConsumeErrorKind>;
+/// Error of a dead-letter operation.
+pub type DeadLetterError = Error<DeadLetterErrorKind>;

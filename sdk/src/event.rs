@@ -1,0 +1,247 @@
+//! What generated event types implement, and how raw messages become typed events.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// One version of one event type, generated from `schemas/<domain>/<name>.v<N>.json`.
+///
+/// The constants come from the schema's path and `schemas/streams.json`; publishing uses them,
+/// so a caller never writes a subject by hand.
+pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static {
+    /// The event type, e.g. `user.created`.
+    const TYPE: &'static str;
+    /// The version, e.g. `1`.
+    const VERSION: u32;
+    /// The subject it is published on, e.g. `events.user.created.v1`.
+    const SUBJECT: &'static str;
+    /// The schema id, sent as `ce-dataschema`.
+    const SCHEMA_ID: &'static str;
+    /// The stream that captures the subject.
+    const STREAM: &'static str;
+}
+
+/// What a consumer can receive: one event version (a generated struct such as
+/// `events::user::CreatedV1`) or a whole family (the generated enum `events::user::Created`).
+pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
+    /// The event type, versions, filter subjects and stream.
+    const FAMILY: Family;
+
+    /// Decodes a payload of the given version.
+    fn decode(version: u32, raw: &RawEvent<'_>) -> Result<Self, DecodeError>;
+
+    /// The version of this value.
+    fn version(&self) -> u32;
+}
+
+/// What a [`Consumable`] type covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    /// The event type, e.g. `user.created`.
+    pub event_type: &'static str,
+    /// The versions the type can decode.
+    pub versions: &'static [u32],
+    /// The subjects a consumer of the type filters on. A family enum uses a wildcard over
+    /// versions (`events.user.created.*`), so an event of a version this build does not know is
+    /// dead-lettered rather than silently skipped.
+    pub subjects: &'static [&'static str],
+    /// The stream the events live in.
+    pub stream: &'static str,
+}
+
+/// Static description of one event version in the generated catalog
+/// ([`events::CATALOG`](crate::events::CATALOG)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventInfo {
+    /// `user.created`
+    pub event_type: &'static str,
+    /// `1`
+    pub version: u32,
+    /// `events.user.created.v1`
+    pub subject: &'static str,
+    /// The stream that captures the subject.
+    pub stream: &'static str,
+    /// The schema id (`ce-dataschema`).
+    pub schema_id: &'static str,
+    /// The Rust type under `eventhub::events`, e.g. `user::CreatedV1`.
+    pub rust_type: &'static str,
+    /// The self-contained JSON Schema of the event (references bundled into `$defs`).
+    pub schema: &'static str,
+}
+
+/// The encoded form of an event as it arrives: content type and payload bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct RawEvent<'a> {
+    /// The `content-type` header, if any (absent means JSON).
+    pub content_type: Option<&'a str>,
+    /// The message payload.
+    pub payload: &'a [u8],
+}
+
+impl RawEvent<'_> {
+    /// Decodes the payload as `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        match self.content_type.map(media_type) {
+            None | Some("application/json") => {}
+            Some(other) => {
+                return Err(DecodeError::new(
+                    DecodeErrorKind::UnsupportedContentType,
+                    format!("content-type `{other}` is not supported (expected application/json)"),
+                ));
+            }
+        }
+        serde_json::from_slice(self.payload).map_err(|e| {
+            // Decode again only on failure, tracking the path to name the offending field.
+            let mut de = serde_json::Deserializer::from_slice(self.payload);
+            let path = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(pe) if pe.path().to_string() != "." => format!(" at `{}`", pe.path()),
+                _ => String::new(),
+            };
+            let kind = if e.is_syntax() || e.is_eof() {
+                DecodeErrorKind::InvalidJson
+            } else {
+                DecodeErrorKind::SchemaMismatch
+            };
+            let what = match kind {
+                DecodeErrorKind::InvalidJson => "payload is not valid JSON",
+                _ => "payload does not match the event schema",
+            };
+            DecodeError::new(kind, format!("{what}{path}: {e}"))
+        })
+    }
+}
+
+fn media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+/// What made a message undecodable. Such a message is *poison*: retrying cannot help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// The payload is not JSON.
+    InvalidJson,
+    /// The payload is JSON but not of the event's shape (missing field, wrong type, bad value).
+    SchemaMismatch,
+    /// The subject names a version this build does not know.
+    UnknownVersion,
+    /// The subject is not an event subject (`events.<type>.v<N>`), or names another type.
+    UnknownEventType,
+    /// The content type is not one eventhub decodes.
+    UnsupportedContentType,
+}
+
+/// A message that cannot be decoded into the expected event type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    kind: DecodeErrorKind,
+    detail: String,
+}
+
+impl DecodeError {
+    pub(crate) fn new(kind: DecodeErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The subject names a version outside `known`. Used by generated code.
+    pub fn unknown_version(event_type: &str, version: u32, known: &[u32]) -> Self {
+        let known: Vec<String> = known.iter().map(|v| format!("v{v}")).collect();
+        Self::new(
+            DecodeErrorKind::UnknownVersion,
+            format!(
+                "unknown version v{version} of {event_type} (this consumer knows {}); rebuild it \
+                 with the new schema, then replay the dead letter",
+                known.join(", ")
+            ),
+        )
+    }
+
+    /// What made the message undecodable.
+    pub fn kind(&self) -> DecodeErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Splits an event subject `events.<type>.v<N>` into type and version.
+pub fn parse_subject(subject: &str) -> Option<(&str, u32)> {
+    let rest = subject.strip_prefix("events.")?;
+    let (event_type, version) = rest.rsplit_once('.')?;
+    let version = version.strip_prefix('v')?;
+    if version.starts_with('0') || event_type.is_empty() {
+        return None;
+    }
+    Some((event_type, version.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_parse_into_type_and_version() {
+        assert_eq!(
+            parse_subject("events.user.created.v2"),
+            Some(("user.created", 2))
+        );
+        assert_eq!(
+            parse_subject("events.photo.processing.started.v1"),
+            Some(("photo.processing.started", 1))
+        );
+        assert_eq!(parse_subject("events.user.created"), None);
+        assert_eq!(parse_subject("events.user.created.v01"), None);
+        assert_eq!(parse_subject("dlq.x.events.user.created.v1"), None);
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Item {
+        qty: u32,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Order {
+        items: Vec<Item>,
+    }
+
+    #[test]
+    fn decode_errors_name_the_field() {
+        let raw = RawEvent {
+            content_type: Some("application/json"),
+            payload: br#"{"items":[{"qty":1},{"qty":"two"}]}"#,
+        };
+        let err = raw.decode::<Order>().unwrap_err();
+        assert_eq!(err.kind(), DecodeErrorKind::SchemaMismatch);
+        assert!(err.to_string().contains("at `items[1].qty`"), "{err}");
+
+        let raw = RawEvent {
+            content_type: None,
+            payload: b"{not json",
+        };
+        assert_eq!(
+            raw.decode::<Order>().unwrap_err().kind(),
+            DecodeErrorKind::InvalidJson
+        );
+
+        let raw = RawEvent {
+            content_type: Some("application/protobuf"),
+            payload: b"",
+        };
+        assert_eq!(
+            raw.decode::<Order>().unwrap_err().kind(),
+            DecodeErrorKind::UnsupportedContentType
+        );
+    }
+}

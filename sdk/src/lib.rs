@@ -1,0 +1,51 @@
+//! eventhub: typed events between services over NATS JetStream.
+//!
+//! - [`events`] holds the Rust types generated at build time from the JSON Schemas in
+//!   `schemas/`: one struct per event version (`events::user::CreatedV1`), one enum per family
+//!   (`events::user::Created`), subject constants, the [`events::CATALOG`] and the declared
+//!   [`events::STREAMS`].
+//! - [`Client`] connects a service; [`Client::provision`] creates or updates the streams.
+//! - [`Publisher`] publishes typed events with CloudEvents headers and de-duplication ids.
+//!
+//! ```no_run
+//! use eventhub::{Client, ConnectOptions, events::user::CreatedV1};
+//! # async fn demo(event: CreatedV1) -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect(ConnectOptions::new("auth")).await?;
+//! client.provision().await?;
+//! let receipt = client.publisher().publish(&event).await?;
+//! assert!(!receipt.duplicate);
+//! # Ok(()) }
+//! ```
+
+// Generated code names the runtime `::eventhub`, also from inside this crate.
+extern crate self as eventhub;
+
+mod client;
+mod envelope;
+pub mod error;
+mod event;
+mod publish;
+mod topology;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// The event types generated from `schemas/` (see the crate docs).
+pub mod events {
+    include!(concat!(env!("OUT_DIR"), "/events.rs"));
+}
+
+pub use client::{Client, ConnectOptions, DEFAULT_URL};
+pub use envelope::{Envelope, JSON, Metadata, headers, new_event_id};
+pub use error::{
+    ConnectError, ConnectErrorKind, ConsumeError, ConsumeErrorKind, DeadLetterError,
+    DeadLetterErrorKind, Error, ProvisionError, ProvisionErrorKind, PublishError, PublishErrorKind,
+};
+pub use event::{
+    Consumable, DecodeError, DecodeErrorKind, Event, EventInfo, Family, RawEvent, parse_subject,
+};
+pub use publish::{Pipeline, PipelineFailure, PipelineReport, PublishOptions, Publisher, Receipt};
+pub use topology::{
+    ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, Discard, Drift, MAX_DELIVERIES_ADVISORY,
+    ProvisionOptions, ProvisionReport, Retention, Storage, StreamAction, StreamReport, StreamSpec,
+};

@@ -1,0 +1,436 @@
+//! Publishing typed events.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind as NatsKind};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use crate::client::Client;
+use crate::envelope::{OutgoingHeaders, new_event_id, wire_size};
+use crate::error::{PublishError, PublishErrorKind};
+use crate::event::Event;
+
+/// JetStream's error code for a message above the stream's `max_msg_size`.
+const MESSAGE_TOO_LARGE: u64 = 10054;
+
+/// Per-publish settings. All optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// The event id (and `Nats-Msg-Id`). Set it to make a retried publish idempotent: the
+    /// stream stores an id once within its duplicate window. Default: a new UUIDv7.
+    pub id: Option<String>,
+    /// The flow's correlation id. Default: the publisher's (inside a handler: the handled
+    /// event's), else the event's own id.
+    pub correlation_id: Option<String>,
+    /// The id of the event that caused this one. Default: the publisher's (inside a handler:
+    /// the handled event's id).
+    pub causation_id: Option<String>,
+    /// The event time (`ce-time`). Default: now.
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// The server's acknowledgement of a stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The event id.
+    pub id: String,
+    /// The subject it was published on.
+    pub subject: &'static str,
+    /// The stream that stored it.
+    pub stream: String,
+    /// Its sequence in the stream.
+    pub sequence: u64,
+    /// Whether the stream already held an event with this id (within its duplicate window) and
+    /// dropped this one.
+    pub duplicate: bool,
+}
+
+/// Publishes typed events for one service. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(client: eventhub::Client) -> Result<(), eventhub::PublishError> {
+/// use eventhub::events::user::CreatedV1;
+/// # let event: CreatedV1 = todo!();
+/// let receipt = client.publisher().publish(&event).await?;
+/// println!("stored as {} #{}", receipt.stream, receipt.sequence);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    client: Client,
+    correlation_id: Option<Arc<str>>,
+    causation_id: Option<Arc<str>>,
+}
+
+impl Publisher {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    /// The client this publisher uses.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Publishes `event` on its subject and waits for the stream to store it.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<Receipt, PublishError> {
+        self.publish_with(event, PublishOptions::default()).await
+    }
+
+    /// [`Publisher::publish`] with options (event id, correlation, causation, time).
+    pub async fn publish_with<E: Event>(
+        &self,
+        event: &E,
+        options: PublishOptions,
+    ) -> Result<Receipt, PublishError> {
+        let pending = self.send(event, options).await?;
+        let span = tracing::debug_span!(
+            "eventhub.publish",
+            event.id = %pending.id,
+            event.r#type = E::TYPE,
+            event.version = E::VERSION,
+            subject = E::SUBJECT,
+        );
+        pending.wait().instrument(span).await
+    }
+
+    /// A pipeline: up to `window` publishes in flight, acks awaited later. For throughput.
+    pub fn pipeline(&self, window: usize) -> Pipeline {
+        Pipeline {
+            publisher: self.clone(),
+            window: window.max(1),
+            in_flight: VecDeque::new(),
+            report: PipelineReport::default(),
+            sent: 0,
+        }
+    }
+
+    /// Encodes and sends; the ack is awaited by the caller.
+    async fn send<E: Event>(
+        &self,
+        event: &E,
+        options: PublishOptions,
+    ) -> Result<PendingAck, PublishError> {
+        let id = options.id.unwrap_or_else(new_event_id);
+        let payload = serde_json::to_vec(event).map_err(|e| {
+            PublishError::with_source(
+                PublishErrorKind::Encode,
+                format!("cannot encode {} v{} (id {id})", E::TYPE, E::VERSION),
+                e,
+            )
+        })?;
+        let correlation = options
+            .correlation_id
+            .as_deref()
+            .or(self.correlation_id.as_deref())
+            .unwrap_or(&id);
+        let causation = options
+            .causation_id
+            .as_deref()
+            .or(self.causation_id.as_deref());
+        let headers = OutgoingHeaders {
+            id: &id,
+            source: self.client.service_arc(),
+            time: options.time.unwrap_or_else(Utc::now),
+            correlation_id: correlation,
+            causation_id: causation,
+        }
+        .build::<E>();
+        self.check_size::<E>(&id, payload.len(), wire_size(&headers))?;
+        let sent_at = Instant::now();
+        let ack = self
+            .client
+            .jetstream()
+            .publish_with_headers(E::SUBJECT, headers, Bytes::from(payload))
+            .await
+            .map_err(|e| self.map_error::<E>(e, &id, sent_at))?;
+        Ok(PendingAck {
+            id,
+            subject: E::SUBJECT,
+            stream: E::STREAM,
+            ack,
+            sent_at,
+            client: self.client.clone(),
+        })
+    }
+
+    /// Refuses an event the server or the stream would refuse, naming the limit.
+    fn check_size<E: Event>(
+        &self,
+        id: &str,
+        payload: usize,
+        headers: usize,
+    ) -> Result<(), PublishError> {
+        let total = payload + headers;
+        let server_limit = self.client.max_payload();
+        let stream_limit = crate::events::STREAMS
+            .iter()
+            .find(|s| s.name == E::STREAM)
+            .and_then(|s| s.max_msg_size)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let (limit, what) = match stream_limit {
+            Some(s) if s < server_limit => (s, format!("max_msg_size of stream {}", E::STREAM)),
+            _ => (server_limit, "the server's max_payload".to_string()),
+        };
+        if total > limit {
+            return Err(PublishError::new(
+                PublishErrorKind::PayloadTooLarge,
+                format!(
+                    "{} v{} (id {id}) is {total} bytes ({payload} payload + {headers} headers), \
+                     over {what} of {limit} bytes; nothing was sent",
+                    E::TYPE,
+                    E::VERSION
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn map_error<E: Event>(
+        &self,
+        e: async_nats::jetstream::context::PublishError,
+        id: &str,
+        since: Instant,
+    ) -> PublishError {
+        map_publish_error(&self.client, e, E::SUBJECT, E::STREAM, id, since)
+    }
+}
+
+/// A sent event whose ack has not been awaited yet.
+struct PendingAck {
+    id: String,
+    subject: &'static str,
+    stream: &'static str,
+    ack: PublishAckFuture,
+    sent_at: Instant,
+    client: Client,
+}
+
+impl PendingAck {
+    async fn wait(self) -> Result<Receipt, PublishError> {
+        let PendingAck {
+            id,
+            subject,
+            stream,
+            ack,
+            sent_at,
+            client,
+        } = self;
+        let permissions = client.permissions();
+        let result = tokio::select! {
+            biased;
+            r = std::future::IntoFuture::into_future(ack) => r,
+            () = permissions.wait_denied(subject, sent_at) => {
+                return Err(permission_denied(&client, subject));
+            }
+        };
+        match result {
+            Ok(ack) => Ok(Receipt {
+                id,
+                subject,
+                stream: ack.stream,
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
+            Err(e) => Err(map_publish_error(&client, e, subject, stream, &id, sent_at)),
+        }
+    }
+}
+
+fn permission_denied(client: &Client, subject: &str) -> PublishError {
+    PublishError::new(
+        PublishErrorKind::PermissionDenied,
+        format!(
+            "service `{}` may not publish to `{subject}`: the server refused it (permissions \
+             violation); grant the subject to this service's user in nats.conf",
+            client.service()
+        ),
+    )
+}
+
+fn map_publish_error(
+    client: &Client,
+    e: async_nats::jetstream::context::PublishError,
+    subject: &str,
+    stream: &str,
+    id: &str,
+    since: Instant,
+) -> PublishError {
+    if client.permissions().denied_since(subject, since) {
+        return permission_denied(client, subject);
+    }
+    match e.kind() {
+        NatsKind::StreamNotFound => PublishError::new(
+            PublishErrorKind::NoStream,
+            format!(
+                "no stream captures `{subject}` (declared in stream {stream}): provision the \
+                 topology first (Client::provision, or `eventhub topology apply`)"
+            ),
+        ),
+        NatsKind::TimedOut | NatsKind::BrokenPipe if !client.is_connected() => {
+            PublishError::with_source(
+                PublishErrorKind::Unreachable,
+                format!(
+                    "not connected to NATS at {}: event {id} on `{subject}` may not be stored; \
+                     publishing it again with the same id is safe",
+                    client.url()
+                ),
+                e,
+            )
+        }
+        NatsKind::TimedOut | NatsKind::BrokenPipe => PublishError::with_source(
+            PublishErrorKind::TimedOut,
+            format!(
+                "no ack for event {id} on `{subject}`: it may or may not be stored; publishing it \
+                 again with the same id is safe"
+            ),
+            e,
+        ),
+        NatsKind::MaxPayloadExceeded => PublishError::with_source(
+            PublishErrorKind::PayloadTooLarge,
+            format!("event {id} on `{subject}` exceeds the server's max_payload"),
+            e,
+        ),
+        _ => {
+            let code = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+                .map(|j| j.error_code().0);
+            if code == Some(MESSAGE_TOO_LARGE) {
+                PublishError::with_source(
+                    PublishErrorKind::PayloadTooLarge,
+                    format!(
+                        "event {id} on `{subject}` exceeds the max_msg_size of stream {stream}"
+                    ),
+                    e,
+                )
+            } else {
+                PublishError::with_source(
+                    PublishErrorKind::Rejected,
+                    format!("the server refused event {id} on `{subject}`"),
+                    e,
+                )
+            }
+        }
+    }
+}
+
+/// Many publishes in flight: [`Pipeline::send`] returns once the event is on its way (waiting
+/// only when `window` acks are outstanding); [`Pipeline::finish`] waits for the rest and reports
+/// every failure with the event it belongs to.
+///
+/// ```no_run
+/// # async fn demo(client: eventhub::Client, events: Vec<eventhub::events::user::CreatedV1>) -> Result<(), eventhub::PublishError> {
+/// let mut pipeline = client.publisher().pipeline(1024);
+/// for event in &events {
+///     pipeline.send(event).await?;
+/// }
+/// let report = pipeline.finish().await;
+/// for failure in &report.failures {
+///     eprintln!("event #{} ({}) failed: {}", failure.index, failure.id, failure.error);
+/// }
+/// # Ok(()) }
+/// ```
+#[must_use = "call finish() to learn which publishes failed"]
+pub struct Pipeline {
+    publisher: Publisher,
+    window: usize,
+    in_flight: VecDeque<(usize, PendingAck)>,
+    report: PipelineReport,
+    sent: usize,
+}
+
+/// A publish of a pipeline that failed after it was sent.
+#[derive(Debug)]
+pub struct PipelineFailure {
+    /// Position of the event among those sent through the pipeline, from 0.
+    pub index: usize,
+    /// The event id: publishing the event again with this id is safe.
+    pub id: String,
+    /// The subject.
+    pub subject: &'static str,
+    /// What went wrong.
+    pub error: PublishError,
+}
+
+/// What a finished pipeline stored and what failed.
+#[derive(Debug, Default)]
+pub struct PipelineReport {
+    /// Receipts of stored events, in send order.
+    pub receipts: Vec<Receipt>,
+    /// Events that were sent but not stored (or whose fate is unknown).
+    pub failures: Vec<PipelineFailure>,
+}
+
+impl Pipeline {
+    /// Sends `event`. An error here (encoding, size, not connected) means it was not sent; an
+    /// error after sending is reported by [`Pipeline::finish`]. Returns the event id.
+    pub async fn send<E: Event>(&mut self, event: &E) -> Result<String, PublishError> {
+        self.send_with(event, PublishOptions::default()).await
+    }
+
+    /// [`Pipeline::send`] with options.
+    pub async fn send_with<E: Event>(
+        &mut self,
+        event: &E,
+        options: PublishOptions,
+    ) -> Result<String, PublishError> {
+        while self.in_flight.len() >= self.window {
+            self.settle_oldest().await;
+        }
+        let pending = self.publisher.send(event, options).await?;
+        let id = pending.id.clone();
+        self.in_flight.push_back((self.sent, pending));
+        self.sent += 1;
+        Ok(id)
+    }
+
+    /// Publishes sent whose ack is still outstanding.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits for every outstanding ack and reports.
+    pub async fn finish(mut self) -> PipelineReport {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await;
+        }
+        std::mem::take(&mut self.report)
+    }
+
+    async fn settle_oldest(&mut self) {
+        let Some((index, pending)) = self.in_flight.pop_front() else {
+            return;
+        };
+        let id = pending.id.clone();
+        let subject = pending.subject;
+        match pending.wait().await {
+            Ok(receipt) => self.report.receipts.push(receipt),
+            Err(error) => self.report.failures.push(PipelineFailure {
+                index,
+                id,
+                subject,
+                error,
+            }),
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if !self.in_flight.is_empty() || !self.report.failures.is_empty() {
+            tracing::error!(
+                in_flight = self.in_flight.len(),
+                failures = self.report.failures.len(),
+                "eventhub pipeline dropped without finish(): outcomes of these publishes are unknown"
+            );
+        }
+    }
+}

