@@ -1,0 +1,6 @@
+//! Integration tests: every test starts its own nats-server (random port, temp store).
+
+mod harness;
+mod provision;
+mod publish;
+mod support;

@@ -1,0 +1,102 @@
+//! Publishing typed events.
+
+use eventhub::events::user;
+use eventhub::{Consumable, Event, PublishOptions, RawEvent, headers};
+
+use crate::support::{server_and_client, user_created_v1};
+
+#[tokio::test]
+async fn a_published_event_reads_back_equal_with_its_headers() {
+    let (_server, client) = server_and_client("auth").await;
+    client.provision().await.unwrap();
+    let event = user_created_v1("ada@example.com");
+
+    let receipt = client.publisher().publish(&event).await.expect("publish");
+    assert_eq!(receipt.stream, "IDENTITY");
+    assert_eq!(receipt.subject, "events.user.created.v1");
+    assert!(!receipt.duplicate);
+
+    let stream = client.jetstream().get_stream("IDENTITY").await.unwrap();
+    let stored = stream.get_raw_message(receipt.sequence).await.unwrap();
+    assert_eq!(stored.subject.as_str(), user::CreatedV1::SUBJECT);
+    let h = |name: &str| stored.headers.get(name).map(|v| v.as_str().to_string());
+    assert_eq!(h(headers::SPECVERSION).as_deref(), Some("1.0"));
+    assert_eq!(h(headers::ID).as_deref(), Some(receipt.id.as_str()));
+    assert_eq!(h(headers::MSG_ID).as_deref(), Some(receipt.id.as_str()));
+    assert_eq!(h(headers::TYPE).as_deref(), Some("user.created"));
+    assert_eq!(h(headers::SOURCE).as_deref(), Some("auth"));
+    assert_eq!(
+        h(headers::DATASCHEMA).as_deref(),
+        Some(user::CreatedV1::SCHEMA_ID)
+    );
+    assert_eq!(
+        h(headers::CONTENT_TYPE).as_deref(),
+        Some("application/json")
+    );
+    // A new flow: the event is its own correlation, and nothing caused it.
+    assert_eq!(
+        h(headers::CORRELATION_ID).as_deref(),
+        Some(receipt.id.as_str())
+    );
+    assert_eq!(h(headers::CAUSATION_ID), None);
+    let time = chrono::DateTime::parse_from_rfc3339(&h(headers::TIME).unwrap()).unwrap();
+    assert!((chrono::Utc::now() - time.to_utc()).num_seconds().abs() < 60);
+    // Time-ordered ids: a UUIDv7.
+    assert_eq!(
+        uuid::Uuid::parse_str(&receipt.id)
+            .unwrap()
+            .get_version_num(),
+        7
+    );
+
+    let content_type = h(headers::CONTENT_TYPE);
+    let raw = RawEvent {
+        content_type: content_type.as_deref(),
+        payload: &stored.payload,
+    };
+    let back = user::Created::decode(1, &raw).expect("decode");
+    assert_eq!(back, user::Created::V1(event));
+}
+
+#[tokio::test]
+async fn the_same_event_id_twice_is_stored_once() {
+    let (_server, client) = server_and_client("auth").await;
+    client.provision().await.unwrap();
+    let event = user_created_v1("ada@example.com");
+    let options = PublishOptions {
+        id: Some(eventhub::new_event_id()),
+        correlation_id: Some("signup-42".into()),
+        ..Default::default()
+    };
+    let publisher = client.publisher();
+    let first = publisher
+        .publish_with(&event, options.clone())
+        .await
+        .unwrap();
+    let second = publisher.publish_with(&event, options).await.unwrap();
+    assert!(!first.duplicate);
+    assert!(
+        second.duplicate,
+        "a repeat inside the duplicate window is flagged"
+    );
+    assert_eq!(first.sequence, second.sequence);
+    let mut stream = client.jetstream().get_stream("IDENTITY").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+}
+
+#[tokio::test]
+async fn publishing_before_provisioning_names_the_missing_stream() {
+    let (_server, client) = server_and_client("auth").await;
+    let err = client
+        .publisher()
+        .publish(&user_created_v1("ada@example.com"))
+        .await
+        .expect_err("no stream yet");
+    assert_eq!(err.kind(), eventhub::PublishErrorKind::NoStream);
+    assert!(
+        err.to_string()
+            .contains("no stream captures `events.user.created.v1`"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("provision"), "{err}");
+}
