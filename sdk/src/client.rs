@@ -30,6 +30,10 @@ pub struct ConnectOptions {
     /// Publishes awaiting their ack at once, across the connection; further publishes wait.
     /// Default 4096.
     pub max_acks_in_flight: usize,
+    /// Attempts of [`Publisher::publish`] when the ack times out or the connection is down
+    /// (e.g. while a server restarts), the first included; every attempt reuses the event id,
+    /// so the stream stores the event once. Default 4 (waits of 0.25 s, 0.5 s, 1 s between).
+    pub publish_attempts: u32,
     /// User and password. Default: `$NATS_USER` / `$NATS_PASSWORD`.
     pub user_password: Option<(String, String)>,
     /// Token. Default: `$NATS_TOKEN`.
@@ -49,6 +53,7 @@ impl ConnectOptions {
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             max_acks_in_flight: 4096,
+            publish_attempts: 4,
             user_password: env("NATS_USER").zip(env("NATS_PASSWORD")),
             token: env("NATS_TOKEN"),
             credentials_file: env("NATS_CREDS"),
@@ -58,6 +63,12 @@ impl ConnectOptions {
     /// Sets the server URL.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self
+    }
+
+    /// Sets how many times a publish is attempted.
+    pub fn publish_attempts(mut self, attempts: u32) -> Self {
+        self.publish_attempts = attempts;
         self
     }
 
@@ -90,6 +101,7 @@ struct Inner {
     url: String,
     permissions: Arc<PermissionWatch>,
     max_payload: usize,
+    publish_attempts: u32,
 }
 
 impl Client {
@@ -189,6 +201,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 max_payload,
+                publish_attempts: options.publish_attempts.max(1),
                 nats,
                 js,
                 service: options.service.into(),
@@ -223,6 +236,11 @@ impl Client {
         Publisher::new(self.clone())
     }
 
+    /// The dead-letter queue: list, read, replay and delete entries.
+    pub fn dead_letters(&self) -> crate::dlq::DeadLetters {
+        crate::dlq::DeadLetters::new(self.clone())
+    }
+
     /// Creates or updates every declared stream plus eventhub's dead-letter and advisory
     /// streams. Idempotent; the report lists drift found and fixed.
     pub async fn provision(&self) -> Result<ProvisionReport, ProvisionError> {
@@ -248,6 +266,10 @@ impl Client {
     /// The server's `max_payload` (payload plus headers), as announced when connecting.
     pub(crate) fn max_payload(&self) -> usize {
         self.inner.max_payload
+    }
+
+    pub(crate) fn publish_attempts(&self) -> u32 {
+        self.inner.publish_attempts
     }
 
     pub(crate) fn is_connected(&self) -> bool {

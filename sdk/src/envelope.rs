@@ -42,6 +42,23 @@ pub mod headers {
     /// the subject already handled the original and acknowledge the replay without running
     /// their handler.
     pub const REPLAY_FOR: &str = "eventhub-replay-for";
+
+    /// Dead letter: why (`rejected`, `poison`, `max-deliver`).
+    pub const DLQ_REASON: &str = "eventhub-dlq-reason";
+    /// Dead letter: the last error.
+    pub const DLQ_ERROR: &str = "eventhub-dlq-error";
+    /// Dead letter: deliveries made.
+    pub const DLQ_DELIVERIES: &str = "eventhub-dlq-deliveries";
+    /// Dead letter: the stream the event came from.
+    pub const DLQ_STREAM: &str = "eventhub-dlq-stream";
+    /// Dead letter: its sequence in that stream.
+    pub const DLQ_SEQUENCE: &str = "eventhub-dlq-sequence";
+    /// Dead letter: the subject it was published on.
+    pub const DLQ_SUBJECT: &str = "eventhub-dlq-subject";
+    /// Dead letter: the durable consumer that failed.
+    pub const DLQ_CONSUMER: &str = "eventhub-dlq-consumer";
+    /// Dead letter: when (RFC 3339).
+    pub const DLQ_FAILED_AT: &str = "eventhub-dlq-failed-at";
 }
 
 /// JSON, the default payload encoding.
@@ -94,6 +111,21 @@ pub struct Envelope<E> {
 }
 
 impl<E> Envelope<E> {
+    /// Wraps a received event; follow-up events published through [`Envelope::publisher`]
+    /// carry its correlation id (or its id when it has none) and have it as causation.
+    pub(crate) fn new(event: E, meta: Metadata, publisher: &Publisher) -> Self {
+        let correlation = meta
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| meta.id.clone());
+        let publisher = publisher.caused_by(&correlation, &meta.id);
+        Self {
+            event,
+            meta,
+            publisher,
+        }
+    }
+
     /// The event.
     pub fn event(&self) -> &E {
         &self.event
@@ -122,6 +154,11 @@ impl<E> Deref for Envelope<E> {
     fn deref(&self) -> &E {
         &self.event
     }
+}
+
+/// The value of header `name`, if present.
+pub(crate) fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
+    h?.get(name).map(|v| v.as_str())
 }
 
 /// The headers of a published event.

@@ -6,6 +6,10 @@
 //!   [`events::STREAMS`].
 //! - [`Client`] connects a service; [`Client::provision`] creates or updates the streams.
 //! - [`Publisher`] publishes typed events with CloudEvents headers and de-duplication ids.
+//! - [`Client::consumer`] runs a handler on every event of a type through a durable consumer,
+//!   with retry and backoff, and moves what cannot be handled to the [`dlq`] (dead letters),
+//!   where [`DeadLetters`] lists, replays and deletes entries and the [`Sweeper`] catches
+//!   events whose consumer died during their last delivery.
 //!
 //! ```no_run
 //! use eventhub::{Client, ConnectOptions, events::user::CreatedV1};
@@ -21,6 +25,8 @@
 extern crate self as eventhub;
 
 mod client;
+mod consume;
+pub mod dlq;
 mod envelope;
 pub mod error;
 mod event;
@@ -36,6 +42,10 @@ pub mod events {
 }
 
 pub use client::{Client, ConnectOptions, DEFAULT_URL};
+pub use consume::{
+    Backoff, Consumer, ConsumerHandle, ConsumerOptions, ConsumerStats, HandlerError, StartFrom,
+};
+pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, Sweeper};
 pub use envelope::{Envelope, JSON, Metadata, headers, new_event_id};
 pub use error::{
     ConnectError, ConnectErrorKind, ConsumeError, ConsumeErrorKind, DeadLetterError,

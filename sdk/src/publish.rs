@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind as NatsKind};
 use bytes::Bytes;
@@ -75,6 +75,15 @@ impl Publisher {
         }
     }
 
+    /// A publisher whose events carry `correlation_id` and have `causation_id` as cause.
+    pub(crate) fn caused_by(&self, correlation_id: &str, causation_id: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            correlation_id: Some(correlation_id.into()),
+            causation_id: Some(causation_id.into()),
+        }
+    }
+
     /// The client this publisher uses.
     pub fn client(&self) -> &Client {
         &self.client
@@ -86,20 +95,48 @@ impl Publisher {
     }
 
     /// [`Publisher::publish`] with options (event id, correlation, causation, time).
+    ///
+    /// A timeout or a lost connection is retried (see
+    /// [`ConnectOptions::publish_attempts`](crate::ConnectOptions::publish_attempts)) with the
+    /// same event id, so a retry never stores a duplicate.
     pub async fn publish_with<E: Event>(
         &self,
         event: &E,
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
-        let pending = self.send(event, options).await?;
+        let mut options = options;
+        let id = options.id.get_or_insert_with(new_event_id).clone();
+        options.time.get_or_insert_with(Utc::now);
         let span = tracing::debug_span!(
             "eventhub.publish",
-            event.id = %pending.id,
+            event.id = %id,
             event.r#type = E::TYPE,
             event.version = E::VERSION,
             subject = E::SUBJECT,
         );
-        pending.wait().instrument(span).await
+        async move {
+            let attempts = self.client.publish_attempts();
+            let mut attempt = 1;
+            loop {
+                let result = match self.send(event, options.clone()).await {
+                    Ok(pending) => pending.wait().await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Err(e) if attempt < attempts && is_transient(&e) => {
+                        let pause = Duration::from_millis(250 << (attempt - 1).min(4));
+                        tracing::debug!(
+                            "publish attempt {attempt} failed ({e}); retrying in {pause:?}"
+                        );
+                        tokio::time::sleep(pause).await;
+                        attempt += 1;
+                    }
+                    result => return result,
+                }
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     /// A pipeline: up to `window` publishes in flight, acks awaited later. For throughput.
@@ -202,6 +239,14 @@ impl Publisher {
     ) -> PublishError {
         map_publish_error(&self.client, e, E::SUBJECT, E::STREAM, id, since)
     }
+}
+
+/// Whether publishing again (with the same id) may succeed.
+fn is_transient(e: &PublishError) -> bool {
+    matches!(
+        e.kind(),
+        PublishErrorKind::TimedOut | PublishErrorKind::Unreachable
+    )
 }
 
 /// A sent event whose ack has not been awaited yet.

@@ -78,7 +78,8 @@ pub const MAX_DELIVERIES_ADVISORY: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIV
 
 impl StreamSpec {
     /// The dead-letter stream: limits retention (never work-queue, so entries can be inspected
-    /// without being consumed), file storage, kept for 90 days.
+    /// without being consumed), file storage, kept for 90 days. Its one-hour duplicate window
+    /// makes a failure written twice (by a consumer and by the sweeper) one entry.
     pub const DEAD_LETTERS: StreamSpec = StreamSpec {
         name: DLQ_STREAM,
         description: "eventhub dead letters: events a consumer could not handle, with why.",
@@ -87,7 +88,7 @@ impl StreamSpec {
         storage: Storage::File,
         max_age: Duration::from_secs(90 * 86_400),
         replicas: 1,
-        duplicate_window: Duration::from_secs(120),
+        duplicate_window: Duration::from_secs(3600),
         max_msg_size: None,
         max_bytes: None,
         discard: Discard::Old,

@@ -1,5 +1,7 @@
 //! Integration tests: every test starts its own nats-server (random port, temp store).
 
+mod consume;
+mod dlq;
 mod harness;
 mod provision;
 mod publish;

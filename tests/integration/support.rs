@@ -34,3 +34,74 @@ pub(crate) fn user_created_v1(email: &str) -> user::CreatedV1 {
 pub(crate) fn user_id(e: &user::CreatedV1) -> &shared::UserId {
     &e.user_id
 }
+
+/// A `user.created` v2 event with a fresh user id.
+pub(crate) fn user_created_v2(email: &str) -> user::CreatedV2 {
+    serde_json::from_value(serde_json::json!({
+        "user_id": uuid::Uuid::now_v7(),
+        "email": email,
+        "display_name": "Ada",
+        "locale": "en-GB",
+        "created_at": "2026-11-23T10:00:00Z",
+    }))
+    .expect("a valid user.created v2")
+}
+
+/// Consumer options for tests: short fetch expiry so shutdowns are quick, fast retries.
+pub(crate) fn quick() -> eventhub::ConsumerOptions {
+    eventhub::ConsumerOptions::default()
+        .fetch_expires(std::time::Duration::from_millis(300))
+        .backoff(eventhub::Backoff::schedule([
+            std::time::Duration::from_millis(50),
+        ]))
+}
+
+/// Waits for the next item of `rx`, failing the test after `secs` seconds.
+pub(crate) async fn next<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>, secs: u64) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(secs), rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("nothing arrived within {secs}s"))
+        .expect("channel closed")
+}
+
+/// Watches the dead-letter stream: yields entries once they are stored.
+pub(crate) struct DlqWatch {
+    messages: async_nats::jetstream::consumer::pull::Ordered,
+}
+
+impl DlqWatch {
+    /// Starts watching (the topology must be provisioned).
+    pub(crate) async fn start(client: &Client) -> Self {
+        let stream = client
+            .jetstream()
+            .get_stream(eventhub::DLQ_STREAM)
+            .await
+            .expect("the DLQ stream");
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+            .await
+            .expect("an ordered consumer on the DLQ");
+        Self {
+            messages: consumer.messages().await.expect("DLQ messages"),
+        }
+    }
+
+    /// The next stored entry, failing the test after `secs` seconds.
+    pub(crate) async fn next(&mut self, secs: u64) -> async_nats::jetstream::Message {
+        use futures::StreamExt;
+        tokio::time::timeout(std::time::Duration::from_secs(secs), self.messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("no dead letter within {secs}s"))
+            .expect("DLQ watch ended")
+            .expect("DLQ watch failed")
+    }
+}
+
+/// The durable's ack-pending and pending counts, from the server.
+pub(crate) async fn consumer_counts(client: &Client, stream: &str, name: &str) -> (usize, u64) {
+    let stream = client.jetstream().get_stream(stream).await.unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer(name).await.unwrap();
+    let info = consumer.info().await.unwrap();
+    (info.num_ack_pending, info.num_pending)
+}

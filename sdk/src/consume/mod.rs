@@ -1,0 +1,796 @@
+//! Durable consumers: typed handlers with ack, retry with backoff, max-deliver and dead letters.
+//!
+//! [`Client::consumer`] creates (or updates) a durable pull consumer for one event version or a
+//! whole family; [`Consumer::spawn`] or [`Consumer::run`] runs a handler on every event:
+//!
+//! | handler outcome | what happens |
+//! |---|---|
+//! | `Ok(())` | ack |
+//! | retryable error, panic, timeout | `Nak` with the backoff delay; on the last allowed delivery: dead letter |
+//! | [`HandlerError::reject`] | dead letter now (reason `rejected`) |
+//! | payload does not decode | dead letter now (reason `poison`), the handler never sees it |
+//!
+//! A dead letter is acknowledged by the dead-letter stream before the event is `Term`ed, so an
+//! event leaves its consumer only once it is stored elsewhere.
+
+mod handler;
+mod options;
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::{self, AckKind};
+use chrono::{DateTime, Utc};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument;
+
+use crate::client::Client;
+use crate::dlq::{self, DeadLetterReason};
+use crate::envelope::{Envelope, Metadata, header, headers};
+use crate::error::{ConsumeError, ConsumeErrorKind};
+use crate::event::{Consumable, RawEvent, parse_subject};
+use crate::publish::Publisher;
+
+pub use handler::HandlerError;
+pub use options::{Backoff, ConsumerOptions, StartFrom};
+
+/// Metadata key marking consumers eventhub manages.
+const MANAGED: &str = "eventhub.managed";
+
+impl Client {
+    /// Creates or updates the durable consumer of `E` for this service and returns it, ready
+    /// to run a handler. `E` is one event version (`events::user::CreatedV2`) or a family
+    /// (`events::user::Created`: every version, as an enum).
+    ///
+    /// Updating applies the new ack wait, max deliver, max ack pending and filter subjects;
+    /// where a durable starts ([`StartFrom`]) is fixed when it is created.
+    pub async fn consumer<E: Consumable>(
+        &self,
+        options: ConsumerOptions,
+    ) -> Result<Consumer<E>, ConsumeError> {
+        let name = options
+            .name
+            .clone()
+            .unwrap_or_else(|| options::default_name(self.service(), E::FAMILY.event_type));
+        validate(&name, &options)?;
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!(
+                "eventhub: {} handles {}",
+                self.service(),
+                E::FAMILY.event_type
+            )),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: options.ack_wait,
+            max_deliver: i64::from(options.max_deliver),
+            max_ack_pending: i64::from(options.max_ack_pending),
+            filter_subjects: E::FAMILY.subjects.iter().map(|s| s.to_string()).collect(),
+            deliver_policy: match options.start_from {
+                StartFrom::All => DeliverPolicy::All,
+                StartFrom::New => DeliverPolicy::New,
+            },
+            metadata: [
+                (MANAGED.to_string(), "true".to_string()),
+                ("eventhub.service".to_string(), self.service().to_string()),
+                (
+                    "eventhub.event_type".to_string(),
+                    E::FAMILY.event_type.to_string(),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let pull = ensure(self, E::FAMILY.stream, &config).await?;
+        Ok(Consumer {
+            client: self.clone(),
+            name,
+            stream: E::FAMILY.stream,
+            config,
+            options,
+            pull,
+            _event: PhantomData,
+        })
+    }
+}
+
+fn validate(name: &str, options: &ConsumerOptions) -> Result<(), ConsumeError> {
+    let invalid = |what: String| Err(ConsumeError::new(ConsumeErrorKind::InvalidConfig, what));
+    if name.is_empty()
+        || name.len() > 200
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return invalid(format!(
+            "consumer name `{name}` is invalid: use letters, digits, `-` and `_`"
+        ));
+    }
+    if options.concurrency == 0 {
+        return invalid(format!("consumer {name}: concurrency must be at least 1"));
+    }
+    if options.max_deliver == 0 {
+        return invalid(format!(
+            "consumer {name}: max_deliver must be at least 1 (events that keep failing go to \
+             the dead letters after that many deliveries)"
+        ));
+    }
+    if options.ack_wait < Duration::from_millis(100) {
+        return invalid(format!(
+            "consumer {name}: ack_wait {:?} is too short (at least 100ms)",
+            options.ack_wait
+        ));
+    }
+    Ok(())
+}
+
+async fn ensure(
+    client: &Client,
+    stream: &str,
+    config: &consumer::pull::Config,
+) -> Result<PullConsumer, ConsumeError> {
+    let name = config.durable_name.as_deref().unwrap_or_default();
+    let stream_handle = client.jetstream().get_stream(stream).await.map_err(|e| {
+        use async_nats::jetstream::context::GetStreamErrorKind as K;
+        match e.kind() {
+            K::JetStream(_) => ConsumeError::with_source(
+                ConsumeErrorKind::NoStream,
+                format!(
+                    "stream {stream} (for consumer {name}) does not exist: provision the \
+                     topology first (Client::provision, or `eventhub topology apply`)"
+                ),
+                e,
+            ),
+            _ => ConsumeError::with_source(
+                ConsumeErrorKind::Unreachable,
+                format!("cannot look up stream {stream} at {}", client.url()),
+                e,
+            ),
+        }
+    })?;
+    stream_handle
+        .create_consumer(config.clone())
+        .await
+        .map_err(|e| {
+            use async_nats::jetstream::stream::ConsumerErrorKind as K;
+            match e.kind() {
+                K::TimedOut | K::Request => ConsumeError::with_source(
+                    ConsumeErrorKind::Unreachable,
+                    format!(
+                        "cannot create consumer {name} on {stream} at {}",
+                        client.url()
+                    ),
+                    e,
+                ),
+                _ => ConsumeError::with_source(
+                    ConsumeErrorKind::InvalidConfig,
+                    format!(
+                        "the server refused consumer {name} on {stream} (an existing durable \
+                         with a different start position must be deleted to change it)"
+                    ),
+                    e,
+                ),
+            }
+        })
+}
+
+/// A durable consumer of `E`, created by [`Client::consumer`]; run it with
+/// [`Consumer::spawn`] or [`Consumer::run`].
+#[derive(Debug)]
+pub struct Consumer<E> {
+    client: Client,
+    name: String,
+    stream: &'static str,
+    config: consumer::pull::Config,
+    options: ConsumerOptions,
+    pull: PullConsumer,
+    _event: PhantomData<fn() -> E>,
+}
+
+/// Counts of what a consumer did since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerStats {
+    /// Messages received.
+    pub received: u64,
+    /// Events handled successfully and acked.
+    pub handled: u64,
+    /// Failed attempts sent back for a retry (`Nak` with delay).
+    pub retried: u64,
+    /// Events moved to the dead letters (any reason).
+    pub dead_lettered: u64,
+    /// Of those, poison (undecodable) events.
+    pub poison: u64,
+    /// Handler panics (counted as retryable failures).
+    pub panics: u64,
+    /// Handler timeouts (counted as retryable failures).
+    pub timeouts: u64,
+    /// Replays from the dead letters meant for another consumer, acked unhandled.
+    pub replays_skipped: u64,
+    /// Events received but not handled because of a shutdown, returned at once for another
+    /// instance.
+    pub returned: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    handled: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    poison: AtomicU64,
+    panics: AtomicU64,
+    timeouts: AtomicU64,
+    replays_skipped: AtomicU64,
+    returned: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> ConsumerStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ConsumerStats {
+            received: get(&self.received),
+            handled: get(&self.handled),
+            retried: get(&self.retried),
+            dead_lettered: get(&self.dead_lettered),
+            poison: get(&self.poison),
+            panics: get(&self.panics),
+            timeouts: get(&self.timeouts),
+            replays_skipped: get(&self.replays_skipped),
+            returned: get(&self.returned),
+        }
+    }
+}
+
+/// A running consumer, from [`Consumer::spawn`].
+#[derive(Debug)]
+pub struct ConsumerHandle {
+    name: String,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<ConsumerStats>,
+    counters: Arc<Counters>,
+}
+
+impl ConsumerHandle {
+    /// The durable's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the consumer did so far.
+    pub fn stats(&self) -> ConsumerStats {
+        self.counters.snapshot()
+    }
+
+    /// Graceful shutdown: stops fetching, returns fetched events not yet started to the server
+    /// (for another instance), lets running handlers finish (up to
+    /// [`ConsumerOptions::shutdown_timeout`], then cancels them), and returns the final counts.
+    pub async fn shutdown(self) -> ConsumerStats {
+        let _ = self.shutdown.send(true);
+        match self.task.await {
+            Ok(stats) => stats,
+            Err(_) => self.counters.snapshot(),
+        }
+    }
+
+    /// Stops at once, like a crashed process: running handlers are dropped mid-work and
+    /// nothing more is acknowledged; the server delivers their events again after the ack
+    /// wait.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+struct Shared<F> {
+    client: Client,
+    publisher: Publisher,
+    name: String,
+    options: ConsumerOptions,
+    handler: F,
+    counters: Arc<Counters>,
+    workers: Semaphore,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl<E: Consumable> Consumer<E> {
+    /// The durable's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stream it reads.
+    pub fn stream(&self) -> &'static str {
+        self.stream
+    }
+
+    /// Runs `handler` on every event in the background.
+    pub fn spawn<F, Fut>(self, handler: F) -> ConsumerHandle
+    where
+        F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+    {
+        let (tx, rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let name = self.name.clone();
+        let task = tokio::spawn(self.run_loop(handler, rx, counters.clone()));
+        ConsumerHandle {
+            name,
+            shutdown: tx,
+            task,
+            counters,
+        }
+    }
+
+    /// Runs `handler` on every event until `shutdown` resolves (e.g.
+    /// `tokio::signal::ctrl_c()`), then shuts down gracefully (see
+    /// [`ConsumerHandle::shutdown`]) and returns the counts.
+    pub async fn run<F, Fut, S>(self, handler: F, shutdown: S) -> ConsumerStats
+    where
+        F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+        S: Future + Send,
+    {
+        let handle = self.spawn(handler);
+        shutdown.await;
+        handle.shutdown().await
+    }
+
+    async fn run_loop<F, Fut>(
+        self,
+        handler: F,
+        mut shutdown: watch::Receiver<bool>,
+        counters: Arc<Counters>,
+    ) -> ConsumerStats
+    where
+        F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+    {
+        let Consumer {
+            client,
+            name,
+            stream,
+            config,
+            options,
+            mut pull,
+            ..
+        } = self;
+        let held_max = options.concurrency + options.prefetch;
+        let held = Arc::new(Semaphore::new(held_max));
+        let shared = Arc::new(Shared {
+            publisher: client.publisher(),
+            client: client.clone(),
+            name: name.clone(),
+            workers: Semaphore::new(options.concurrency),
+            options: options.clone(),
+            handler,
+            counters: counters.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let mut tasks = JoinSet::new();
+        let mut failures = 0u32;
+        tracing::info!(consumer = %name, stream, "eventhub consumer started");
+        'fetch: loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let first = tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => break 'fetch,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue 'fetch,
+                permit = held.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break 'fetch,
+                },
+            };
+            let mut permits = vec![first];
+            while permits.len() < held_max {
+                match held.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let batch = pull
+                .batch()
+                .max_messages(permits.len())
+                .expires(options.fetch_expires)
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    drop(permits);
+                    failures += 1;
+                    tracing::warn!(consumer = %name, "eventhub pull request failed: {e}; retrying");
+                    let pause = Duration::from_millis(100 * 2u64.pow(failures.min(5)));
+                    tokio::select! {
+                        () = stopped(&mut shutdown) => break 'fetch,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    // The durable may be gone (deleted, or a server restarted on an empty
+                    // store): create it again.
+                    if let Ok(p) = ensure(&client, stream, &config).await {
+                        pull = p;
+                    }
+                    continue 'fetch;
+                }
+            };
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    next = batch.next() => match next {
+                        None => break,
+                        Some(Ok(message)) => {
+                            failures = 0;
+                            Counters::bump(&counters.received);
+                            let Some(permit) = permits.pop() else {
+                                // A batch never exceeds its size; return the surplus anyway.
+                                tasks.spawn(give_back(message, counters.clone()));
+                                continue;
+                            };
+                            if *shutdown.borrow() {
+                                drop(permit);
+                                tasks.spawn(give_back(message, counters.clone()));
+                            } else {
+                                tasks.spawn(process::<E, F, Fut>(shared.clone(), message, permit));
+                            }
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(consumer = %name, "eventhub pull request ended: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(options.shutdown_timeout, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                consumer = %name,
+                running = tasks.len(),
+                "eventhub consumer: handlers still running after the shutdown timeout of {:?} \
+                 were cancelled; their events will be delivered again",
+                options.shutdown_timeout
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        // Acks are fire-and-forget: make sure they left before returning.
+        let _ = client.nats().flush().await;
+        let stats = counters.snapshot();
+        tracing::info!(consumer = %name, ?stats, "eventhub consumer stopped");
+        stats
+    }
+}
+
+/// Returns a message that will not be handled here (shutdown) to the server at once.
+async fn give_back(message: jetstream::Message, counters: Arc<Counters>) {
+    Counters::bump(&counters.returned);
+    if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+        tracing::debug!(
+            "eventhub: returning a message failed ({e}); it is redelivered after the ack wait"
+        );
+    }
+}
+
+/// What came of one handler run.
+enum Outcome {
+    Handled,
+    Failed(crate::HandlerError),
+    Panicked(String),
+    TimedOut(Duration),
+}
+
+async fn process<E, F, Fut>(
+    shared: Arc<Shared<F>>,
+    message: jetstream::Message,
+    held: OwnedSemaphorePermit,
+) where
+    E: Consumable,
+    F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+{
+    let _held = held;
+    let (stream, sequence, delivered, published) = match message.info() {
+        Ok(info) => (
+            info.stream.to_string(),
+            info.stream_sequence,
+            u64::try_from(info.delivered).unwrap_or(1),
+            info.published,
+        ),
+        Err(e) => {
+            tracing::warn!(consumer = %shared.name, "eventhub: not a JetStream message ({e}); ignored");
+            return;
+        }
+    };
+    let hdrs = message.headers.as_ref();
+    let counters = &shared.counters;
+
+    if let Some(target) = header(hdrs, headers::REPLAY_FOR)
+        && target != shared.name
+    {
+        Counters::bump(&counters.replays_skipped);
+        let _ = message.ack().await;
+        return;
+    }
+
+    let failed = dlq::Failed {
+        subject: message.subject.as_str(),
+        headers: hdrs,
+        payload: message.payload.clone(),
+        stream: &stream,
+        sequence,
+        consumer: &shared.name,
+        deliveries: delivered,
+    };
+
+    // Decode before waiting for a worker: a poison message is set aside at once.
+    let decoded = match parse_subject(message.subject.as_str()) {
+        Some((ty, version)) if ty == E::FAMILY.event_type => {
+            let raw = RawEvent {
+                content_type: header(hdrs, headers::CONTENT_TYPE),
+                payload: &message.payload,
+            };
+            E::decode(version, &raw)
+                .map(|event| (event, version))
+                .map_err(|e| format!("{}: {e}", message.subject))
+        }
+        Some((ty, _)) => Err(format!(
+            "event type `{ty}` on `{}` is not {} (the only type this consumer decodes)",
+            message.subject,
+            E::FAMILY.event_type
+        )),
+        None => Err(format!(
+            "`{}` is not an event subject (events.<type>.v<N>)",
+            message.subject
+        )),
+    };
+    let (event, version) = match decoded {
+        Ok(ok) => ok,
+        Err(error) => {
+            Counters::bump(&counters.poison);
+            dead_letter(&shared, &message, &failed, DeadLetterReason::Poison, &error).await;
+            return;
+        }
+    };
+
+    let period = (shared.options.ack_wait / 2).max(Duration::from_millis(50));
+    let mut keep_alive = tokio::time::interval_at(Instant::now() + period, period);
+    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    // Wait for a free handler, keeping the message alive meanwhile.
+    let mut shutdown = shared.shutdown.clone();
+    let _worker = loop {
+        tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => {
+                give_back(message, shared.counters.clone()).await;
+                return;
+            }
+            permit = shared.workers.acquire() => match permit {
+                Ok(p) => break p,
+                Err(_) => return,
+            },
+            _ = keep_alive.tick() => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+
+    let meta = metadata(
+        &message,
+        hdrs,
+        E::FAMILY.event_type,
+        version,
+        stream.clone(),
+        sequence,
+        delivered,
+        published,
+    );
+    let span = tracing::info_span!(
+        "eventhub.handle",
+        consumer = %shared.name,
+        event.id = %meta.id,
+        event.r#type = E::FAMILY.event_type,
+        event.version = version,
+        subject = %message.subject,
+        stream = %stream,
+        stream.sequence = sequence,
+        delivered,
+        correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
+    );
+    let envelope = Envelope::new(event, meta, &shared.publisher);
+    let run = AssertUnwindSafe((shared.handler)(envelope).instrument(span.clone())).catch_unwind();
+    tokio::pin!(run);
+    let timeout = shared.options.handler_timeout;
+    let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(deadline);
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            result = &mut run => break match result {
+                Ok(Ok(())) => Outcome::Handled,
+                Ok(Err(e)) => Outcome::Failed(e),
+                Err(panic) => Outcome::Panicked(panic_message(panic.as_ref())),
+            },
+            () = &mut deadline, if timeout.is_some() => {
+                break Outcome::TimedOut(timeout.unwrap_or_default());
+            }
+            _ = keep_alive.tick() => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+    settle(&shared, &message, &failed, outcome)
+        .instrument(span)
+        .await;
+}
+
+/// Acks, retries or dead-letters a handled message according to the outcome.
+async fn settle<F>(
+    shared: &Shared<F>,
+    message: &jetstream::Message,
+    failed: &dlq::Failed<'_>,
+    outcome: Outcome,
+) {
+    let counters = &shared.counters;
+    let delivered = failed.deliveries;
+    let (error, delay) = match outcome {
+        Outcome::Handled => {
+            match message.ack().await {
+                Ok(()) => Counters::bump(&counters.handled),
+                Err(e) => {
+                    tracing::warn!("eventhub: ack failed ({e}); the event will be delivered again")
+                }
+            }
+            return;
+        }
+        Outcome::Failed(e) if !e.is_retryable() => {
+            let error = e.to_string();
+            dead_letter(shared, message, failed, DeadLetterReason::Rejected, &error).await;
+            return;
+        }
+        Outcome::Failed(e) => (e.to_string(), e.delay()),
+        Outcome::Panicked(msg) => {
+            Counters::bump(&counters.panics);
+            (format!("handler panicked: {msg}"), None)
+        }
+        Outcome::TimedOut(t) => {
+            Counters::bump(&counters.timeouts);
+            (format!("handler timed out after {t:?}"), None)
+        }
+    };
+    let max = u64::from(shared.options.max_deliver);
+    if delivered >= max {
+        let error = format!("delivery {delivered} of {max} failed: {error}");
+        dead_letter(
+            shared,
+            message,
+            failed,
+            DeadLetterReason::MaxDeliver,
+            &error,
+        )
+        .await;
+        return;
+    }
+    let delay = delay.unwrap_or_else(|| shared.options.backoff.delay(delivered));
+    tracing::warn!(
+        "eventhub: delivery {delivered} of {max} failed, retrying in {delay:?}: {error}"
+    );
+    Counters::bump(&counters.retried);
+    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+        tracing::warn!(
+            "eventhub: nak failed ({e}); the event is delivered again after the ack wait"
+        );
+    }
+}
+
+/// Moves a message to the dead letters: stores the entry, waits for its ack, then `Term`s the
+/// original. If the entry cannot be stored, the message is `Nak`ed and stays in its stream.
+async fn dead_letter<F>(
+    shared: &Shared<F>,
+    message: &jetstream::Message,
+    failed: &dlq::Failed<'_>,
+    reason: DeadLetterReason,
+    error: &str,
+) {
+    let mut last_error = None;
+    for attempt in 0..3u32 {
+        match dlq::write(&shared.client, failed, &reason, error).await {
+            Ok(id) => {
+                tracing::error!(
+                    consumer = %shared.name,
+                    dead_letter = id,
+                    %reason,
+                    "eventhub: {} #{} ({}) dead-lettered after {} deliveries: {error}",
+                    failed.stream,
+                    failed.sequence,
+                    failed.subject,
+                    failed.deliveries,
+                );
+                Counters::bump(&shared.counters.dead_lettered);
+                if let Err(e) = message.ack_with(AckKind::Term).await {
+                    tracing::warn!(
+                        "eventhub: term after dead-lettering failed ({e}); a redelivery will find the entry already stored"
+                    );
+                }
+                return;
+            }
+            Err(e) => {
+                last_error = Some(e);
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+        }
+    }
+    let delay = shared.options.backoff.delay(failed.deliveries);
+    tracing::error!(
+        consumer = %shared.name,
+        "eventhub: could not dead-letter {} #{} ({}), keeping it for redelivery in {delay:?}: {}",
+        failed.stream,
+        failed.sequence,
+        failed.subject,
+        last_error.map(|e| e.to_string()).unwrap_or_default(),
+    );
+    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn metadata(
+    message: &jetstream::Message,
+    hdrs: Option<&async_nats::HeaderMap>,
+    event_type: &str,
+    version: u32,
+    stream: String,
+    sequence: u64,
+    delivered: u64,
+    published: DateTime<Utc>,
+) -> Metadata {
+    let owned = |name: &str| header(hdrs, name).map(str::to_string);
+    Metadata {
+        id: owned(headers::ID)
+            .or_else(|| owned(headers::MSG_ID))
+            .unwrap_or_else(|| format!("{stream}:{sequence}")),
+        event_type: event_type.to_string(),
+        version,
+        source: owned(headers::SOURCE),
+        time: header(hdrs, headers::TIME)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(published),
+        subject: message.subject.to_string(),
+        stream,
+        sequence,
+        delivered,
+        correlation_id: owned(headers::CORRELATION_ID),
+        causation_id: owned(headers::CAUSATION_ID),
+        headers: hdrs.cloned().unwrap_or_default(),
+    }
+}
+
+/// Resolves once a shutdown is requested (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}

@@ -1,0 +1,278 @@
+//! How a consumer behaves: delivery limits, concurrency, retry schedule, timeouts.
+
+use std::time::Duration;
+
+/// When a retryable failure is tried again. The SDK computes the delay from the delivery count
+/// and sends it with the `Nak` (JetStream's own consumer `backoff` only applies to ack-wait
+/// expiry, not to a `Nak`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backoff {
+    /// `initial × multiplier^(attempt-1)`, capped at `max`, plus a random extra of up to
+    /// `jitter × delay` (jitter only adds, so a delay is never shorter than configured).
+    Exponential {
+        /// Delay after the first failed attempt.
+        initial: Duration,
+        /// Largest delay.
+        max: Duration,
+        /// Growth factor per attempt.
+        multiplier: f64,
+        /// Fraction of the delay added at random, `0.0..=1.0`, so that instances retrying
+        /// the same failure spread out.
+        jitter: f64,
+    },
+    /// Fixed delays: the n-th failed attempt waits `delays[n-1]`; attempts past the end use
+    /// the last one. An empty list retries at once.
+    Schedule(Vec<Duration>),
+}
+
+impl Default for Backoff {
+    /// 1 s, 2 s, 4 s … up to 60 s, with 20 % jitter.
+    fn default() -> Self {
+        Backoff::Exponential {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl Backoff {
+    /// A fixed schedule, e.g. `Backoff::schedule([ms(100), ms(500), s(2)])`.
+    pub fn schedule(delays: impl IntoIterator<Item = Duration>) -> Self {
+        Backoff::Schedule(delays.into_iter().collect())
+    }
+
+    /// The configured delay after failed attempt number `attempt` (1 for the first delivery),
+    /// before jitter.
+    pub fn base_delay(&self, attempt: u64) -> Duration {
+        let attempt = attempt.max(1);
+        match self {
+            Backoff::Exponential {
+                initial,
+                max,
+                multiplier,
+                ..
+            } => {
+                let exp = i32::try_from(attempt - 1).unwrap_or(i32::MAX);
+                let secs = initial.as_secs_f64() * multiplier.max(1.0).powi(exp);
+                if !secs.is_finite() || secs >= max.as_secs_f64() {
+                    *max
+                } else {
+                    Duration::from_secs_f64(secs)
+                }
+            }
+            Backoff::Schedule(delays) => {
+                let i = usize::try_from(attempt - 1).unwrap_or(usize::MAX);
+                delays
+                    .get(i)
+                    .or(delays.last())
+                    .copied()
+                    .unwrap_or(Duration::ZERO)
+            }
+        }
+    }
+
+    /// The delay to send with the `Nak` of failed attempt `attempt`: the base delay plus
+    /// jitter.
+    pub fn delay(&self, attempt: u64) -> Duration {
+        let base = self.base_delay(attempt);
+        match self {
+            Backoff::Exponential { jitter, .. } if *jitter > 0.0 => {
+                base + base.mul_f64(jitter.min(1.0) * fastrand::f64())
+            }
+            _ => base,
+        }
+    }
+}
+
+/// Where a newly created durable starts. Applies only when the durable is first created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// Every event still in the stream.
+    #[default]
+    All,
+    /// Only events published after the durable is created.
+    New,
+}
+
+/// Settings of a durable consumer. Build with [`ConsumerOptions::default`] and the setters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerOptions {
+    /// The durable's name. Default: `<service>__<event type with . and - as _>`, e.g.
+    /// `payments__user_created`. Instances of a service share the durable and so the work;
+    /// another service gets its own and so every event.
+    pub name: Option<String>,
+    /// How long the server waits for an ack before delivering again. Long handlers are kept
+    /// alive with in-progress acks every `ack_wait / 2`. Default 30 s.
+    pub ack_wait: Duration,
+    /// Deliveries before an event goes to the dead letters, the first included. Default 5.
+    pub max_deliver: u32,
+    /// Unacknowledged events the server lets this durable hold (across all instances);
+    /// further deliveries wait. Default 1000.
+    pub max_ack_pending: u32,
+    /// Handlers running at once in this instance. Default 8. Above 1, events are not handled
+    /// in order.
+    pub concurrency: usize,
+    /// Events fetched ahead of free handlers, per instance. They are kept alive with
+    /// in-progress acks while they wait. Default 64.
+    pub prefetch: usize,
+    /// When a retryable failure is tried again.
+    pub backoff: Backoff,
+    /// A handler running longer is cancelled and its event retried. Default 60 s; `None`
+    /// waits forever (in-progress acks keep it from being redelivered).
+    pub handler_timeout: Option<Duration>,
+    /// How long [`ConsumerHandle::shutdown`](super::ConsumerHandle::shutdown) waits for
+    /// running handlers before cancelling them. Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// How long one pull request waits on the server for events; also bounds how long a
+    /// shutdown waits for events already on their way. Default 2 s.
+    pub fetch_expires: Duration,
+    /// Where a new durable starts. Default: every event in the stream.
+    pub start_from: StartFrom,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            name: None,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            max_ack_pending: 1000,
+            concurrency: 8,
+            prefetch: 64,
+            backoff: Backoff::default(),
+            handler_timeout: Some(Duration::from_secs(60)),
+            shutdown_timeout: Duration::from_secs(30),
+            fetch_expires: Duration::from_secs(2),
+            start_from: StartFrom::All,
+        }
+    }
+}
+
+impl ConsumerOptions {
+    /// Sets the durable name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the ack wait.
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Sets the maximum number of deliveries.
+    pub fn max_deliver(mut self, max_deliver: u32) -> Self {
+        self.max_deliver = max_deliver;
+        self
+    }
+
+    /// Sets the maximum of unacknowledged events.
+    pub fn max_ack_pending(mut self, max_ack_pending: u32) -> Self {
+        self.max_ack_pending = max_ack_pending;
+        self
+    }
+
+    /// Sets how many handlers run at once.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Sets how many events are fetched ahead of free handlers.
+    pub fn prefetch(mut self, prefetch: usize) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
+    /// Sets the retry schedule.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the handler timeout.
+    pub fn handler_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handler_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a shutdown waits for running handlers.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets how long one pull request waits on the server.
+    pub fn fetch_expires(mut self, expires: Duration) -> Self {
+        self.fetch_expires = expires;
+        self
+    }
+
+    /// Sets where a new durable starts.
+    pub fn start_from(mut self, start_from: StartFrom) -> Self {
+        self.start_from = start_from;
+        self
+    }
+}
+
+/// The default durable name of `service` consuming `event_type`.
+pub(crate) fn default_name(service: &str, event_type: &str) -> String {
+    let ty: String = event_type
+        .chars()
+        .map(|c| if c == '.' || c == '-' { '_' } else { c })
+        .collect();
+    format!("{service}__{ty}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn exponential_backoff_grows_caps_and_only_adds_jitter() {
+        let b = Backoff::Exponential {
+            initial: MS(100),
+            max: MS(1000),
+            multiplier: 2.0,
+            jitter: 0.5,
+        };
+        assert_eq!(b.base_delay(1), MS(100));
+        assert_eq!(b.base_delay(2), MS(200));
+        assert_eq!(b.base_delay(4), MS(800));
+        assert_eq!(b.base_delay(5), MS(1000));
+        assert_eq!(b.base_delay(u64::MAX), MS(1000));
+        for attempt in 1..6 {
+            for _ in 0..100 {
+                let d = b.delay(attempt);
+                let base = b.base_delay(attempt);
+                assert!(d >= base && d <= base + base / 2, "{d:?} vs {base:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_schedule_repeats_its_last_delay() {
+        let b = Backoff::schedule([MS(10), MS(50)]);
+        assert_eq!(b.delay(1), MS(10));
+        assert_eq!(b.delay(2), MS(50));
+        assert_eq!(b.delay(9), MS(50));
+        assert_eq!(Backoff::schedule([]).delay(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn default_names_are_valid_consumer_names() {
+        assert_eq!(
+            default_name("payments", "user.created"),
+            "payments__user_created"
+        );
+        assert_eq!(
+            default_name("admin", "payment.status-changed"),
+            "admin__payment_status_changed"
+        );
+    }
+}
