@@ -341,6 +341,8 @@ impl NatsServer {
             cmd.arg("--cluster")
                 .arg(format!("nats://127.0.0.1:{}", node.port));
             cmd.arg("--routes").arg(&node.routes);
+            // Readiness is read from the monitoring endpoint (`/jsz`).
+            cmd.arg("-m").arg("-1");
         } else if let Some(name) = &self.builder.name {
             cmd.args(["--server_name", name]);
         }
@@ -400,6 +402,41 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A plain HTTP/1.0 GET on loopback; returns the body.
+fn http_get(port: u16, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
+/// Whether a `/jsz` body shows a leader with `size - 1` current replicas.
+fn meta_group_complete(body: &str, size: usize) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    let meta = &v["meta_cluster"];
+    let replicas = meta["replicas"].as_array();
+    meta["leader"].as_str().is_some_and(|l| !l.is_empty())
+        && replicas.is_some_and(|r| {
+            r.len() + 1 >= size
+                && r.iter().all(|p| {
+                    p["current"].as_bool() == Some(true) && p["offline"].as_bool() != Some(true)
+                })
+        })
 }
 
 /// Routed nats-servers with JetStream clustering, on loopback.
@@ -465,13 +502,34 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Waits until a metadata leader is elected and sees every other node as a current peer:
+    /// before that, placing an R3 stream can fail with "no suitable peers".
     fn wait_for_leader(&self) -> Result<(), HarnessError> {
         for n in &self.nodes {
             n.log
                 .wait_for(START_TIMEOUT, |t| t.contains("metadata leader"))
                 .map_err(HarnessError)?;
         }
-        Ok(())
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            for n in &self.nodes {
+                match n.monitor_port.map(|p| http_get(p, "/jsz")) {
+                    Some(Ok(body)) if meta_group_complete(&body, self.nodes.len()) => {
+                        return Ok(());
+                    }
+                    Some(Ok(body)) => last = body,
+                    Some(Err(e)) => last = e,
+                    None => last = "a node has no monitoring port".to_string(),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(HarnessError(format!(
+            "the cluster's metadata group did not get {} current peers within {START_TIMEOUT:?}; \
+             last /jsz: {last}",
+            self.nodes.len()
+        )))
     }
 
     /// Client URLs of every node, comma-separated (what `NATS_URL` takes).
