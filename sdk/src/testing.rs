@@ -459,6 +459,20 @@ impl Cluster {
 
     /// [`Cluster::start`] returning the error.
     pub fn try_start(size: usize) -> Result<Cluster, HarnessError> {
+        // A pre-picked cluster port can be taken by another process before nats-server binds
+        // it: start again on fresh ports.
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(size) {
+                Err(HarnessError(e)) if attempt < 5 && e.contains("address already in use") => {
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(size: usize) -> Result<Cluster, HarnessError> {
         // JetStream clustering needs every route known at start, so the cluster ports are
         // chosen up front (the OS picks free ones; the window until nats-server binds them is
         // short).
