@@ -10,7 +10,9 @@ use eventhub::events::{payment, user};
 use eventhub::{Backoff, ConsumerOptions, HandlerError, PublishOptions};
 use tokio::sync::{Notify, mpsc};
 
-use crate::support::{connect, consumer_counts, next, quick, server_and_client, user_created_v2};
+use crate::support::{
+    connect, consumer_counts, next, quick, record, server_and_client, user_created_v2,
+};
 
 /// What a handler saw of one delivery.
 #[derive(Debug, Clone)]
@@ -58,18 +60,7 @@ async fn two_services_each_handle_every_event_once_and_instances_share_the_work(
     // profile: one instance. payments: two instances of one durable, one event at a time each;
     // instance A holds its first event until instance B has handled one, so both must work.
     let profile = connect(&server, "profile").await;
-    let (ptx, mut prx) = mpsc::unbounded_channel();
-    let profile_handle = profile
-        .consumer::<user::Created>(quick())
-        .await
-        .unwrap()
-        .spawn(move |env| {
-            let ptx = ptx.clone();
-            async move {
-                ptx.send(seen(&env)).unwrap();
-                Ok(())
-            }
-        });
+    let (profile_handle, mut prx) = record::<user::Created, _>(&profile, quick(), seen).await;
 
     let payments = connect(&server, "payments").await;
     let one_at_a_time = || quick().concurrency(1).prefetch(0);
@@ -328,18 +319,7 @@ async fn a_consumer_stopped_mid_handling_leaves_the_event_for_the_next_one() {
     crashed.abort();
 
     let again = connect(&server, "profile").await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let handle = again
-        .consumer::<user::CreatedV2>(options())
-        .await
-        .unwrap()
-        .spawn(move |env| {
-            let tx = tx.clone();
-            async move {
-                tx.send(seen(&env)).unwrap();
-                Ok(())
-            }
-        });
+    let (handle, mut rx) = record::<user::CreatedV2, _>(&again, options(), seen).await;
     let s = next(&mut rx, 10).await;
     assert_eq!((s.id.as_str(), s.delivered), (receipt.id.as_str(), 2));
     assert_eq!(handle.shutdown().await.handled, 1);
@@ -404,18 +384,8 @@ async fn graceful_shutdown_lets_running_handlers_finish_and_leaves_nothing_unack
     // have released the handed-back events.
     let restarted_at = Instant::now();
     let next_run = connect(&server, "profile").await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let handle = next_run
-        .consumer::<user::CreatedV2>(quick())
-        .await
-        .unwrap()
-        .spawn(move |env| {
-            let tx = tx.clone();
-            async move {
-                tx.send(env.meta().id.clone()).unwrap();
-                Ok(())
-            }
-        });
+    let (handle, mut rx) =
+        record::<user::CreatedV2, _>(&next_run, quick(), |env| env.meta().id.clone()).await;
     let mut rest = BTreeSet::new();
     for _ in 0..7 {
         rest.insert(next(&mut rx, 10).await);
@@ -434,18 +404,8 @@ async fn publishers_and_consumers_resume_after_a_server_restart() {
     let (mut server, client) = server_and_client("auth").await;
     client.provision().await.unwrap();
     let consumer_client = connect(&server, "profile").await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let handle = consumer_client
-        .consumer::<user::CreatedV2>(quick())
-        .await
-        .unwrap()
-        .spawn(move |env| {
-            let tx = tx.clone();
-            async move {
-                tx.send(env.meta().id.clone()).unwrap();
-                Ok(())
-            }
-        });
+    let (handle, mut rx) =
+        record::<user::CreatedV2, _>(&consumer_client, quick(), |env| env.meta().id.clone()).await;
     let mut published = BTreeSet::new();
     let publisher = client.publisher();
     for i in 0..5 {
@@ -499,18 +459,8 @@ async fn events_published_by_a_handler_carry_the_correlation_and_causation() {
             Ok(())
         });
     let admin = connect(&server, "admin").await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let admin_handle = admin
-        .consumer::<payment::Created>(quick())
-        .await
-        .unwrap()
-        .spawn(move |env| {
-            let tx = tx.clone();
-            async move {
-                tx.send(env.meta().clone()).unwrap();
-                Ok(())
-            }
-        });
+    let (admin_handle, mut rx) =
+        record::<payment::Created, _>(&admin, quick(), |env| env.meta().clone()).await;
     let flow = "signup-flow-42".to_string();
     let receipt = auth
         .publisher()

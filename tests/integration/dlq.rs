@@ -9,7 +9,7 @@ use eventhub::events::user;
 use eventhub::{DeadLetterFilter, DeadLetterReason, Event, HandlerError, Sweeper, headers};
 use tokio::sync::mpsc;
 
-use crate::support::{DlqWatch, connect, next, quick, server_and_client, user_created_v2};
+use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, user_created_v2};
 
 #[tokio::test]
 async fn an_always_failing_event_is_dead_lettered_after_max_deliver_and_replay_handles_it() {
@@ -37,18 +37,8 @@ async fn an_always_failing_event_is_dead_lettered_after_max_deliver_and_replay_h
         });
     // Another service handles the event fine and must not see the replay.
     let other = connect(&server, "payments").await;
-    let (otx, mut orx) = mpsc::unbounded_channel();
-    let other_handle = other
-        .consumer::<user::CreatedV2>(quick())
-        .await
-        .unwrap()
-        .spawn(move |env| {
-            let otx = otx.clone();
-            async move {
-                otx.send(env.meta().id.clone()).unwrap();
-                Ok(())
-            }
-        });
+    let (other_handle, mut orx) =
+        record::<user::CreatedV2, _>(&other, quick(), |env| env.meta().id.clone()).await;
 
     let event = user_created_v2("doomed@example.com");
     let receipt = client.publisher().publish(&event).await.unwrap();
@@ -169,18 +159,9 @@ async fn a_rejected_event_is_dead_lettered_at_once() {
 async fn poison_payloads_are_dead_lettered_after_one_delivery_and_good_events_flow() {
     let (_server, client) = server_and_client("profile").await;
     client.provision().await.unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let handle = client
-        .consumer::<user::Created>(quick().concurrency(1))
-        .await
-        .unwrap()
-        .spawn(move |env| {
-            let tx = tx.clone();
-            async move {
-                tx.send(env.meta().id.clone()).unwrap();
-                Ok(())
-            }
-        });
+    let (handle, mut rx) =
+        record::<user::Created, _>(&client, quick().concurrency(1), |env| env.meta().id.clone())
+            .await;
     let js = client.jetstream();
     let raw = |subject: &'static str, id: &str, payload: &'static [u8]| {
         let mut h = HeaderMap::new();
@@ -289,18 +270,12 @@ async fn the_sweeper_dead_letters_an_event_whose_consumer_died_on_its_last_attem
 
     // The process restarts: its new instance pulls, the server finds the event out of
     // deliveries and says so in an advisory, and the sweeper dead-letters it.
-    let (ntx, mut nrx) = mpsc::unbounded_channel();
-    let restarted = client
-        .consumer::<user::CreatedV2>(quick().max_deliver(2).ack_wait(Duration::from_secs(1)))
-        .await
-        .unwrap()
-        .spawn(move |env| {
-            let ntx = ntx.clone();
-            async move {
-                ntx.send(env.meta().id.clone()).unwrap();
-                Ok(())
-            }
-        });
+    let (restarted, mut nrx) = record::<user::CreatedV2, _>(
+        &client,
+        quick().max_deliver(2).ack_wait(Duration::from_secs(1)),
+        |env| env.meta().id.clone(),
+    )
+    .await;
     let m = dlq.next(20).await;
     let h = m.headers.clone().unwrap();
     assert_eq!(h.get(headers::DLQ_REASON).unwrap().as_str(), "max-deliver");

@@ -105,3 +105,29 @@ pub(crate) async fn consumer_counts(client: &Client, stream: &str, name: &str) -
     let info = consumer.info().await.unwrap();
     (info.num_ack_pending, info.num_pending)
 }
+
+/// Runs a consumer of `E` whose handler acks every event and reports `what(envelope)` on the
+/// returned channel.
+pub(crate) async fn record<E, T>(
+    client: &Client,
+    options: eventhub::ConsumerOptions,
+    what: fn(&eventhub::Envelope<E>) -> T,
+) -> (
+    eventhub::ConsumerHandle,
+    tokio::sync::mpsc::UnboundedReceiver<T>,
+)
+where
+    E: eventhub::Consumable,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = client
+        .consumer::<E>(options)
+        .await
+        .expect("create the consumer")
+        .spawn(move |env| {
+            let _ = tx.send(what(&env));
+            async { Ok(()) }
+        });
+    (handle, rx)
+}
