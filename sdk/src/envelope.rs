@@ -11,8 +11,7 @@ use std::ops::Deref;
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
 
-use crate::event::Event;
-use crate::publish::Publisher;
+use crate::publish::{Publisher, Target};
 
 /// Header names.
 pub mod headers {
@@ -171,11 +170,11 @@ pub(crate) struct OutgoingHeaders<'a> {
 }
 
 impl OutgoingHeaders<'_> {
-    pub(crate) fn build<E: Event>(&self) -> HeaderMap {
+    pub(crate) fn build(&self, target: &Target) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(headers::SPECVERSION, "1.0");
         h.insert(headers::ID, self.id);
-        h.insert(headers::TYPE, E::TYPE);
+        h.insert(headers::TYPE, target.event_type);
         h.insert(headers::SOURCE, self.source);
         h.insert(
             headers::TIME,
@@ -183,7 +182,7 @@ impl OutgoingHeaders<'_> {
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
                 .as_str(),
         );
-        h.insert(headers::DATASCHEMA, E::SCHEMA_ID);
+        h.insert(headers::DATASCHEMA, target.schema_id);
         h.insert(headers::CONTENT_TYPE, JSON);
         h.insert(headers::CORRELATION_ID, self.correlation_id);
         if let Some(c) = self.causation_id {

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::client::Client;
 use crate::envelope::{OutgoingHeaders, new_event_id, wire_size};
 use crate::error::{PublishError, PublishErrorKind};
-use crate::event::Event;
+use crate::event::{Event, EventInfo};
 
 /// JetStream's error code for a message above the stream's `max_msg_size`.
 const MESSAGE_TOO_LARGE: u64 = 10054;
@@ -106,19 +106,48 @@ impl Publisher {
     ) -> Result<Receipt, PublishError> {
         let mut options = options;
         let id = options.id.get_or_insert_with(new_event_id).clone();
+        let target = Target::of::<E>();
+        let payload = target.encode(event, &id)?;
+        self.publish_encoded(target, payload, options).await
+    }
+
+    /// Publishes a JSON payload as an event of the catalog (`info` from
+    /// [`events::CATALOG`](crate::events::CATALOG)), with the same headers, checks and retries
+    /// as [`Publisher::publish_with`]. For tools that handle events without their Rust types
+    /// (the `eventhub` CLI); the payload is sent as given: validate it against `info.schema`
+    /// first.
+    pub async fn publish_json(
+        &self,
+        info: &EventInfo,
+        payload: &serde_json::Value,
+        options: PublishOptions,
+    ) -> Result<Receipt, PublishError> {
+        let mut options = options;
+        let id = options.id.get_or_insert_with(new_event_id).clone();
+        let target = Target::from_info(info);
+        let payload = target.encode(payload, &id)?;
+        self.publish_encoded(target, payload, options).await
+    }
+
+    async fn publish_encoded(
+        &self,
+        target: Target,
+        payload: Bytes,
+        mut options: PublishOptions,
+    ) -> Result<Receipt, PublishError> {
         options.time.get_or_insert_with(Utc::now);
         let span = tracing::debug_span!(
             "eventhub.publish",
-            event.id = %id,
-            event.r#type = E::TYPE,
-            event.version = E::VERSION,
-            subject = E::SUBJECT,
+            event.id = options.id.as_deref().unwrap_or_default(),
+            event.r#type = target.event_type,
+            event.version = target.version,
+            subject = target.subject,
         );
         async move {
             let attempts = self.client.publish_attempts();
             let mut attempt = 1;
             loop {
-                let result = match self.send(event, options.clone()).await {
+                let result = match self.send_encoded(target, payload.clone(), &options).await {
                     Ok(pending) => pending.wait().await,
                     Err(e) => Err(e),
                 };
@@ -154,16 +183,22 @@ impl Publisher {
     async fn send<E: Event>(
         &self,
         event: &E,
-        options: PublishOptions,
+        mut options: PublishOptions,
     ) -> Result<PendingAck, PublishError> {
-        let id = options.id.unwrap_or_else(new_event_id);
-        let payload = serde_json::to_vec(event).map_err(|e| {
-            PublishError::with_source(
-                PublishErrorKind::Encode,
-                format!("cannot encode {} v{} (id {id})", E::TYPE, E::VERSION),
-                e,
-            )
-        })?;
+        let id = options.id.get_or_insert_with(new_event_id).clone();
+        let target = Target::of::<E>();
+        let payload = target.encode(event, &id)?;
+        self.send_encoded(target, payload, &options).await
+    }
+
+    /// Sends an encoded event; `options.id` is set by the caller.
+    async fn send_encoded(
+        &self,
+        target: Target,
+        payload: Bytes,
+        options: &PublishOptions,
+    ) -> Result<PendingAck, PublishError> {
+        let id = options.id.clone().unwrap_or_else(new_event_id);
         let correlation = options
             .correlation_id
             .as_deref()
@@ -180,19 +215,21 @@ impl Publisher {
             correlation_id: correlation,
             causation_id: causation,
         }
-        .build::<E>();
-        self.check_size::<E>(&id, payload.len(), wire_size(&headers))?;
+        .build(&target);
+        self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
         let sent_at = Instant::now();
         let ack = self
             .client
             .jetstream()
-            .publish_with_headers(E::SUBJECT, headers, Bytes::from(payload))
+            .publish_with_headers(target.subject, headers, payload)
             .await
-            .map_err(|e| self.map_error::<E>(e, &id, sent_at))?;
+            .map_err(|e| {
+                map_publish_error(&self.client, e, target.subject, target.stream, &id, sent_at)
+            })?;
         Ok(PendingAck {
             id,
-            subject: E::SUBJECT,
-            stream: E::STREAM,
+            subject: target.subject,
+            stream: target.stream,
             ack,
             sent_at,
             client: self.client.clone(),
@@ -200,8 +237,9 @@ impl Publisher {
     }
 
     /// Refuses an event the server or the stream would refuse, naming the limit.
-    fn check_size<E: Event>(
+    fn check_size(
         &self,
+        target: &Target,
         id: &str,
         payload: usize,
         headers: usize,
@@ -210,11 +248,11 @@ impl Publisher {
         let server_limit = self.client.max_payload();
         let stream_limit = crate::events::STREAMS
             .iter()
-            .find(|s| s.name == E::STREAM)
+            .find(|s| s.name == target.stream)
             .and_then(|s| s.max_msg_size)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let (limit, what) = match stream_limit {
-            Some(s) if s < server_limit => (s, format!("max_msg_size of stream {}", E::STREAM)),
+            Some(s) if s < server_limit => (s, format!("max_msg_size of stream {}", target.stream)),
             _ => (server_limit, "the server's max_payload".to_string()),
         };
         if total > limit {
@@ -223,21 +261,61 @@ impl Publisher {
                 format!(
                     "{} v{} (id {id}) is {total} bytes ({payload} payload + {headers} headers), \
                      over {what} of {limit} bytes; nothing was sent",
-                    E::TYPE,
-                    E::VERSION
+                    target.event_type, target.version
                 ),
             ));
         }
         Ok(())
     }
+}
 
-    fn map_error<E: Event>(
+/// Where an event goes and what it is called: the constants of an [`Event`] or an
+/// [`EventInfo`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    pub(crate) event_type: &'static str,
+    pub(crate) version: u32,
+    pub(crate) subject: &'static str,
+    pub(crate) schema_id: &'static str,
+    pub(crate) stream: &'static str,
+}
+
+impl Target {
+    fn of<E: Event>() -> Self {
+        Self {
+            event_type: E::TYPE,
+            version: E::VERSION,
+            subject: E::SUBJECT,
+            schema_id: E::SCHEMA_ID,
+            stream: E::STREAM,
+        }
+    }
+
+    fn from_info(info: &EventInfo) -> Self {
+        Self {
+            event_type: info.event_type,
+            version: info.version,
+            subject: info.subject,
+            schema_id: info.schema_id,
+            stream: info.stream,
+        }
+    }
+
+    fn encode<T: serde::Serialize + ?Sized>(
         &self,
-        e: async_nats::jetstream::context::PublishError,
+        value: &T,
         id: &str,
-        since: Instant,
-    ) -> PublishError {
-        map_publish_error(&self.client, e, E::SUBJECT, E::STREAM, id, since)
+    ) -> Result<Bytes, PublishError> {
+        serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
+            PublishError::with_source(
+                PublishErrorKind::Encode,
+                format!(
+                    "cannot encode {} v{} (id {id})",
+                    self.event_type, self.version
+                ),
+                e,
+            )
+        })
     }
 }
 

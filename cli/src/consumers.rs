@@ -1,0 +1,136 @@
+//! `eventhub consumers [STREAM]`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::Info;
+use async_nats::jetstream::stream::Stream;
+use chrono::Utc;
+use futures::TryStreamExt;
+use serde_json::json;
+
+use crate::ServerArgs;
+use crate::output::say;
+use crate::output::{Table, duration, print_json};
+
+pub(crate) async fn run(
+    server: &ServerArgs,
+    stream: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = server.connect().await?;
+    let names: Vec<String> = match stream {
+        Some(name) => vec![name],
+        None => {
+            let mut names: Vec<String> = client.jetstream().stream_names().try_collect().await?;
+            names.sort();
+            names
+        }
+    };
+    let mut infos = Vec::new();
+    for name in &names {
+        let stream = crate::streams::open(&client, name).await?;
+        infos.extend(of_stream(&stream).await?);
+    }
+    if json {
+        print_json(&json!(infos.iter().map(to_json).collect::<Vec<_>>()));
+    } else if infos.is_empty() {
+        say!("no consumers");
+    } else {
+        table(&infos).print();
+    }
+    Ok(())
+}
+
+/// Every consumer of a stream, by name.
+pub(crate) async fn of_stream(stream: &Stream) -> anyhow::Result<Vec<Info>> {
+    let mut infos: Vec<Info> = stream.consumers().try_collect().await?;
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(infos)
+}
+
+/// Events not yet acknowledged: waiting to be delivered plus delivered and unacked.
+fn lag(i: &Info) -> u64 {
+    i.num_pending + i.num_ack_pending as u64
+}
+
+/// Why a consumer looks stuck, if it does: events wait but nothing is acknowledged for two ack
+/// waits, or nobody pulls.
+pub(crate) fn stuck(i: &Info) -> Option<String> {
+    let since =
+        |t: Option<chrono::DateTime<Utc>>| t.map(|t| (Utc::now() - t).to_std().unwrap_or_default());
+    let quiet = (i.config.ack_wait * 2).max(Duration::from_secs(60));
+    let last_ack = since(i.ack_floor.last_active);
+    if i.num_ack_pending > 0 && last_ack.is_none_or(|d| d > quiet) {
+        let when = last_ack.map_or("never".to_string(), |d| format!("{} ago", duration(d)));
+        return Some(format!(
+            "stuck: {} unacked, last ack {when}",
+            i.num_ack_pending
+        ));
+    }
+    if i.num_pending > 0 && i.num_waiting == 0 && i.num_ack_pending == 0 {
+        let last = since(i.delivered.last_active);
+        if last.is_none_or(|d| d > quiet) {
+            return Some(format!(
+                "stuck: {} pending and no instance pulling",
+                i.num_pending
+            ));
+        }
+    }
+    None
+}
+
+pub(crate) fn table(infos: &[Info]) -> Table {
+    let mut table = Table::new(&[
+        "STREAM",
+        "CONSUMER",
+        "PENDING",
+        "ACK PENDING",
+        "REDELIVERED",
+        "WAITING",
+        "LAST DELIVERED",
+        "LAG",
+        "STATUS",
+    ]);
+    for i in infos {
+        table.row(vec![
+            i.stream_name.clone(),
+            i.name.clone(),
+            i.num_pending.to_string(),
+            i.num_ack_pending.to_string(),
+            i.num_redelivered.to_string(),
+            i.num_waiting.to_string(),
+            format!(
+                "#{} {}",
+                i.delivered.stream_sequence,
+                i.delivered
+                    .last_active
+                    .map_or("-".to_string(), crate::output::time)
+            ),
+            lag(i).to_string(),
+            stuck(i).unwrap_or_else(|| "ok".to_string()),
+        ]);
+    }
+    table
+}
+
+pub(crate) fn to_json(i: &Info) -> serde_json::Value {
+    json!({
+        "stream": i.stream_name,
+        "name": i.name,
+        "managed_by_eventhub": i.config.metadata.contains_key("eventhub.managed"),
+        "event_type": i.config.metadata.get("eventhub.event_type"),
+        "filter_subjects": i.config.filter_subjects,
+        "ack_wait_secs": i.config.ack_wait.as_secs_f64(),
+        "max_deliver": i.config.max_deliver,
+        "num_pending": i.num_pending,
+        "num_ack_pending": i.num_ack_pending,
+        "num_redelivered": i.num_redelivered,
+        "num_waiting": i.num_waiting,
+        "last_delivered_sequence": i.delivered.stream_sequence,
+        "last_delivered_time": i.delivered.last_active,
+        "ack_floor_sequence": i.ack_floor.stream_sequence,
+        "last_ack_time": i.ack_floor.last_active,
+        "lag": lag(i),
+        "stuck": stuck(i),
+    })
+}

@@ -1,0 +1,136 @@
+//! `eventhub`: the operator command for an eventhub system — streams, consumers, topology, dead
+//! letters, publishing, tailing, schemas.
+//!
+//! Exit codes: 0 ok; 1 a failure you can act on (invalid input, not found, server unreachable);
+//! 2 usage.
+
+mod consumers;
+mod dlq;
+mod output;
+mod publish;
+mod schemas;
+mod streams;
+mod tail;
+mod topology;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use eventhub::{Client, ConnectOptions};
+
+/// Operate eventhub: streams, consumers, topology, dead letters, publish, tail, schemas.
+#[derive(Debug, Parser)]
+#[command(name = "eventhub", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Print JSON (one document, or one object per line for `tail`) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where and how to connect; the same settings (and environment variables) as the SDK.
+#[derive(Debug, Clone, Args)]
+struct ServerArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, global = true, env = "NATS_URL", default_value = eventhub::DEFAULT_URL)]
+    server: String,
+    /// User name (with --password).
+    #[arg(long, global = true, env = "NATS_USER")]
+    user: Option<String>,
+    /// Password (with --user).
+    #[arg(long, global = true, env = "NATS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Token.
+    #[arg(long, global = true, env = "NATS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Credentials file (JWT and nkey seed).
+    #[arg(long, global = true, env = "NATS_CREDS")]
+    creds: Option<String>,
+    /// Service name the CLI connects as (the `ce-source` of what it publishes).
+    #[arg(long, global = true, default_value = "eventhub-cli")]
+    service: String,
+}
+
+impl ServerArgs {
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let mut options = ConnectOptions::new(&self.service).url(&self.server);
+        options.user_password = self.user.clone().zip(self.password.clone());
+        options.token = self.token.clone();
+        options.credentials_file = self.creds.clone();
+        Ok(Client::connect(options).await?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List streams, or show one (`streams info NAME`).
+    Streams {
+        #[command(subcommand)]
+        command: Option<streams::Command>,
+    },
+    /// Durable consumers: pending, ack-pending, redelivered, waiting, lag; flags stuck ones.
+    Consumers {
+        /// Only this stream's consumers.
+        stream: Option<String>,
+    },
+    /// The declared streams against the server: what would change, then apply it.
+    Topology {
+        #[command(subcommand)]
+        command: topology::Command,
+    },
+    /// Dead letters: list, show, replay, purge.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::Command,
+    },
+    /// Publish an event, validated against its schema first.
+    Publish(publish::Args),
+    /// Follow events live, decoded, from an ephemeral ordered consumer.
+    Tail(tail::Args),
+    /// The event catalog this binary was built with.
+    Schemas {
+        #[command(subcommand)]
+        command: schemas::Command,
+    },
+}
+
+/// A usage error found after parsing (exit 2).
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Streams { command } => streams::run(&cli.server, command, json).await,
+        Command::Consumers { stream } => consumers::run(&cli.server, stream, json).await,
+        Command::Topology { command } => topology::run(&cli.server, command, json).await,
+        Command::Dlq { command } => dlq::run(&cli.server, command, json).await,
+        Command::Publish(args) => publish::run(&cli.server, args, json).await,
+        Command::Tail(args) => tail::run(&cli.server, args, json).await,
+        Command::Schemas { command } => schemas::run(command, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Usage>() => {
+            eprintln!("error: {e}\n\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
