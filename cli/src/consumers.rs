@@ -117,6 +117,7 @@ pub(crate) fn to_json(i: &Info) -> serde_json::Value {
     json!({
         "stream": i.stream_name,
         "name": i.name,
+        "durable": i.config.durable_name.is_some(),
         "managed_by_eventhub": i.config.metadata.contains_key("eventhub.managed"),
         "event_type": i.config.metadata.get("eventhub.event_type"),
         "filter_subjects": i.config.filter_subjects,
@@ -133,4 +134,59 @@ pub(crate) fn to_json(i: &Info) -> serde_json::Value {
         "lag": lag(i),
         "stuck": stuck(i),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(
+        ack_pending: usize,
+        pending: u64,
+        waiting: usize,
+        last_ack_secs_ago: Option<i64>,
+    ) -> Info {
+        let ago = |s: i64| (Utc::now() - chrono::Duration::seconds(s)).to_rfc3339();
+        let mut ack_floor = json!({"consumer_seq": 1, "stream_seq": 1});
+        if let Some(s) = last_ack_secs_ago {
+            ack_floor["last_active"] = json!(ago(s));
+        }
+        serde_json::from_value(json!({
+            "stream_name": "IDENTITY",
+            "name": "profile__user_created",
+            "created": ago(3600),
+            "config": {"durable_name": "profile__user_created", "deliver_policy": "all", "ack_policy": "explicit", "ack_wait": 30_000_000_000u64, "replay_policy": "instant"},
+            "delivered": {"consumer_seq": 5, "stream_seq": 5, "last_active": ago(last_ack_secs_ago.unwrap_or(600))},
+            "ack_floor": ack_floor,
+            "num_ack_pending": ack_pending,
+            "num_redelivered": 0,
+            "num_waiting": waiting,
+            "num_pending": pending,
+        }))
+        .expect("a consumer info")
+    }
+
+    #[test]
+    fn consumers_that_stopped_acking_or_pulling_are_flagged() {
+        assert_eq!(stuck(&info(0, 0, 1, Some(5))), None, "idle and caught up");
+        assert_eq!(
+            stuck(&info(3, 10, 1, Some(5))),
+            None,
+            "busy, acked recently"
+        );
+        let s = stuck(&info(3, 10, 1, Some(600))).unwrap();
+        assert!(
+            s.contains("3 unacked") && s.contains("last ack 10m ago"),
+            "{s}"
+        );
+        let s = stuck(&info(2, 0, 0, None)).unwrap();
+        assert!(s.contains("last ack never"), "{s}");
+        let s = stuck(&info(0, 7, 0, Some(600))).unwrap();
+        assert!(s.contains("7 pending and no instance pulling"), "{s}");
+        assert_eq!(
+            stuck(&info(0, 7, 1, Some(600))),
+            None,
+            "an instance is pulling"
+        );
+    }
 }

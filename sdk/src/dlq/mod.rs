@@ -183,6 +183,10 @@ impl DeadLetters {
         filter: &DeadLetterFilter,
     ) -> Result<Vec<DeadLetter>, DeadLetterError> {
         let stream = self.stream().await?;
+        if filter.since.is_some_and(|t| t > Utc::now()) {
+            // JetStream starts a consumer whose start time is in the future at the beginning.
+            return Ok(Vec::new());
+        }
         let deliver_policy = match filter.since {
             Some(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
             None => consumer::DeliverPolicy::All,

@@ -1,0 +1,605 @@
+//! The real `eventhub` binary against a real nats-server (one per test).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use eventhub::events::user;
+use eventhub::testing::NatsServer;
+use eventhub::{Client, ConnectOptions, ConsumerOptions, HandlerError};
+use serde_json::Value;
+
+/// What one run of the binary printed.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stderr: {}\nstdout: {}",
+            self.stderr, self.stdout
+        );
+        self
+    }
+
+    #[track_caller]
+    fn fails(self, code: i32, says: &str) -> Self {
+        assert_eq!(
+            self.code, code,
+            "stderr: {}\nstdout: {}",
+            self.stderr, self.stdout
+        );
+        assert!(
+            self.stderr.contains(says),
+            "stderr should say {says:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+fn command(url: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventhub"));
+    cmd.arg("--server").arg(url).args(args);
+    for var in [
+        "NATS_URL",
+        "NATS_USER",
+        "NATS_PASSWORD",
+        "NATS_TOKEN",
+        "NATS_CREDS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn eventhub(server: &NatsServer, args: &[&str]) -> Run {
+    run_at(&server.client_url(), args)
+}
+
+fn run_at(url: &str, args: &[&str]) -> Run {
+    let out = command(url, args).output().expect("run eventhub");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn client(server: &NatsServer, service: &str) -> Client {
+    Client::connect(ConnectOptions::new(service).url(server.client_url()))
+        .await
+        .expect("connect")
+}
+
+fn user_created(email: &str) -> user::CreatedV2 {
+    serde_json::from_value(user_json(email)).unwrap()
+}
+
+fn user_json(email: &str) -> Value {
+    serde_json::json!({
+        "user_id": "0190a000-0000-7000-8000-000000000001",
+        "email": email,
+        "display_name": "Ada",
+        "locale": "en-GB",
+        "created_at": "2026-11-23T10:00:00Z",
+    })
+}
+
+/// Dead letters for `count` events rejected by the `profile` service.
+async fn rejected(server: &NatsServer, count: usize) -> Client {
+    let profile = client(server, "profile").await;
+    profile.provision().await.unwrap();
+    let handle = profile
+        .consumer::<user::CreatedV2>(
+            ConsumerOptions::default().fetch_expires(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap()
+        .spawn(|_| async { Err::<(), _>(HandlerError::reject("no profile for test users")) });
+    for i in 0..count {
+        profile
+            .publisher()
+            .publish(&user_created(&format!("u{i}@example.com")))
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while handle.stats().dead_lettered < count as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            handle.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.shutdown().await;
+    profile
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topology_plan_then_apply_is_idempotent_and_shows_drift() {
+    let server = NatsServer::start();
+    let plan = eventhub(&server, &["topology", "plan", "--json"])
+        .ok()
+        .json();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["changed"], true);
+    assert!(
+        plan["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["action"] == "would create")
+    );
+    // A plan changes nothing.
+    eventhub(&server, &["streams", "info", "IDENTITY"]).fails(1, "run `eventhub topology apply`");
+
+    let apply = eventhub(&server, &["topology", "apply"]).ok();
+    assert!(apply.stdout.contains("IDENTITY") && apply.stdout.contains("created"));
+    let again = eventhub(&server, &["topology", "plan", "--json"])
+        .ok()
+        .json();
+    assert_eq!(again["changed"], false);
+
+    // Drift made by hand is shown, then fixed by apply.
+    let c = client(&server, "ops").await;
+    let mut config = c
+        .jetstream()
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    config.max_age = Duration::from_secs(3600);
+    c.jetstream().update_stream(config).await.unwrap();
+    let plan = eventhub(&server, &["topology", "plan"]).ok();
+    let orders = plan
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ORDERS"))
+        .unwrap();
+    assert!(
+        orders.contains("would update") && orders.contains("max_age"),
+        "{orders}"
+    );
+    assert!(plan.stdout.contains("run `eventhub topology apply`"));
+    eventhub(&server, &["topology", "apply"]).ok();
+    let again = eventhub(&server, &["topology", "plan", "--json"])
+        .ok()
+        .json();
+    assert_eq!(again["changed"], false);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_and_consumers_show_messages_and_progress() {
+    let server = NatsServer::start();
+    let c = client(&server, "auth").await;
+    c.provision().await.unwrap();
+    // payments handles one event, then stops; a second waits for it.
+    let payments = client(&server, "payments").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = payments
+        .consumer::<user::CreatedV2>(
+            ConsumerOptions::default().fetch_expires(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap()
+        .spawn(move |_| {
+            let _ = tx.send(());
+            async { Ok(()) }
+        });
+    c.publisher()
+        .publish(&user_created("a@example.com"))
+        .await
+        .unwrap();
+    rx.recv().await.unwrap();
+    handle.shutdown().await;
+    c.publisher()
+        .publish(&user_created("b@example.com"))
+        .await
+        .unwrap();
+
+    let streams = eventhub(&server, &["streams", "--json"]).ok().json();
+    let identity = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "IDENTITY")
+        .unwrap();
+    assert_eq!(identity["messages"], 2);
+    assert_eq!(identity["last_sequence"], 2);
+    assert_eq!(identity["consumers"], 1);
+    let table = eventhub(&server, &["streams"]).ok();
+    assert!(table.stdout.starts_with("STREAM"));
+    assert!(table.stdout.contains("EVENTHUB_DLQ"));
+
+    let info = eventhub(&server, &["streams", "info", "IDENTITY", "--json"])
+        .ok()
+        .json();
+    assert_eq!(info["subjects"][0], "events.user.>");
+    assert_eq!(info["consumers"][0]["name"], "payments__user_created");
+    let text = eventhub(&server, &["streams", "info", "IDENTITY"]).ok();
+    assert!(text.stdout.contains("Duplicate window"));
+    eventhub(&server, &["streams", "info", "NOPE"]).fails(1, "stream NOPE not found");
+
+    let consumers = eventhub(&server, &["consumers", "IDENTITY", "--json"])
+        .ok()
+        .json();
+    let p = &consumers[0];
+    assert_eq!(p["name"], "payments__user_created");
+    assert_eq!(p["managed_by_eventhub"], true);
+    assert_eq!(p["num_pending"], 1, "the second event waits");
+    assert_eq!(p["num_ack_pending"], 0);
+    assert_eq!(p["ack_floor_sequence"], 1);
+    assert_eq!(p["lag"], 1);
+    let all = eventhub(&server, &["consumers"]).ok();
+    assert!(all.stdout.contains("payments__user_created"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_listed_shown_replayed_and_purged() {
+    let server = NatsServer::start();
+    let c = rejected(&server, 3).await;
+
+    let list = eventhub(&server, &["dlq", "list", "--json"]).ok().json();
+    let entries = list.as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0]["reason"], "rejected");
+    assert_eq!(entries[0]["consumer"], "profile__user_created");
+    assert_eq!(entries[0]["event_type"], "user.created");
+    assert_eq!(entries[0]["payload"]["email"], "u0@example.com");
+    let ids: Vec<String> = entries.iter().map(|e| e["id"].to_string()).collect();
+    let filtered = |args: &[&str]| {
+        let mut all = vec!["dlq", "list", "--json"];
+        all.extend_from_slice(args);
+        eventhub(&server, &all)
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(filtered(&["--consumer", "profile__user_created"]), 3);
+    assert_eq!(filtered(&["--consumer", "payments__user_created"]), 0);
+    assert_eq!(filtered(&["--type", "user.created"]), 3);
+    assert_eq!(filtered(&["--type", "user.deleted"]), 0);
+    assert_eq!(filtered(&["--since", "1h"]), 3);
+    assert_eq!(filtered(&["--since", "2999-01-01T00:00:00Z"]), 0);
+    assert_eq!(filtered(&["--limit", "2"]), 2);
+    eventhub(&server, &["dlq", "list", "--since", "yesterday"]).fails(2, "neither a duration");
+    let table = eventhub(&server, &["dlq", "list"]).ok();
+    assert!(table.stdout.contains("no profile for test users"));
+
+    let shown = eventhub(&server, &["dlq", "show", &ids[0], "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["error"], "no profile for test users");
+    assert_eq!(shown["stream"], "IDENTITY");
+    assert_eq!(shown["headers"]["ce-source"][0], "profile");
+    let text = eventhub(&server, &["dlq", "show", &ids[0]]).ok();
+    assert!(text.stdout.contains("Reason: rejected"), "{}", text.stdout);
+    eventhub(&server, &["dlq", "show", "999"]).fails(1, "no dead letter with id 999");
+
+    // Replay: a dry run changes nothing; a replay republishes and removes the entry.
+    let dry = eventhub(&server, &["dlq", "replay", &ids[0], "--dry-run", "--json"])
+        .ok()
+        .json();
+    assert_eq!(dry["would_replay"][0].to_string(), ids[0]);
+    assert_eq!(filtered(&[]), 3);
+    let replayed = eventhub(&server, &["dlq", "replay", &ids[0], "--json"])
+        .ok()
+        .json();
+    assert_eq!(replayed["replayed"][0]["stream"], "IDENTITY");
+    let seq = replayed["replayed"][0]["sequence"].as_u64().unwrap();
+    let stored = c
+        .jetstream()
+        .get_stream("IDENTITY")
+        .await
+        .unwrap()
+        .get_raw_message(seq)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored
+            .headers
+            .get(eventhub::headers::REPLAY_OF)
+            .unwrap()
+            .as_str(),
+        format!("EVENTHUB_DLQ:{}", ids[0])
+    );
+    assert_eq!(filtered(&[]), 2);
+    eventhub(&server, &["dlq", "replay", &ids[0]]).fails(1, "not replayed");
+    eventhub(&server, &["dlq", "replay"]).fails(2, "say which dead letters to replay");
+    eventhub(&server, &["dlq", "purge"]).fails(2, "say which dead letters to purge");
+
+    let purged = eventhub(&server, &["dlq", "purge", &ids[1]]).ok();
+    assert!(purged.stdout.contains("purged 1"), "{}", purged.stdout);
+    eventhub(
+        &server,
+        &["dlq", "purge", "--consumer", "profile__user_created"],
+    )
+    .ok();
+    assert_eq!(filtered(&[]), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_all_moves_a_large_set_and_leaves_the_dlq_empty() {
+    let server = NatsServer::start();
+    rejected(&server, 25).await;
+    let replayed = eventhub(&server, &["dlq", "replay", "--all", "--json"])
+        .ok()
+        .json();
+    assert_eq!(replayed["replayed"].as_array().unwrap().len(), 25);
+    assert_eq!(replayed["failed"].as_array().unwrap().len(), 0);
+    let left = eventhub(&server, &["dlq", "list", "--json"]).ok().json();
+    assert_eq!(left.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_validates_against_the_schema_before_sending() {
+    let server = NatsServer::start();
+    let c = client(&server, "ops").await;
+    c.provision().await.unwrap();
+
+    let payload = user_json("cli@example.com").to_string();
+    let receipt = eventhub(&server, &["publish", "user.created@v2", &payload, "--json"])
+        .ok()
+        .json();
+    assert_eq!(receipt["stream"], "IDENTITY");
+    assert_eq!(receipt["subject"], "events.user.created.v2");
+    assert_eq!(receipt["duplicate"], false);
+    let stored = c
+        .jetstream()
+        .get_stream("IDENTITY")
+        .await
+        .unwrap()
+        .get_raw_message(receipt["sequence"].as_u64().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.headers.get("ce-source").unwrap().as_str(),
+        "eventhub-cli"
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&stored.payload).unwrap(),
+        user_json("cli@example.com")
+    );
+
+    // The latest version by default, from a file, with an id: a repeat is a duplicate.
+    let dir = tempfile_dir();
+    let file = dir.join("event.json");
+    std::fs::write(&file, &payload).unwrap();
+    let at_file = format!("@{}", file.display());
+    let first = eventhub(
+        &server,
+        &["publish", "user.created", &at_file, "--id", "fixed-1"],
+    )
+    .ok();
+    assert!(
+        first.stdout.contains("user.created v2 fixed-1"),
+        "{}",
+        first.stdout
+    );
+    let again = eventhub(
+        &server,
+        &[
+            "publish",
+            "user.created",
+            &at_file,
+            "--id",
+            "fixed-1",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(again["duplicate"], true);
+
+    // Invalid: named by pointer and rule; nothing sent.
+    let bad = serde_json::json!({"user_id": "not-a-uuid", "email": "x@example.com"}).to_string();
+    let run =
+        eventhub(&server, &["publish", "user.created@v2", &bad]).fails(1, "nothing was published");
+    assert!(
+        run.stderr.contains("at /user_id") && run.stderr.contains("rule `format`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("\"locale\" is a required property")
+            && run.stderr.contains("rule `required`"),
+        "{}",
+        run.stderr
+    );
+    eventhub(&server, &["publish", "user.created", "{not json"]).fails(1, "not valid JSON");
+    eventhub(&server, &["publish", "user.craeted", "{}"]).fails(1, "did you mean `user.created`");
+    eventhub(&server, &["publish", "user.created@v9", "{}"]).fails(1, "has no version v9");
+    eventhub(&server, &["publish", "user.created@2", "{}"]).fails(2, "TYPE@vN");
+    eventhub(&server, &["publish", "user.created", "@/no/such/file.json"])
+        .fails(1, "cannot read /no/such/file.json");
+    let count = c
+        .jetstream()
+        .get_stream("IDENTITY")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert_eq!(
+        count, 2,
+        "only the valid publishes were stored (the duplicate once)"
+    );
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("eventhub-cli-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_prints_decoded_events_from_history_and_live() {
+    let server = NatsServer::start();
+    let c = client(&server, "auth").await;
+    c.provision().await.unwrap();
+    let first = c
+        .publisher()
+        .publish(&user_created("old@example.com"))
+        .await
+        .unwrap();
+
+    // From history, as JSON lines.
+    let run = eventhub(
+        &server,
+        &[
+            "tail",
+            "user.created",
+            "--since",
+            "1h",
+            "--count",
+            "1",
+            "--json",
+        ],
+    )
+    .ok();
+    let line: Value = serde_json::from_str(run.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["id"], first.id);
+    assert_eq!(line["event_type"], "user.created");
+    assert_eq!(line["version"], 2);
+    assert_eq!(line["source"], "auth");
+    assert_eq!(line["data"]["email"], "old@example.com");
+    let by_seq = eventhub(
+        &server,
+        &["tail", "events.user.>", "--seq", "1", "--count", "1"],
+    )
+    .ok();
+    assert!(by_seq.stdout.contains("IDENTITY #1") && by_seq.stdout.contains("old@example.com"));
+
+    // Live: start following, then publish.
+    let mut child = command(
+        &server.client_url(),
+        &["tail", "user.created", "--count", "1"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut ready = String::new();
+    stderr.read_line(&mut ready).unwrap();
+    assert!(ready.contains("following 1 stream"), "{ready}");
+    let live = c
+        .publisher()
+        .publish(&user_created("live@example.com"))
+        .await
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains(&live.id) && stdout.contains("live@example.com"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("old@example.com"),
+        "new events only by default"
+    );
+    // Tailing leaves no durable consumer behind.
+    let consumers = eventhub(&server, &["consumers", "IDENTITY", "--json"])
+        .ok()
+        .json();
+    assert!(
+        consumers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["durable"] == false),
+        "{consumers}"
+    );
+
+    eventhub(
+        &server,
+        &["tail", "user.created", "payment.created", "--seq", "1"],
+    )
+    .fails(2, "--seq is a position in one stream");
+    eventhub(&server, &["tail", "user.craeted"]).fails(1, "unknown event type");
+}
+
+#[test]
+fn schemas_list_and_show_the_catalog() {
+    let list = run_at("nats://127.0.0.1:1", &["schemas", "list", "--json"])
+        .ok()
+        .json();
+    let entries = list.as_array().unwrap();
+    assert!(entries.len() >= 20);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["event_type"] == "user.created" && e["version"] == 2)
+    );
+    let v1 = run_at(
+        "nats://127.0.0.1:1",
+        &["schemas", "show", "user.created@v1", "--json"],
+    )
+    .ok()
+    .json();
+    assert!(v1["properties"]["email"].is_object());
+    assert!(
+        v1["properties"].get("locale").is_none()
+            || !v1["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == "locale")
+    );
+    let latest = run_at("nats://127.0.0.1:1", &["schemas", "show", "user.created"]).ok();
+    assert!(latest.stdout.starts_with("# user.created v2"));
+    run_at("nats://127.0.0.1:1", &["schemas", "show", "nope.never"])
+        .fails(1, "unknown event type `nope.never`");
+    run_at("nats://127.0.0.1:1", &["frobnicate"]).fails(2, "unrecognized subcommand");
+}
+
+#[test]
+fn a_server_that_is_down_is_named_with_its_url() {
+    for args in [
+        &["streams"][..],
+        &["consumers"],
+        &["topology", "plan"],
+        &["dlq", "list"],
+        &["tail"],
+    ] {
+        run_at("nats://127.0.0.1:1", args).fails(1, "cannot reach NATS at nats://127.0.0.1:1");
+    }
+    let payload = user_json("x@example.com").to_string();
+    run_at("nats://127.0.0.1:1", &["publish", "user.created", &payload])
+        .fails(1, "cannot reach NATS at nats://127.0.0.1:1");
+}
