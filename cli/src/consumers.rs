@@ -107,7 +107,11 @@ pub(crate) fn table(infos: &[Info]) -> Table {
                     .map_or("-".to_string(), crate::output::time)
             ),
             lag(i).to_string(),
-            stuck(i).unwrap_or_else(|| "ok".to_string()),
+            match stuck(i) {
+                Some(why) => why,
+                None if i.config.durable_name.is_none() => "ok (ephemeral)".to_string(),
+                None => "ok".to_string(),
+            },
         ]);
     }
     table

@@ -1,7 +1,8 @@
 //! Typed errors: one [`Error`] type carrying a per-operation kind.
 //!
 //! Match on [`Error::kind`] to decide what to do; [`Display`](std::fmt::Display) says what went
-//! wrong, where, and how to fix it.
+//! wrong, where, and how to fix it; [`source`](std::error::Error::source) is the underlying
+//! NATS error, if any.
 
 use std::fmt;
 
@@ -57,13 +58,11 @@ impl<K: fmt::Debug> fmt::Debug for Error<K> {
     }
 }
 
+/// Prints the explanation only; the underlying error is [`source`](std::error::Error::source)
+/// (print the chain with `anyhow`'s `{:#}` or by walking `source()`).
 impl<K> fmt::Display for Error<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)?;
-        if let Some(src) = &self.source {
-            write!(f, ": {src}")?;
-        }
-        Ok(())
+        f.write_str(&self.detail)
     }
 }
 

@@ -213,6 +213,7 @@ impl DeadLetters {
         if remaining == 0 {
             return Ok(out);
         }
+        let reader_name = reader.cached_info().name.clone();
         let mut messages = reader.messages().await.map_err(|e| unreachable(&e))?;
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| unreachable(&e))?;
@@ -228,6 +229,9 @@ impl DeadLetters {
                 break;
             }
         }
+        drop(messages);
+        // Remove the reader now rather than when the server notices it is inactive.
+        let _ = stream.delete_consumer(&reader_name).await;
         Ok(out)
     }
 
