@@ -1,0 +1,509 @@
+//! The scenarios, each run for raw async-nats and for eventhub.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer};
+use bytes::Bytes;
+use eventhub::{Client, Consumable, ConsumerOptions, Event, PublishOptions, StartFrom};
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use crate::Plan;
+use crate::measure::{Meter, Row, Target, Usage, quantile};
+
+/// Publishes kept in flight by both sides' pipelines.
+const WINDOW: usize = 4096;
+/// Handlers for the concurrent consume runs.
+const HANDLERS: usize = 8;
+
+pub(crate) struct Env<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) js: &'a jetstream::Context,
+    pub(crate) plan: Plan,
+}
+
+/// Throughput and resource use of one run.
+struct Run {
+    per_sec: f64,
+    usage: Usage,
+    events: usize,
+}
+
+impl Run {
+    fn cpu_micros_per_event(&self) -> f64 {
+        self.usage.cpu.as_secs_f64() * 1e6 / self.events as f64
+    }
+}
+
+fn best(runs: &[Run]) -> &Run {
+    runs.iter()
+        .max_by(|a, b| a.per_sec.total_cmp(&b.per_sec))
+        .expect("at least one round")
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+impl Env<'_> {
+    /// Every scenario for one event.
+    pub(crate) async fn all<E>(&self, event: &E) -> anyhow::Result<Vec<Row>>
+    where
+        E: Event + Consumable,
+    {
+        let mut rows = Vec::new();
+        let n = self.plan.pipelined;
+
+        // Pipelined publish.
+        let (mut raw, mut sdk) = (Vec::new(), Vec::new());
+        for _ in 0..self.plan.rounds {
+            self.purge::<E>().await?;
+            raw.push(self.raw_publish(event, n, WINDOW).await?);
+            self.purge::<E>().await?;
+            sdk.push(self.sdk_publish(event, n, WINDOW).await?);
+        }
+        let (r, s) = (best(&raw), best(&sdk));
+        rows.push(Row::new(
+            "publish pipelined, 4096 in flight (ev/s)",
+            r.per_sec,
+            s.per_sec,
+            Target::AtLeast(0.9),
+        ));
+        rows.push(Row::new(
+            "  client CPU per published event (µs)",
+            r.cpu_micros_per_event(),
+            s.cpu_micros_per_event(),
+            Target::None,
+        ));
+        rows.push(Row::new(
+            "  peak RSS while publishing (MiB)",
+            mib(r.usage.peak_rss_kib),
+            mib(s.usage.peak_rss_kib),
+            Target::None,
+        ));
+
+        // One at a time.
+        self.purge::<E>().await?;
+        let r = self.raw_publish(event, self.plan.awaited, 1).await?;
+        self.purge::<E>().await?;
+        let s = self.sdk_publish(event, self.plan.awaited, 1).await?;
+        rows.push(Row::new(
+            "publish awaiting each ack (ev/s)",
+            r.per_sec,
+            s.per_sec,
+            Target::None,
+        ));
+
+        // Consume with handler and ack, from a backlog.
+        let n = self.plan.consumed;
+        self.purge::<E>().await?;
+        self.sdk_publish(event, n, WINDOW).await?;
+        for handlers in [1, HANDLERS] {
+            let (mut raw, mut sdk) = (Vec::new(), Vec::new());
+            for _ in 0..self.plan.rounds {
+                raw.push(self.raw_consume::<E>(n, handlers).await?);
+                sdk.push(self.sdk_consume::<E>(n, handlers).await?);
+            }
+            let (r, s) = (best(&raw), best(&sdk));
+            let (name, cpu, rss) = if handlers == 1 {
+                (
+                    "consume + decode + ack, 1 handler (ev/s)",
+                    "  client CPU per consumed event (µs)",
+                    "  peak RSS while consuming (MiB)",
+                )
+            } else {
+                ("consume + decode + ack, 8 handlers (ev/s)", "", "")
+            };
+            rows.push(Row::new(name, r.per_sec, s.per_sec, Target::AtLeast(0.9)));
+            if !cpu.is_empty() {
+                rows.push(Row::new(
+                    cpu,
+                    r.cpu_micros_per_event(),
+                    s.cpu_micros_per_event(),
+                    Target::None,
+                ));
+                rows.push(Row::new(
+                    rss,
+                    mib(r.usage.peak_rss_kib),
+                    mib(s.usage.peak_rss_kib),
+                    Target::None,
+                ));
+            }
+        }
+
+        // End-to-end latency at fixed rates.
+        for (rate, names) in [
+            (
+                1_000,
+                [
+                    "latency p50 at 1k ev/s (µs)",
+                    "latency p99 at 1k ev/s (µs)",
+                    "latency p999 at 1k ev/s (µs)",
+                ],
+            ),
+            (
+                10_000,
+                [
+                    "latency p50 at 10k ev/s (µs)",
+                    "latency p99 at 10k ev/s (µs)",
+                    "latency p999 at 10k ev/s (µs)",
+                ],
+            ),
+        ] {
+            self.purge::<E>().await?;
+            let r = self.raw_latency(event, rate).await?;
+            self.purge::<E>().await?;
+            let s = self.sdk_latency(event, rate).await?;
+            for (i, (q, name)) in [0.5, 0.99, 0.999].iter().zip(names).enumerate() {
+                let target = if i == 1 {
+                    Target::AtMost(1.2)
+                } else {
+                    Target::None
+                };
+                rows.push(Row::new(
+                    name,
+                    quantile(&r, *q) as f64,
+                    quantile(&s, *q) as f64,
+                    target,
+                ));
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn purge<E: Event>(&self) -> anyhow::Result<()> {
+        let stream = self.js.get_stream(E::STREAM).await?;
+        stream.purge().await.context("purge")?;
+        Ok(())
+    }
+
+    /// Raw: serialize, `Nats-Msg-Id`, publish, keep `window` acks in flight.
+    async fn raw_publish<E: Event>(
+        &self,
+        event: &E,
+        n: usize,
+        window: usize,
+    ) -> anyhow::Result<Run> {
+        let meter = Meter::start();
+        let start = Instant::now();
+        let mut in_flight = VecDeque::with_capacity(window);
+        for _ in 0..n {
+            let payload = Bytes::from(serde_json::to_vec(event)?);
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(E::SUBJECT, headers, payload)
+                .await?;
+            in_flight.push_back(ack);
+            if in_flight.len() >= window
+                && let Some(oldest) = in_flight.pop_front()
+            {
+                oldest.await?;
+            }
+        }
+        for ack in in_flight {
+            ack.await?;
+        }
+        let per_sec = n as f64 / start.elapsed().as_secs_f64();
+        Ok(Run {
+            per_sec,
+            usage: meter.stop(),
+            events: n,
+        })
+    }
+
+    async fn sdk_publish<E: Event>(
+        &self,
+        event: &E,
+        n: usize,
+        window: usize,
+    ) -> anyhow::Result<Run> {
+        let publisher = self.client.publisher();
+        let meter = Meter::start();
+        let start = Instant::now();
+        if window == 1 {
+            for _ in 0..n {
+                publisher.publish(event).await?;
+            }
+        } else {
+            let mut pipeline = publisher.pipeline(window);
+            for _ in 0..n {
+                pipeline.send(event).await?;
+            }
+            let report = pipeline.finish().await;
+            anyhow::ensure!(report.failures.is_empty(), "{:?}", report.failures);
+        }
+        let per_sec = n as f64 / start.elapsed().as_secs_f64();
+        Ok(Run {
+            per_sec,
+            usage: meter.stop(),
+            events: n,
+        })
+    }
+
+    /// Raw: a durable pull consumer from the start of the stream; decode, ack.
+    async fn raw_consume<E: Event>(&self, n: usize, handlers: usize) -> anyhow::Result<Run> {
+        let name = format!("raw_{}", uuid::Uuid::now_v7().simple());
+        let stream = self.js.get_stream(E::STREAM).await?;
+        let pull = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                filter_subject: E::SUBJECT.to_string(),
+                max_ack_pending: 1000,
+                ..Default::default()
+            })
+            .await?;
+        let meter = Meter::start();
+        let start = Instant::now();
+        let messages = pull.messages().await?;
+        messages
+            .take(n)
+            .for_each_concurrent(handlers, |m| async move {
+                let m = m.expect("a message");
+                let _event: E = serde_json::from_slice(&m.payload).expect("decodes");
+                m.ack().await.expect("ack");
+            })
+            .await;
+        let per_sec = n as f64 / start.elapsed().as_secs_f64();
+        let usage = meter.stop();
+        stream.delete_consumer(&name).await?;
+        Ok(Run {
+            per_sec,
+            usage,
+            events: n,
+        })
+    }
+
+    /// eventhub: a consumer from the start of the stream; the handler counts.
+    async fn sdk_consume<E: Event + Consumable>(
+        &self,
+        n: usize,
+        handlers: usize,
+    ) -> anyhow::Result<Run> {
+        let name = format!("sdk_{}", uuid::Uuid::now_v7().simple());
+        let consumer = self
+            .client
+            .consumer::<E>(ConsumerOptions::default().name(&name).concurrency(handlers))
+            .await?;
+        let count = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(Notify::new());
+        let meter = Meter::start();
+        let start = Instant::now();
+        let (c, d) = (count.clone(), done.clone());
+        let handle = consumer.spawn(move |_env| {
+            if c.fetch_add(1, Ordering::Relaxed) + 1 == n as u64 {
+                d.notify_one();
+            }
+            async { Ok(()) }
+        });
+        done.notified().await;
+        let per_sec = n as f64 / start.elapsed().as_secs_f64();
+        let usage = meter.stop();
+        handle.shutdown().await;
+        self.js
+            .get_stream(E::STREAM)
+            .await?
+            .delete_consumer(&name)
+            .await?;
+        Ok(Run {
+            per_sec,
+            usage,
+            events: n,
+        })
+    }
+
+    /// Events to send per 1 ms tick and in total for a latency run at `rate`.
+    fn latency_counts(&self, rate: usize) -> (usize, usize) {
+        let per_tick = (rate / 1000).max(1);
+        (per_tick, rate * self.plan.latency_secs as usize)
+    }
+
+    async fn raw_latency<E: Event>(&self, event: &E, rate: usize) -> anyhow::Result<Vec<u64>> {
+        let (per_tick, total) = self.latency_counts(rate);
+        let clock = Clock::new(total);
+        let stream = self.js.get_stream(E::STREAM).await?;
+        let name = format!("rawlat_{}", uuid::Uuid::now_v7().simple());
+        let pull = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                filter_subject: E::SUBJECT.to_string(),
+                deliver_policy: consumer::DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await?;
+        let messages = pull.messages().await?;
+        let c = clock.clone();
+        let receiver = tokio::spawn(async move {
+            messages
+                .take(total)
+                .for_each(|m| {
+                    let c = c.clone();
+                    async move {
+                        let m = m.expect("a message");
+                        let _event: E = serde_json::from_slice(&m.payload).expect("decodes");
+                        let id = m
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get("Nats-Msg-Id"))
+                            .map(|v| v.as_str().to_string())
+                            .unwrap_or_default();
+                        c.received(&id);
+                        m.ack().await.expect("ack");
+                    }
+                })
+                .await;
+        });
+        let mut ticks = tokio::time::interval(Duration::from_millis(1));
+        let mut in_flight = VecDeque::new();
+        let mut sent = 0;
+        while sent < total {
+            ticks.tick().await;
+            for _ in 0..per_tick.min(total - sent) {
+                let payload = Bytes::from(serde_json::to_vec(event)?);
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Msg-Id", format!("lat-{sent}").as_str());
+                clock.sent(sent);
+                in_flight.push_back(
+                    self.js
+                        .publish_with_headers(E::SUBJECT, headers, payload)
+                        .await?,
+                );
+                if in_flight.len() >= WINDOW
+                    && let Some(a) = in_flight.pop_front()
+                {
+                    a.await?;
+                }
+                sent += 1;
+            }
+        }
+        for a in in_flight {
+            a.await?;
+        }
+        tokio::time::timeout(Duration::from_secs(30), receiver).await??;
+        stream.delete_consumer(&name).await?;
+        Ok(clock.latencies())
+    }
+
+    async fn sdk_latency<E: Event + Consumable>(
+        &self,
+        event: &E,
+        rate: usize,
+    ) -> anyhow::Result<Vec<u64>> {
+        let (per_tick, total) = self.latency_counts(rate);
+        let clock = Clock::new(total);
+        let name = format!("sdklat_{}", uuid::Uuid::now_v7().simple());
+        let consumer = self
+            .client
+            .consumer::<E>(
+                ConsumerOptions::default()
+                    .name(&name)
+                    .concurrency(1)
+                    .start_from(StartFrom::New),
+            )
+            .await?;
+        let c = clock.clone();
+        let handle = consumer.spawn(move |env| {
+            c.received(&env.meta().id);
+            async { Ok(()) }
+        });
+        let mut ticks = tokio::time::interval(Duration::from_millis(1));
+        let mut pipeline = self.client.publisher().pipeline(WINDOW);
+        let mut sent = 0;
+        while sent < total {
+            ticks.tick().await;
+            for _ in 0..per_tick.min(total - sent) {
+                clock.sent(sent);
+                pipeline
+                    .send_with(
+                        event,
+                        PublishOptions {
+                            id: Some(format!("lat-{sent}")),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                sent += 1;
+            }
+        }
+        let report = pipeline.finish().await;
+        anyhow::ensure!(report.failures.is_empty(), "{:?}", report.failures);
+        tokio::time::timeout(Duration::from_secs(30), clock.all_received()).await?;
+        handle.shutdown().await;
+        self.js
+            .get_stream(E::STREAM)
+            .await?
+            .delete_consumer(&name)
+            .await?;
+        Ok(clock.latencies())
+    }
+}
+
+/// Send and receive times of a latency run, by event index (`lat-<i>`).
+#[derive(Clone)]
+struct Clock {
+    base: Instant,
+    sent: Arc<Vec<AtomicU64>>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+    done: Arc<Notify>,
+    total: usize,
+}
+
+impl Clock {
+    fn new(total: usize) -> Self {
+        Self {
+            base: Instant::now(),
+            sent: Arc::new((0..total).map(|_| AtomicU64::new(0)).collect()),
+            latencies: Arc::new(Mutex::new(Vec::with_capacity(total))),
+            done: Arc::new(Notify::new()),
+            total,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn sent(&self, i: usize) {
+        self.sent[i].store(self.now(), Ordering::Relaxed);
+    }
+
+    fn received(&self, id: &str) {
+        let Some(i) = id
+            .strip_prefix("lat-")
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            return;
+        };
+        let micros = (self
+            .now()
+            .saturating_sub(self.sent[i].load(Ordering::Relaxed)))
+            / 1000;
+        let mut l = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
+        l.push(micros);
+        if l.len() == self.total {
+            self.done.notify_one();
+        }
+    }
+
+    async fn all_received(&self) {
+        self.done.notified().await;
+    }
+
+    fn latencies(&self) -> Vec<u64> {
+        let mut l = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        l.sort_unstable();
+        l
+    }
+}
