@@ -132,7 +132,7 @@ fn tiny_event() -> auth::LogoutV1 {
     serde_json::from_value(serde_json::json!({
         "user_id": "0190a000-0000-7000-8000-000000000001",
         "session_id": "0190a000-0000-7000-8000-000000000002",
-        "reason": "logout",
+        "reason": "user",
         "at": "2026-11-23T10:00:00Z",
     }))
     .expect("a valid auth.logout")

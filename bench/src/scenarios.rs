@@ -59,6 +59,7 @@ impl Env<'_> {
         let mut rows = Vec::new();
         let n = self.plan.pipelined;
 
+        eprintln!("{}: pipelined publish", E::TYPE);
         // Pipelined publish.
         let (mut raw, mut sdk) = (Vec::new(), Vec::new());
         for _ in 0..self.plan.rounds {
@@ -87,6 +88,7 @@ impl Env<'_> {
             Target::None,
         ));
 
+        eprintln!("{}: publish awaiting each ack", E::TYPE);
         // One at a time.
         self.purge::<E>().await?;
         let r = self.raw_publish(event, self.plan.awaited, 1).await?;
@@ -104,6 +106,7 @@ impl Env<'_> {
         self.purge::<E>().await?;
         self.sdk_publish(event, n, WINDOW).await?;
         for handlers in [1, HANDLERS] {
+            eprintln!("{}: consume with {handlers} handler(s)", E::TYPE);
             let (mut raw, mut sdk) = (Vec::new(), Vec::new());
             for _ in 0..self.plan.rounds {
                 raw.push(self.raw_consume::<E>(n, handlers).await?);
@@ -155,8 +158,10 @@ impl Env<'_> {
                 ],
             ),
         ] {
+            eprintln!("{}: latency at {rate}/s (raw)", E::TYPE);
             self.purge::<E>().await?;
             let r = self.raw_latency(event, rate).await?;
+            eprintln!("{}: latency at {rate}/s (eventhub)", E::TYPE);
             self.purge::<E>().await?;
             let s = self.sdk_latency(event, rate).await?;
             for (i, (q, name)) in [0.5, 0.99, 0.999].iter().zip(names).enumerate() {
@@ -369,7 +374,7 @@ impl Env<'_> {
             for _ in 0..per_tick.min(total - sent) {
                 let payload = Bytes::from(serde_json::to_vec(event)?);
                 let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", format!("lat-{sent}").as_str());
+                headers.insert("Nats-Msg-Id", format!("lat-{}-{sent}", clock.run).as_str());
                 clock.sent(sent);
                 in_flight.push_back(
                     self.js
@@ -425,7 +430,7 @@ impl Env<'_> {
                     .send_with(
                         event,
                         PublishOptions {
-                            id: Some(format!("lat-{sent}")),
+                            id: Some(format!("lat-{}-{sent}", clock.run)),
                             ..Default::default()
                         },
                     )
@@ -435,7 +440,17 @@ impl Env<'_> {
         }
         let report = pipeline.finish().await;
         anyhow::ensure!(report.failures.is_empty(), "{:?}", report.failures);
-        tokio::time::timeout(Duration::from_secs(30), clock.all_received()).await?;
+        if tokio::time::timeout(Duration::from_secs(30), clock.all_received())
+            .await
+            .is_err()
+        {
+            anyhow::bail!(
+                "eventhub latency run at {rate}/s: {} of {total} events arrived within 30 s; \
+                 consumer {:?}",
+                clock.latencies().len(),
+                handle.stats()
+            );
+        }
         handle.shutdown().await;
         self.js
             .get_stream(E::STREAM)
@@ -446,10 +461,12 @@ impl Env<'_> {
     }
 }
 
-/// Send and receive times of a latency run, by event index (`lat-<i>`).
+/// Send and receive times of a latency run, by event index (ids `lat-<run>-<i>`).
 #[derive(Clone)]
 struct Clock {
     base: Instant,
+    /// Distinguishes this run's ids from earlier runs' (the stream de-duplicates ids).
+    run: String,
     sent: Arc<Vec<AtomicU64>>,
     latencies: Arc<Mutex<Vec<u64>>>,
     done: Arc<Notify>,
@@ -460,6 +477,7 @@ impl Clock {
     fn new(total: usize) -> Self {
         Self {
             base: Instant::now(),
+            run: uuid::Uuid::now_v7().simple().to_string(),
             sent: Arc::new((0..total).map(|_| AtomicU64::new(0)).collect()),
             latencies: Arc::new(Mutex::new(Vec::with_capacity(total))),
             done: Arc::new(Notify::new()),
@@ -477,8 +495,10 @@ impl Clock {
 
     fn received(&self, id: &str) {
         let Some(i) = id
-            .strip_prefix("lat-")
+            .rsplit('-')
+            .next()
             .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| *i < self.total)
         else {
             return;
         };
