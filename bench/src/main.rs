@@ -95,6 +95,11 @@ async fn main() -> anyhow::Result<()> {
         js: &js,
         plan,
     };
+    if let Ok(only) = std::env::var("EVENTHUB_BENCH_PROFILE") {
+        // For `perf record`: one side of one scenario, long enough to sample.
+        env.profile(&only, &typical).await?;
+        return Ok(());
+    }
     for (label, rows) in [
         ("tiny", env.all(&tiny).await?),
         ("typical", env.all(&typical).await?),

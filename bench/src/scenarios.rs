@@ -181,6 +181,32 @@ impl Env<'_> {
         Ok(rows)
     }
 
+    /// Runs one side of one scenario for profiling: `raw-publish`, `sdk-publish`,
+    /// `raw-consume`, `sdk-consume`.
+    pub(crate) async fn profile<E: Event + Consumable>(
+        &self,
+        what: &str,
+        event: &E,
+    ) -> anyhow::Result<()> {
+        let n = 300_000;
+        self.purge::<E>().await?;
+        let run = match what {
+            "raw-publish" => self.raw_publish(event, n, WINDOW).await?,
+            "sdk-publish" => self.sdk_publish(event, n, WINDOW).await?,
+            "raw-consume" | "sdk-consume" => {
+                self.sdk_publish(event, n, WINDOW).await?;
+                if what == "raw-consume" {
+                    self.raw_consume::<E>(n, 1).await?
+                } else {
+                    self.sdk_consume::<E>(n, 1).await?
+                }
+            }
+            other => anyhow::bail!("unknown profile {other}"),
+        };
+        eprintln!("{what}: {:.0} ev/s", run.per_sec);
+        Ok(())
+    }
+
     async fn purge<E: Event>(&self) -> anyhow::Result<()> {
         let stream = self.js.get_stream(E::STREAM).await?;
         stream.purge().await.context("purge")?;

@@ -94,8 +94,8 @@ pub struct Metadata {
     pub correlation_id: Option<String>,
     /// Id of the event whose handling caused this one, if any.
     pub causation_id: Option<String>,
-    /// Every header of the message.
-    pub headers: HeaderMap,
+    /// Every header of the message (shared with the dead-letter path, not copied).
+    pub headers: std::sync::Arc<HeaderMap>,
 }
 
 /// A received event with its metadata. Dereferences to the event.
@@ -106,22 +106,20 @@ pub struct Metadata {
 pub struct Envelope<E> {
     event: E,
     meta: Metadata,
-    publisher: Publisher,
+    base: Publisher,
+    /// Made on first use: most handlers publish nothing.
+    follow_up: std::sync::OnceLock<Publisher>,
 }
 
 impl<E> Envelope<E> {
     /// Wraps a received event; follow-up events published through [`Envelope::publisher`]
     /// carry its correlation id (or its id when it has none) and have it as causation.
     pub(crate) fn new(event: E, meta: Metadata, publisher: &Publisher) -> Self {
-        let correlation = meta
-            .correlation_id
-            .clone()
-            .unwrap_or_else(|| meta.id.clone());
-        let publisher = publisher.caused_by(&correlation, &meta.id);
         Self {
             event,
             meta,
-            publisher,
+            base: publisher.clone(),
+            follow_up: std::sync::OnceLock::new(),
         }
     }
 
@@ -143,7 +141,10 @@ impl<E> Envelope<E> {
     /// A publisher for follow-up events: they inherit this event's correlation id (or use its id
     /// if it has none) and get its id as causation id.
     pub fn publisher(&self) -> &Publisher {
-        &self.publisher
+        self.follow_up.get_or_init(|| {
+            let correlation = self.meta.correlation_id.as_deref().unwrap_or(&self.meta.id);
+            self.base.caused_by(correlation, &self.meta.id)
+        })
     }
 }
 

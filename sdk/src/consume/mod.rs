@@ -19,6 +19,7 @@ mod options;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,10 +27,11 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::Client;
@@ -365,6 +367,7 @@ impl<E: Consumable> Consumer<E> {
             ..
         } = self;
         let held_max = options.concurrency + options.prefetch;
+        let min_batch = u32::try_from(held_max.div_ceil(2)).unwrap_or(u32::MAX);
         let held = Arc::new(Semaphore::new(held_max));
         let shared = Arc::new(Shared {
             publisher: client.publisher(),
@@ -376,32 +379,37 @@ impl<E: Consumable> Consumer<E> {
             counters: counters.clone(),
             shutdown: shutdown.clone(),
         });
-        let mut tasks = JoinSet::new();
+        // Handlers run as futures of this task, not spawned tasks: no hand-off between threads
+        // per event (handlers with heavy CPU work should spawn it themselves).
+        let mut tasks: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send>>> =
+            FuturesUnordered::new();
         let mut failures = 0u32;
         tracing::info!(consumer = %name, stream, "eventhub consumer started");
         'fetch: loop {
             if *shutdown.borrow() {
                 break;
             }
+            // Pull in batches of at least half the slots: a request per freed slot would cost a
+            // round trip per event.
             let first = tokio::select! {
                 biased;
                 () = stopped(&mut shutdown) => break 'fetch,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue 'fetch,
-                permit = held.clone().acquire_owned() => match permit {
+                Some(()) = tasks.next(), if !tasks.is_empty() => continue 'fetch,
+                permit = held.clone().acquire_many_owned(min_batch) => match permit {
                     Ok(p) => p,
                     Err(_) => break 'fetch,
                 },
             };
-            let mut permits = vec![first];
-            while permits.len() < held_max {
-                match held.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
+            let mut permits = first;
+            let extra = u32::try_from(held.available_permits()).unwrap_or(0);
+            if extra > 0
+                && let Ok(more) = held.clone().try_acquire_many_owned(extra)
+            {
+                permits.merge(more);
             }
             let batch = pull
                 .batch()
-                .max_messages(permits.len())
+                .max_messages(permits.num_permits())
                 .expires(options.fetch_expires)
                 .messages()
                 .await;
@@ -427,22 +435,22 @@ impl<E: Consumable> Consumer<E> {
             loop {
                 tokio::select! {
                     biased;
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    Some(()) = tasks.next(), if !tasks.is_empty() => {}
                     next = batch.next() => match next {
                         None => break,
                         Some(Ok(message)) => {
                             failures = 0;
                             Counters::bump(&counters.received);
-                            let Some(permit) = permits.pop() else {
+                            let Some(permit) = permits.split(1) else {
                                 // A batch never exceeds its size; return the surplus anyway.
-                                tasks.spawn(give_back(message, counters.clone()));
+                                tasks.push(Box::pin(give_back(message, counters.clone())));
                                 continue;
                             };
                             if *shutdown.borrow() {
                                 drop(permit);
-                                tasks.spawn(give_back(message, counters.clone()));
+                                tasks.push(Box::pin(give_back(message, counters.clone())));
                             } else {
-                                tasks.spawn(process::<E, F, Fut>(shared.clone(), message, permit));
+                                tasks.push(Box::pin(process::<E, F, Fut>(shared.clone(), message, permit)));
                             }
                         }
                         Some(Err(e)) => {
@@ -453,7 +461,7 @@ impl<E: Consumable> Consumer<E> {
                 }
             }
         }
-        let drain = async { while tasks.join_next().await.is_some() {} };
+        let drain = async { while tasks.next().await.is_some() {} };
         if tokio::time::timeout(options.shutdown_timeout, drain)
             .await
             .is_err()
@@ -465,8 +473,7 @@ impl<E: Consumable> Consumer<E> {
                  were cancelled; their events will be delivered again",
                 options.shutdown_timeout
             );
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+            tasks.clear();
         }
         // Acks are fire-and-forget: make sure they left before returning.
         let _ = client.nats().flush().await;
@@ -516,7 +523,10 @@ async fn process<E, F, Fut>(
             return;
         }
     };
-    let hdrs = message.headers.as_ref();
+    // The headers move into the envelope's metadata (shared, not copied).
+    let mut message = message;
+    let shared_headers = Arc::new(message.message.headers.take().unwrap_or_default());
+    let hdrs = Some(&*shared_headers);
     let counters = &shared.counters;
 
     if let Some(target) = header(hdrs, headers::REPLAY_FOR)
@@ -568,31 +578,39 @@ async fn process<E, F, Fut>(
     };
 
     let period = (shared.options.ack_wait / 2).max(Duration::from_millis(50));
-    let mut keep_alive = tokio::time::interval_at(Instant::now() + period, period);
-    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut next_progress = Instant::now() + period;
 
-    // Wait for a free handler, keeping the message alive meanwhile.
-    let mut shutdown = shared.shutdown.clone();
-    let _worker = loop {
-        tokio::select! {
-            biased;
-            () = stopped(&mut shutdown) => {
-                give_back(message, shared.counters.clone()).await;
-                return;
-            }
-            permit = shared.workers.acquire() => match permit {
-                Ok(p) => break p,
-                Err(_) => return,
-            },
-            _ = keep_alive.tick() => {
-                let _ = message.ack_with(AckKind::Progress).await;
+    // Take a free handler; if none, wait, keeping the message alive meanwhile.
+    let _worker = match shared.workers.try_acquire() {
+        Ok(p) => p,
+        Err(_) => {
+            let mut shutdown = shared.shutdown.clone();
+            let keep_alive = tokio::time::sleep_until(next_progress);
+            tokio::pin!(keep_alive);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = stopped(&mut shutdown) => {
+                        give_back(message, shared.counters.clone()).await;
+                        return;
+                    }
+                    permit = shared.workers.acquire() => match permit {
+                        Ok(p) => break p,
+                        Err(_) => return,
+                    },
+                    () = &mut keep_alive => {
+                        let _ = message.ack_with(AckKind::Progress).await;
+                        next_progress = Instant::now() + period;
+                        keep_alive.as_mut().reset(next_progress);
+                    }
+                }
             }
         }
     };
 
     let meta = metadata(
         &message,
-        hdrs,
+        &shared_headers,
         E::FAMILY.event_type,
         version,
         stream.clone(),
@@ -615,9 +633,12 @@ async fn process<E, F, Fut>(
     let envelope = Envelope::new(event, meta, &shared.publisher);
     let run = AssertUnwindSafe((shared.handler)(envelope).instrument(span.clone())).catch_unwind();
     tokio::pin!(run);
+    // One timer serves both the in-progress acks and the handler timeout.
     let timeout = shared.options.handler_timeout;
-    let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::MAX / 4));
-    tokio::pin!(deadline);
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let wake_at = |progress: Instant| deadline.map_or(progress, |d| d.min(progress));
+    let timer = tokio::time::sleep_until(wake_at(next_progress));
+    tokio::pin!(timer);
     let outcome = loop {
         tokio::select! {
             biased;
@@ -626,11 +647,13 @@ async fn process<E, F, Fut>(
                 Ok(Err(e)) => Outcome::Failed(e),
                 Err(panic) => Outcome::Panicked(panic_message(panic.as_ref())),
             },
-            () = &mut deadline, if timeout.is_some() => {
-                break Outcome::TimedOut(timeout.unwrap_or_default());
-            }
-            _ = keep_alive.tick() => {
+            () = &mut timer => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break Outcome::TimedOut(timeout.unwrap_or_default());
+                }
                 let _ = message.ack_with(AckKind::Progress).await;
+                next_progress = Instant::now() + period;
+                timer.as_mut().reset(wake_at(next_progress));
             }
         }
     };
@@ -750,7 +773,7 @@ async fn dead_letter<F>(
 #[allow(clippy::too_many_arguments)]
 fn metadata(
     message: &jetstream::Message,
-    hdrs: Option<&async_nats::HeaderMap>,
+    headers_map: &Arc<async_nats::HeaderMap>,
     event_type: &str,
     version: u32,
     stream: String,
@@ -758,6 +781,7 @@ fn metadata(
     delivered: u64,
     published: DateTime<Utc>,
 ) -> Metadata {
+    let hdrs = Some(&**headers_map);
     let owned = |name: &str| header(hdrs, name).map(str::to_string);
     Metadata {
         id: owned(headers::ID)
@@ -776,7 +800,7 @@ fn metadata(
         delivered,
         correlation_id: owned(headers::CORRELATION_ID),
         causation_id: owned(headers::CAUSATION_ID),
-        headers: hdrs.cloned().unwrap_or_default(),
+        headers: headers_map.clone(),
     }
 }
 
