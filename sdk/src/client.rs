@@ -289,6 +289,8 @@ fn valid_service_name(s: &str) -> bool {
 /// timeout; publishes race their ack against this to fail fast with the subject named.
 #[derive(Debug, Default)]
 pub(crate) struct PermissionWatch {
+    /// Violations ever recorded: while zero (the normal case) no lock is taken.
+    count: std::sync::atomic::AtomicU64,
     recent: Mutex<VecDeque<(String, Instant)>>,
     notify: Notify,
 }
@@ -313,11 +315,16 @@ impl PermissionWatch {
         }
         recent.push_back((subject, now));
         drop(recent);
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         self.notify.notify_waiters();
     }
 
     /// Whether a violation for `subject` was reported since `since`.
     pub(crate) fn denied_since(&self, subject: &str, since: Instant) -> bool {
+        if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return false;
+        }
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent.iter().any(|(s, t)| s == subject && *t >= since)
     }

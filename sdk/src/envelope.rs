@@ -172,24 +172,36 @@ pub(crate) struct OutgoingHeaders<'a> {
 
 impl OutgoingHeaders<'_> {
     pub(crate) fn build(&self, target: &Target) -> HeaderMap {
+        // Names are constants (no allocation or validation per event); the time is formatted
+        // straight into the value it becomes.
+        use async_nats::HeaderName as N;
+        const SPECVERSION: N = N::from_static(headers::SPECVERSION);
+        const ID: N = N::from_static(headers::ID);
+        const TYPE: N = N::from_static(headers::TYPE);
+        const SOURCE: N = N::from_static(headers::SOURCE);
+        const TIME: N = N::from_static(headers::TIME);
+        const DATASCHEMA: N = N::from_static(headers::DATASCHEMA);
+        const CONTENT_TYPE: N = N::from_static(headers::CONTENT_TYPE);
+        const CORRELATION_ID: N = N::from_static(headers::CORRELATION_ID);
+        const CAUSATION_ID: N = N::from_static(headers::CAUSATION_ID);
+        const MSG_ID: N = N::from_static(headers::MSG_ID);
         let mut h = HeaderMap::new();
-        h.insert(headers::SPECVERSION, "1.0");
-        h.insert(headers::ID, self.id);
-        h.insert(headers::TYPE, target.event_type);
-        h.insert(headers::SOURCE, self.source);
+        h.insert(SPECVERSION, "1.0");
+        h.insert(ID, self.id);
+        h.insert(TYPE, target.event_type);
+        h.insert(SOURCE, self.source);
         h.insert(
-            headers::TIME,
+            TIME,
             self.time
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                .as_str(),
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         );
-        h.insert(headers::DATASCHEMA, target.schema_id);
-        h.insert(headers::CONTENT_TYPE, JSON);
-        h.insert(headers::CORRELATION_ID, self.correlation_id);
+        h.insert(DATASCHEMA, target.schema_id);
+        h.insert(CONTENT_TYPE, JSON);
+        h.insert(CORRELATION_ID, self.correlation_id);
         if let Some(c) = self.causation_id {
-            h.insert(headers::CAUSATION_ID, c);
+            h.insert(CAUSATION_ID, c);
         }
-        h.insert(headers::MSG_ID, self.id);
+        h.insert(MSG_ID, self.id);
         h
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind as NatsKind};
+use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
@@ -339,6 +340,19 @@ struct PendingAck {
 
 impl PendingAck {
     async fn wait(self) -> Result<Receipt, PublishError> {
+        let subject = self.subject;
+        let (id, result) = self.settle().await;
+        result.map(|ack| Receipt {
+            id,
+            subject,
+            stream: ack.stream,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Waits for the ack (or a permission violation); returns the id either way.
+    async fn settle(self) -> (String, Result<PublishAck, PublishError>) {
         let PendingAck {
             id,
             subject,
@@ -352,19 +366,12 @@ impl PendingAck {
             biased;
             r = std::future::IntoFuture::into_future(ack) => r,
             () = permissions.wait_denied(subject, sent_at) => {
-                return Err(permission_denied(&client, subject));
+                return (id, Err(permission_denied(&client, subject)));
             }
         };
-        match result {
-            Ok(ack) => Ok(Receipt {
-                id,
-                subject,
-                stream: ack.stream,
-                sequence: ack.sequence,
-                duplicate: ack.duplicate,
-            }),
-            Err(e) => Err(map_publish_error(&client, e, subject, stream, &id, sent_at)),
-        }
+        let result =
+            result.map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at));
+        (id, result)
     }
 }
 
@@ -483,12 +490,15 @@ pub struct PipelineFailure {
     pub error: PublishError,
 }
 
-/// What a finished pipeline stored and what failed.
+/// What a finished pipeline stored and what failed. Receipts of stored events are counted, not
+/// kept: a pipeline of millions of events should not hold millions of receipts.
 #[derive(Debug, Default)]
 pub struct PipelineReport {
-    /// Receipts of stored events, in send order.
-    pub receipts: Vec<Receipt>,
-    /// Events that were sent but not stored (or whose fate is unknown).
+    /// Events the streams stored (new ones and duplicates).
+    pub stored: u64,
+    /// Of those, events a stream already held with the same id (dropped as duplicates).
+    pub duplicates: u64,
+    /// Events that were sent but not stored (or whose fate is unknown), with their position.
     pub failures: Vec<PipelineFailure>,
 }
 
@@ -532,11 +542,13 @@ impl Pipeline {
         let Some((index, pending)) = self.in_flight.pop_front() else {
             return;
         };
-        let id = pending.id.clone();
         let subject = pending.subject;
-        match pending.wait().await {
-            Ok(receipt) => self.report.receipts.push(receipt),
-            Err(error) => self.report.failures.push(PipelineFailure {
+        match pending.settle().await {
+            (_, Ok(ack)) => {
+                self.report.stored += 1;
+                self.report.duplicates += u64::from(ack.duplicate);
+            }
+            (id, Err(error)) => self.report.failures.push(PipelineFailure {
                 index,
                 id,
                 subject,

@@ -100,3 +100,76 @@ async fn publishing_before_provisioning_names_the_missing_stream() {
     );
     assert!(err.to_string().contains("provision"), "{err}");
 }
+
+#[tokio::test]
+async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
+    let (_server, client) = crate::support::server_and_client("shop").await;
+    // Only IDENTITY exists: order.placed (stream ORDERS) cannot be stored.
+    let identity = *eventhub::events::STREAMS
+        .iter()
+        .find(|s| s.name == "IDENTITY")
+        .unwrap();
+    client
+        .provision_with(&eventhub::ProvisionOptions {
+            streams: vec![identity],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let money = |minor: u64| serde_json::json!({"amount_minor": minor, "currency": "EUR"});
+    let order: eventhub::events::order::PlacedV1 = serde_json::from_value(serde_json::json!({
+        "order_id": uuid::Uuid::now_v7(),
+        "user_id": uuid::Uuid::now_v7(),
+        "line_items": [{"sku": "A-1", "name": "Mug", "quantity": 1,
+                        "unit_price": money(500), "total": money(500)}],
+        "subtotal": money(500), "tax": money(95), "shipping": money(0), "total": money(595),
+        "shipping_address": {"line1": "1 Main St", "city": "Leeds", "country": "GB"},
+        "placed_at": "2026-11-23T10:00:00Z",
+    }))
+    .unwrap();
+
+    let mut pipeline = client.publisher().pipeline(4);
+    let mut order_ids = Vec::new();
+    let mut first_user_id = None;
+    for i in 0..12 {
+        if i % 4 == 3 {
+            order_ids.push((i, pipeline.send(&order).await.unwrap()));
+        } else {
+            let id = pipeline
+                .send(&user_created_v1(&format!("p{i}@example.com")))
+                .await
+                .unwrap();
+            first_user_id.get_or_insert(id);
+        }
+    }
+    // The first user event again, same id: stored once, counted as a duplicate.
+    pipeline
+        .send_with(
+            &user_created_v1("again@example.com"),
+            PublishOptions {
+                id: first_user_id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let report = pipeline.finish().await;
+
+    assert_eq!(report.stored, 10, "9 user events and the duplicate");
+    assert_eq!(report.duplicates, 1);
+    let failed: Vec<(usize, String)> = report
+        .failures
+        .iter()
+        .map(|f| (f.index, f.id.clone()))
+        .collect();
+    assert_eq!(failed, order_ids, "each failure names its event");
+    for f in &report.failures {
+        assert_eq!(f.subject, "events.order.placed.v1");
+        assert_eq!(
+            f.error.kind(),
+            eventhub::PublishErrorKind::NoStream,
+            "{}",
+            f.error
+        );
+    }
+}
