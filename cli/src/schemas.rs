@@ -1,7 +1,11 @@
-//! `eventhub schemas list|show`, and finding catalog events by `TYPE[@vN]`.
+//! `eventhub schemas list|show|check|diff|release`, and finding catalog events by `TYPE[@vN]`.
+
+use std::path::{Path, PathBuf};
 
 use eventhub::EventInfo;
 use eventhub::events::CATALOG;
+use eventhub_codegen::Catalog;
+use eventhub_codegen::release::{self, Lock, Report, Status};
 use serde_json::json;
 
 use crate::output::say;
@@ -17,6 +21,95 @@ pub(crate) enum Command {
         /// e.g. `user.created` or `user.created@v1`.
         event: String,
     },
+    /// Compares the catalog with its released state (`released.lock`): exit 0 when every
+    /// change to a released version is compatible, 1 when any is breaking.
+    Check {
+        /// The catalog directory.
+        #[arg(long, env = "EVENTHUB_SCHEMAS_DIR", default_value = "schemas")]
+        dir: PathBuf,
+    },
+    /// Compares two schema trees laid out like `schemas/`, every version in OLD counting as
+    /// released: exit 0 when every change is compatible, 1 when any is breaking.
+    Diff {
+        /// The old tree.
+        old: PathBuf,
+        /// The new tree.
+        new: PathBuf,
+    },
+    /// Records a release: writes every event version of the catalog into `released.lock`
+    /// (refused while a change to a released version is breaking).
+    Release {
+        /// The catalog directory.
+        #[arg(long, env = "EVENTHUB_SCHEMAS_DIR", default_value = "schemas")]
+        dir: PathBuf,
+    },
+}
+
+/// A breaking change was found (exit 1); the report is already printed.
+#[derive(Debug)]
+struct Breaking(usize);
+
+impl std::fmt::Display for Breaking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} breaking change{}: a released version may only change compatibly",
+            self.0,
+            if self.0 == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for Breaking {}
+
+fn load(dir: &Path) -> anyhow::Result<Catalog> {
+    if !dir.is_dir() {
+        anyhow::bail!("{}: no such catalog directory", dir.display());
+    }
+    Ok(Catalog::load(dir)?)
+}
+
+fn verdict(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        let events: Vec<serde_json::Value> = report
+            .events
+            .iter()
+            .filter(|e| e.status != Status::Unchanged)
+            .map(|e| {
+                json!({
+                    "event_type": e.event_type,
+                    "version": e.version,
+                    "file": e.file,
+                    "status": format!("{:?}", e.status).to_lowercase(),
+                    "breaking": e.is_breaking(),
+                    "next_version": e.next_version,
+                    "changes": e.changes.iter().map(|c| json!({
+                        "pointer": c.pointer,
+                        "via": c.via,
+                        "what": c.what,
+                        "breaks_old_consumers": c.breaks.old_consumers,
+                        "breaks_new_consumers": c.breaks.new_consumers,
+                        "why": c.why,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        print_json(&json!({ "breaking": report.is_breaking(), "events": events }));
+    } else {
+        for line in report.to_string().lines() {
+            say!("{line}");
+        }
+    }
+    let n = report.breaking().count()
+        + report
+            .events
+            .iter()
+            .filter(|e| e.status == Status::Removed)
+            .count();
+    if n > 0 {
+        return Err(Breaking(n).into());
+    }
+    Ok(())
 }
 
 pub(crate) fn run(command: Command, json: bool) -> anyhow::Result<()> {
@@ -65,6 +158,51 @@ pub(crate) fn run(command: Command, json: bool) -> anyhow::Result<()> {
                     info.rust_type
                 );
                 print_json(&schema);
+            }
+        }
+        Command::Check { dir } => {
+            let catalog = load(&dir)?;
+            let Some(lock) = Lock::load(&dir)? else {
+                say!(
+                    "nothing released yet ({} has no {}); `eventhub schemas release` records a release",
+                    dir.display(),
+                    release::LOCK_FILE
+                );
+                return Ok(());
+            };
+            verdict(&release::check(&catalog, &lock), json)?;
+        }
+        Command::Diff { old, new } => {
+            let (old, new) = (load(&old)?, load(&new)?);
+            verdict(&release::diff(&old, &new), json)?;
+        }
+        Command::Release { dir } => {
+            let catalog = load(&dir)?;
+            let previous = Lock::load(&dir)?;
+            let lock = Lock::record(&catalog, previous.as_ref())?;
+            let before = previous.as_ref().map(Lock::versions).unwrap_or_default();
+            let written = lock.save(&dir)?;
+            let added: Vec<String> = lock
+                .versions()
+                .into_iter()
+                .filter(|v| !before.contains(v))
+                .map(|(t, v)| format!("{t}@v{v}"))
+                .collect();
+            if json {
+                print_json(&json!({ "written": written, "newly_released": added }));
+            } else if !written {
+                say!("{} is up to date", dir.join(release::LOCK_FILE).display());
+            } else {
+                say!(
+                    "wrote {}: {} released version(s){}",
+                    dir.join(release::LOCK_FILE).display(),
+                    lock.versions().len(),
+                    if added.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", newly released: {}", added.join(", "))
+                    }
+                );
             }
         }
     }

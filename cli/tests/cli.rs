@@ -603,3 +603,84 @@ fn a_server_that_is_down_is_named_with_its_url() {
     run_at("nats://127.0.0.1:1", &["publish", "user.created", &payload])
         .fails(1, "cannot reach NATS at nats://127.0.0.1:1");
 }
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn schemas_check_diff_and_release_gate_breaking_changes() {
+    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let root = tempfile_dir();
+    let (old, new) = (root.join("old"), root.join("new"));
+    copy_tree(&schemas, &old);
+    copy_tree(&schemas, &new);
+    let dir = new.to_str().unwrap();
+
+    // The repository's catalog honours its release.
+    let check = run_at("nats://127.0.0.1:1", &["schemas", "check", "--dir", dir]).ok();
+    assert_eq!(check.stdout, "no changes\n");
+
+    // A compatible edit: exit 0, the change listed as compatible.
+    let path = new.join("user/created.v2.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    doc["properties"]["nickname"] = serde_json::json!({ "type": "string" });
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let diff = run_at(
+        "nats://127.0.0.1:1",
+        &["schemas", "diff", old.to_str().unwrap(), dir],
+    )
+    .ok();
+    assert!(
+        diff.stdout
+            .contains("/properties/nickname: optional property `nickname` added\n    compatible"),
+        "{}",
+        diff.stdout
+    );
+
+    // A breaking edit: exit 1, naming event, pointer, change, whom it breaks and the fix.
+    doc["required"]
+        .as_array_mut()
+        .unwrap()
+        .push("nickname".into());
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let report = run_at("nats://127.0.0.1:1", &["schemas", "check", "--dir", dir])
+        .fails(1, "1 breaking change");
+    for expected in [
+        "user.created v2  new/user/created.v2.json",
+        "/properties/nickname: required property `nickname` added",
+        "breaks new consumers: stored events lack `nickname`",
+        "fix: keep v2 as released and make this change in a new version file, new/user/created.v3.json",
+    ] {
+        assert!(
+            report.stdout.contains(expected),
+            "{expected:?} in:\n{}",
+            report.stdout
+        );
+    }
+    let json = run_at(
+        "nats://127.0.0.1:1",
+        &["schemas", "check", "--dir", dir, "--json"],
+    )
+    .json();
+    assert_eq!(json["breaking"], true);
+
+    // A breaking change cannot be recorded as a release; a compatible one can.
+    run_at("nats://127.0.0.1:1", &["schemas", "release", "--dir", dir]).fails(1, "breaking change");
+    doc["required"].as_array_mut().unwrap().pop();
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let released = run_at("nats://127.0.0.1:1", &["schemas", "release", "--dir", dir]).ok();
+    assert!(released.stdout.starts_with("wrote "), "{}", released.stdout);
+    let check = run_at("nats://127.0.0.1:1", &["schemas", "check", "--dir", dir]).ok();
+    assert_eq!(check.stdout, "no changes\n");
+    std::fs::remove_dir_all(root).ok();
+}

@@ -52,6 +52,9 @@ pub enum Error {
     },
     /// The catalog is invalid; every problem found is listed, sorted by file.
     Invalid(Vec<Diagnostic>),
+    /// A released event version changed in a way that breaks its consumers (see
+    /// [`crate::compat`]); the report lists every change with whom it breaks and the fix.
+    Breaking(crate::release::Report),
 }
 
 impl Error {
@@ -59,8 +62,13 @@ impl Error {
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
             Error::Invalid(d) => d,
-            Error::Io { .. } => &[],
+            Error::Io { .. } | Error::Breaking(_) => &[],
         }
+    }
+
+    /// One problem in one file.
+    pub(crate) fn invalid(file: &Path, pointer: &str, message: impl Into<String>) -> Self {
+        Error::Invalid(vec![Diagnostic::new(file, pointer, message)])
     }
 
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
@@ -87,6 +95,19 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::Breaking(report) => {
+                let n = report.breaking().count();
+                write!(
+                    f,
+                    "{n} breaking change{} to released event versions (schemas/{}):",
+                    if n == 1 { "" } else { "s" },
+                    crate::release::LOCK_FILE
+                )?;
+                for line in report.to_string().lines() {
+                    write!(f, "\n  {line}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -95,7 +116,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::Invalid(_) => None,
+            Error::Invalid(_) | Error::Breaking(_) => None,
         }
     }
 }

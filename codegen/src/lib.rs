@@ -33,10 +33,12 @@
 //! and include the result with `include!(concat!(env!("OUT_DIR"), "/events.rs"))`.
 
 mod catalog;
+pub mod compat;
 mod diagnostic;
 mod generate;
 mod guard;
 mod naming;
+pub mod release;
 mod topology;
 mod validate;
 
@@ -93,6 +95,17 @@ impl Config {
         let catalog = Catalog::load(dir)?;
         for f in catalog.files() {
             println!("cargo:rerun-if-changed={}", f.display());
+        }
+        // The compatibility gate: a released version may only change compatibly.
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join(release::LOCK_FILE).display()
+        );
+        if let Some(lock) = release::Lock::load(dir)? {
+            let report = release::check(&catalog, &lock);
+            if report.is_breaking() {
+                return Err(Error::Breaking(report));
+            }
         }
         let code = self.generate_catalog(&catalog)?;
         write_if_changed(out_file, &code)

@@ -1,0 +1,408 @@
+//! Released state: what was released, and whether the catalog still honours it.
+//!
+//! `schemas/released.lock` records, for every released event version, its canonical bundled
+//! schema (shared definitions included, keys sorted). [`Lock::record`] writes a new release;
+//! [`check`] compares the catalog with the lock and [`diff`] compares two catalogs, both with
+//! the rules of [`crate::compat`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalog::{Catalog, EventSchema};
+use crate::compat::{self, Change, canonical};
+use crate::diagnostic::Error;
+
+/// The lock file's name inside the catalog directory.
+pub const LOCK_FILE: &str = "released.lock";
+
+const LOCK_FORMAT: u32 = 1;
+
+/// Protobuf field numbers of one event version: message (JSON pointer into the bundled
+/// schema, `""` for the event itself) to property to number.
+pub type FieldNumbers = BTreeMap<String, BTreeMap<String, u32>>;
+
+/// The released state of a catalog (`schemas/released.lock`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lock {
+    /// Format of the file.
+    format: u32,
+    /// `user.created@1` to what was released.
+    events: BTreeMap<String, Released>,
+}
+
+/// One released event version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Released {
+    /// The canonical bundled schema at release.
+    schema: Value,
+    /// Protobuf field numbers, kept for removed properties too (never reused).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    proto: FieldNumbers,
+}
+
+fn key(event_type: &str, version: u32) -> String {
+    format!("{event_type}@{version}")
+}
+
+fn parse_key(k: &str) -> Option<(&str, u32)> {
+    let (t, v) = k.rsplit_once('@')?;
+    Some((t, v.parse().ok()?))
+}
+
+impl Lock {
+    /// Reads `<dir>/released.lock`; `None` when nothing was released yet.
+    pub fn load(dir: &Path) -> Result<Option<Lock>, Error> {
+        let path = dir.join(LOCK_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let lock: Lock = serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(&path, "", format!("not a valid lock file: {e}")))?;
+        if lock.format != LOCK_FORMAT {
+            return Err(Error::invalid(
+                &path,
+                "/format",
+                format!(
+                    "lock format {} is not supported (expected {LOCK_FORMAT})",
+                    lock.format
+                ),
+            ));
+        }
+        Ok(Some(lock))
+    }
+
+    /// Writes the lock to `<dir>/released.lock` (only if its content changed).
+    pub fn save(&self, dir: &Path) -> Result<bool, Error> {
+        let mut text = serde_json::to_string_pretty(&canonical(
+            &serde_json::to_value(self).expect("a lock serializes"),
+        ))
+        .expect("a value serializes");
+        text.push('\n');
+        crate::write_if_changed(&dir.join(LOCK_FILE), &text)
+    }
+
+    /// A release of every event version in `catalog`, keeping what `previous` recorded for
+    /// versions no longer in the catalog (a released version never disappears from the lock).
+    /// Refuses when the catalog breaks `previous` (check first: a breaking change must not be
+    /// recorded as released).
+    pub fn record(catalog: &Catalog, previous: Option<&Lock>) -> Result<Lock, Error> {
+        if let Some(prev) = previous {
+            let report = check(catalog, prev);
+            if report.is_breaking() {
+                return Err(Error::Breaking(report));
+            }
+        }
+        let mut lock = previous.cloned().unwrap_or_default();
+        lock.format = LOCK_FORMAT;
+        for e in &catalog.events {
+            let k = key(&e.name.event_type, e.name.version);
+            let proto = lock
+                .events
+                .get(&k)
+                .map(|r| r.proto.clone())
+                .unwrap_or_default();
+            lock.events.insert(
+                k,
+                Released {
+                    schema: canonical(&catalog.bundle(e)),
+                    proto,
+                },
+            );
+        }
+        Ok(lock)
+    }
+
+    /// The released event versions, sorted.
+    pub fn versions(&self) -> Vec<(String, u32)> {
+        self.events
+            .keys()
+            .filter_map(|k| parse_key(k))
+            .map(|(t, v)| (t.to_string(), v))
+            .collect()
+    }
+
+    /// The released schema of one event version.
+    pub fn schema(&self, event_type: &str, version: u32) -> Option<&Value> {
+        self.events
+            .get(&key(event_type, version))
+            .map(|r| &r.schema)
+    }
+
+    /// The recorded protobuf field numbers of one event version.
+    pub fn field_numbers(&self, event_type: &str, version: u32) -> Option<&FieldNumbers> {
+        self.events
+            .get(&key(event_type, version))
+            .map(|r| &r.proto)
+            .filter(|p| !p.is_empty())
+    }
+}
+
+/// What became of one event version between two states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Same schema (up to key order).
+    Unchanged,
+    /// Changed; see the changes.
+    Changed,
+    /// New: not released before, so anything goes.
+    Added,
+    /// Released before, gone now.
+    Removed,
+}
+
+/// The verdict on one event version.
+#[derive(Debug, Clone)]
+pub struct EventReport {
+    /// `user.created`
+    pub event_type: String,
+    /// `1`
+    pub version: u32,
+    /// The schema file (`schemas/user/created.v1.json`), when the version still exists.
+    pub file: Option<PathBuf>,
+    /// What became of it.
+    pub status: Status,
+    /// Every difference, compatible ones included.
+    pub changes: Vec<Change>,
+    /// The next free version of the event type: where a breaking change belongs.
+    pub next_version: u32,
+}
+
+impl EventReport {
+    /// Whether any change breaks a consumer.
+    pub fn is_breaking(&self) -> bool {
+        self.status == Status::Removed || self.changes.iter().any(Change::is_breaking)
+    }
+
+    fn next_file(&self) -> String {
+        match &self.file {
+            Some(f) => {
+                let s = f.display().to_string();
+                let suffix = format!(".v{}.json", self.version);
+                match s.strip_suffix(&suffix) {
+                    Some(base) => format!("{base}.v{}.json", self.next_version),
+                    None => s,
+                }
+            }
+            None => format!("{} v{}", self.event_type, self.next_version),
+        }
+    }
+}
+
+/// The result of comparing two states of a catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// One entry per event version in either state, sorted by type and version.
+    pub events: Vec<EventReport>,
+}
+
+impl Report {
+    /// Whether any change breaks a consumer.
+    pub fn is_breaking(&self) -> bool {
+        self.events.iter().any(EventReport::is_breaking)
+    }
+
+    /// The breaking changes, as (event, change) pairs.
+    pub fn breaking(&self) -> impl Iterator<Item = (&EventReport, &Change)> {
+        self.events
+            .iter()
+            .flat_map(|e| e.changes.iter().map(move |c| (e, c)))
+            .filter(|(_, c)| c.is_breaking())
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut any = false;
+        for e in &self.events {
+            let name = format!("{} v{}", e.event_type, e.version);
+            let file = e
+                .file
+                .as_ref()
+                .map(|p| format!("  {}", p.display()))
+                .unwrap_or_default();
+            match e.status {
+                Status::Unchanged => continue,
+                Status::Added => {
+                    any = true;
+                    writeln!(
+                        f,
+                        "{name}{file}: new version, not released yet — compatible"
+                    )?;
+                    continue;
+                }
+                Status::Removed => {
+                    any = true;
+                    writeln!(f, "{name}: released version removed — breaks new consumers")?;
+                    writeln!(
+                        f,
+                        "    stored events of v{} can no longer be decoded; restore its file, and retire a version only after its events have aged out of the stream",
+                        e.version
+                    )?;
+                    continue;
+                }
+                Status::Changed => {}
+            }
+            any = true;
+            writeln!(f, "{name}{file}")?;
+            for c in &e.changes {
+                let pointer = if c.pointer.is_empty() {
+                    "(root)"
+                } else {
+                    &c.pointer
+                };
+                let via = c
+                    .via
+                    .as_ref()
+                    .map(|v| format!(" (in definition {v})"))
+                    .unwrap_or_default();
+                writeln!(f, "  {pointer}{via}: {}", c.what)?;
+                writeln!(f, "    {}: {}", c.breaks, c.why)?;
+                if c.is_breaking() {
+                    let keep_def = c
+                        .via
+                        .as_ref()
+                        .map(|v| {
+                            format!(
+                                ", leave definition {v} as it is (add a new one for new versions)"
+                            )
+                        })
+                        .unwrap_or_default();
+                    writeln!(
+                        f,
+                        "    fix: keep v{} as released{keep_def} and make this change in a new version file, {}",
+                        e.version,
+                        e.next_file()
+                    )?;
+                }
+            }
+        }
+        if !any {
+            writeln!(f, "no changes")?;
+        }
+        Ok(())
+    }
+}
+
+fn report_for(
+    event_type: &str,
+    version: u32,
+    file: Option<PathBuf>,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    next_version: u32,
+) -> EventReport {
+    let (status, changes) = match (old, new) {
+        (Some(o), Some(n)) => {
+            let changes = compat::compare(o, n);
+            if changes.is_empty() {
+                (Status::Unchanged, changes)
+            } else {
+                (Status::Changed, changes)
+            }
+        }
+        (None, Some(_)) => (Status::Added, Vec::new()),
+        (Some(_), None) => (Status::Removed, Vec::new()),
+        (None, None) => (Status::Unchanged, Vec::new()),
+    };
+    EventReport {
+        event_type: event_type.to_string(),
+        version,
+        file,
+        status,
+        changes,
+        next_version,
+    }
+}
+
+fn next_versions(catalogs: &[&Catalog], extra: &[(String, u32)]) -> BTreeMap<String, u32> {
+    let mut next = BTreeMap::new();
+    let all = catalogs
+        .iter()
+        .flat_map(|c| {
+            c.events
+                .iter()
+                .map(|e| (e.name.event_type.clone(), e.name.version))
+        })
+        .chain(extra.iter().cloned());
+    for (t, v) in all {
+        let n = next.entry(t).or_insert(1);
+        *n = (*n).max(v + 1);
+    }
+    next
+}
+
+fn find<'c>(catalog: &'c Catalog, event_type: &str, version: u32) -> Option<&'c EventSchema> {
+    catalog
+        .events
+        .iter()
+        .find(|e| e.name.event_type == event_type && e.name.version == version)
+}
+
+/// Compares the catalog with its released state: every released version must still exist and
+/// have changed only compatibly. Versions not released yet are reported as added.
+pub fn check(catalog: &Catalog, lock: &Lock) -> Report {
+    let released = lock.versions();
+    let next = next_versions(&[catalog], &released);
+    let mut keys: Vec<(String, u32)> = released.clone();
+    keys.extend(
+        catalog
+            .events
+            .iter()
+            .map(|e| (e.name.event_type.clone(), e.name.version)),
+    );
+    keys.sort();
+    keys.dedup();
+    let events = keys
+        .into_iter()
+        .map(|(t, v)| {
+            let now = find(catalog, &t, v);
+            let new = now.map(|e| catalog.bundle(e));
+            report_for(
+                &t,
+                v,
+                now.map(|e| e.file.clone()),
+                lock.schema(&t, v),
+                new.as_ref(),
+                next[&t],
+            )
+        })
+        .collect();
+    Report { events }
+}
+
+/// Compares two catalogs (`eventhub schemas diff OLD NEW`), treating every version in `old` as
+/// released.
+pub fn diff(old: &Catalog, new: &Catalog) -> Report {
+    let next = next_versions(&[old, new], &[]);
+    let mut keys: Vec<(String, u32)> = old
+        .events
+        .iter()
+        .chain(&new.events)
+        .map(|e| (e.name.event_type.clone(), e.name.version))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let events = keys
+        .into_iter()
+        .map(|(t, v)| {
+            let o = find(old, &t, v).map(|e| old.bundle(e));
+            let n_ev = find(new, &t, v);
+            let n = n_ev.map(|e| new.bundle(e));
+            report_for(
+                &t,
+                v,
+                n_ev.map(|e| e.file.clone()),
+                o.as_ref(),
+                n.as_ref(),
+                next[&t],
+            )
+        })
+        .collect();
+    Report { events }
+}
