@@ -223,6 +223,8 @@ fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) 
         let mut arms = Vec::new();
         let mut version_arms = Vec::new();
         let mut froms = Vec::new();
+        let mut upcast_bounds = Vec::new();
+        let mut upcast_arms = Vec::new();
         let numbers: Vec<Literal> = versions
             .iter()
             .map(|e| Literal::u32_unsuffixed(e.name.version))
@@ -273,6 +275,8 @@ fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) 
             });
             arms.push(quote! { #version => raw.decode::<#ident>().map(Self::#variant), });
             version_arms.push(quote! { Self::#variant(_) => #version, });
+            upcast_bounds.push(quote! { #ident: ::std::convert::Into<T> });
+            upcast_arms.push(quote! { Self::#variant(event) => event.into(), });
             froms.push(quote! {
                 impl ::std::convert::From<#ident> for #fam_ident {
                     fn from(event: #ident) -> Self {
@@ -322,6 +326,18 @@ fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) 
                 }
             }
             #(#froms)*
+            /// Converts whichever version arrived into `T`, given a conversion from every
+            /// version (`From<V1> for V2`…): a handler written for one version receives all.
+            impl<T> #rt::Upcast<T> for #fam_ident
+            where
+                #(#upcast_bounds,)*
+            {
+                fn upcast(self) -> T {
+                    match self {
+                        #(#upcast_arms)*
+                    }
+                }
+            }
         });
     }
     quote! {

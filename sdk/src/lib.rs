@@ -32,6 +32,7 @@ pub mod error;
 mod event;
 mod publish;
 mod topology;
+mod upcast;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -59,3 +60,4 @@ pub use topology::{
     ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, Discard, Drift, MAX_DELIVERIES_ADVISORY,
     ProvisionOptions, ProvisionReport, Retention, Storage, StreamAction, StreamReport, StreamSpec,
 };
+pub use upcast::{Upcast, Upcasted};

@@ -6,3 +6,4 @@ mod harness;
 mod provision;
 mod publish;
 mod support;
+mod versions;

@@ -372,6 +372,20 @@ pub mod shop {
             Self::V2(event)
         }
     }
+    /// Converts whichever version arrived into `T`, given a conversion from every
+    /// version (`From<V1> for V2`…): a handler written for one version receives all.
+    impl<T> ::eventhub::Upcast<T> for CartCheckedOut
+    where
+        CartCheckedOutV1: ::std::convert::Into<T>,
+        CartCheckedOutV2: ::std::convert::Into<T>,
+    {
+        fn upcast(self) -> T {
+            match self {
+                Self::V1(event) => event.into(),
+                Self::V2(event) => event.into(),
+            }
+        }
+    }
     impl ::eventhub::Event for OrderPlacedV1 {
         const TYPE: &'static str = "shop.order-placed";
         const VERSION: u32 = 1;
@@ -448,6 +462,18 @@ pub mod shop {
     impl ::std::convert::From<OrderPlacedV1> for OrderPlaced {
         fn from(event: OrderPlacedV1) -> Self {
             Self::V1(event)
+        }
+    }
+    /// Converts whichever version arrived into `T`, given a conversion from every
+    /// version (`From<V1> for V2`…): a handler written for one version receives all.
+    impl<T> ::eventhub::Upcast<T> for OrderPlaced
+    where
+        OrderPlacedV1: ::std::convert::Into<T>,
+    {
+        fn upcast(self) -> T {
+            match self {
+                Self::V1(event) => event.into(),
+            }
         }
     }
     /// The subject of every event version in this domain.
