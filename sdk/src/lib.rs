@@ -44,7 +44,8 @@ pub mod events {
 
 pub use client::{Client, ConnectOptions, DEFAULT_URL};
 pub use consume::{
-    Backoff, Consumer, ConsumerHandle, ConsumerOptions, ConsumerStats, HandlerError, StartFrom,
+    Backoff, Consumer, ConsumerHandle, ConsumerOptions, ConsumerStats, HandlerError,
+    IDEMPOTENCY_PREFIX, StartFrom,
 };
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, Sweeper};
 pub use envelope::{Envelope, JSON, Metadata, headers, new_event_id};

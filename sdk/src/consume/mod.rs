@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, AckKind, kv};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -46,6 +47,10 @@ pub use options::{Backoff, ConsumerOptions, StartFrom};
 
 /// Metadata key marking consumers eventhub manages.
 const MANAGED: &str = "eventhub.managed";
+
+/// Prefix of the key-value buckets where idempotent consumers record handled event ids
+/// (`EVENTHUB_IDEMPOTENCY_<durable>`).
+pub const IDEMPOTENCY_PREFIX: &str = "EVENTHUB_IDEMPOTENCY_";
 
 impl Client {
     /// Creates or updates the durable consumer of `E` for this service and returns it, ready
@@ -91,6 +96,10 @@ impl Client {
             ..Default::default()
         };
         let pull = ensure(self, E::FAMILY.stream, &config).await?;
+        let guard = match options.idempotency_window {
+            Some(window) => Some(idempotency_bucket(self, &name, window).await?),
+            None => None,
+        };
         Ok(Consumer {
             client: self.clone(),
             name,
@@ -98,6 +107,7 @@ impl Client {
             config,
             options,
             pull,
+            guard,
             _event: PhantomData,
         })
     }
@@ -131,6 +141,56 @@ fn validate(name: &str, options: &ConsumerOptions) -> Result<(), ConsumeError> {
         ));
     }
     Ok(())
+}
+
+/// The idempotency bucket of consumer `name`, created or updated to `window`.
+async fn idempotency_bucket(
+    client: &Client,
+    name: &str,
+    window: Duration,
+) -> Result<kv::Store, ConsumeError> {
+    let bucket = format!("{IDEMPOTENCY_PREFIX}{name}");
+    client
+        .jetstream()
+        .create_or_update_key_value(kv::Config {
+            bucket: bucket.clone(),
+            description: format!("eventhub: event ids consumer {name} handled"),
+            history: 1,
+            max_age: window,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| {
+            ConsumeError::with_source(
+                ConsumeErrorKind::InvalidConfig,
+                format!(
+                    "cannot create the idempotency bucket {bucket} at {}",
+                    client.url()
+                ),
+                e,
+            )
+        })
+}
+
+/// The key of an event id in an idempotency bucket: the id itself when it is a valid key (a
+/// UUID is), else `x` and its hex bytes.
+fn idempotency_key(id: &str) -> String {
+    let valid = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
+        && !id.starts_with('x');
+    if valid {
+        id.to_string()
+    } else {
+        let mut key = String::with_capacity(1 + id.len() * 2);
+        key.push('x');
+        for b in id.bytes() {
+            key.push_str(&format!("{b:02x}"));
+        }
+        key
+    }
 }
 
 async fn ensure(
@@ -193,6 +253,7 @@ pub struct Consumer<E> {
     config: consumer::pull::Config,
     options: ConsumerOptions,
     pull: PullConsumer,
+    guard: Option<kv::Store>,
     _event: PhantomData<fn() -> E>,
 }
 
@@ -218,6 +279,9 @@ pub struct ConsumerStats {
     /// Events received but not handled because of a shutdown, returned at once for another
     /// instance.
     pub returned: u64,
+    /// Events acked without running the handler because their id was handled before
+    /// ([`ConsumerOptions::idempotent`]).
+    pub duplicates_skipped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +295,7 @@ struct Counters {
     timeouts: AtomicU64,
     replays_skipped: AtomicU64,
     returned: AtomicU64,
+    duplicates_skipped: AtomicU64,
 }
 
 impl Counters {
@@ -250,6 +315,7 @@ impl Counters {
             timeouts: get(&self.timeouts),
             replays_skipped: get(&self.replays_skipped),
             returned: get(&self.returned),
+            duplicates_skipped: get(&self.duplicates_skipped),
         }
     }
 }
@@ -302,6 +368,7 @@ struct Shared<F> {
     counters: Arc<Counters>,
     workers: Semaphore,
     shutdown: watch::Receiver<bool>,
+    guard: Option<kv::Store>,
 }
 
 impl<E: Consumable> Consumer<E> {
@@ -364,6 +431,7 @@ impl<E: Consumable> Consumer<E> {
             config,
             options,
             mut pull,
+            guard,
             ..
         } = self;
         let held_max = options.concurrency + options.prefetch;
@@ -378,6 +446,7 @@ impl<E: Consumable> Consumer<E> {
             handler,
             counters: counters.clone(),
             shutdown: shutdown.clone(),
+            guard,
         });
         // Handlers run as futures of this task, not spawned tasks: no hand-off between threads
         // per event (handlers with heavy CPU work should spawn it themselves).
@@ -577,6 +646,28 @@ async fn process<E, F, Fut>(
         }
     };
 
+    // Handled before (a redelivery after a lost ack, a late duplicate): ack, do not run again.
+    let guard_key = match &shared.guard {
+        Some(kv) => {
+            let id = header(hdrs, headers::ID).unwrap_or_default();
+            let key = idempotency_key(id);
+            match kv.get(key.as_str()).await {
+                Ok(Some(_)) => {
+                    Counters::bump(&counters.duplicates_skipped);
+                    let _ = message.ack().await;
+                    return;
+                }
+                Ok(None) => Some(key),
+                Err(e) => {
+                    // Not knowing is not a reason to lose the event: handle it.
+                    tracing::warn!(consumer = %shared.name, "eventhub: idempotency lookup failed ({e}); handling the event");
+                    Some(key)
+                }
+            }
+        }
+        None => None,
+    };
+
     let period = (shared.options.ack_wait / 2).max(Duration::from_millis(50));
     let mut next_progress = Instant::now() + period;
 
@@ -657,6 +748,12 @@ async fn process<E, F, Fut>(
             }
         }
     };
+    if let (Outcome::Handled, Some(kv), Some(key)) = (&outcome, &shared.guard, guard_key) {
+        // Recorded before the ack: a crash in between leaves a redelivery the guard catches.
+        if let Err(e) = kv.put(key, Bytes::from(sequence.to_string())).await {
+            tracing::warn!(consumer = %shared.name, "eventhub: could not record the handled event for idempotency ({e})");
+        }
+    }
     settle(&shared, &message, &failed, outcome)
         .instrument(span)
         .await;

@@ -132,6 +132,9 @@ pub struct ConsumerOptions {
     pub fetch_expires: Duration,
     /// Where a new durable starts. Default: every event in the stream.
     pub start_from: StartFrom,
+    /// Opt-in de-duplication of handled events, remembered for this long (see
+    /// [`ConsumerOptions::idempotent`]). Default `None`.
+    pub idempotency_window: Option<Duration>,
 }
 
 impl Default for ConsumerOptions {
@@ -148,6 +151,7 @@ impl Default for ConsumerOptions {
             shutdown_timeout: Duration::from_secs(30),
             fetch_expires: Duration::from_secs(2),
             start_from: StartFrom::All,
+            idempotency_window: None,
         }
     }
 }
@@ -162,6 +166,26 @@ impl ConsumerOptions {
     /// Sets the ack wait.
     pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
         self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Runs the handler at most once per event id within `window` — at-least-once delivery
+    /// made effectively-once for redeliveries and duplicates.
+    ///
+    /// After a handler succeeds, the event id is recorded in the JetStream key-value bucket
+    /// `EVENTHUB_IDEMPOTENCY_<durable>` (entries expire after `window`) before the ack. An
+    /// event whose id is recorded is acked without running the handler
+    /// ([`ConsumerStats::duplicates_skipped`](super::ConsumerStats::duplicates_skipped)): a
+    /// redelivery after a lost ack, a duplicate published after the stream's
+    /// `duplicate_window`, the same event replayed twice.
+    ///
+    /// The window where the handler can still run twice: a process that dies (or loses the
+    /// server) after the handler succeeded and before the id was recorded. Handlers with
+    /// external effects should still be idempotent themselves for that case; the guard removes
+    /// the common duplicates, not that one. It costs a key-value read per event and a write per
+    /// handled event.
+    pub fn idempotent(mut self, window: Duration) -> Self {
+        self.idempotency_window = Some(window);
         self
     }
 
