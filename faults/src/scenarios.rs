@@ -1,0 +1,552 @@
+//! The fault scenarios. Each runs against real nats-servers it starts, counts events
+//! acknowledged by the server against events handled, by id, and fails on none lost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use eventhub::events::user;
+use eventhub::testing::{Cluster, NatsServer};
+use eventhub::{
+    Client, ConnectOptions, ConsumerHandle, ConsumerOptions, DeadLetterFilter, DeadLetterReason,
+    Envelope, Event, ProvisionOptions, headers,
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::watch;
+
+use crate::ledger::{Ledger, Row, event, publish_n};
+use crate::proxy::Proxy;
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scale {
+    /// Events published during a fault.
+    pub(crate) events: usize,
+    /// Backlog for the slow-handler scenario.
+    pub(crate) backlog: usize,
+    /// How long the handler stays slow.
+    pub(crate) slow_for: Duration,
+    /// Consumer processes killed.
+    pub(crate) consumer_kills: usize,
+    /// Upper bound for a scenario to settle.
+    pub(crate) limit: Duration,
+}
+
+impl Scale {
+    pub(crate) const SHORT: Scale = Scale {
+        events: 600,
+        backlog: 5_000,
+        slow_for: Duration::from_secs(2),
+        consumer_kills: 4,
+        limit: Duration::from_secs(60),
+    };
+    pub(crate) const LONG: Scale = Scale {
+        events: 10_000,
+        backlog: 100_000,
+        slow_for: Duration::from_secs(10),
+        consumer_kills: 20,
+        limit: Duration::from_secs(600),
+    };
+}
+
+async fn connect(url: &str, service: &str) -> anyhow::Result<Client> {
+    Client::connect(ConnectOptions::new(service).url(url))
+        .await
+        .with_context(|| format!("connect {service} to {url}"))
+}
+
+/// Consumer options for fault runs: short waits so redeliveries come quickly.
+fn options() -> ConsumerOptions {
+    ConsumerOptions::default()
+        .ack_wait(Duration::from_secs(2))
+        .fetch_expires(Duration::from_millis(500))
+        .max_deliver(100)
+        .backoff(eventhub::Backoff::schedule([Duration::from_millis(100)]))
+        .idempotent(Duration::from_secs(3600))
+}
+
+/// An in-process consumer recording every handler run in the ledger.
+async fn consume(client: &Client, ledger: &Arc<Ledger>) -> anyhow::Result<ConsumerHandle> {
+    let ledger = ledger.clone();
+    Ok(client.consumer::<user::CreatedV2>(options()).await?.spawn(
+        move |env: Envelope<user::CreatedV2>| {
+            ledger.handled(&env.meta().id);
+            async { Ok(()) }
+        },
+    ))
+}
+
+/// Publishes `n` events in a task; the watch tells how many were acknowledged.
+fn publish_in_background(
+    client: Client,
+    ledger: Arc<Ledger>,
+    run: &'static str,
+    n: usize,
+) -> (tokio::task::JoinHandle<()>, watch::Receiver<usize>) {
+    let (tx, rx) = watch::channel(0usize);
+    let task = tokio::spawn(async move {
+        publish_n(&client, &ledger, run, n, |i| {
+            let _ = tx.send(i + 1);
+        })
+        .await;
+    });
+    (task, rx)
+}
+
+async fn reached(progress: &mut watch::Receiver<usize>, n: usize) {
+    let _ = progress.wait_for(|p| *p >= n).await;
+}
+
+fn finish(
+    ledger: &Ledger,
+    name: &'static str,
+    started: Instant,
+    removed: u64,
+    notes: String,
+) -> Row {
+    ledger.removed.fetch_add(removed, Ordering::Relaxed);
+    let mut row = ledger.row(name, started);
+    let errors = ledger.publish_errors.load(Ordering::Relaxed);
+    row.notes = match ledger.first_error() {
+        Some(first) if errors > 0 => format!("{notes}; {errors} publish error(s), first: {first}"),
+        _ => notes,
+    };
+    row
+}
+
+/// 1. The server is killed (SIGKILL) and restarted on the same store during continuous
+///    publishing and consuming.
+pub(crate) async fn server_kill(scale: Scale) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let mut server = NatsServer::builder().start()?;
+    let url = server.client_url();
+    let auth = connect(&url, "auth").await?;
+    auth.provision().await?;
+    let ledger = Arc::new(Ledger::default());
+    let handle = consume(&connect(&url, "profile").await?, &ledger).await?;
+    let (publisher, mut progress) =
+        publish_in_background(auth.clone(), ledger.clone(), "kill9", scale.events);
+    reached(&mut progress, scale.events / 3).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.start_again()?;
+    publisher.await?;
+    let done = ledger.wait_handled(scale.events, scale.limit).await;
+    let stats = handle.shutdown().await;
+    let row = finish(
+        &ledger,
+        "server kill -9 + restart",
+        started,
+        stats.duplicates_skipped,
+        "killed after a third, down 0.5 s".into(),
+    );
+    if !done {
+        bail!("not every acknowledged event was handled: {row:?}");
+    }
+    Ok(row)
+}
+
+/// 2. Consumer processes are killed (SIGKILL) at random points, again and again.
+pub(crate) async fn consumer_kill(scale: Scale) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let server = NatsServer::builder().start()?;
+    let url = server.client_url();
+    let auth = connect(&url, "auth").await?;
+    auth.provision().await?;
+    let ledger = Arc::new(Ledger::default());
+    let removed = Arc::new(AtomicU64::new(0));
+    let (publisher, _) =
+        publish_in_background(auth.clone(), ledger.clone(), "consumer-kill", scale.events);
+    let exe = std::env::current_exe()?;
+    let mut kills = 0;
+    loop {
+        let mut child = tokio::process::Command::new(&exe)
+            .arg("child-consumer")
+            .arg(&url)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start a consumer process")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let (ledger2, removed2) = (ledger.clone(), removed.clone());
+        let (working_tx, working) = tokio::sync::oneshot::channel::<()>();
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut skipped = 0u64;
+            let mut working_tx = Some(working_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(id) = line.strip_prefix("handled ") {
+                    ledger2.handled(id);
+                    if let Some(tx) = working_tx.take() {
+                        let _ = tx.send(());
+                    }
+                } else if let Some(n) = line.strip_prefix("skipped ") {
+                    skipped = n.parse().unwrap_or(skipped);
+                }
+            }
+            removed2.fetch_add(skipped, Ordering::Relaxed);
+        });
+        if kills < scale.consumer_kills {
+            // Kill it at a random point once it is at work.
+            let _ = tokio::time::timeout(scale.limit, working).await;
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(20..200))).await;
+            child.kill().await?;
+            kills += 1;
+            let _ = reader.await;
+            continue;
+        }
+        publisher.await?;
+        let done = ledger.wait_handled(scale.events, scale.limit).await;
+        child.kill().await?;
+        let _ = reader.await;
+        let row = finish(
+            &ledger,
+            "consumer process killed",
+            started,
+            removed.load(Ordering::Relaxed),
+            format!(
+                "{kills} consumer processes killed with SIGKILL at random points while handling"
+            ),
+        );
+        if !done {
+            bail!("not every acknowledged event was handled: {row:?}");
+        }
+        return Ok(row);
+    }
+}
+
+/// The consumer process of [`consumer_kill`]: prints `handled <id>` per handler run and
+/// `skipped <n>` (duplicates the guard removed) as it goes.
+pub(crate) async fn child_consumer(url: &str) -> anyhow::Result<()> {
+    let client = connect(url, "profile").await?;
+    let handle = client
+        .consumer::<user::CreatedV2>(options().concurrency(4).prefetch(16))
+        .await?
+        .spawn(|env: Envelope<user::CreatedV2>| async move {
+            // A handler with some work in it, so kills land mid-work.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "handled {}", env.meta().id);
+            let _ = out.flush();
+            Ok(())
+        });
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "skipped {}", handle.stats().duplicates_skipped);
+        let _ = out.flush();
+    }
+}
+
+/// 3. A three-node cluster with R3 streams: the stream leader is killed during publishing and
+///    consuming, then a follower; both come back.
+pub(crate) async fn cluster_leader_kill(scale: Scale) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let mut cluster = Cluster::try_start(3)?;
+    let url = cluster.client_url();
+    let auth = connect(&url, "auth").await?;
+    auth.provision_with(&ProvisionOptions {
+        replicas: Some(3),
+        ..Default::default()
+    })
+    .await?;
+    let ledger = Arc::new(Ledger::default());
+    let handle = consume(&connect(&url, "profile").await?, &ledger).await?;
+    let (publisher, mut progress) =
+        publish_in_background(auth.clone(), ledger.clone(), "cluster", scale.events);
+
+    let leader = |client: Client| async move {
+        let mut stream = client
+            .jetstream()
+            .get_stream(user::CreatedV2::STREAM)
+            .await?;
+        let info = stream.info().await?;
+        let name = info
+            .cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone())
+            .context("the stream has no leader")?;
+        anyhow::Ok(name)
+    };
+    reached(&mut progress, scale.events / 4).await;
+    let name = leader(auth.clone()).await?;
+    let leader_index = cluster.index_of(&name).context("leader node")?;
+    cluster.node_mut(leader_index).kill();
+    reached(&mut progress, scale.events / 2).await;
+    cluster.node_mut(leader_index).start_again()?;
+    reached(&mut progress, scale.events * 3 / 4).await;
+    let now_leader = leader(auth.clone()).await?;
+    let follower = (0..3)
+        .find(|i| Some(*i) != cluster.index_of(&now_leader))
+        .context("a follower")?;
+    cluster.node_mut(follower).kill();
+    publisher.await?;
+    cluster.node_mut(follower).start_again()?;
+    let done = ledger.wait_handled(scale.events, scale.limit).await;
+    let stats = handle.shutdown().await;
+    let row = finish(
+        &ledger,
+        "R3 cluster: leader, then follower killed",
+        started,
+        stats.duplicates_skipped,
+        format!("stream leader {name} killed at 1/4, back at 1/2; a follower killed at 3/4"),
+    );
+    if !done {
+        bail!("not every acknowledged event was handled: {row:?}");
+    }
+    Ok(row)
+}
+
+/// 4. The network between clients and the server is cut for 1.5 s, then restored.
+pub(crate) async fn network_cut(scale: Scale) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let server = NatsServer::builder().start()?;
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], server.port()))).await?;
+    let url = proxy.url();
+    let auth = connect(&url, "auth").await?;
+    auth.provision().await?;
+    let ledger = Arc::new(Ledger::default());
+    let handle = consume(&connect(&url, "profile").await?, &ledger).await?;
+    let (publisher, mut progress) =
+        publish_in_background(auth.clone(), ledger.clone(), "netcut", scale.events);
+    reached(&mut progress, scale.events / 3).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.restore();
+    publisher.await?;
+    let done = ledger.wait_handled(scale.events, scale.limit).await;
+    let stats = handle.shutdown().await;
+    let row = finish(
+        &ledger,
+        "network cut 1.5 s",
+        started,
+        stats.duplicates_skipped,
+        "all connections dropped and refused for 1.5 s".into(),
+    );
+    if !done {
+        bail!("not every acknowledged event was handled: {row:?}");
+    }
+    Ok(row)
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// 5. A slow handler meets a large backlog: memory stays bounded and nothing is redelivered
+///    while it works (in-progress acks), then the backlog drains.
+pub(crate) async fn slow_backlog(scale: Scale) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let server = NatsServer::builder().start()?;
+    let url = server.client_url();
+    let auth = connect(&url, "auth").await?;
+    auth.provision().await?;
+    let ledger = Arc::new(Ledger::default());
+    let mut pipeline = auth.publisher().pipeline(2048);
+    let mut ids = Vec::with_capacity(scale.backlog);
+    for i in 0..scale.backlog {
+        ids.push(pipeline.send(&event("backlog", i)).await?);
+    }
+    let report = pipeline.finish().await;
+    if !report.failures.is_empty() {
+        bail!("backlog publish failed: {:?}", report.failures[0].error);
+    }
+    for id in ids {
+        ledger.acked(id);
+    }
+
+    let slow = Arc::new(AtomicBool::new(true));
+    let redelivered = Arc::new(AtomicU64::new(0));
+    let rss_before = rss_mib();
+    let (l, s, r) = (ledger.clone(), slow.clone(), redelivered.clone());
+    let handle = connect(&url, "profile")
+        .await?
+        .consumer::<user::CreatedV2>(options())
+        .await?
+        .spawn(move |env: Envelope<user::CreatedV2>| {
+            let (l, s, r) = (l.clone(), s.clone(), r.clone());
+            async move {
+                if env.meta().delivered > 1 {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+                if s.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                l.handled(&env.meta().id);
+                Ok(())
+            }
+        });
+    let mut peak = rss_before;
+    let slow_until = Instant::now() + scale.slow_for;
+    while Instant::now() < slow_until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_mib());
+    }
+    let during_slow = redelivered.load(Ordering::Relaxed);
+    let handled_slow = handle.stats().handled;
+    slow.store(false, Ordering::Relaxed);
+    let done = ledger.wait_handled(scale.backlog, scale.limit).await;
+    let stats = handle.shutdown().await;
+    let row = finish(
+        &ledger,
+        "slow handler, large backlog",
+        started,
+        stats.duplicates_skipped,
+        format!(
+            "backlog {}; slow phase {:.0} s (20 ms/event, ack_wait 2 s): {handled_slow} handled, \
+             {during_slow} redelivered; RSS {rss_before:.0} MiB before, peak {peak:.0} MiB",
+            scale.backlog,
+            scale.slow_for.as_secs_f64()
+        ),
+    );
+    if !done {
+        bail!("not every acknowledged event was handled: {row:?}");
+    }
+    if during_slow > 0 {
+        bail!("{during_slow} events were redelivered while the handler was slow: {row:?}");
+    }
+    Ok(row)
+}
+
+/// 6. Good events mixed with malformed, schema-invalid, unknown-version, non-event-subject and
+///    oversized messages: every good one is handled, every bad one stored is dead-lettered as
+///    poison with its reason, oversized ones are refused at publish, and the consumer never
+///    stops.
+pub(crate) async fn bad_input_storm(scale: Scale) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let server = NatsServer::builder().start()?;
+    let url = server.client_url();
+    let auth = connect(&url, "auth").await?;
+    auth.provision().await?;
+    let ledger = Arc::new(Ledger::default());
+    // A consumer of the whole family, so unknown versions reach it too.
+    let l = ledger.clone();
+    let handle = connect(&url, "profile")
+        .await?
+        .consumer::<user::Created>(options())
+        .await?
+        .spawn(move |env: Envelope<user::Created>| {
+            l.handled(&env.meta().id);
+            async { Ok(()) }
+        });
+
+    let js = auth.jetstream().clone();
+    let raw = |subject: &'static str, payload: Vec<u8>| {
+        let js = js.clone();
+        async move {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(headers::MSG_ID, uuid::Uuid::now_v7().to_string().as_str());
+            h.insert(headers::ID, uuid::Uuid::now_v7().to_string().as_str());
+            match js.publish_with_headers(subject, h, payload.into()).await {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let publisher = auth.publisher();
+    let mut bad_stored = [0usize; 4];
+    let mut oversized_refused = 0usize;
+    let mut oversized_error = String::new();
+    let good = scale.events;
+    for i in 0..good {
+        let ev = event("storm", i);
+        let receipt = publisher.publish(&ev).await?;
+        ledger.acked(receipt.id);
+        let kind = i % 4;
+        let (subject, payload): (&'static str, Vec<u8>) = match kind {
+            0 => (user::CreatedV2::SUBJECT, b"{\"user_id\": nope".to_vec()),
+            1 => (
+                user::CreatedV2::SUBJECT,
+                br#"{"user_id": "0190b8d2-5a8e-7c3e-9d5e-1f2a3b4c5d6e", "locale": "en"}"#.to_vec(),
+            ),
+            2 => ("events.user.created.v9", serde_json::to_vec(&ev)?),
+            _ => ("events.user.created.latest", serde_json::to_vec(&ev)?),
+        };
+        raw(subject, payload)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("store a bad message on {subject}"))?;
+        bad_stored[kind] += 1;
+        if i % 100 == 0 {
+            let mut big = event("storm-big", i);
+            big.email = "x".repeat(2 * 1024 * 1024);
+            match publisher.publish(&big).await {
+                Err(e) if e.kind() == eventhub::PublishErrorKind::PayloadTooLarge => {
+                    oversized_refused += 1;
+                    if oversized_error.is_empty() {
+                        oversized_error = e.to_string();
+                    }
+                }
+                other => bail!("an oversized event was not refused: {other:?}"),
+            }
+            if raw(user::CreatedV2::SUBJECT, vec![b'x'; 2 * 1024 * 1024])
+                .await
+                .is_ok()
+            {
+                bail!("the server stored a 2 MiB message");
+            }
+            oversized_refused += 1;
+        }
+    }
+    let bad: usize = bad_stored.iter().sum();
+    let done = ledger.wait_handled(good, scale.limit).await;
+    // Every bad message stored must reach the dead letters.
+    let deadline = Instant::now() + scale.limit;
+    let entries = loop {
+        let stats = handle.stats();
+        if stats.dead_lettered as usize >= bad || Instant::now() > deadline {
+            break auth
+                .dead_letters()
+                .list(&DeadLetterFilter {
+                    consumer: Some("profile__user_created".into()),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stats = handle.shutdown().await;
+    let poison = entries
+        .iter()
+        .filter(|e| e.reason == DeadLetterReason::Poison)
+        .count();
+    let explained = entries.iter().all(|e| {
+        e.error.contains("not valid JSON")
+            || e.error.contains("does not match the event schema")
+            || e.error.contains("v9")
+            || e.error.contains("not an event subject")
+    });
+    let mut row = finish(
+        &ledger,
+        "bad-input storm",
+        started,
+        stats.duplicates_skipped,
+        format!(
+            "{bad} bad stored (malformed {}, schema-invalid {}, unknown version {}, non-event subject {}) \
+             -> {poison} poison dead letters; {oversized_refused} oversized refused at publish ({oversized_error}); \
+             one consumer throughout: {} received",
+            bad_stored[0], bad_stored[1], bad_stored[2], bad_stored[3], stats.received
+        ),
+    );
+    row.dlq = entries.len();
+    if !done {
+        bail!("not every good event was handled: {row:?}");
+    }
+    if poison != bad || entries.len() != bad || !explained {
+        bail!("expected {bad} poison dead letters with their reasons: {row:?}");
+    }
+    Ok(row)
+}

@@ -1,0 +1,29 @@
+//! CI runs the short fault suite: every scenario, nothing acknowledged lost.
+
+use std::process::Command;
+
+#[test]
+fn the_short_fault_suite_loses_nothing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_eventhub-faults"))
+        .args(["--short", "--json"])
+        .output()
+        .expect("run eventhub-faults");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\n{stderr}"));
+    assert_eq!(report["failed"], serde_json::json!([]), "{stderr}");
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 6, "{report}");
+    for s in scenarios {
+        assert_eq!(s["lost"], 0, "{s}");
+        assert!(s["acknowledged"].as_u64().unwrap() > 0, "{s}");
+        assert_eq!(s["acknowledged"], s["handled"], "{s}");
+    }
+    let storm = scenarios
+        .iter()
+        .find(|s| s["scenario"] == "bad-input storm")
+        .unwrap();
+    assert!(storm["dlq"].as_u64().unwrap() > 0, "{storm}");
+    assert!(out.status.success(), "{stderr}");
+}
