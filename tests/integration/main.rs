@@ -3,6 +3,7 @@
 mod consume;
 mod dlq;
 mod harness;
+mod metadata;
 mod provision;
 mod publish;
 mod support;
