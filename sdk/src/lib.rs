@@ -10,6 +10,8 @@
 //!   with retry and backoff, and moves what cannot be handled to the [`dlq`] (dead letters),
 //!   where [`DeadLetters`] lists, replays and deletes entries and the [`Sweeper`] catches
 //!   events whose consumer died during their last delivery.
+//! - [`metadata`] holds the JSON Schemas of the headers of an event and of a dead letter, for
+//!   tools in other languages (shipped as files in `sdk/metadata/`).
 //!
 //! ```no_run
 //! use eventhub::{Client, ConnectOptions, events::user::CreatedV1};
@@ -30,6 +32,7 @@ pub mod dlq;
 mod envelope;
 pub mod error;
 mod event;
+pub mod metadata;
 mod publish;
 mod topology;
 mod upcast;

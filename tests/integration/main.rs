@@ -4,6 +4,7 @@ mod consume;
 mod dlq;
 mod harness;
 mod idempotency;
+mod metadata;
 mod provision;
 mod publish;
 mod support;
