@@ -322,9 +322,11 @@ impl Target {
 
 /// Whether publishing again (with the same id) may succeed.
 fn is_transient(e: &PublishError) -> bool {
+    // "No stream" is what a cluster answers while the stream elects a leader too (no
+    // responders), so it is retried before it is reported.
     matches!(
         e.kind(),
-        PublishErrorKind::TimedOut | PublishErrorKind::Unreachable
+        PublishErrorKind::TimedOut | PublishErrorKind::Unreachable | PublishErrorKind::NoStream
     )
 }
 
@@ -401,8 +403,10 @@ fn map_publish_error(
         NatsKind::StreamNotFound => PublishError::new(
             PublishErrorKind::NoStream,
             format!(
-                "no stream captures `{subject}` (declared in stream {stream}): provision the \
-                 topology first (Client::provision, or `eventhub topology apply`)"
+                "no stream answered for `{subject}` (declared in stream {stream}): either the \
+                 stream does not exist — provision the topology (Client::provision, or \
+                 `eventhub topology apply`) — or it has no leader right now (a cluster electing \
+                 one); publishing event {id} again with the same id is safe"
             ),
         ),
         NatsKind::TimedOut | NatsKind::BrokenPipe if !client.is_connected() => {

@@ -95,7 +95,7 @@ async fn publishing_before_provisioning_names_the_missing_stream() {
     assert_eq!(err.kind(), eventhub::PublishErrorKind::NoStream);
     assert!(
         err.to_string()
-            .contains("no stream captures `events.user.created.v1`"),
+            .contains("no stream answered for `events.user.created.v1`"),
         "{err}"
     );
     assert!(err.to_string().contains("provision"), "{err}");

@@ -749,9 +749,25 @@ async fn process<E, F, Fut>(
         }
     };
     if let (Outcome::Handled, Some(kv), Some(key)) = (&outcome, &shared.guard, guard_key) {
-        // Recorded before the ack: a crash in between leaves a redelivery the guard catches.
-        if let Err(e) = kv.put(key, Bytes::from(sequence.to_string())).await {
-            tracing::warn!(consumer = %shared.name, "eventhub: could not record the handled event for idempotency ({e})");
+        // Recorded before the ack, so a redelivery finds it. While the server is out of reach
+        // the record is retried (for up to one ack wait) rather than given up: an unrecorded
+        // event would run its handler again when redelivered.
+        let value = Bytes::from(sequence.to_string());
+        let give_up = Instant::now() + shared.options.ack_wait;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match kv.put(key.as_str(), value.clone()).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() + pause < give_up => {
+                    tracing::debug!(consumer = %shared.name, "eventhub: idempotency record failed ({e}); retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = %shared.name, "eventhub: could not record handled event {key} for idempotency ({e}); a redelivery would run the handler again");
+                    break;
+                }
+            }
         }
     }
     settle(&shared, &message, &failed, outcome)
