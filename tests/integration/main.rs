@@ -3,6 +3,7 @@
 mod consume;
 mod dlq;
 mod harness;
+mod proto;
 mod provision;
 mod publish;
 mod support;
