@@ -6,10 +6,11 @@
 //! ([`Event::PROTO`], [`EventInfo::proto`](crate::EventInfo::proto)), and
 //! [`events::PROTO_FILE`](crate::events::PROTO_FILE) is the `.proto` text for other languages.
 //!
-//! Encoding serializes the event to a JSON value and writes that value in protobuf wire format
-//! as the descriptor says; decoding reads the wire format back into a JSON value and
-//! deserializes the event from it, so both codecs apply the same serde rules (formats, enums,
-//! `deny_unknown_fields`) and decode to equal values.
+//! Encoding and decoding go straight between the event and the wire format, driven by the
+//! descriptor (a serde `Serializer` and `Deserializer`), so both codecs apply the same serde
+//! rules (formats, enums, `deny_unknown_fields`) and decode to equal values. When either fails,
+//! the work is done again through the event's JSON value ([`encode_value`], [`decode_value`]),
+//! whose errors name the JSON path, the field number and the message.
 //!
 //! The mapping (see `eventhub_codegen::proto` for the derivation):
 //!
@@ -48,6 +49,9 @@ use prost::encoding::{
 use serde_json::{Map, Value};
 
 use crate::event::{DecodeError, DecodeErrorKind, Event};
+
+mod de;
+mod ser;
 
 /// A protobuf message of an event version, generated from its schema.
 ///
@@ -253,6 +257,22 @@ pub(crate) fn encode_serialize<T: serde::Serialize + ?Sized>(
     message: &'static Message,
     value: &T,
 ) -> Result<Vec<u8>, EncodeError> {
+    let mut w = Writer {
+        buf: Vec::with_capacity(128),
+    };
+    match ser::message(&mut w, message, value) {
+        Ok(()) => Ok(w.buf),
+        // Encode again through the JSON value, which names where the value does not fit.
+        Err(_) => encode_via_value(message, value),
+    }
+}
+
+/// Encodes through the value's JSON form: slower than the direct path, and its errors name
+/// where the value does not fit the message.
+fn encode_via_value<T: serde::Serialize + ?Sized>(
+    message: &'static Message,
+    value: &T,
+) -> Result<Vec<u8>, EncodeError> {
     let value = serde_json::to_value(value).map_err(|e| EncodeError {
         path: String::new(),
         detail: e.to_string(),
@@ -292,9 +312,20 @@ impl Writer {
     /// Writes a length-delimited body: a one-byte length is reserved and widened afterwards if
     /// the body turns out longer than 127 bytes (no temporary buffer).
     fn delimited(&mut self, body: impl FnOnce(&mut Self) -> Result<(), Fail>) -> Result<(), Fail> {
-        let start = self.buf.len();
-        self.buf.push(0);
+        let start = self.begin();
         body(self)?;
+        self.finish(start);
+        Ok(())
+    }
+
+    /// Starts a length-delimited body: reserves one byte for its length. Returns where.
+    fn begin(&mut self) -> usize {
+        self.buf.push(0);
+        self.buf.len() - 1
+    }
+
+    /// Ends the body begun at `start`, writing its length.
+    fn finish(&mut self, start: usize) {
         let len = self.buf.len() - start - 1;
         let width = encoded_len_varint(len as u64);
         if width > 1 {
@@ -303,7 +334,6 @@ impl Writer {
         }
         let mut slot = &mut self.buf[start..start + width];
         encode_varint(len as u64, &mut slot);
-        Ok(())
     }
 
     fn string(&mut self, number: u32, s: &str) {
@@ -454,6 +484,20 @@ impl Writer {
 /// required property, a value out of range), is [`DecodeErrorKind::SchemaMismatch`]. Both name
 /// where.
 pub fn decode<E: Event>(payload: &[u8]) -> Result<E, DecodeError> {
+    let fast = E::deserialize(de::MessageDe {
+        message: E::PROTO,
+        bytes: payload,
+    });
+    match fast {
+        Ok(event) => Ok(event),
+        // Decode again through the JSON value, which locates and classifies the failure.
+        Err(_) => decode_via_value(payload),
+    }
+}
+
+/// Decodes through the payload's JSON value: slower than the direct path, and it names where a
+/// payload is malformed or does not match the schema.
+fn decode_via_value<E: Event>(payload: &[u8]) -> Result<E, DecodeError> {
     let value = decode_value(E::PROTO, payload)?;
     E::deserialize(&value).map_err(|e| {
         // Deserialize again only on failure, tracking the path to name the offending field.
@@ -949,10 +993,152 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.path(), "/prices/0/amount");
+        // The direct path gives up and the JSON value's path names where.
+        let err = encode_serialize(&ROOT, &json!({"prices": [{"amount": 1, "currency": 7}]}))
+            .unwrap_err();
+        assert_eq!(err.path(), "/prices/0/currency");
         let err = encode_value(&ROOT, &json!({"colour": "red"})).unwrap_err();
         assert!(
             err.to_string().contains("`colour` is not in the schema"),
             "{err}"
         );
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Money {
+        amount: u64,
+        currency: String,
+    }
+
+    /// A Rust type of `ROOT` as typify would generate it.
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Root {
+        #[serde(default)]
+        n: Option<i64>,
+        prices: Vec<Money>,
+        #[serde(default)]
+        ratio: Vec<f64>,
+        tags: std::collections::HashMap<String, i64>,
+        #[serde(deserialize_with = "Option::deserialize")]
+        note: Option<String>,
+        #[serde(default)]
+        extra: Option<Value>,
+        #[serde(default)]
+        maybe: Option<Vec<String>>,
+        #[serde(default)]
+        flag: Option<bool>,
+    }
+
+    /// The direct decoder and the one through the JSON value agree.
+    fn both_ways(bytes: &[u8]) -> Root {
+        let direct = <Root as serde::Deserialize>::deserialize(de::MessageDe {
+            message: &ROOT,
+            bytes,
+        })
+        .expect("the direct path decodes");
+        let via_value: Root = serde_json::from_value(decode_value(&ROOT, bytes).unwrap()).unwrap();
+        assert_eq!(direct, via_value);
+        direct
+    }
+
+    #[test]
+    fn the_direct_decoder_agrees_with_the_json_value() {
+        for v in [
+            json!({
+                "n": -5, "prices": [{"amount": 0, "currency": ""}, {"amount": 1999, "currency": "EUR"}],
+                "ratio": [0.5, -1.0], "tags": {"a": 1, "b": -2}, "note": "",
+                "extra": {"any": [1, "x", null]}, "maybe": [], "flag": false
+            }),
+            json!({"prices": [], "tags": {}, "note": null, "extra": null}),
+            json!({"prices": [], "tags": {}, "note": "x", "maybe": ["a", ""], "extra": "s"}),
+        ] {
+            let bytes = encode_value(&ROOT, &v).unwrap();
+            both_ways(&bytes);
+            // The direct encoder writes the same bytes from the value (fields in its order).
+            let mut w = Writer { buf: Vec::new() };
+            ser::message(&mut w, &ROOT, &v).unwrap();
+            assert_eq!(
+                decode_value(&ROOT, &w.buf).unwrap(),
+                decode_value(&ROOT, &bytes).unwrap()
+            );
+        }
+        // Another producer's choices: fields out of order and interleaved, unpacked doubles, a
+        // map entry without its value (0), an unknown field.
+        let mut bytes = vec![0x19];
+        bytes.extend_from_slice(&2.0f64.to_le_bytes()); // ratio: 2.0 (unpacked)
+        bytes.extend_from_slice(&[0x2a, 0x01, b'n']); // note: "n"
+        bytes.extend_from_slice(&[0x12, 0x07, 0x12, 0x03, b'U', b'S', b'D', 0x08, 0x05]); // prices[0]
+        bytes.extend_from_slice(&[0x22, 0x03, 0x0a, 0x01, b'k']); // tags: {"k": 0}
+        bytes.extend_from_slice(&[0xa0, 0x06, 0x01]); // field 100 (unknown)
+        bytes.push(0x19);
+        bytes.extend_from_slice(&3.0f64.to_le_bytes()); // ratio: 3.0
+        bytes.extend_from_slice(&[0x12, 0x02, 0x08, 0x07]); // prices[1]: amount 7, no currency
+        let err = <Root as serde::Deserialize>::deserialize(de::MessageDe {
+            message: &ROOT,
+            bytes: &bytes,
+        });
+        assert!(err.is_err(), "a Money without currency is missing a field");
+        bytes.truncate(bytes.len() - 4);
+        let root = both_ways(&bytes);
+        assert_eq!(root.ratio, vec![2.0, 3.0]);
+        assert_eq!(root.tags["k"], 0);
+        assert_eq!(root.prices[0].currency, "USD");
+        assert_eq!(root.prices[0].amount, 5);
+    }
+
+    /// Every fixture of the catalog (`tests/fixtures/events/`) encodes and decodes on the
+    /// direct paths, without falling back to the JSON value, and to the same result.
+    #[test]
+    fn catalog_fixtures_take_the_direct_paths() {
+        #[derive(Default)]
+        struct Direct {
+            problems: Vec<String>,
+            decoded: usize,
+        }
+        impl crate::EventVisitor for Direct {
+            fn visit<E: Event + PartialEq>(&mut self, info: &'static crate::EventInfo) {
+                let path = format!(
+                    "{}/../tests/fixtures/events/{}.v{}.json",
+                    env!("CARGO_MANIFEST_DIR"),
+                    info.event_type,
+                    info.version
+                );
+                // A missing fixture fails the integration tests, which own them.
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    return;
+                };
+                let items: Vec<Value> = serde_json::from_str(&text).unwrap();
+                for item in items {
+                    let event: E = serde_json::from_value(item).unwrap();
+                    let mut w = Writer { buf: Vec::new() };
+                    if let Err(e) = ser::message(&mut w, E::PROTO, &event) {
+                        self.problems
+                            .push(format!("{}: encoding: {e}", info.subject));
+                        continue;
+                    }
+                    let bytes = w.buf;
+                    let via_value = encode_via_value(E::PROTO, &event).unwrap();
+                    assert_eq!(
+                        decode_value(E::PROTO, &bytes).unwrap(),
+                        decode_value(E::PROTO, &via_value).unwrap(),
+                        "{}",
+                        info.subject
+                    );
+                    match E::deserialize(de::MessageDe {
+                        message: E::PROTO,
+                        bytes: &bytes,
+                    }) {
+                        Ok(back) if back == event => self.decoded += 1,
+                        other => self.problems.push(format!("{}: {other:?}", info.subject)),
+                    }
+                }
+            }
+        }
+        let mut direct = Direct::default();
+        crate::events::for_each_event(&mut direct);
+        assert!(direct.problems.is_empty(), "{:#?}", direct.problems);
+        assert!(direct.decoded >= crate::events::CATALOG.len());
     }
 }
