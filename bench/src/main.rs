@@ -8,10 +8,15 @@
 //! Every eventhub figure is printed beside raw async-nats with the ratio, and the targets are
 //! checked.
 //!
+//! `cargo run --release -p eventhub-bench -- --codec [--json]` instead compares the payload
+//! codecs, JSON vs protobuf, over every event of the catalog (encoded size, encode and decode
+//! time; no server): see `codec.rs`.
+//!
 //! The raw side does the same job as the SDK minus the SDK: it serializes the same struct,
 //! sends a `Nats-Msg-Id` (a UUIDv7) for de-duplication, and its consumer decodes the JSON and
 //! acks each message.
 
+mod codec;
 mod measure;
 mod scenarios;
 mod synthetic;
@@ -62,9 +67,17 @@ async fn main() -> anyhow::Result<()> {
     } else {
         FULL
     };
-    if let Some(other) = args.iter().find(|a| *a != "--json" && *a != "--quick") {
-        eprintln!("usage: eventhub-bench [--json] [--quick]   (unknown argument {other})");
+    if let Some(other) = args
+        .iter()
+        .find(|a| !["--json", "--quick", "--codec"].contains(&a.as_str()))
+    {
+        eprintln!(
+            "usage: eventhub-bench [--json] [--quick] | --codec [--json]   (unknown argument {other})"
+        );
         std::process::exit(2);
+    }
+    if args.iter().any(|a| a == "--codec") {
+        return codec::run(json);
     }
 
     let (_server, url) = match std::env::var("NATS_URL") {

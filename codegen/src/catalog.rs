@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::diagnostic::{Diagnostics, Error};
 use crate::naming::{EventName, SHARED_DIR, TOPOLOGY_FILE, parse_event_path};
+use crate::proto::FieldNumbers;
 use crate::topology::{self, StreamDecl, subject_matches};
 use crate::validate::{DocKind, RefSite, check_document};
 
@@ -22,6 +23,9 @@ pub struct Catalog {
     pub(crate) shared: BTreeMap<String, SharedDef>,
     pub(crate) streams: Vec<StreamDecl>,
     files: Vec<PathBuf>,
+    /// Protobuf field numbers of released event versions, by (event type, version): kept by
+    /// generation so numbers never change or get reused. Empty until releases are recorded.
+    pub(crate) released: BTreeMap<(String, u32), FieldNumbers>,
 }
 
 /// One event version as the catalog knows it.
@@ -107,12 +111,28 @@ impl Catalog {
         diags.check()?;
         let mut catalog = catalog.expect("a catalog without diagnostics is complete");
         catalog.files = files;
+        // Released protobuf field numbers stay what they were released as.
+        if let Some(lock) = crate::release::Lock::load(dir)? {
+            for (event_type, version) in lock.versions() {
+                if let Some(numbers) = lock.field_numbers(&event_type, version) {
+                    catalog
+                        .released
+                        .insert((event_type, version), numbers.clone());
+                }
+            }
+        }
         Ok(catalog)
     }
 
     /// Every schema file that was read (for `cargo:rerun-if-changed`).
     pub fn files(&self) -> &[PathBuf] {
         &self.files
+    }
+
+    /// The protobuf field numbers released for one event version, if it was released: generation
+    /// keeps them (see [`assign_field_numbers`](crate::assign_field_numbers)).
+    pub fn released_field_numbers(&self, event_type: &str, version: u32) -> Option<&FieldNumbers> {
+        self.released.get(&(event_type.to_string(), version))
     }
 
     /// Every event version, sorted by type and version.
@@ -327,6 +347,7 @@ impl Loader {
             shared: self.shared,
             streams,
             files: Vec::new(),
+            released: BTreeMap::new(),
         })
     }
 

@@ -10,7 +10,8 @@ use typify::TypeSpaceSettings;
 use crate::catalog::{Catalog, EventSchema};
 use crate::diagnostic::{Diagnostics, Error, pointer_push};
 use crate::guard::typify;
-use crate::naming::{SHARED_DIR, const_ident};
+use crate::naming::{SHARED_DIR, const_ident, pascal};
+use crate::proto::{Model, ProtoEvent, assign_field_numbers, check_field_numbers};
 use crate::topology::StreamDecl;
 
 /// First line of every generated file.
@@ -69,6 +70,8 @@ pub(crate) fn generate(catalog: &Catalog, runtime: &str) -> Result<String, Error
         }
     }
 
+    let protos = proto_models(catalog, &mut diags);
+
     let mut domains: BTreeMap<String, Vec<&EventSchema>> = BTreeMap::new();
     for e in &catalog.events {
         domains.entry(e.name.module()).or_default().push(e);
@@ -101,7 +104,7 @@ pub(crate) fn generate(catalog: &Catalog, runtime: &str) -> Result<String, Error
             }
         }
         let tokens = typified.tokens;
-        let ours = domain_items(&rt, &families);
+        let ours = domain_items(&rt, &families, &root_statics(catalog, &protos));
         let module_ident = format_ident!("{}", module);
         let doc = format!(
             " Events of the `{}` domain (`schemas/{}/`).",
@@ -120,11 +123,13 @@ pub(crate) fn generate(catalog: &Catalog, runtime: &str) -> Result<String, Error
     }
     diags.check()?;
 
-    let catalog_items = catalog_const(&rt, catalog);
+    let catalog_items = catalog_const(&rt, catalog, &protos);
+    let descriptors = descriptors_items(&rt, catalog, &protos);
     let streams = streams_const(&rt, &catalog.streams);
     let file = quote! {
         #(#modules)*
         #catalog_items
+        #descriptors
         #streams
     };
     let parsed: syn::File = syn::parse2(file).map_err(|e| {
@@ -212,7 +217,69 @@ fn families<'a>(events: &[&'a EventSchema]) -> BTreeMap<String, Vec<&'a EventSch
     out
 }
 
-fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) -> TokenStream {
+/// The protobuf messages of every event version (in catalog order), numbered: released numbers
+/// kept, new properties numbered after them.
+fn proto_models(catalog: &Catalog, diags: &mut Diagnostics) -> Vec<Model> {
+    let mut roots: BTreeMap<String, &EventSchema> = BTreeMap::new();
+    catalog
+        .events
+        .iter()
+        .map(|e| {
+            let root = proto_root_name(e);
+            if let Some(other) = roots.insert(root.clone(), e) {
+                diags.push(
+                    &e.file,
+                    "",
+                    format!(
+                        "{} v{} and {} v{} would both be the protobuf message {root}; rename one",
+                        e.name.event_type,
+                        e.name.version,
+                        other.name.event_type,
+                        other.name.version
+                    ),
+                );
+            }
+            let bundled = catalog.bundle(e);
+            let released = catalog.released_field_numbers(&e.name.event_type, e.name.version);
+            let numbers = assign_field_numbers(&bundled, released);
+            for problem in check_field_numbers(&numbers) {
+                diags.push(&e.file, "", format!("protobuf field numbers: {problem}"));
+            }
+            let mut model = Model::build(&bundled, &root);
+            model.number(&numbers);
+            model
+        })
+        .collect()
+}
+
+/// `UserCreatedV1`, `PhotoProcessingStartedV1`: the domain and the struct name.
+fn proto_root_name(e: &EventSchema) -> String {
+    format!("{}{}", pascal(&e.name.domain), e.name.struct_ident())
+}
+
+/// The static describing the root message of each event version.
+fn root_statics(
+    catalog: &Catalog,
+    protos: &[Model],
+) -> BTreeMap<(String, u32), proc_macro2::Ident> {
+    catalog
+        .events
+        .iter()
+        .zip(protos)
+        .map(|(e, m)| {
+            (
+                (e.name.event_type.clone(), e.name.version),
+                m.static_ident(0),
+            )
+        })
+        .collect()
+}
+
+fn domain_items(
+    rt: &syn::Path,
+    families: &BTreeMap<String, Vec<&EventSchema>>,
+    protos: &BTreeMap<(String, u32), proc_macro2::Ident>,
+) -> TokenStream {
     let mut items = Vec::new();
     let mut subjects = Vec::new();
     for (fam, versions) in families {
@@ -238,6 +305,7 @@ fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) 
             let summary = first_sentence(&e.description);
             let variant_doc = format!(" Version {}: {summary}", e.name.version);
             let const_name = format_ident!("{}", const_ident(&e.name.struct_ident()));
+            let proto = &protos[&(e.name.event_type.clone(), e.name.version)];
             let subject_doc = format!(" `{event_type}` v{}", e.name.version);
             subjects.push(quote! {
                 #[doc = #subject_doc]
@@ -250,6 +318,7 @@ fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) 
                     const SUBJECT: &'static str = #subject;
                     const SCHEMA_ID: &'static str = #schema_id;
                     const STREAM: &'static str = #stream;
+                    const PROTO: &'static #rt::proto::Message = &super::descriptors::#proto;
                 }
                 impl #rt::Consumable for #ident {
                     const FAMILY: #rt::Family = #rt::Family {
@@ -260,7 +329,7 @@ fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) 
                     };
                     fn decode(version: u32, raw: &#rt::RawEvent<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
                         match version {
-                            #version => raw.decode::<Self>(),
+                            #version => raw.decode_event::<Self>(),
                             other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, &[#version])),
                         }
                     }
@@ -273,7 +342,7 @@ fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) 
                 #[doc = #variant_doc]
                 #variant(#ident)
             });
-            arms.push(quote! { #version => raw.decode::<#ident>().map(Self::#variant), });
+            arms.push(quote! { #version => raw.decode_event::<#ident>().map(Self::#variant), });
             version_arms.push(quote! { Self::#variant(_) => #version, });
             upcast_bounds.push(quote! { #ident: ::std::convert::Into<T> });
             upcast_arms.push(quote! { Self::#variant(event) => event.into(), });
@@ -349,8 +418,9 @@ fn domain_items(rt: &syn::Path, families: &BTreeMap<String, Vec<&EventSchema>>) 
     }
 }
 
-fn catalog_const(rt: &syn::Path, catalog: &Catalog) -> TokenStream {
-    let entries = catalog.events.iter().map(|e| {
+fn catalog_const(rt: &syn::Path, catalog: &Catalog, protos: &[Model]) -> TokenStream {
+    let entries = catalog.events.iter().zip(protos).map(|(e, model)| {
+        let proto = model.static_ident(0);
         let event_type = &e.name.event_type;
         let version = Literal::u32_unsuffixed(e.name.version);
         let subject = e.name.subject();
@@ -367,6 +437,7 @@ fn catalog_const(rt: &syn::Path, catalog: &Catalog) -> TokenStream {
                 schema_id: #schema_id,
                 rust_type: #rust_type,
                 schema: #schema,
+                proto: &descriptors::#proto,
             }
         }
     });
@@ -374,6 +445,51 @@ fn catalog_const(rt: &syn::Path, catalog: &Catalog) -> TokenStream {
         /// Every event version in the catalog, sorted by type and version, with its
         /// self-contained JSON Schema.
         pub const CATALOG: &[#rt::EventInfo] = &[#(#entries),*];
+    }
+}
+
+/// The protobuf descriptors of every event version, the `.proto` text, and a visitor over
+/// every event type.
+fn descriptors_items(rt: &syn::Path, catalog: &Catalog, protos: &[Model]) -> TokenStream {
+    let statics = catalog.events.iter().zip(protos).map(|(e, model)| {
+        model.descriptor_tokens(rt, &format!("{} v{}", e.name.event_type, e.name.version))
+    });
+    let subjects: Vec<String> = catalog.events.iter().map(|e| e.name.subject()).collect();
+    let events: Vec<ProtoEvent<'_>> = catalog
+        .events
+        .iter()
+        .zip(protos)
+        .zip(&subjects)
+        .map(|((e, model), subject)| ProtoEvent {
+            model,
+            event_type: &e.name.event_type,
+            version: e.name.version,
+            subject,
+            schema_id: &e.schema_id,
+        })
+        .collect();
+    let text = crate::proto::proto_file(&events);
+    let visits = catalog.events.iter().enumerate().map(|(i, e)| {
+        let module = format_ident!("{}", e.name.module());
+        let ident = format_ident!("{}", e.name.struct_ident());
+        let i = Literal::usize_unsuffixed(i);
+        quote! { visitor.visit::<#module::#ident>(&CATALOG[#i]); }
+    });
+    quote! {
+        /// The protobuf descriptor of every event version: one static per message, the event's
+        /// own first (named after it, e.g. `USER_CREATED_V1`), then those of the objects,
+        /// wrappers and map entries it contains. `Event::PROTO` and `EventInfo::proto` point here.
+        pub mod descriptors {
+            #(#statics)*
+        }
+        /// The `.proto` (proto3) text of every event version in the catalog: what a consumer in
+        /// another language compiles to decode `application/protobuf` payloads.
+        pub const PROTO_FILE: &str = #text;
+        /// Calls `visitor` with every event type of the catalog, in catalog order, with its
+        /// entry: for code that must cover every event (tests, benchmarks, tools).
+        pub fn for_each_event<V: #rt::EventVisitor>(visitor: &mut V) {
+            #(#visits)*
+        }
     }
 }
 

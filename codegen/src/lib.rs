@@ -8,7 +8,10 @@
 //!   (type, version, subject, schema id, stream) and `Consumable`;
 //! - per event family an enum over its versions (`events::user::Created::{V1, V2}`);
 //! - per domain a `subjects` module of constants; a `CATALOG` of every event with its bundled
-//!   schema, and the `STREAMS` declared in `schemas/streams.json`.
+//!   schema, and the `STREAMS` declared in `schemas/streams.json`;
+//! - per event version its protobuf messages (the `descriptors` module, `Event::PROTO`), with
+//!   field numbers that stay stable across compatible changes ([`proto`]), the `.proto` text of
+//!   the catalog (`PROTO_FILE`), and `for_each_event`, which visits every event type.
 //!
 //! Layout of the catalog:
 //!
@@ -38,6 +41,7 @@ mod diagnostic;
 mod generate;
 mod guard;
 mod naming;
+pub mod proto;
 pub mod release;
 mod topology;
 mod validate;
@@ -47,6 +51,7 @@ use std::path::Path;
 pub use catalog::{Catalog, EventEntry};
 pub use diagnostic::{Diagnostic, Error};
 pub use naming::{SHARED_DIR, SUBJECT_PREFIX, TOPOLOGY_FILE};
+pub use proto::{FieldNumbers, assign_field_numbers};
 
 /// Code generation settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,9 +21,7 @@ pub const LOCK_FILE: &str = "released.lock";
 
 const LOCK_FORMAT: u32 = 1;
 
-/// Protobuf field numbers of one event version: message (JSON pointer into the bundled
-/// schema, `""` for the event itself) to property to number.
-pub type FieldNumbers = BTreeMap<String, BTreeMap<String, u32>>;
+pub use crate::proto::FieldNumbers;
 
 /// The released state of a catalog (`schemas/released.lock`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,15 +100,17 @@ impl Lock {
         lock.format = LOCK_FORMAT;
         for e in &catalog.events {
             let k = key(&e.name.event_type, e.name.version);
-            let proto = lock
+            let bundled = catalog.bundle(e);
+            let previous = lock
                 .events
                 .get(&k)
-                .map(|r| r.proto.clone())
-                .unwrap_or_default();
+                .map(|r| &r.proto)
+                .filter(|p| !p.is_empty());
+            let proto = crate::proto::assign_field_numbers(&bundled, previous);
             lock.events.insert(
                 k,
                 Released {
-                    schema: canonical(&catalog.bundle(e)),
+                    schema: canonical(&bundled),
                     proto,
                 },
             );
@@ -363,17 +363,59 @@ pub fn check(catalog: &Catalog, lock: &Lock) -> Report {
         .map(|(t, v)| {
             let now = find(catalog, &t, v);
             let new = now.map(|e| catalog.bundle(e));
-            report_for(
+            let mut report = report_for(
                 &t,
                 v,
                 now.map(|e| e.file.clone()),
                 lock.schema(&t, v),
                 new.as_ref(),
                 next[&t],
-            )
+            );
+            if let (Some(new), Some(recorded)) = (&new, lock.field_numbers(&t, v)) {
+                check_field_numbers(new, recorded, &mut report);
+            }
+            report
         })
         .collect();
     Report { events }
+}
+
+/// Protobuf field numbers of a released version must be what was released: generation keeps
+/// them by construction, so a difference means the lock was edited or the assignment changed.
+/// (A change of a field's wire kind comes with a type, nullability or bound change, which the
+/// JSON rules already judge breaking.)
+fn check_field_numbers(new: &Value, recorded: &FieldNumbers, report: &mut EventReport) {
+    let now = crate::proto::assign_field_numbers(new, Some(recorded));
+    for (message, fields) in recorded {
+        for (name, number) in fields {
+            let current = now.get(message).and_then(|f| f.get(name));
+            if current.is_some_and(|c| c != number) {
+                let pointer = format!("{message}/properties/{name}");
+                report.changes.push(Change {
+                    pointer,
+                    via: None,
+                    what: format!(
+                        "protobuf field number of `{name}` changed from {number} to {}",
+                        current.copied().unwrap_or_default()
+                    ),
+                    breaks: compat::Breaks::BOTH,
+                    why: "protobuf consumers read fields by number".into(),
+                });
+            }
+        }
+    }
+    for problem in crate::proto::check_field_numbers(&now) {
+        report.changes.push(Change {
+            pointer: String::new(),
+            via: None,
+            what: problem,
+            breaks: compat::Breaks::BOTH,
+            why: "protobuf field numbers must be unique and allowed".into(),
+        });
+    }
+    if !report.changes.is_empty() && report.status == Status::Unchanged {
+        report.status = Status::Changed;
+    }
 }
 
 /// Compares two catalogs (`eventhub schemas diff OLD NEW`), treating every version in `old` as

@@ -228,3 +228,55 @@ fn the_real_catalog_honours_its_release() {
     let report = release::check(&Catalog::load(&dir).unwrap(), &lock);
     assert!(!report.is_breaking(), "{report}");
 }
+
+fn lock_json(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(release::LOCK_FILE)).unwrap()).unwrap()
+}
+
+#[test]
+fn protobuf_field_numbers_are_recorded_kept_and_checked() {
+    let (_tmp, dir) = released_catalog();
+    let numbers = |dir: &Path| lock_json(dir)["events"]["shop.order-placed@1"]["proto"][""].clone();
+    let before = numbers(&dir);
+    let channel = before["channel"].as_u64().expect("channel has a number");
+    let coupon = before["coupon"].as_u64().expect("coupon has a number");
+    let highest = before
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .max()
+        .unwrap();
+
+    // A compatible change released: the removed optional property keeps its number (reserved),
+    // the new one gets the next free number, the others stay.
+    edit(&dir, "shop/order-placed.v1.json", |d| {
+        d["properties"].as_object_mut().unwrap().remove("coupon");
+        d["properties"]["aaa_note"] = serde_json::json!({ "type": "string" });
+    });
+    Lock::record(
+        &Catalog::load(&dir).unwrap(),
+        Lock::load(&dir).unwrap().as_ref(),
+    )
+    .unwrap()
+    .save(&dir)
+    .unwrap();
+    let after = numbers(&dir);
+    assert_eq!(after["channel"].as_u64(), Some(channel));
+    assert_eq!(
+        after["coupon"].as_u64(),
+        Some(coupon),
+        "reserved, never reused"
+    );
+    assert_eq!(after["aaa_note"].as_u64(), Some(highest + 1));
+
+    // A lock whose numbers the catalog no longer reproduces is breaking.
+    let mut lock = lock_json(&dir);
+    lock["events"]["shop.order-placed@1"]["proto"][""]["channel"] = (channel + 100).into();
+    lock["events"]["shop.order-placed@1"]["proto"][""]["aaa_note"] = (channel + 100).into();
+    std::fs::write(dir.join(release::LOCK_FILE), lock.to_string()).unwrap();
+    let report = check(&dir);
+    assert!(report.is_breaking());
+    let text = report.to_string();
+    assert!(text.contains("both have field number"), "{text}");
+}

@@ -8,7 +8,7 @@ use async_nats::jetstream;
 use tokio::sync::Notify;
 
 use crate::error::{ConnectError, ConnectErrorKind, ProvisionError};
-use crate::publish::Publisher;
+use crate::publish::{Codec, Publisher};
 use crate::topology::{self, ProvisionOptions, ProvisionReport};
 
 /// Where to connect when `NATS_URL` is not set.
@@ -40,6 +40,10 @@ pub struct ConnectOptions {
     pub token: Option<String>,
     /// Path of a `.creds` file (JWT + nkey seed). Default: `$NATS_CREDS`.
     pub credentials_file: Option<String>,
+    /// How this service's publishers encode events unless told otherwise
+    /// ([`Publisher::with_codec`], [`PublishOptions::codec`](crate::PublishOptions::codec)).
+    /// Default JSON. Consumers decode either codec, by the `content-type` header.
+    pub codec: Codec,
 }
 
 impl ConnectOptions {
@@ -57,7 +61,14 @@ impl ConnectOptions {
             user_password: env("NATS_USER").zip(env("NATS_PASSWORD")),
             token: env("NATS_TOKEN"),
             credentials_file: env("NATS_CREDS"),
+            codec: Codec::Json,
         }
+    }
+
+    /// Sets the codec this service's publishers use by default.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// Sets the server URL.
@@ -102,6 +113,7 @@ struct Inner {
     permissions: Arc<PermissionWatch>,
     max_payload: usize,
     publish_attempts: u32,
+    codec: Codec,
 }
 
 impl Client {
@@ -202,6 +214,7 @@ impl Client {
             inner: Arc::new(Inner {
                 max_payload,
                 publish_attempts: options.publish_attempts.max(1),
+                codec: options.codec,
                 nats,
                 js,
                 service: options.service.into(),
@@ -270,6 +283,12 @@ impl Client {
 
     pub(crate) fn publish_attempts(&self) -> u32 {
         self.inner.publish_attempts
+    }
+
+    /// The codec of this client's publishers unless they choose another
+    /// ([`ConnectOptions::codec`]).
+    pub fn codec(&self) -> Codec {
+        self.inner.codec
     }
 
     pub(crate) fn is_connected(&self) -> bool {

@@ -1,7 +1,8 @@
 //! The wire format: CloudEvents binary mode over NATS headers, and the [`Envelope`] a handler
 //! receives.
 //!
-//! The payload is the event data (JSON); its attributes travel as headers: `ce-specversion`,
+//! The payload is the event data (JSON, or protobuf with `content-type: application/protobuf`);
+//! its attributes travel as headers: `ce-specversion`,
 //! `ce-id`, `ce-type`, `ce-source`, `ce-time`, `ce-dataschema`, `content-type`, and the
 //! extensions `ce-correlationid` / `ce-causationid`. `Nats-Msg-Id` carries the event id so that
 //! JetStream drops a repeated publish of the same event within the stream's duplicate window.
@@ -62,6 +63,9 @@ pub mod headers {
 
 /// JSON, the default payload encoding.
 pub const JSON: &str = "application/json";
+
+/// Protobuf, the compact payload encoding (see [`crate::proto`]).
+pub const PROTOBUF: &str = "application/protobuf";
 
 /// A new event id: a UUIDv7, so ids sort by creation time.
 pub fn new_event_id() -> String {
@@ -168,6 +172,7 @@ pub(crate) struct OutgoingHeaders<'a> {
     pub(crate) time: DateTime<Utc>,
     pub(crate) correlation_id: &'a str,
     pub(crate) causation_id: Option<&'a str>,
+    pub(crate) content_type: &'static str,
 }
 
 impl OutgoingHeaders<'_> {
@@ -196,7 +201,7 @@ impl OutgoingHeaders<'_> {
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         );
         h.insert(DATASCHEMA, target.schema_id);
-        h.insert(CONTENT_TYPE, JSON);
+        h.insert(CONTENT_TYPE, self.content_type);
         h.insert(CORRELATION_ID, self.correlation_id);
         if let Some(c) = self.causation_id {
             h.insert(CAUSATION_ID, c);

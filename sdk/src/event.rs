@@ -5,6 +5,8 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::envelope::{JSON, PROTOBUF};
+
 /// One version of one event type, generated from `schemas/<domain>/<name>.v<N>.json`.
 ///
 /// The constants come from the schema's path and `schemas/streams.json`; publishing uses them,
@@ -20,6 +22,30 @@ pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
     const SCHEMA_ID: &'static str;
     /// The stream that captures the subject.
     const STREAM: &'static str;
+    /// Its protobuf message, for `application/protobuf` payloads (see [`crate::proto`]).
+    const PROTO: &'static crate::proto::Message;
+}
+
+/// Something done once per event type of the catalog, with the type: see the generated
+/// [`events::for_each_event`](crate::events::for_each_event).
+///
+/// ```
+/// use eventhub::{Event, EventInfo, EventVisitor};
+/// struct Subjects(Vec<&'static str>);
+/// impl EventVisitor for Subjects {
+///     fn visit<E: Event + PartialEq>(&mut self, info: &'static EventInfo) {
+///         assert_eq!(info.subject, E::SUBJECT);
+///         self.0.push(E::SUBJECT);
+///     }
+/// }
+/// let mut subjects = Subjects(Vec::new());
+/// eventhub::events::for_each_event(&mut subjects);
+/// assert_eq!(subjects.0.len(), eventhub::events::CATALOG.len());
+/// ```
+pub trait EventVisitor {
+    /// Called with each event type and its catalog entry. (Generated event types also
+    /// implement `PartialEq`, so checks can compare values.)
+    fn visit<E: Event + PartialEq>(&mut self, info: &'static EventInfo);
 }
 
 /// What a consumer can receive: one event version (a generated struct such as
@@ -68,6 +94,8 @@ pub struct EventInfo {
     pub rust_type: &'static str,
     /// The self-contained JSON Schema of the event (references bundled into `$defs`).
     pub schema: &'static str,
+    /// Its protobuf message (see [`crate::proto`]).
+    pub proto: &'static crate::proto::Message,
 }
 
 /// The encoded form of an event as it arrives: content type and payload bytes.
@@ -80,17 +108,32 @@ pub struct RawEvent<'a> {
 }
 
 impl RawEvent<'_> {
-    /// Decodes the payload as `T`.
+    /// Decodes the payload as event `E` by its content type: `application/json` (or none) as
+    /// JSON, `application/protobuf` (or `application/x-protobuf`) as protobuf with
+    /// [`E::PROTO`](Event::PROTO). Any other content type is
+    /// [`DecodeErrorKind::UnsupportedContentType`]. Generated consumers decode with this, so JSON
+    /// and protobuf producers can share a stream.
+    pub fn decode_event<E: Event>(&self) -> Result<E, DecodeError> {
+        match self.content_type.map(media_type) {
+            None | Some(JSON) => self.decode_json(),
+            Some(PROTOBUF | "application/x-protobuf") => crate::proto::decode(self.payload),
+            Some(other) => Err(unsupported(
+                other,
+                "application/json or application/protobuf",
+            )),
+        }
+    }
+
+    /// Decodes a JSON payload as `T`. Refuses other content types, protobuf included (its
+    /// decoding needs the event's descriptor: use [`RawEvent::decode_event`]).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         match self.content_type.map(media_type) {
-            None | Some("application/json") => {}
-            Some(other) => {
-                return Err(DecodeError::new(
-                    DecodeErrorKind::UnsupportedContentType,
-                    format!("content-type `{other}` is not supported (expected application/json)"),
-                ));
-            }
+            None | Some(JSON) => self.decode_json(),
+            Some(other) => Err(unsupported(other, "application/json")),
         }
+    }
+
+    fn decode_json<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         serde_json::from_slice(self.payload).map_err(|e| {
             // Decode again only on failure, tracking the path to name the offending field.
             let mut de = serde_json::Deserializer::from_slice(self.payload);
@@ -116,6 +159,13 @@ fn media_type(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }
 
+fn unsupported(content_type: &str, expected: &str) -> DecodeError {
+    DecodeError::new(
+        DecodeErrorKind::UnsupportedContentType,
+        format!("content-type `{content_type}` is not supported (expected {expected})"),
+    )
+}
+
 /// What made a message undecodable. Such a message is *poison*: retrying cannot help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -130,6 +180,9 @@ pub enum DecodeErrorKind {
     UnknownEventType,
     /// The content type is not one eventhub decodes.
     UnsupportedContentType,
+    /// The content type is protobuf but the payload is not a valid encoding of the event's
+    /// message (truncated, wrong wire type for a field, a string that is not UTF-8).
+    InvalidProtobuf,
 }
 
 /// A message that cannot be decoded into the expected event type.

@@ -5,7 +5,9 @@
 //!   (`events::user::Created`), subject constants, the [`events::CATALOG`] and the declared
 //!   [`events::STREAMS`].
 //! - [`Client`] connects a service; [`Client::provision`] creates or updates the streams.
-//! - [`Publisher`] publishes typed events with CloudEvents headers and de-duplication ids.
+//! - [`Publisher`] publishes typed events with CloudEvents headers and de-duplication ids, as
+//!   JSON or, with [`Codec::Protobuf`], as [protobuf](proto); consumers decode either by the
+//!   `content-type` header.
 //! - [`Client::consumer`] runs a handler on every event of a type through a durable consumer,
 //!   with retry and backoff, and moves what cannot be handled to the [`dlq`] (dead letters),
 //!   where [`DeadLetters`] lists, replays and deletes entries and the [`Sweeper`] catches
@@ -33,6 +35,7 @@ mod envelope;
 pub mod error;
 mod event;
 pub mod metadata;
+pub mod proto;
 mod publish;
 mod topology;
 mod upcast;
@@ -51,15 +54,18 @@ pub use consume::{
     IDEMPOTENCY_PREFIX, StartFrom,
 };
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, Sweeper};
-pub use envelope::{Envelope, JSON, Metadata, headers, new_event_id};
+pub use envelope::{Envelope, JSON, Metadata, PROTOBUF, headers, new_event_id};
 pub use error::{
     ConnectError, ConnectErrorKind, ConsumeError, ConsumeErrorKind, DeadLetterError,
     DeadLetterErrorKind, Error, ProvisionError, ProvisionErrorKind, PublishError, PublishErrorKind,
 };
 pub use event::{
-    Consumable, DecodeError, DecodeErrorKind, Event, EventInfo, Family, RawEvent, parse_subject,
+    Consumable, DecodeError, DecodeErrorKind, Event, EventInfo, EventVisitor, Family, RawEvent,
+    parse_subject,
 };
-pub use publish::{Pipeline, PipelineFailure, PipelineReport, PublishOptions, Publisher, Receipt};
+pub use publish::{
+    Codec, Pipeline, PipelineFailure, PipelineReport, PublishOptions, Publisher, Receipt,
+};
 pub use topology::{
     ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, Discard, Drift, MAX_DELIVERIES_ADVISORY,
     ProvisionOptions, ProvisionReport, Retention, Storage, StreamAction, StreamReport, StreamSpec,

@@ -14,9 +14,33 @@ use crate::client::Client;
 use crate::envelope::{OutgoingHeaders, new_event_id, wire_size};
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::{Event, EventInfo};
+use crate::proto::Message;
 
 /// JetStream's error code for a message above the stream's `max_msg_size`.
 const MESSAGE_TOO_LARGE: u64 = 10054;
+
+/// How an event's payload is encoded, announced by its `content-type` header. Consumers decode
+/// by that header, so producers of either codec can share a stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// JSON (`application/json`), the default: readable, and what the schemas describe.
+    #[default]
+    Json,
+    /// Protobuf (`application/protobuf`): smaller payloads, with each event's message generated
+    /// from its schema (see [`crate::proto`]).
+    Protobuf,
+}
+
+impl Codec {
+    /// The `content-type` of payloads in this codec.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Codec::Json => crate::envelope::JSON,
+            Codec::Protobuf => crate::envelope::PROTOBUF,
+        }
+    }
+}
 
 /// Per-publish settings. All optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +56,9 @@ pub struct PublishOptions {
     pub causation_id: Option<String>,
     /// The event time (`ce-time`). Default: now.
     pub time: Option<DateTime<Utc>>,
+    /// The payload encoding. Default: the publisher's ([`Publisher::with_codec`]), which is
+    /// the client's ([`ConnectOptions::codec`](crate::ConnectOptions::codec), JSON unless set).
+    pub codec: Option<Codec>,
 }
 
 /// The server's acknowledgement of a stored event.
@@ -65,11 +92,13 @@ pub struct Publisher {
     client: Client,
     correlation_id: Option<Arc<str>>,
     causation_id: Option<Arc<str>>,
+    codec: Codec,
 }
 
 impl Publisher {
     pub(crate) fn new(client: Client) -> Self {
         Self {
+            codec: client.codec(),
             client,
             correlation_id: None,
             causation_id: None,
@@ -82,7 +111,30 @@ impl Publisher {
             client: self.client.clone(),
             correlation_id: Some(correlation_id.into()),
             causation_id: Some(causation_id.into()),
+            codec: self.codec,
         }
+    }
+
+    /// This publisher encoding its events with `codec` (unless a publish says otherwise in
+    /// [`PublishOptions::codec`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: eventhub::Client, event: eventhub::events::user::CreatedV1) -> Result<(), eventhub::PublishError> {
+    /// use eventhub::Codec;
+    /// let publisher = client.publisher().with_codec(Codec::Protobuf);
+    /// publisher.publish(&event).await?; // content-type: application/protobuf
+    /// # Ok(()) }
+    /// ```
+    pub fn with_codec(&self, codec: Codec) -> Self {
+        Self {
+            codec,
+            ..self.clone()
+        }
+    }
+
+    /// The codec of events published without [`PublishOptions::codec`].
+    pub fn codec(&self) -> Codec {
+        self.codec
     }
 
     /// The client this publisher uses.
@@ -108,15 +160,15 @@ impl Publisher {
         let mut options = options;
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::of::<E>();
-        let payload = target.encode(event, &id)?;
+        let payload = target.encode(event, &id, self.codec_of(&options))?;
         self.publish_encoded(target, payload, options).await
     }
 
     /// Publishes a JSON payload as an event of the catalog (`info` from
     /// [`events::CATALOG`](crate::events::CATALOG)), with the same headers, checks and retries
     /// as [`Publisher::publish_with`]. For tools that handle events without their Rust types
-    /// (the `eventhub` CLI); the payload is sent as given: validate it against `info.schema`
-    /// first.
+    /// (the `eventhub` CLI); the payload is sent as given (as JSON, or encoded with
+    /// `info.proto` for [`Codec::Protobuf`]): validate it against `info.schema` first.
     pub async fn publish_json(
         &self,
         info: &EventInfo,
@@ -126,7 +178,7 @@ impl Publisher {
         let mut options = options;
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::from_info(info);
-        let payload = target.encode(payload, &id)?;
+        let payload = target.encode(payload, &id, self.codec_of(&options))?;
         self.publish_encoded(target, payload, options).await
     }
 
@@ -188,8 +240,12 @@ impl Publisher {
     ) -> Result<PendingAck, PublishError> {
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::of::<E>();
-        let payload = target.encode(event, &id)?;
+        let payload = target.encode(event, &id, self.codec_of(&options))?;
         self.send_encoded(target, payload, &options).await
+    }
+
+    fn codec_of(&self, options: &PublishOptions) -> Codec {
+        options.codec.unwrap_or(self.codec)
     }
 
     /// Sends an encoded event; `options.id` is set by the caller.
@@ -215,6 +271,7 @@ impl Publisher {
             time: options.time.unwrap_or_else(Utc::now),
             correlation_id: correlation,
             causation_id: causation,
+            content_type: self.codec_of(options).content_type(),
         }
         .build(&target);
         self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
@@ -279,6 +336,7 @@ pub(crate) struct Target {
     pub(crate) subject: &'static str,
     pub(crate) schema_id: &'static str,
     pub(crate) stream: &'static str,
+    pub(crate) proto: &'static Message,
 }
 
 impl Target {
@@ -289,6 +347,7 @@ impl Target {
             subject: E::SUBJECT,
             schema_id: E::SCHEMA_ID,
             stream: E::STREAM,
+            proto: E::PROTO,
         }
     }
 
@@ -299,6 +358,7 @@ impl Target {
             subject: info.subject,
             schema_id: info.schema_id,
             stream: info.stream,
+            proto: info.proto,
         }
     }
 
@@ -306,17 +366,28 @@ impl Target {
         &self,
         value: &T,
         id: &str,
+        codec: Codec,
     ) -> Result<Bytes, PublishError> {
-        serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
             PublishError::with_source(
                 PublishErrorKind::Encode,
                 format!(
-                    "cannot encode {} v{} (id {id})",
-                    self.event_type, self.version
+                    "cannot encode {} v{} (id {id}) as {}",
+                    self.event_type,
+                    self.version,
+                    codec.content_type()
                 ),
                 e,
             )
-        })
+        };
+        match codec {
+            Codec::Json => serde_json::to_vec(value)
+                .map(Bytes::from)
+                .map_err(|e| failed(e.into())),
+            Codec::Protobuf => crate::proto::encode_serialize(self.proto, value)
+                .map(Bytes::from)
+                .map_err(|e| failed(e.into())),
+        }
     }
 }
 

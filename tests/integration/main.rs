@@ -5,6 +5,7 @@ mod dlq;
 mod harness;
 mod idempotency;
 mod metadata;
+mod proto;
 mod provision;
 mod publish;
 mod support;

@@ -256,6 +256,7 @@ pub mod shop {
         const SUBJECT: &'static str = "events.shop.cart.checked-out.v1";
         const SCHEMA_ID: &'static str = "urn:eventhub:schema:shop.cart.checked-out:v1";
         const STREAM: &'static str = "SHOP";
+        const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V1;
     }
     impl ::eventhub::Consumable for CartCheckedOutV1 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -269,7 +270,7 @@ pub mod shop {
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
-                1 => raw.decode::<Self>(),
+                1 => raw.decode_event::<Self>(),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -291,6 +292,7 @@ pub mod shop {
         const SUBJECT: &'static str = "events.shop.cart.checked-out.v2";
         const SCHEMA_ID: &'static str = "urn:eventhub:schema:shop.cart.checked-out:v2";
         const STREAM: &'static str = "SHOP";
+        const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V2;
     }
     impl ::eventhub::Consumable for CartCheckedOutV2 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -304,7 +306,7 @@ pub mod shop {
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
-                2 => raw.decode::<Self>(),
+                2 => raw.decode_event::<Self>(),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -342,8 +344,8 @@ pub mod shop {
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
-                1 => raw.decode::<CartCheckedOutV1>().map(Self::V1),
-                2 => raw.decode::<CartCheckedOutV2>().map(Self::V2),
+                1 => raw.decode_event::<CartCheckedOutV1>().map(Self::V1),
+                2 => raw.decode_event::<CartCheckedOutV2>().map(Self::V2),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -392,6 +394,7 @@ pub mod shop {
         const SUBJECT: &'static str = "events.shop.order-placed.v1";
         const SCHEMA_ID: &'static str = "https://schemas.example.com/shop/order-placed/v1";
         const STREAM: &'static str = "SHOP";
+        const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_ORDER_PLACED_V1;
     }
     impl ::eventhub::Consumable for OrderPlacedV1 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -405,7 +408,7 @@ pub mod shop {
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
-                1 => raw.decode::<Self>(),
+                1 => raw.decode_event::<Self>(),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -441,7 +444,7 @@ pub mod shop {
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
-                1 => raw.decode::<OrderPlacedV1>().map(Self::V1),
+                1 => raw.decode_event::<OrderPlacedV1>().map(Self::V1),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -497,6 +500,7 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         schema_id: "urn:eventhub:schema:shop.cart.checked-out:v1",
         rust_type: "shop::CartCheckedOutV1",
         schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.cart.checked-out:v1\",\"title\":\"shop.cart.checked-out\",\"description\":\"A cart was checked out.\",\"type\":\"object\",\"properties\":{\"cart_id\":{\"description\":\"The cart.\",\"type\":\"string\"},\"items\":{\"description\":\"Number of items.\",\"type\":\"integer\",\"minimum\":0}},\"required\":[\"cart_id\"]}",
+        proto: &descriptors::SHOP_CART_CHECKED_OUT_V1,
     },
     ::eventhub::EventInfo {
         event_type: "shop.cart.checked-out",
@@ -506,6 +510,7 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         schema_id: "urn:eventhub:schema:shop.cart.checked-out:v2",
         rust_type: "shop::CartCheckedOutV2",
         schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.cart.checked-out:v2\",\"title\":\"shop.cart.checked-out\",\"description\":\"A cart was checked out. v2 requires the customer.\",\"type\":\"object\",\"properties\":{\"cart_id\":{\"description\":\"The cart.\",\"type\":\"string\"},\"customer_id\":{\"description\":\"Who checked out.\",\"type\":\"string\"},\"items\":{\"description\":\"Number of items.\",\"type\":\"integer\",\"minimum\":0}},\"required\":[\"cart_id\",\"customer_id\"]}",
+        proto: &descriptors::SHOP_CART_CHECKED_OUT_V2,
     },
     ::eventhub::EventInfo {
         event_type: "shop.order-placed",
@@ -515,8 +520,234 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         schema_id: "https://schemas.example.com/shop/order-placed/v1",
         rust_type: "shop::OrderPlacedV1",
         schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"https://schemas.example.com/shop/order-placed/v1\",\"title\":\"shop.order-placed\",\"description\":\"An order was placed. Emitted by the shop once payment is authorised.\",\"type\":\"object\",\"properties\":{\"order_id\":{\"description\":\"The order.\",\"type\":\"string\",\"format\":\"uuid\"},\"lines\":{\"description\":\"What was bought.\",\"type\":\"array\",\"minItems\":1,\"items\":{\"$ref\":\"#/$defs/OrderPlacedV1Line\"}},\"total\":{\"$ref\":\"#/$defs/Money\"},\"channel\":{\"description\":\"Where it was placed.\",\"enum\":[\"web\",\"app\",\"store\"]},\"coupon\":{\"description\":\"Coupon code, if any.\",\"type\":[\"string\",\"null\"]},\"attributes\":{\"description\":\"Free-form tags.\",\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}},\"placed_at\":{\"description\":\"When.\",\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"order_id\",\"lines\",\"total\",\"placed_at\"],\"$defs\":{\"Currency\":{\"description\":\"ISO 4217 code.\",\"type\":\"string\",\"pattern\":\"^[A-Z]{3}$\"},\"Money\":{\"description\":\"Minor units of a currency.\",\"type\":\"object\",\"properties\":{\"amount_minor\":{\"description\":\"Amount in minor units.\",\"type\":\"integer\",\"minimum\":0},\"currency\":{\"$ref\":\"#/$defs/Currency\"}},\"required\":[\"amount_minor\",\"currency\"]},\"OrderPlacedV1Line\":{\"description\":\"One line of an order.\",\"type\":\"object\",\"properties\":{\"sku\":{\"description\":\"Stock keeping unit.\",\"type\":\"string\"},\"quantity\":{\"description\":\"How many.\",\"type\":\"integer\",\"minimum\":1},\"price\":{\"$ref\":\"#/$defs/Money\"}},\"required\":[\"sku\",\"quantity\",\"price\"],\"additionalProperties\":false}}}",
+        proto: &descriptors::SHOP_ORDER_PLACED_V1,
     },
 ];
+/// The protobuf descriptor of every event version: one static per message, the event's
+/// own first (named after it, e.g. `USER_CREATED_V1`), then those of the objects,
+/// wrappers and map entries it contains. `Event::PROTO` and `EventInfo::proto` point here.
+pub mod descriptors {
+    /// `shop.cart.checked-out v1`: the event's message.
+    pub static SHOP_CART_CHECKED_OUT_V1: ::eventhub::proto::Message = ::eventhub::proto::Message {
+        name: "eventhub.events.ShopCartCheckedOutV1",
+        pointer: "",
+        shape: ::eventhub::proto::Shape::Object,
+        fields: &[
+            ::eventhub::proto::Field {
+                name: "cart_id",
+                number: 1,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "items",
+                number: 2,
+                kind: ::eventhub::proto::Kind::Uint64,
+                repeated: false,
+                required: false,
+                nullable: false,
+            },
+        ],
+        reserved: &[],
+    };
+    /// `shop.cart.checked-out v2`: the event's message.
+    pub static SHOP_CART_CHECKED_OUT_V2: ::eventhub::proto::Message = ::eventhub::proto::Message {
+        name: "eventhub.events.ShopCartCheckedOutV2",
+        pointer: "",
+        shape: ::eventhub::proto::Shape::Object,
+        fields: &[
+            ::eventhub::proto::Field {
+                name: "cart_id",
+                number: 1,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "customer_id",
+                number: 2,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "items",
+                number: 3,
+                kind: ::eventhub::proto::Kind::Uint64,
+                repeated: false,
+                required: false,
+                nullable: false,
+            },
+        ],
+        reserved: &[],
+    };
+    /// `shop.order-placed v1`: the event's message.
+    pub static SHOP_ORDER_PLACED_V1: ::eventhub::proto::Message = ::eventhub::proto::Message {
+        name: "eventhub.events.ShopOrderPlacedV1",
+        pointer: "",
+        shape: ::eventhub::proto::Shape::Object,
+        fields: &[
+            ::eventhub::proto::Field {
+                name: "attributes",
+                number: 1,
+                kind: ::eventhub::proto::Kind::Map(
+                    &SHOP_ORDER_PLACED_V1__ATTRIBUTES_ENTRY,
+                ),
+                repeated: false,
+                required: false,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "channel",
+                number: 2,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: false,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "coupon",
+                number: 3,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: false,
+                nullable: true,
+            },
+            ::eventhub::proto::Field {
+                name: "lines",
+                number: 4,
+                kind: ::eventhub::proto::Kind::Message(
+                    &SHOP_ORDER_PLACED_V1__ORDER_PLACED_V1_LINE,
+                ),
+                repeated: true,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "order_id",
+                number: 5,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "placed_at",
+                number: 6,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "total",
+                number: 7,
+                kind: ::eventhub::proto::Kind::Message(&SHOP_ORDER_PLACED_V1__MONEY),
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+        ],
+        reserved: &[],
+    };
+    /// `shop.order-placed v1`: the object at `/$defs/OrderPlacedV1Line`.
+    pub static SHOP_ORDER_PLACED_V1__ORDER_PLACED_V1_LINE: ::eventhub::proto::Message = ::eventhub::proto::Message {
+        name: "eventhub.events.ShopOrderPlacedV1.OrderPlacedV1Line",
+        pointer: "/$defs/OrderPlacedV1Line",
+        shape: ::eventhub::proto::Shape::Object,
+        fields: &[
+            ::eventhub::proto::Field {
+                name: "price",
+                number: 1,
+                kind: ::eventhub::proto::Kind::Message(&SHOP_ORDER_PLACED_V1__MONEY),
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "quantity",
+                number: 2,
+                kind: ::eventhub::proto::Kind::Uint64,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "sku",
+                number: 3,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+        ],
+        reserved: &[],
+    };
+    /// `shop.order-placed v1`: the object at `/$defs/Money`.
+    pub static SHOP_ORDER_PLACED_V1__MONEY: ::eventhub::proto::Message = ::eventhub::proto::Message {
+        name: "eventhub.events.ShopOrderPlacedV1.Money",
+        pointer: "/$defs/Money",
+        shape: ::eventhub::proto::Shape::Object,
+        fields: &[
+            ::eventhub::proto::Field {
+                name: "amount_minor",
+                number: 1,
+                kind: ::eventhub::proto::Kind::Uint64,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "currency",
+                number: 2,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+        ],
+        reserved: &[],
+    };
+    /// `shop.order-placed v1`: an entry of the map at `/properties/attributes`.
+    pub static SHOP_ORDER_PLACED_V1__ATTRIBUTES_ENTRY: ::eventhub::proto::Message = ::eventhub::proto::Message {
+        name: "eventhub.events.ShopOrderPlacedV1.AttributesEntry",
+        pointer: "/properties/attributes",
+        shape: ::eventhub::proto::Shape::MapEntry,
+        fields: &[
+            ::eventhub::proto::Field {
+                name: "key",
+                number: 1,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "value",
+                number: 2,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: true,
+                nullable: false,
+            },
+        ],
+        reserved: &[],
+    };
+}
+/// The `.proto` (proto3) text of every event version in the catalog: what a consumer in
+/// another language compiles to decode `application/protobuf` payloads.
+pub const PROTO_FILE: &str = "// @generated by eventhub-codegen from the JSON Schemas in `schemas/`. Do not edit.\n//\n// Every event version as a protobuf message: the payload eventhub publishes with\n// `content-type: application/protobuf`. Field numbers stay stable across compatible\n// schema changes; numbers of removed properties are reserved.\n//\n// - A field is present exactly when the JSON property is, zero values included (hence\n//   `optional`); a missing repeated or map field is an empty array or object.\n// - A `string` field marked \"JSON text\" carries a value the schema leaves open (any\n//   JSON, oneOf, anyOf) as its JSON text.\n// - Wrapper messages (one field, `value`) hold array items or map values that are\n//   arrays, maps or nullable, and nullable arrays and maps.\n\nsyntax = \"proto3\";\n\npackage eventhub.events;\n\n// `shop.cart.checked-out` v1 on `events.shop.cart.checked-out.v1` (schema urn:eventhub:schema:shop.cart.checked-out:v1).\nmessage ShopCartCheckedOutV1 {\n  // The cart.\n  optional string cart_id = 1;\n  // Number of items.\n  optional uint64 items = 2;\n}\n\n// `shop.cart.checked-out` v2 on `events.shop.cart.checked-out.v2` (schema urn:eventhub:schema:shop.cart.checked-out:v2).\nmessage ShopCartCheckedOutV2 {\n  // The cart.\n  optional string cart_id = 1;\n  // Who checked out.\n  optional string customer_id = 2;\n  // Number of items.\n  optional uint64 items = 3;\n}\n\n// `shop.order-placed` v1 on `events.shop.order-placed.v1` (schema https://schemas.example.com/shop/order-placed/v1).\nmessage ShopOrderPlacedV1 {\n  // Free-form tags.\n  map<string, string> attributes = 1;\n  // Where it was placed.\n  optional string channel = 2;\n  // Coupon code, if any.\n  optional string coupon = 3;\n  // What was bought.\n  repeated OrderPlacedV1Line lines = 4;\n  // The order.\n  optional string order_id = 5;\n  // When.\n  optional string placed_at = 6;\n  // Minor units of a currency.\n  Money total = 7;\n\n  // `/$defs/OrderPlacedV1Line`\n  message OrderPlacedV1Line {\n    // Minor units of a currency.\n    Money price = 1;\n    // How many.\n    optional uint64 quantity = 2;\n    // Stock keeping unit.\n    optional string sku = 3;\n  }\n\n  // `/$defs/Money`\n  message Money {\n    // Amount in minor units.\n    optional uint64 amount_minor = 1;\n    // ISO 4217 code.\n    optional string currency = 2;\n  }\n}\n";
+/// Calls `visitor` with every event type of the catalog, in catalog order, with its
+/// entry: for code that must cover every event (tests, benchmarks, tools).
+pub fn for_each_event<V: ::eventhub::EventVisitor>(visitor: &mut V) {
+    visitor.visit::<shop::CartCheckedOutV1>(&CATALOG[0]);
+    visitor.visit::<shop::CartCheckedOutV2>(&CATALOG[1]);
+    visitor.visit::<shop::OrderPlacedV1>(&CATALOG[2]);
+}
 /// The streams declared in `schemas/streams.json`.
 pub const STREAMS: &[::eventhub::StreamSpec] = &[
     ::eventhub::StreamSpec {
