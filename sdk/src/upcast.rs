@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use eventhub::{Client, ConsumerOptions, Upcasted, events::user};
-//! # async fn demo(client: Client) -> Result<(), eventhub::Error> {
+//! # async fn demo(client: Client) -> Result<(), eventhub::ConsumeError> {
 //! client
 //!     .consumer::<Upcasted<user::Created, user::CreatedV2>>(ConsumerOptions::default())
 //!     .await?
