@@ -49,6 +49,18 @@ struct ServerArgs {
     /// Credentials file (JWT and nkey seed).
     #[arg(long, global = true, env = "NATS_CREDS")]
     creds: Option<String>,
+    /// Nkey seed (`SU…`).
+    #[arg(long, global = true, env = "NATS_NKEY_SEED", hide_env_values = true)]
+    nkey_seed: Option<String>,
+    /// CA file (PEM) trusted for the server's certificate; requires TLS.
+    #[arg(long, global = true, env = "NATS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS (with --tls-key).
+    #[arg(long, global = true, env = "NATS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Client key (PEM) for mutual TLS (with --tls-cert).
+    #[arg(long, global = true, env = "NATS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
     /// Service name the CLI connects as (the `ce-source` of what it publishes).
     #[arg(long, global = true, default_value = "eventhub-cli")]
     service: String,
@@ -60,6 +72,9 @@ impl ServerArgs {
         options.user_password = self.user.clone().zip(self.password.clone());
         options.token = self.token.clone();
         options.credentials_file = self.creds.clone();
+        options.nkey_seed = self.nkey_seed.clone();
+        options.tls_ca = self.tls_ca.clone();
+        options.tls_client_cert = self.tls_cert.clone().zip(self.tls_key.clone());
         Ok(Client::connect(options).await?)
     }
 }

@@ -57,6 +57,10 @@ fn command(url: &str, args: &[&str]) -> Command {
         "NATS_PASSWORD",
         "NATS_TOKEN",
         "NATS_CREDS",
+        "NATS_NKEY_SEED",
+        "NATS_CA",
+        "NATS_CERT",
+        "NATS_KEY",
     ] {
         cmd.env_remove(var);
     }

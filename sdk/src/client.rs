@@ -40,6 +40,13 @@ pub struct ConnectOptions {
     pub token: Option<String>,
     /// Path of a `.creds` file (JWT + nkey seed). Default: `$NATS_CREDS`.
     pub credentials_file: Option<String>,
+    /// An nkey seed (`SU…`) to sign the server's challenge with. Default: `$NATS_NKEY_SEED`.
+    pub nkey_seed: Option<String>,
+    /// PEM file of the CA(s) that signed the server's certificate; setting it requires TLS.
+    /// Default: `$NATS_CA`.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS. Default: `$NATS_CERT` and `$NATS_KEY`.
+    pub tls_client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// How this service's publishers encode events unless told otherwise
     /// ([`Publisher::with_codec`], [`PublishOptions::codec`](crate::PublishOptions::codec)).
     /// Default JSON. Consumers decode either codec, by the `content-type` header.
@@ -47,8 +54,8 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// Options for `service`, reading `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN` and
-    /// `NATS_CREDS` from the environment.
+    /// Options for `service`, reading `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`,
+    /// `NATS_CREDS`, `NATS_NKEY_SEED`, `NATS_CA` and `NATS_CERT`/`NATS_KEY` from the environment.
     pub fn new(service: impl Into<String>) -> Self {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Self {
@@ -61,6 +68,11 @@ impl ConnectOptions {
             user_password: env("NATS_USER").zip(env("NATS_PASSWORD")),
             token: env("NATS_TOKEN"),
             credentials_file: env("NATS_CREDS"),
+            nkey_seed: env("NATS_NKEY_SEED"),
+            tls_ca: env("NATS_CA").map(Into::into),
+            tls_client_cert: env("NATS_CERT")
+                .zip(env("NATS_KEY"))
+                .map(|(c, k)| (c.into(), k.into())),
             codec: Codec::Json,
         }
     }
@@ -68,6 +80,34 @@ impl ConnectOptions {
     /// Sets the codec this service's publishers use by default.
     pub fn codec(mut self, codec: Codec) -> Self {
         self.codec = codec;
+        self
+    }
+
+    /// Sets user and password.
+    pub fn user_password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user_password = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Sets the nkey seed.
+    pub fn nkey_seed(mut self, seed: impl Into<String>) -> Self {
+        self.nkey_seed = Some(seed.into());
+        self
+    }
+
+    /// Trusts the CA(s) in this PEM file for the server's certificate (and requires TLS).
+    pub fn tls_ca(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca = Some(path.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) for mutual TLS.
+    pub fn tls_client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls_client_cert = Some((cert.into(), key.into()));
         self
     }
 
@@ -171,6 +211,38 @@ impl Client {
                 )
             })?;
         }
+        if let Some(seed) = &options.nkey_seed {
+            if nkeys::KeyPair::from_seed(seed).is_err() {
+                return Err(ConnectError::new(
+                    ConnectErrorKind::InvalidOptions,
+                    "the nkey seed is not valid (expected an `SU…` user seed)",
+                ));
+            }
+            nats_options = nats_options.nkey(seed.clone());
+        }
+        for (what, path) in options.tls_ca.iter().map(|p| ("CA file", p)).chain(
+            options
+                .tls_client_cert
+                .iter()
+                .flat_map(|(c, k)| [("client certificate", c), ("client key", k)]),
+        ) {
+            if !path.is_file() {
+                return Err(ConnectError::new(
+                    ConnectErrorKind::InvalidOptions,
+                    format!("TLS {what} {} does not exist", path.display()),
+                ));
+            }
+        }
+        if let Some(ca) = &options.tls_ca {
+            nats_options = nats_options
+                .add_root_certificates(ca.clone())
+                .require_tls(true);
+        }
+        if let Some((cert, key)) = &options.tls_client_cert {
+            nats_options = nats_options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
         let servers: Vec<&str> = options
             .url
             .split(',')
@@ -180,7 +252,12 @@ impl Client {
         let nats = nats_options.connect(servers).await.map_err(|e| {
             use async_nats::ConnectErrorKind as K;
             let url = &options.url;
-            match e.kind() {
+            // A refused certificate surfaces as an I/O error of the handshake.
+            let kind = match e.kind() {
+                K::Io if tls_failure(&e) => K::Tls,
+                other => other,
+            };
+            match kind {
                 K::AuthorizationViolation | K::Authentication => ConnectError::with_source(
                     ConnectErrorKind::Authentication,
                     format!(
@@ -189,7 +266,16 @@ impl Client {
                     ),
                     e,
                 ),
-                K::ServerParse | K::Tls => ConnectError::with_source(
+                K::Tls => ConnectError::with_source(
+                    ConnectErrorKind::Tls,
+                    format!(
+                        "TLS with NATS at {url} failed for service `{}` (untrusted server \
+                         certificate, or the server wants a client certificate)",
+                        options.service
+                    ),
+                    e,
+                ),
+                K::ServerParse => ConnectError::with_source(
                     ConnectErrorKind::InvalidOptions,
                     format!("cannot connect to `{url}`"),
                     e,
@@ -358,4 +444,16 @@ impl PermissionWatch {
             notified.await;
         }
     }
+}
+
+/// Whether a connect error comes from the TLS handshake (an untrusted or refused certificate).
+fn tls_failure(e: &async_nats::ConnectError) -> bool {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    let text = text.to_ascii_lowercase();
+    text.contains("certificate") || text.contains("handshake") || text.contains("tls")
 }

@@ -82,8 +82,11 @@ pub enum ConnectErrorKind {
     Unreachable,
     /// The server refused the credentials.
     Authentication,
-    /// The options are invalid (bad URL, unreadable credentials file, bad TLS setup).
+    /// The options are invalid (bad URL, unreadable credentials file, missing TLS file).
     InvalidOptions,
+    /// The TLS handshake failed: the server's certificate is not trusted, or the server
+    /// requires a client certificate that was not presented or not accepted.
+    Tls,
 }
 
 /// Why publishing an event failed.

@@ -8,5 +8,6 @@ mod metadata;
 mod proto;
 mod provision;
 mod publish;
+mod security;
 mod support;
 mod versions;
