@@ -149,6 +149,8 @@ struct Inner {
     nats: async_nats::Client,
     js: jetstream::Context,
     service: Arc<str>,
+    /// How the server knows this connection: the user name, or the kind of credential.
+    identity: String,
     url: String,
     permissions: Arc<PermissionWatch>,
     max_payload: usize,
@@ -303,6 +305,7 @@ impl Client {
                 codec: options.codec,
                 nats,
                 js,
+                identity: identity(&options),
                 service: options.service.into(),
                 url: options.url,
                 permissions,
@@ -313,6 +316,12 @@ impl Client {
     /// The service name.
     pub fn service(&self) -> &str {
         &self.inner.service
+    }
+
+    /// How the server knows this connection, for error messages: `user ops`, `nkey UAB…`,
+    /// `creds file …`, `token`, or `no credentials`.
+    pub(crate) fn identity(&self) -> &str {
+        &self.inner.identity
     }
 
     /// The URL this client connected to.
@@ -434,6 +443,20 @@ impl PermissionWatch {
         recent.iter().any(|(s, t)| s == subject && *t >= since)
     }
 
+    /// The first subject denied since `since`, once the server reports one.
+    pub(crate) async fn first_denied_since(&self, since: Instant) -> String {
+        loop {
+            let notified = self.notify.notified();
+            if self.count.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((s, _)) = recent.iter().find(|(_, t)| *t >= since) {
+                    return s.clone();
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Resolves when the server reports a violation for `subject` after `since`.
     pub(crate) async fn wait_denied(&self, subject: &str, since: Instant) {
         loop {
@@ -456,4 +479,22 @@ fn tls_failure(e: &async_nats::ConnectError) -> bool {
     }
     let text = text.to_ascii_lowercase();
     text.contains("certificate") || text.contains("handshake") || text.contains("tls")
+}
+
+fn identity(options: &ConnectOptions) -> String {
+    if let Some((user, _)) = &options.user_password {
+        format!("user `{user}`")
+    } else if let Some(seed) = &options.nkey_seed {
+        nkeys::KeyPair::from_seed(seed)
+            .map(|k| format!("nkey `{}`", k.public_key()))
+            .unwrap_or_else(|_| "an nkey".into())
+    } else if let Some(path) = &options.credentials_file {
+        format!("creds file `{path}`")
+    } else if let Some((cert, _)) = &options.tls_client_cert {
+        format!("client certificate `{}`", cert.display())
+    } else if options.token.is_some() {
+        "a token".into()
+    } else {
+        "no credentials".into()
+    }
 }

@@ -134,6 +134,9 @@ pub enum ConsumeErrorKind {
     InvalidConfig,
     /// The server could not be reached or did not answer in time.
     Unreachable,
+    /// The server's permissions forbid this service a subject the consumer needs (the
+    /// JetStream API of its stream, or a subscription).
+    PermissionDenied,
 }
 
 /// Why a dead-letter operation failed.

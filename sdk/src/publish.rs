@@ -452,9 +452,10 @@ fn permission_denied(client: &Client, subject: &str) -> PublishError {
     PublishError::new(
         PublishErrorKind::PermissionDenied,
         format!(
-            "service `{}` may not publish to `{subject}`: the server refused it (permissions \
-             violation); grant the subject to this service's user in nats.conf",
-            client.service()
+            "service `{}` ({}) may not publish to `{subject}`: the server refused it \
+             (permissions violation); grant the subject to this service's user in nats.conf",
+            client.service(),
+            client.identity()
         ),
     )
 }

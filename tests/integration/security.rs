@@ -180,3 +180,96 @@ async fn nkey_authentication() {
     .expect_err("a malformed seed");
     assert_eq!(err.kind(), ConnectErrorKind::InvalidOptions, "{err}");
 }
+
+/// A server where `auth` may publish only `user.*` events, `profile` may not consume, and `ops`
+/// may do anything.
+fn permissioned_server() -> NatsServer {
+    NatsServer::builder()
+        .config(
+            r#"authorization {
+  users: [
+    { user: ops, password: ops-pw }
+    { user: auth, password: auth-pw, permissions: {
+        publish: { allow: ["events.user.>", "$JS.API.STREAM.INFO.>"] }
+        subscribe: { allow: ["_INBOX.>"] } } }
+    { user: profile, password: profile-pw, permissions: {
+        publish: { allow: ["$JS.API.STREAM.INFO.>"] }
+        subscribe: { allow: ["_INBOX.>"] } } }
+  ]
+}
+"#,
+        )
+        .start()
+        .unwrap()
+}
+
+async fn as_user(server: &NatsServer, service: &str, user: &str) -> Client {
+    Client::connect(
+        ConnectOptions::new(service)
+            .url(server.client_url())
+            .user_password(user, format!("{user}-pw")),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
+    let server = permissioned_server();
+    as_user(&server, "ops", "ops")
+        .await
+        .provision()
+        .await
+        .unwrap();
+
+    let auth = as_user(&server, "auth", "auth").await;
+    auth.publisher()
+        .publish(&user_created_v2("allowed@example.com"))
+        .await
+        .expect("auth may publish user events");
+    let started = std::time::Instant::now();
+    let payment: eventhub::events::payment::CreatedV1 = serde_json::from_value(serde_json::json!({
+        "payment_id": uuid::Uuid::now_v7(),
+        "user_id": uuid::Uuid::now_v7(),
+        "amount": { "amount_minor": 100, "currency": "EUR" },
+        "method": "card",
+        "created_at": "2026-11-23T10:00:00Z"
+    }))
+    .unwrap();
+    let err = auth
+        .publisher()
+        .publish(&payment)
+        .await
+        .expect_err("auth may not publish payment events");
+    assert_eq!(
+        err.kind(),
+        eventhub::PublishErrorKind::PermissionDenied,
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("`events.payment.created.v1`"), "{text}");
+    assert!(text.contains("user `auth`"), "{text}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "not a timeout"
+    );
+
+    let profile = as_user(&server, "profile", "profile").await;
+    let started = std::time::Instant::now();
+    let err = profile
+        .consumer::<eventhub::events::user::Created>(eventhub::ConsumerOptions::default())
+        .await
+        .expect_err("profile may not create consumers");
+    assert_eq!(
+        err.kind(),
+        eventhub::ConsumeErrorKind::PermissionDenied,
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("$JS.API.CONSUMER.CREATE.IDENTITY"), "{text}");
+    assert!(text.contains("user `profile`"), "{text}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "not a timeout"
+    );
+}

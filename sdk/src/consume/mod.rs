@@ -95,7 +95,24 @@ impl Client {
             .into(),
             ..Default::default()
         };
-        let pull = ensure(self, E::FAMILY.stream, &config).await?;
+        // A forbidden JetStream API call or subscription is answered with an asynchronous
+        // permissions violation, not a reply: race it, so it fails now and says what.
+        let since = std::time::Instant::now();
+        let pull = tokio::select! {
+            result = ensure(self, E::FAMILY.stream, &config) => result?,
+            subject = self.permissions().first_denied_since(since) => {
+                return Err(ConsumeError::new(
+                    ConsumeErrorKind::PermissionDenied,
+                    format!(
+                        "service `{}` ({}) may not use `{subject}`, which consumer {name} needs: \
+                         the server refused it (permissions violation); grant it to this \
+                         service's user in nats.conf",
+                        self.service(),
+                        self.identity()
+                    ),
+                ));
+            }
+        };
         let guard = match options.idempotency_window {
             Some(window) => Some(idempotency_bucket(self, &name, window).await?),
             None => None,
