@@ -102,6 +102,7 @@ struct Inner {
     permissions: Arc<PermissionWatch>,
     max_payload: usize,
     publish_attempts: u32,
+    registry: crate::metrics::Registry,
 }
 
 impl Client {
@@ -207,6 +208,7 @@ impl Client {
                 service: options.service.into(),
                 url: options.url,
                 permissions,
+                registry: crate::metrics::Registry::default(),
             }),
         })
     }
@@ -266,6 +268,10 @@ impl Client {
     /// The server's `max_payload` (payload plus headers), as announced when connecting.
     pub(crate) fn max_payload(&self) -> usize {
         self.inner.max_payload
+    }
+
+    pub(crate) fn registry(&self) -> &crate::metrics::Registry {
+        &self.inner.registry
     }
 
     pub(crate) fn publish_attempts(&self) -> u32 {
