@@ -238,6 +238,7 @@ impl Publisher {
             in_flight: VecDeque::new(),
             report: PipelineReport::default(),
             sent: 0,
+            counters: None,
         }
     }
 
@@ -246,15 +247,15 @@ impl Publisher {
         &self,
         event: &E,
         mut options: PublishOptions,
+        counters: &Arc<PublishCounters>,
     ) -> Result<PendingAck, PublishError> {
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::of::<E>();
-        let counters = self.client.registry().publishes(target.event_type);
         let (trace, parent) = self.trace_for(&options);
         let sent = match target.encode(event, &id) {
             Ok(payload) => {
                 let parent = parent.map(|p| p.span_id());
-                self.send_encoded(target, payload, &options, trace, parent, &counters)
+                self.send_encoded(target, payload, &options, trace, parent, counters)
                     .await
             }
             Err(e) => Err(e),
@@ -570,6 +571,8 @@ pub struct Pipeline {
     in_flight: VecDeque<(usize, PendingAck)>,
     report: PipelineReport,
     sent: usize,
+    /// The metrics of the event type sent last.
+    counters: Option<(&'static str, Arc<PublishCounters>)>,
 }
 
 /// A publish of a pipeline that failed after it was sent.
@@ -613,7 +616,16 @@ impl Pipeline {
         while self.in_flight.len() >= self.window {
             self.settle_oldest().await;
         }
-        let pending = self.publisher.send(event, options).await?;
+        // A pipeline usually sends one event type: keep its counters at hand.
+        let counters = match &self.counters {
+            Some((ty, counters)) if *ty == E::TYPE => counters.clone(),
+            _ => {
+                let counters = self.publisher.client.registry().publishes(E::TYPE);
+                self.counters = Some((E::TYPE, counters.clone()));
+                counters
+            }
+        };
+        let pending = self.publisher.send(event, options, &counters).await?;
         let id = pending.id.clone();
         self.in_flight.push_back((self.sent, pending));
         self.sent += 1;

@@ -196,13 +196,23 @@ async fn metrics_scraped_over_http_count_what_happened() {
                 _ => Ok(()),
             }
         });
-    for i in 0..N {
+    // Half one by one, half through a pipeline: both are counted.
+    for i in 0..N / 2 {
         client
             .publisher()
             .publish(&user_created_v2(&format!("u{i}@example.com")))
             .await
             .unwrap();
     }
+    let mut pipeline = client.publisher().pipeline(4);
+    for i in N / 2..N {
+        pipeline
+            .send(&user_created_v2(&format!("u{i}@example.com")))
+            .await
+            .unwrap();
+    }
+    let report = pipeline.finish().await;
+    assert_eq!((report.stored, report.failures.len()), ((N / 2) as u64, 0));
     dlq.next(10).await;
 
     // Await the outcome the server reports: nothing pending or unacknowledged.
