@@ -736,3 +736,64 @@ impl Drop for MetricsServer {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(20));
+        let mut out = String::new();
+        h.render(&mut out, "x", "a=\"b\"");
+        for (le, n) in [
+            ("0.0005", 1),
+            ("0.0025", 1),
+            ("0.005", 2),
+            ("10", 2),
+            ("+Inf", 3),
+        ] {
+            assert!(
+                out.contains(&format!("x_bucket{{a=\"b\",le=\"{le}\"}} {n}\n")),
+                "{le}: {out}"
+            );
+        }
+        assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
+        let sum: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("x_sum{a=\"b\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((sum - 20.0033).abs() < 1e-9, "{sum}");
+        assert_eq!(out.lines().count(), BUCKET_LABELS.len() + 2);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn dead_letter_reasons_are_counted_by_name() {
+        let registry = Registry::default();
+        let c = registry.consumer("p__user_created", "IDENTITY", "user.created");
+        c.dead_lettered("rejected");
+        c.dead_lettered("max-deliver");
+        c.dead_lettered("something-new");
+        let counts: Vec<u64> = c
+            .dead_lettered
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(counts, [1, 0, 1, 1]);
+        // The same durable is one entry, however many instances run.
+        assert!(Arc::ptr_eq(
+            &c,
+            &registry.consumer("p__user_created", "IDENTITY", "user.created")
+        ));
+    }
+}
