@@ -1,11 +1,12 @@
 //! `eventhub`: the operator command for an eventhub system — streams, consumers, topology, dead
-//! letters, publishing, tailing, schemas.
+//! letters, publishing, tailing, schemas, health.
 //!
 //! Exit codes: 0 ok; 1 a failure you can act on (invalid input, not found, server unreachable);
 //! 2 usage.
 
 mod consumers;
 mod dlq;
+mod health;
 mod output;
 mod publish;
 mod schemas;
@@ -105,6 +106,9 @@ enum Command {
     Publish(publish::Args),
     /// Follow events live, decoded, from an ephemeral ordered consumer.
     Tail(tail::Args),
+    /// Connected, declared streams present, eventhub consumers within a lag threshold (exit 0
+    /// healthy, 1 not).
+    Health(health::Args),
     /// The event catalog this binary was built with.
     Schemas {
         #[command(subcommand)]
@@ -135,6 +139,7 @@ async fn main() -> ExitCode {
         Command::Dlq { command } => dlq::run(&cli.server, command, json).await,
         Command::Publish(args) => publish::run(&cli.server, args, json).await,
         Command::Tail(args) => tail::run(&cli.server, args, json).await,
+        Command::Health(args) => health::run(&cli.server, args, json).await,
         Command::Schemas { command } => schemas::run(command, json),
     };
     match result {

@@ -592,6 +592,63 @@ fn schemas_list_and_show_the_catalog() {
     run_at("nats://127.0.0.1:1", &["frobnicate"]).fails(2, "unrecognized subcommand");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn health_exits_0_when_healthy_and_1_on_missing_streams_lag_or_no_server() {
+    let server = NatsServer::start();
+    // Nothing provisioned: every stream is missing.
+    let run = eventhub(&server, &["health"]).fails(1, "stream(s) missing");
+    assert!(run.stdout.contains("IDENTITY") && run.stdout.contains("MISSING"));
+
+    let c = client(&server, "profile").await;
+    c.provision().await.unwrap();
+    let health = eventhub(&server, &["health", "--json"]).ok().json();
+    assert_eq!(health["healthy"], true);
+    assert_eq!(health["connected"], true);
+    assert!(
+        health["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["present"] == true)
+    );
+
+    // A durable nobody runs and three events waiting for it: lag 3.
+    let consumer = c
+        .consumer::<user::CreatedV2>(ConsumerOptions::default())
+        .await
+        .unwrap();
+    drop(consumer);
+    for i in 0..3 {
+        c.publisher()
+            .publish(&user_created(&format!("u{i}@example.com")))
+            .await
+            .unwrap();
+    }
+    let run = eventhub(&server, &["health", "--max-lag", "2"])
+        .fails(1, "consumer(s) over max lag 2: profile__user_created");
+    assert!(
+        run.stdout.contains("LAGGING: 3 > max lag 2"),
+        "{}",
+        run.stdout
+    );
+    let json = eventhub(&server, &["health", "--max-lag", "2", "--json"])
+        .fails(1, "unhealthy")
+        .json();
+    assert_eq!(json["healthy"], false);
+    assert_eq!(json["consumers"][0]["name"], "profile__user_created");
+    assert_eq!(json["consumers"][0]["lag"], 3);
+    assert_eq!(json["consumers"][0]["lagging"], true);
+    let run = eventhub(&server, &["health", "--max-lag", "3"]).ok();
+    assert!(run.stdout.trim_end().ends_with("healthy"), "{}", run.stdout);
+
+    // No server: not connected, exit 1.
+    let json = run_at("nats://127.0.0.1:1", &["health", "--json"])
+        .fails(1, "cannot reach NATS")
+        .json();
+    assert_eq!(json["connected"], false);
+    assert_eq!(json["healthy"], false);
+}
+
 #[test]
 fn a_server_that_is_down_is_named_with_its_url() {
     for args in [

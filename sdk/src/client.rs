@@ -156,6 +156,7 @@ struct Inner {
     max_payload: usize,
     publish_attempts: u32,
     codec: Codec,
+    registry: crate::metrics::Registry,
 }
 
 impl Client {
@@ -309,6 +310,7 @@ impl Client {
                 service: options.service.into(),
                 url: options.url,
                 permissions,
+                registry: crate::metrics::Registry::default(),
             }),
         })
     }
@@ -374,6 +376,10 @@ impl Client {
     /// The server's `max_payload` (payload plus headers), as announced when connecting.
     pub(crate) fn max_payload(&self) -> usize {
         self.inner.max_payload
+    }
+
+    pub(crate) fn registry(&self) -> &crate::metrics::Registry {
+        &self.inner.registry
     }
 
     pub(crate) fn publish_attempts(&self) -> u32 {

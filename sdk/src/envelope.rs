@@ -4,7 +4,7 @@
 //! The payload is the event data (JSON, or protobuf with `content-type: application/protobuf`);
 //! its attributes travel as headers: `ce-specversion`,
 //! `ce-id`, `ce-type`, `ce-source`, `ce-time`, `ce-dataschema`, `content-type`, and the
-//! extensions `ce-correlationid` / `ce-causationid`. `Nats-Msg-Id` carries the event id so that
+//! extensions `ce-correlationid` / `ce-causationid`, and the W3C `traceparent`. `Nats-Msg-Id` carries the event id so that
 //! JetStream drops a repeated publish of the same event within the stream's duplicate window.
 
 use std::ops::Deref;
@@ -13,6 +13,7 @@ use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
 
 use crate::publish::{Publisher, Target};
+use crate::trace::TraceContext;
 
 /// Header names.
 pub mod headers {
@@ -34,6 +35,9 @@ pub mod headers {
     pub const CAUSATION_ID: &str = "ce-causationid";
     /// Media type of the payload.
     pub const CONTENT_TYPE: &str = "content-type";
+    /// W3C Trace Context: `00-<trace id>-<span id of the publish>-<flags>` (see
+    /// [`TraceContext`](crate::TraceContext)).
+    pub const TRACEPARENT: &str = "traceparent";
     /// JetStream's de-duplication id.
     pub const MSG_ID: &str = "Nats-Msg-Id";
     /// Set on a message replayed from the dead-letter queue: `<stream>:<sequence>` of the entry.
@@ -98,6 +102,9 @@ pub struct Metadata {
     pub correlation_id: Option<String>,
     /// Id of the event whose handling caused this one, if any.
     pub causation_id: Option<String>,
+    /// The W3C trace context it was published with (`traceparent`): its trace id, and the span
+    /// id of the publish, parent of follow-ups. `None` when the header is missing or invalid.
+    pub trace: Option<TraceContext>,
     /// Every header of the message (shared with the dead-letter path, not copied).
     pub headers: std::sync::Arc<HeaderMap>,
 }
@@ -143,11 +150,13 @@ impl<E> Envelope<E> {
     }
 
     /// A publisher for follow-up events: they inherit this event's correlation id (or use its id
-    /// if it has none) and get its id as causation id.
+    /// if it has none), get its id as causation id, and continue its trace (same trace id, this
+    /// event's span as parent; a new trace if it carried none).
     pub fn publisher(&self) -> &Publisher {
         self.follow_up.get_or_init(|| {
             let correlation = self.meta.correlation_id.as_deref().unwrap_or(&self.meta.id);
-            self.base.caused_by(correlation, &self.meta.id)
+            self.base
+                .caused_by(correlation, &self.meta.id, self.meta.trace)
         })
     }
 }
@@ -173,6 +182,7 @@ pub(crate) struct OutgoingHeaders<'a> {
     pub(crate) correlation_id: &'a str,
     pub(crate) causation_id: Option<&'a str>,
     pub(crate) content_type: &'static str,
+    pub(crate) trace: &'a TraceContext,
 }
 
 impl OutgoingHeaders<'_> {
@@ -190,6 +200,7 @@ impl OutgoingHeaders<'_> {
         const CORRELATION_ID: N = N::from_static(headers::CORRELATION_ID);
         const CAUSATION_ID: N = N::from_static(headers::CAUSATION_ID);
         const MSG_ID: N = N::from_static(headers::MSG_ID);
+        const TRACEPARENT: N = N::from_static(headers::TRACEPARENT);
         let mut h = HeaderMap::new();
         h.insert(SPECVERSION, "1.0");
         h.insert(ID, self.id);
@@ -207,6 +218,7 @@ impl OutgoingHeaders<'_> {
             h.insert(CAUSATION_ID, c);
         }
         h.insert(MSG_ID, self.id);
+        h.insert(TRACEPARENT, self.trace.header());
         h
     }
 }

@@ -12,6 +12,9 @@
 //!   with retry and backoff, and moves what cannot be handled to the [`dlq`] (dead letters),
 //!   where [`DeadLetters`] lists, replays and deletes entries and the [`Sweeper`] catches
 //!   events whose consumer died during their last delivery.
+//! - [`trace`] carries W3C trace context (`traceparent`) from publishers to handlers and their
+//!   follow-ups; [`Client::metrics`] renders Prometheus metrics, [`Client::serve_metrics`]
+//!   serves them with a health check ([`Client::health`]).
 //! - [`metadata`] holds the JSON Schemas of the headers of an event and of a dead letter, for
 //!   tools in other languages (shipped as files in `sdk/metadata/`).
 //!
@@ -36,8 +39,10 @@ pub mod error;
 mod event;
 pub mod metadata;
 pub mod proto;
+pub mod metrics;
 mod publish;
 mod topology;
+pub mod trace;
 mod upcast;
 
 #[cfg(feature = "testing")]
@@ -66,8 +71,10 @@ pub use event::{
 pub use publish::{
     Codec, Pipeline, PipelineFailure, PipelineReport, PublishOptions, Publisher, Receipt,
 };
+pub use metrics::{ConsumerHealth, Health, HealthOptions, Metrics, MetricsServer, StreamHealth};
 pub use topology::{
     ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, Discard, Drift, MAX_DELIVERIES_ADVISORY,
     ProvisionOptions, ProvisionReport, Retention, Storage, StreamAction, StreamReport, StreamSpec,
 };
+pub use trace::{SpanId, TraceContext, TraceId};
 pub use upcast::{Upcast, Upcasted};

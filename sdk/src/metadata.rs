@@ -34,8 +34,7 @@ use crate::topology::DLQ_STREAM;
 
 /// The headers eventhub writes on every event it publishes (and keeps on a replay of one).
 ///
-/// Header values are strings. Headers not named here (e.g. `traceparent` from a tracing layer)
-/// may appear and are strings too.
+/// Header values are strings. Headers not named here may appear and are strings too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "eventhub envelope headers")]
 pub struct EnvelopeHeaders {
@@ -91,6 +90,15 @@ pub struct EnvelopeHeaders {
     #[serde(rename = "Nats-Msg-Id")]
     #[schemars(schema_with = "any_string")]
     pub msg_id: String,
+    /// W3C Trace Context of the publish: `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`.
+    /// Written on every publish; absent on events stored by eventhub versions before it.
+    #[serde(
+        rename = "traceparent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "traceparent")]
+    pub traceparent: Option<String>,
     /// Only on a replay from the dead-letter queue: `EVENTHUB_DLQ:<dead letter id>`.
     #[serde(
         rename = "eventhub-replay-of",
@@ -300,6 +308,16 @@ fn data_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+fn traceparent(_: &mut SchemaGenerator) -> Schema {
+    // Version 00 as eventhub writes it; later versions may append fields.
+    string(|s| {
+        s.string().pattern =
+            Some("^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$".into());
+        s.metadata().examples =
+            vec!["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()];
+    })
+}
+
 fn replay_of(_: &mut SchemaGenerator) -> Schema {
     string(|s| s.string().pattern = Some(format!("^{DLQ_STREAM}:{DECIMAL}$")))
 }
@@ -420,6 +438,7 @@ mod tests {
             headers::MSG_ID,
         ]);
         let optional = set(&[
+            headers::TRACEPARENT,
             headers::CAUSATION_ID,
             headers::REPLAY_OF,
             headers::REPLAY_FOR,
@@ -471,9 +490,11 @@ mod tests {
             "content-type": "application/json",
             "Nats-Msg-Id": "019a7c3e-5f21-7b4a-9c1d-2e8f4a6b0c3d",
             "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "x-tenant": "acme",
         });
         let parsed: EnvelopeHeaders = serde_json::from_value(headers.clone()).unwrap();
         assert_eq!(parsed.causationid, None);
+        assert!(parsed.traceparent.is_some());
         assert_eq!(parsed.other.len(), 1, "{:?}", parsed.other);
         assert_eq!(serde_json::to_value(&parsed).unwrap(), headers);
     }

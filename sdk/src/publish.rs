@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind as NatsKind};
@@ -15,6 +16,8 @@ use crate::envelope::{OutgoingHeaders, new_event_id, wire_size};
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::{Event, EventInfo};
 use crate::proto::Message;
+use crate::metrics::PublishCounters;
+use crate::trace::{SpanId, TraceContext};
 
 /// JetStream's error code for a message above the stream's `max_msg_size`.
 const MESSAGE_TOO_LARGE: u64 = 10054;
@@ -59,6 +62,10 @@ pub struct PublishOptions {
     /// The payload encoding. Default: the publisher's ([`Publisher::with_codec`]), which is
     /// the client's ([`ConnectOptions::codec`](crate::ConnectOptions::codec), JSON unless set).
     pub codec: Option<Codec>,
+    /// The trace to continue, e.g. parsed with [`TraceContext::parse`] from an incoming HTTP
+    /// request's `traceparent`: the event gets a new span in that trace with it as parent.
+    /// Default: the publisher's (inside a handler: the handled event's), else a new trace.
+    pub trace_parent: Option<TraceContext>,
 }
 
 /// The server's acknowledgement of a stored event.
@@ -75,6 +82,11 @@ pub struct Receipt {
     /// Whether the stream already held an event with this id (within its duplicate window) and
     /// dropped this one.
     pub duplicate: bool,
+    /// The trace context sent in its `traceparent` header: trace id and the publish's span id.
+    pub trace: TraceContext,
+    /// The span this publish continued (the handled event's, or
+    /// [`PublishOptions::trace_parent`]); `None` for the root of a new trace.
+    pub parent_span_id: Option<SpanId>,
 }
 
 /// Publishes typed events for one service. Cheap to clone.
@@ -93,6 +105,7 @@ pub struct Publisher {
     correlation_id: Option<Arc<str>>,
     causation_id: Option<Arc<str>>,
     codec: Codec,
+    trace_parent: Option<TraceContext>,
 }
 
 impl Publisher {
@@ -102,16 +115,24 @@ impl Publisher {
             client,
             correlation_id: None,
             causation_id: None,
+            trace_parent: None,
         }
     }
 
-    /// A publisher whose events carry `correlation_id` and have `causation_id` as cause.
-    pub(crate) fn caused_by(&self, correlation_id: &str, causation_id: &str) -> Self {
+    /// A publisher whose events carry `correlation_id`, have `causation_id` as cause and
+    /// continue the trace of `trace_parent` (a new trace per event if `None`).
+    pub(crate) fn caused_by(
+        &self,
+        correlation_id: &str,
+        causation_id: &str,
+        trace_parent: Option<TraceContext>,
+    ) -> Self {
         Self {
             client: self.client.clone(),
             correlation_id: Some(correlation_id.into()),
             causation_id: Some(causation_id.into()),
             codec: self.codec,
+            trace_parent,
         }
     }
 
@@ -135,6 +156,16 @@ impl Publisher {
     /// The codec of events published without [`PublishOptions::codec`].
     pub fn codec(&self) -> Codec {
         self.codec
+    }
+
+    /// The trace context of a new publish: a child of the explicit or inherited parent, else
+    /// a new trace.
+    fn trace_for(&self, options: &PublishOptions) -> (TraceContext, Option<TraceContext>) {
+        let parent = options.trace_parent.or(self.trace_parent);
+        (
+            parent.map_or_else(TraceContext::root, |p| p.child()),
+            parent,
+        )
     }
 
     /// The client this publisher uses.
@@ -189,18 +220,33 @@ impl Publisher {
         mut options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
         options.time.get_or_insert_with(Utc::now);
+        // One span id for every attempt: a retry is the same publish.
+        let (trace, parent) = self.trace_for(&options);
         let span = tracing::debug_span!(
             "eventhub.publish",
             event.id = options.id.as_deref().unwrap_or_default(),
             event.r#type = target.event_type,
             event.version = target.version,
             subject = target.subject,
+            trace_id = %trace.trace_id(),
+            span_id = %trace.span_id(),
+            parent_span_id = tracing::field::Empty,
+            stream.sequence = tracing::field::Empty,
+            outcome = tracing::field::Empty,
         );
-        async move {
+        if let Some(parent) = parent {
+            span.record("parent_span_id", tracing::field::display(parent.span_id()));
+        }
+        let counters = self.client.registry().publishes(target.event_type);
+        let parent = parent.map(|p| p.span_id());
+        let result = async {
             let attempts = self.client.publish_attempts();
             let mut attempt = 1;
             loop {
-                let result = match self.send_encoded(target, payload.clone(), &options).await {
+                let sent = self
+                    .send_encoded(target, payload.clone(), &options, trace, parent, &counters)
+                    .await;
+                let result = match sent {
                     Ok(pending) => pending.wait().await,
                     Err(e) => Err(e),
                 };
@@ -217,8 +263,23 @@ impl Publisher {
                 }
             }
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        match &result {
+            Ok(receipt) => {
+                counters.published.fetch_add(1, Ordering::Relaxed);
+                span.record("stream.sequence", receipt.sequence);
+                span.record(
+                    "outcome",
+                    if receipt.duplicate { "duplicate" } else { "ok" },
+                );
+            }
+            Err(e) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                span.record("outcome", tracing::field::debug(e.kind()));
+            }
+        }
+        result
     }
 
     /// A pipeline: up to `window` publishes in flight, acks awaited later. For throughput.
@@ -229,6 +290,7 @@ impl Publisher {
             in_flight: VecDeque::new(),
             report: PipelineReport::default(),
             sent: 0,
+            counters: None,
         }
     }
 
@@ -237,11 +299,23 @@ impl Publisher {
         &self,
         event: &E,
         mut options: PublishOptions,
+        counters: &Arc<PublishCounters>,
     ) -> Result<PendingAck, PublishError> {
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::of::<E>();
-        let payload = target.encode(event, &id, self.codec_of(&options))?;
-        self.send_encoded(target, payload, &options).await
+        let (trace, parent) = self.trace_for(&options);
+        let sent = match target.encode(event, &id, self.codec_of(&options)) {
+            Ok(payload) => {
+                let parent = parent.map(|p| p.span_id());
+                self.send_encoded(target, payload, &options, trace, parent, counters)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if sent.is_err() {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
     }
 
     fn codec_of(&self, options: &PublishOptions) -> Codec {
@@ -254,6 +328,9 @@ impl Publisher {
         target: Target,
         payload: Bytes,
         options: &PublishOptions,
+        trace: TraceContext,
+        parent: Option<SpanId>,
+        counters: &Arc<PublishCounters>,
     ) -> Result<PendingAck, PublishError> {
         let id = options.id.clone().unwrap_or_else(new_event_id);
         let correlation = options
@@ -272,6 +349,7 @@ impl Publisher {
             correlation_id: correlation,
             causation_id: causation,
             content_type: self.codec_of(options).content_type(),
+            trace: &trace,
         }
         .build(&target);
         self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
@@ -291,6 +369,9 @@ impl Publisher {
             ack,
             sent_at,
             client: self.client.clone(),
+            trace,
+            parent,
+            counters: counters.clone(),
         })
     }
 
@@ -409,11 +490,15 @@ struct PendingAck {
     ack: PublishAckFuture,
     sent_at: Instant,
     client: Client,
+    trace: TraceContext,
+    parent: Option<SpanId>,
+    /// Where the latency of an acknowledged publish is recorded.
+    counters: Arc<PublishCounters>,
 }
 
 impl PendingAck {
     async fn wait(self) -> Result<Receipt, PublishError> {
-        let subject = self.subject;
+        let (subject, trace, parent_span_id) = (self.subject, self.trace, self.parent);
         let (id, result) = self.settle().await;
         result.map(|ack| Receipt {
             id,
@@ -421,6 +506,8 @@ impl PendingAck {
             stream: ack.stream,
             sequence: ack.sequence,
             duplicate: ack.duplicate,
+            trace,
+            parent_span_id,
         })
     }
 
@@ -433,6 +520,8 @@ impl PendingAck {
             ack,
             sent_at,
             client,
+            counters,
+            ..
         } = self;
         let permissions = client.permissions();
         let result = tokio::select! {
@@ -442,6 +531,9 @@ impl PendingAck {
                 return (id, Err(permission_denied(&client, subject)));
             }
         };
+        if result.is_ok() {
+            counters.latency.observe(sent_at.elapsed());
+        }
         let result =
             result.map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at));
         (id, result)
@@ -551,6 +643,8 @@ pub struct Pipeline {
     in_flight: VecDeque<(usize, PendingAck)>,
     report: PipelineReport,
     sent: usize,
+    /// The metrics of the event type sent last.
+    counters: Option<(&'static str, Arc<PublishCounters>)>,
 }
 
 /// A publish of a pipeline that failed after it was sent.
@@ -594,7 +688,16 @@ impl Pipeline {
         while self.in_flight.len() >= self.window {
             self.settle_oldest().await;
         }
-        let pending = self.publisher.send(event, options).await?;
+        // A pipeline usually sends one event type: keep its counters at hand.
+        let counters = match &self.counters {
+            Some((ty, counters)) if *ty == E::TYPE => counters.clone(),
+            _ => {
+                let counters = self.publisher.client.registry().publishes(E::TYPE);
+                self.counters = Some((E::TYPE, counters.clone()));
+                counters
+            }
+        };
+        let pending = self.publisher.send(event, options, &counters).await?;
         let id = pending.id.clone();
         self.in_flight.push_back((self.sent, pending));
         self.sent += 1;
@@ -619,17 +722,22 @@ impl Pipeline {
             return;
         };
         let subject = pending.subject;
+        let counters = pending.counters.clone();
         match pending.settle().await {
             (_, Ok(ack)) => {
+                counters.published.fetch_add(1, Ordering::Relaxed);
                 self.report.stored += 1;
                 self.report.duplicates += u64::from(ack.duplicate);
             }
-            (id, Err(error)) => self.report.failures.push(PipelineFailure {
-                index,
-                id,
-                subject,
-                error,
-            }),
+            (id, Err(error)) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.report.failures.push(PipelineFailure {
+                    index,
+                    id,
+                    subject,
+                    error,
+                })
+            }
         }
     }
 }

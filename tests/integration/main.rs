@@ -5,6 +5,7 @@ mod dlq;
 mod harness;
 mod idempotency;
 mod metadata;
+mod observability;
 mod proto;
 mod provision;
 mod publish;

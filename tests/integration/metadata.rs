@@ -180,10 +180,22 @@ async fn published_event_headers_match_the_envelope_schema() {
         set("traceparent", json!(["a", "b"])),
         "traceparent",
     );
-    // Other headers are fine as strings.
+    assert_invalid_when(
+        &envelope,
+        &plain_h,
+        set("traceparent", json!("not-a-trace")),
+        "traceparent",
+    );
+    // Every publish writes a W3C traceparent; other headers are fine as strings.
+    assert!(plain_h["traceparent"].is_string(), "{plain_h}");
     let mut traced = plain_h.clone();
     traced["traceparent"] = json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-    assert_valid(&envelope, &traced, "an event with a traceparent");
+    traced["x-tenant"] = json!("acme");
+    assert_valid(
+        &envelope,
+        &traced,
+        "an event with a traceparent and another header",
+    );
 }
 
 #[tokio::test]

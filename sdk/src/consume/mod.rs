@@ -40,7 +40,9 @@ use crate::dlq::{self, DeadLetterReason};
 use crate::envelope::{Envelope, Metadata, header, headers};
 use crate::error::{ConsumeError, ConsumeErrorKind};
 use crate::event::{Consumable, RawEvent, parse_subject};
+use crate::metrics::ConsumerCounters;
 use crate::publish::Publisher;
+use crate::trace::TraceContext;
 
 pub use handler::HandlerError;
 pub use options::{Backoff, ConsumerOptions, StartFrom};
@@ -383,6 +385,8 @@ struct Shared<F> {
     options: ConsumerOptions,
     handler: F,
     counters: Arc<Counters>,
+    /// The client's metrics of this durable.
+    metrics: Arc<ConsumerCounters>,
     workers: Semaphore,
     shutdown: watch::Receiver<bool>,
     guard: Option<kv::Store>,
@@ -408,7 +412,18 @@ impl<E: Consumable> Consumer<E> {
         let (tx, rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let name = self.name.clone();
-        let task = tokio::spawn(self.run_loop(handler, rx, counters.clone()));
+        let metrics =
+            self.client
+                .registry()
+                .consumer(&self.name, self.stream, E::FAMILY.event_type);
+        // Alive (for health) until the task ends; a graceful end retires it.
+        let running = metrics.start();
+        let run = self.run_loop(handler, rx, counters.clone(), metrics);
+        let task = tokio::spawn(async move {
+            let stats = run.await;
+            running.finish();
+            stats
+        });
         ConsumerHandle {
             name,
             shutdown: tx,
@@ -436,6 +451,7 @@ impl<E: Consumable> Consumer<E> {
         handler: F,
         mut shutdown: watch::Receiver<bool>,
         counters: Arc<Counters>,
+        metrics: Arc<ConsumerCounters>,
     ) -> ConsumerStats
     where
         F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
@@ -462,6 +478,7 @@ impl<E: Consumable> Consumer<E> {
             options: options.clone(),
             handler,
             counters: counters.clone(),
+            metrics,
             shutdown: shutdown.clone(),
             guard,
         });
@@ -737,7 +754,14 @@ async fn process<E, F, Fut>(
         stream.sequence = sequence,
         delivered,
         correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
+        trace_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
     );
+    if let Some(trace) = &meta.trace {
+        span.record("trace_id", tracing::field::display(trace.trace_id()));
+        span.record("parent_span_id", tracing::field::display(trace.span_id()));
+    }
     let envelope = Envelope::new(event, meta, &shared.publisher);
     let run = AssertUnwindSafe((shared.handler)(envelope).instrument(span.clone())).catch_unwind();
     tokio::pin!(run);
@@ -747,6 +771,7 @@ async fn process<E, F, Fut>(
     let wake_at = |progress: Instant| deadline.map_or(progress, |d| d.min(progress));
     let timer = tokio::time::sleep_until(wake_at(next_progress));
     tokio::pin!(timer);
+    let started = std::time::Instant::now();
     let outcome = loop {
         tokio::select! {
             biased;
@@ -765,6 +790,7 @@ async fn process<E, F, Fut>(
             }
         }
     };
+    shared.metrics.latency.observe(started.elapsed());
     if let (Outcome::Handled, Some(kv), Some(key)) = (&outcome, &shared.guard, guard_key) {
         // Recorded before the ack, so a redelivery finds it. While the server is out of reach
         // the record is retried (for up to one ack wait) rather than given up: an unrecorded
@@ -800,12 +826,22 @@ async fn settle<F>(
     outcome: Outcome,
 ) {
     let counters = &shared.counters;
+    let metrics = &shared.metrics;
     let delivered = failed.deliveries;
+    let span = tracing::Span::current();
+    if !matches!(outcome, Outcome::Handled) {
+        ConsumerCounters::bump(&metrics.failed);
+    }
     let (error, delay) = match outcome {
         Outcome::Handled => {
             match message.ack().await {
-                Ok(()) => Counters::bump(&counters.handled),
+                Ok(()) => {
+                    Counters::bump(&counters.handled);
+                    ConsumerCounters::bump(&metrics.handled);
+                    span.record("outcome", "ok");
+                }
                 Err(e) => {
+                    span.record("outcome", "ack-failed");
                     tracing::warn!("eventhub: ack failed ({e}); the event will be delivered again")
                 }
             }
@@ -844,6 +880,8 @@ async fn settle<F>(
         "eventhub: delivery {delivered} of {max} failed, retrying in {delay:?}: {error}"
     );
     Counters::bump(&counters.retried);
+    ConsumerCounters::bump(&metrics.retried);
+    span.record("outcome", "retry");
     if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
         tracing::warn!(
             "eventhub: nak failed ({e}); the event is delivered again after the ack wait"
@@ -875,6 +913,11 @@ async fn dead_letter<F>(
                     failed.deliveries,
                 );
                 Counters::bump(&shared.counters.dead_lettered);
+                shared.metrics.dead_lettered(reason.as_str());
+                tracing::Span::current().record(
+                    "outcome",
+                    tracing::field::display(format_args!("dead-letter: {reason}")),
+                );
                 if let Err(e) = message.ack_with(AckKind::Term).await {
                     tracing::warn!(
                         "eventhub: term after dead-lettering failed ({e}); a redelivery will find the entry already stored"
@@ -889,6 +932,7 @@ async fn dead_letter<F>(
         }
     }
     let delay = shared.options.backoff.delay(failed.deliveries);
+    tracing::Span::current().record("outcome", "kept: dead letter not stored");
     tracing::error!(
         consumer = %shared.name,
         "eventhub: could not dead-letter {} #{} ({}), keeping it for redelivery in {delay:?}: {}",
@@ -930,6 +974,7 @@ fn metadata(
         delivered,
         correlation_id: owned(headers::CORRELATION_ID),
         causation_id: owned(headers::CAUSATION_ID),
+        trace: header(hdrs, headers::TRACEPARENT).and_then(TraceContext::parse),
         headers: headers_map.clone(),
     }
 }
