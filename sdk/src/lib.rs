@@ -38,8 +38,8 @@ mod envelope;
 pub mod error;
 mod event;
 pub mod metadata;
-pub mod proto;
 pub mod metrics;
+pub mod proto;
 mod publish;
 mod topology;
 pub mod trace;
@@ -68,10 +68,10 @@ pub use event::{
     Consumable, DecodeError, DecodeErrorKind, Event, EventInfo, EventVisitor, Family, RawEvent,
     parse_subject,
 };
+pub use metrics::{ConsumerHealth, Health, HealthOptions, Metrics, MetricsServer, StreamHealth};
 pub use publish::{
     Codec, Pipeline, PipelineFailure, PipelineReport, PublishOptions, Publisher, Receipt,
 };
-pub use metrics::{ConsumerHealth, Health, HealthOptions, Metrics, MetricsServer, StreamHealth};
 pub use topology::{
     ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, Discard, Drift, MAX_DELIVERIES_ADVISORY,
     ProvisionOptions, ProvisionReport, Retention, Storage, StreamAction, StreamReport, StreamSpec,

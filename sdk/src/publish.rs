@@ -15,8 +15,8 @@ use crate::client::Client;
 use crate::envelope::{OutgoingHeaders, new_event_id, wire_size};
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::{Event, EventInfo};
-use crate::proto::Message;
 use crate::metrics::PublishCounters;
+use crate::proto::Message;
 use crate::trace::{SpanId, TraceContext};
 
 /// JetStream's error code for a message above the stream's `max_msg_size`.
