@@ -70,7 +70,14 @@ struct ServerArgs {
 impl ServerArgs {
     async fn connect(&self) -> anyhow::Result<Client> {
         let mut options = ConnectOptions::new(&self.service).url(&self.server);
-        options.user_password = self.user.clone().zip(self.password.clone());
+        options.user_password = self.user.clone().zip(self.password.clone()).or_else(|| {
+            // With no credentials given, the operator user of nats.conf.
+            let anything = self.token.is_some() || self.creds.is_some() || self.nkey_seed.is_some();
+            std::env::var(eventhub::service_password_var("ops"))
+                .ok()
+                .filter(|p| !p.is_empty() && !anything)
+                .map(|p| ("ops".to_string(), p))
+        });
         options.token = self.token.clone();
         options.credentials_file = self.creds.clone();
         options.nkey_seed = self.nkey_seed.clone();

@@ -56,16 +56,23 @@ pub struct ConnectOptions {
 impl ConnectOptions {
     /// Options for `service`, reading `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`,
     /// `NATS_CREDS`, `NATS_NKEY_SEED`, `NATS_CA` and `NATS_CERT`/`NATS_KEY` from the environment.
+    /// Without `NATS_USER`, a set `EVENTHUB_<SERVICE>_PASSWORD` (service name upper-cased, `-`
+    /// as `_`) logs in as the user named like the service, as `nats.conf` declares them.
     pub fn new(service: impl Into<String>) -> Self {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let service = service.into();
         Self {
             url: env("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_string()),
-            service: service.into(),
+            service: service.clone(),
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             max_acks_in_flight: 4096,
             publish_attempts: 4,
-            user_password: env("NATS_USER").zip(env("NATS_PASSWORD")),
+            user_password: env("NATS_USER").zip(env("NATS_PASSWORD")).or_else(|| {
+                // One user per service, named like it (nats.conf): its password from
+                // EVENTHUB_<SERVICE>_PASSWORD.
+                env(&service_password_var(&service)).map(|p| (service.clone(), p))
+            }),
             token: env("NATS_TOKEN"),
             credentials_file: env("NATS_CREDS"),
             nkey_seed: env("NATS_NKEY_SEED"),
@@ -264,8 +271,12 @@ impl Client {
                 K::AuthorizationViolation | K::Authentication => ConnectError::with_source(
                     ConnectErrorKind::Authentication,
                     format!(
-                        "NATS at {url} refused the credentials of service `{}`",
-                        options.service
+                        "NATS at {url} refused service `{}` ({}): set its user and password \
+                         (NATS_USER/NATS_PASSWORD, or {} for the user named like the service), \
+                         a token, nkey seed or creds file",
+                        options.service,
+                        identity(&options),
+                        service_password_var(&options.service)
                     ),
                     e,
                 ),
@@ -503,4 +514,12 @@ fn identity(options: &ConnectOptions) -> String {
     } else {
         "no credentials".into()
     }
+}
+
+/// `EVENTHUB_<SERVICE>_PASSWORD`: the environment variable holding a service user's password.
+pub fn service_password_var(service: &str) -> String {
+    format!(
+        "EVENTHUB_{}_PASSWORD",
+        service.to_ascii_uppercase().replace('-', "_")
+    )
 }

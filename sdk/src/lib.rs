@@ -53,7 +53,7 @@ pub mod events {
     include!(concat!(env!("OUT_DIR"), "/events.rs"));
 }
 
-pub use client::{Client, ConnectOptions, DEFAULT_URL};
+pub use client::{Client, ConnectOptions, DEFAULT_URL, service_password_var};
 pub use consume::{
     Backoff, Consumer, ConsumerHandle, ConsumerOptions, ConsumerStats, HandlerError,
     IDEMPOTENCY_PREFIX, StartFrom,

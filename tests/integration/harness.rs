@@ -6,7 +6,7 @@ use std::time::Duration;
 use eventhub::testing::{Cluster, NatsServer, STORE_DIR_PLACEHOLDER};
 use eventhub::{Client, ConnectOptions, ProvisionOptions};
 
-use crate::support::{connect, server_and_client, user_created_v1};
+use crate::support::{server_and_client, user_created_v1};
 
 async fn stored_messages(client: &Client, stream: &str) -> u64 {
     let mut s = client.jetstream().get_stream(stream).await.unwrap();
@@ -74,8 +74,29 @@ async fn the_repository_nats_conf_is_valid() {
     let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
         .unwrap()
         .replace(".nats-data", STORE_DIR_PLACEHOLDER);
+    // Passwords come from the environment; the test writes its own in.
+    let mut conf = conf;
+    for user in [
+        "ops", "auth", "payments", "profile", "admin", "photo", "sys",
+    ] {
+        let var = format!("${}", eventhub::service_password_var(user));
+        assert!(conf.contains(&var), "nats.conf reads {var}");
+        conf = conf.replace(&var, &format!("\"{user}-secret\""));
+    }
     let server = NatsServer::builder().config(conf).start().unwrap();
-    let client = connect(&server, "ops").await;
+    let as_user = |user: &'static str| {
+        let url = server.client_url();
+        async move {
+            Client::connect(
+                ConnectOptions::new(user)
+                    .url(url)
+                    .user_password(user, format!("{user}-secret")),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let client = as_user("ops").await;
     // JetStream is on (the configuration's block, not the harness's flags)...
     client
         .provision()
@@ -88,6 +109,45 @@ async fn the_repository_nats_conf_is_valid() {
     assert!(
         log.contains(&format!("{}/jetstream", server.store_dir().display())),
         "{log}"
+    );
+
+    // Services publish what they own, and nothing else.
+    let auth = as_user("auth").await;
+    auth.publisher()
+        .publish(&user_created_v1("a@example.com"))
+        .await
+        .expect("auth publishes user events");
+    let payments = as_user("payments").await;
+    let err = payments
+        .publisher()
+        .publish(&user_created_v1("b@example.com"))
+        .await
+        .expect_err("payments does not own user events");
+    assert_eq!(
+        err.kind(),
+        eventhub::PublishErrorKind::PermissionDenied,
+        "{err}"
+    );
+    // They run the consumers they are granted, and no others.
+    let consumer = payments
+        .consumer::<eventhub::events::user::Created>(eventhub::ConsumerOptions::default())
+        .await
+        .expect("payments consumes user.created");
+    assert_eq!(consumer.name(), "payments__user_created");
+    let err = as_user("profile")
+        .await
+        .consumer::<eventhub::events::payment::Created>(eventhub::ConsumerOptions::default())
+        .await
+        .expect_err("profile does not consume payment.created");
+    assert_eq!(
+        err.kind(),
+        eventhub::ConsumeErrorKind::PermissionDenied,
+        "{err}"
+    );
+    // Only ops provisions.
+    assert!(
+        auth.provision().await.is_err(),
+        "services cannot change streams"
     );
 }
 

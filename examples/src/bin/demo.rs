@@ -49,13 +49,16 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("service {service}"))
     };
+    // ops provisions, sweeps and reads the dead letters; each service connects as its own user
+    // (nats.conf grants it only what it owns and consumes).
+    let ops = connect("ops").await?;
     let auth = connect("auth").await?;
     println!(
         "eventhub demo at {}: auth publishes user.created; payments and profile consume it; \
          admin consumes payment.created\n",
         auth.url()
     );
-    let report = auth.provision().await?;
+    let report = ops.provision().await?;
     let changed = report
         .streams
         .iter()
@@ -65,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         "[ops]      streams provisioned: {} declared, {changed} created or updated",
         report.streams.len()
     );
-    let sweeper = Sweeper::new(&auth).spawn().await?;
+    let sweeper = Sweeper::new(&ops).spawn().await?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let consumers = start_services(&connect, tx).await?;
@@ -145,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     // And for the malformed event to reach the dead letters of both consumers.
-    let dead_letters = auth.dead_letters();
+    let dead_letters = ops.dead_letters();
     let filter = DeadLetterFilter {
         since: Some(started),
         ..Default::default()
