@@ -373,7 +373,22 @@ impl Client {
         &self,
         options: &ProvisionOptions,
     ) -> Result<ProvisionReport, ProvisionError> {
-        topology::provision(&self.inner.js, options).await
+        // A forbidden JetStream API call is answered with an asynchronous permissions
+        // violation, not a reply: race it, so a service without the right fails now.
+        let since = Instant::now();
+        tokio::select! {
+            result = topology::provision(&self.inner.js, options) => result,
+            subject = self.permissions().first_denied_since(since) => Err(ProvisionError::new(
+                crate::ProvisionErrorKind::Rejected,
+                format!(
+                    "service `{}` ({}) may not use `{subject}`: provisioning needs the JetStream \
+                     API of the streams (in nats.conf, the `ops` user); the server refused it \
+                     (permissions violation)",
+                    self.service(),
+                    self.identity()
+                ),
+            )),
+        }
     }
 
     pub(crate) fn service_arc(&self) -> &Arc<str> {

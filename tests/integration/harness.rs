@@ -144,10 +144,18 @@ async fn the_repository_nats_conf_is_valid() {
         eventhub::ConsumeErrorKind::PermissionDenied,
         "{err}"
     );
-    // Only ops provisions.
+    // Only ops provisions; a service is refused at once, with the subject and its user.
+    let started = std::time::Instant::now();
+    let err = auth
+        .provision()
+        .await
+        .expect_err("services cannot change streams");
+    assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Rejected, "{err}");
+    assert!(err.to_string().contains("$JS.API.STREAM"), "{err}");
+    assert!(err.to_string().contains("user `auth`"), "{err}");
     assert!(
-        auth.provision().await.is_err(),
-        "services cannot change streams"
+        started.elapsed() < Duration::from_secs(3),
+        "not a timeout: {err}"
     );
 }
 
