@@ -99,13 +99,15 @@ async fn reached(progress: &mut watch::Receiver<usize>, n: usize) {
     let _ = progress.wait_for(|p| *p >= n).await;
 }
 
+/// The scenario's row; an error when an acknowledged event was not handled (`done` false).
 fn finish(
     ledger: &Ledger,
     name: &'static str,
     started: Instant,
     removed: u64,
     notes: String,
-) -> Row {
+    done: bool,
+) -> anyhow::Result<Row> {
     ledger.removed.fetch_add(removed, Ordering::Relaxed);
     let mut row = ledger.row(name, started);
     let errors = ledger.publish_errors.load(Ordering::Relaxed);
@@ -113,17 +115,26 @@ fn finish(
         Some(first) if errors > 0 => format!("{notes}; {errors} publish error(s), first: {first}"),
         _ => notes,
     };
-    row
+    if !done {
+        bail!("not every acknowledged event was handled: {row:?}");
+    }
+    Ok(row)
+}
+
+/// A server of its own and the `auth` service connected to it, topology provisioned.
+async fn server_with_auth() -> anyhow::Result<(NatsServer, String, Client)> {
+    let server = NatsServer::builder().start()?;
+    let url = server.client_url();
+    let auth = connect(&url, "auth").await?;
+    auth.provision().await?;
+    Ok((server, url, auth))
 }
 
 /// 1. The server is killed (SIGKILL) and restarted on the same store during continuous
 ///    publishing and consuming.
 pub(crate) async fn server_kill(scale: Scale) -> anyhow::Result<Row> {
     let started = Instant::now();
-    let mut server = NatsServer::builder().start()?;
-    let url = server.client_url();
-    let auth = connect(&url, "auth").await?;
-    auth.provision().await?;
+    let (mut server, url, auth) = server_with_auth().await?;
     let ledger = Arc::new(Ledger::default());
     let handle = consume(&connect(&url, "profile").await?, &ledger).await?;
     let (publisher, mut progress) =
@@ -135,26 +146,20 @@ pub(crate) async fn server_kill(scale: Scale) -> anyhow::Result<Row> {
     publisher.await?;
     let done = ledger.wait_handled(scale.events, scale.limit).await;
     let stats = handle.shutdown().await;
-    let row = finish(
+    finish(
         &ledger,
         "server kill -9 + restart",
         started,
         stats.duplicates_skipped,
         "killed after a third, down 0.5 s".into(),
-    );
-    if !done {
-        bail!("not every acknowledged event was handled: {row:?}");
-    }
-    Ok(row)
+        done,
+    )
 }
 
 /// 2. Consumer processes are killed (SIGKILL) at random points, again and again.
 pub(crate) async fn consumer_kill(scale: Scale) -> anyhow::Result<Row> {
     let started = Instant::now();
-    let server = NatsServer::builder().start()?;
-    let url = server.client_url();
-    let auth = connect(&url, "auth").await?;
-    auth.provision().await?;
+    let (_server, url, auth) = server_with_auth().await?;
     let ledger = Arc::new(Ledger::default());
     let removed = Arc::new(AtomicU64::new(0));
     let (publisher, _) =
@@ -201,7 +206,7 @@ pub(crate) async fn consumer_kill(scale: Scale) -> anyhow::Result<Row> {
         let done = ledger.wait_handled(scale.events, scale.limit).await;
         child.kill().await?;
         let _ = reader.await;
-        let row = finish(
+        return finish(
             &ledger,
             "consumer process killed",
             started,
@@ -209,11 +214,8 @@ pub(crate) async fn consumer_kill(scale: Scale) -> anyhow::Result<Row> {
             format!(
                 "{kills} consumer processes killed with SIGKILL at random points while handling"
             ),
+            done,
         );
-        if !done {
-            bail!("not every acknowledged event was handled: {row:?}");
-        }
-        return Ok(row);
     }
 }
 
@@ -288,17 +290,14 @@ pub(crate) async fn cluster_leader_kill(scale: Scale) -> anyhow::Result<Row> {
     cluster.node_mut(follower).start_again()?;
     let done = ledger.wait_handled(scale.events, scale.limit).await;
     let stats = handle.shutdown().await;
-    let row = finish(
+    finish(
         &ledger,
         "R3 cluster: leader, then follower killed",
         started,
         stats.duplicates_skipped,
         format!("stream leader {name} killed at 1/4, back at 1/2; a follower killed at 3/4"),
-    );
-    if !done {
-        bail!("not every acknowledged event was handled: {row:?}");
-    }
-    Ok(row)
+        done,
+    )
 }
 
 /// 4. The network between clients and the server is cut for 1.5 s, then restored.
@@ -320,17 +319,14 @@ pub(crate) async fn network_cut(scale: Scale) -> anyhow::Result<Row> {
     publisher.await?;
     let done = ledger.wait_handled(scale.events, scale.limit).await;
     let stats = handle.shutdown().await;
-    let row = finish(
+    finish(
         &ledger,
         "network cut 1.5 s",
         started,
         stats.duplicates_skipped,
         "all connections dropped and refused for 1.5 s".into(),
-    );
-    if !done {
-        bail!("not every acknowledged event was handled: {row:?}");
-    }
-    Ok(row)
+        done,
+    )
 }
 
 fn rss_mib() -> f64 {
@@ -350,10 +346,7 @@ fn rss_mib() -> f64 {
 ///    while it works (in-progress acks), then the backlog drains.
 pub(crate) async fn slow_backlog(scale: Scale) -> anyhow::Result<Row> {
     let started = Instant::now();
-    let server = NatsServer::builder().start()?;
-    let url = server.client_url();
-    let auth = connect(&url, "auth").await?;
-    auth.provision().await?;
+    let (_server, url, auth) = server_with_auth().await?;
     let ledger = Arc::new(Ledger::default());
     let mut pipeline = auth.publisher().pipeline(2048);
     let mut ids = Vec::with_capacity(scale.backlog);
@@ -411,10 +404,8 @@ pub(crate) async fn slow_backlog(scale: Scale) -> anyhow::Result<Row> {
             scale.backlog,
             scale.slow_for.as_secs_f64()
         ),
-    );
-    if !done {
-        bail!("not every acknowledged event was handled: {row:?}");
-    }
+        done,
+    )?;
     if during_slow > 0 {
         bail!("{during_slow} events were redelivered while the handler was slow: {row:?}");
     }
@@ -427,10 +418,7 @@ pub(crate) async fn slow_backlog(scale: Scale) -> anyhow::Result<Row> {
 ///    stops.
 pub(crate) async fn bad_input_storm(scale: Scale) -> anyhow::Result<Row> {
     let started = Instant::now();
-    let server = NatsServer::builder().start()?;
-    let url = server.client_url();
-    let auth = connect(&url, "auth").await?;
-    auth.provision().await?;
+    let (_server, url, auth) = server_with_auth().await?;
     let ledger = Arc::new(Ledger::default());
     // A consumer of the whole family, so unknown versions reach it too.
     let l = ledger.clone();
@@ -540,11 +528,9 @@ pub(crate) async fn bad_input_storm(scale: Scale) -> anyhow::Result<Row> {
              one consumer throughout: {} received",
             bad_stored[0], bad_stored[1], bad_stored[2], bad_stored[3], stats.received
         ),
-    );
+        done,
+    )?;
     row.dlq = entries.len();
-    if !done {
-        bail!("not every good event was handled: {row:?}");
-    }
     if poison != bad || entries.len() != bad || !explained {
         bail!("expected {bad} poison dead letters with their reasons: {row:?}");
     }
