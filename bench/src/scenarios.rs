@@ -21,6 +21,40 @@ const WINDOW: usize = 4096;
 /// Handlers for the concurrent consume runs.
 const HANDLERS: usize = 8;
 
+/// What raw async-nats sends with each event.
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    /// The payload and a `Nats-Msg-Id` (for de-duplication) only.
+    Bare,
+    /// The headers eventhub sends: CloudEvents attributes, correlation id, `traceparent` and
+    /// `Nats-Msg-Id`.
+    Eventhub,
+}
+
+impl Wire {
+    fn headers<E: Event>(self, id: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Wire::Eventhub = self {
+            headers.insert("ce-specversion", "1.0");
+            headers.insert("ce-id", id);
+            headers.insert("ce-type", E::TYPE);
+            headers.insert("ce-source", "bench");
+            headers.insert(
+                "ce-time",
+                chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                    .as_str(),
+            );
+            headers.insert("ce-dataschema", E::SCHEMA_ID);
+            headers.insert("content-type", "application/json");
+            headers.insert("ce-correlationid", id);
+            headers.insert("traceparent", eventhub::TraceContext::root().header());
+        }
+        headers.insert("Nats-Msg-Id", id);
+        headers
+    }
+}
+
 pub(crate) struct Env<'a> {
     pub(crate) client: &'a Client,
     pub(crate) js: &'a jetstream::Context,
@@ -67,31 +101,24 @@ impl Env<'_> {
         let n = self.plan.pipelined;
 
         eprintln!("{}: pipelined publish", E::TYPE);
-        // Pipelined publish.
-        let (mut raw, mut sdk) = (Vec::new(), Vec::new());
+        // Pipelined publish. The target compares eventhub with raw async-nats sending the same
+        // message (payload and headers): what the SDK's code costs. The bare run (payload and
+        // a Nats-Msg-Id only) shows what the wire format itself costs.
+        let (mut same, mut bare, mut sdk) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.plan.rounds {
             self.purge::<E>().await?;
-            raw.push(self.raw_publish(event, n, WINDOW).await?);
+            same.push(self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?);
             self.purge::<E>().await?;
             sdk.push(self.sdk_publish(event, n, WINDOW).await?);
-        }
-        let (r, s) = (best(&raw), best(&sdk));
-        let mut same_headers = Vec::new();
-        for _ in 0..self.plan.rounds {
             self.purge::<E>().await?;
-            same_headers.push(self.raw_publish_with(event, n, WINDOW, true).await?);
+            bare.push(self.raw_publish(event, n, WINDOW, Wire::Bare).await?);
         }
+        let (r, s) = (best(&same), best(&sdk));
         rows.push(Row::new(
             "publish pipelined, 4096 in flight (ev/s)",
             r.per_sec,
             s.per_sec,
             Target::AtLeast(0.9),
-        ));
-        rows.push(Row::new(
-            "  vs raw sending eventhub's headers (ev/s)",
-            best(&same_headers).per_sec,
-            s.per_sec,
-            Target::None,
         ));
         rows.push(Row::new(
             "  client CPU per published event (µs)",
@@ -105,11 +132,19 @@ impl Env<'_> {
             mib(s.usage.peak_rss_kib),
             Target::None,
         ));
+        rows.push(Row::new(
+            "  wire format: vs raw bare (ev/s)",
+            best(&bare).per_sec,
+            s.per_sec,
+            Target::None,
+        ));
 
         eprintln!("{}: publish awaiting each ack", E::TYPE);
         // One at a time.
         self.purge::<E>().await?;
-        let r = self.raw_publish(event, self.plan.awaited, 1).await?;
+        let r = self
+            .raw_publish(event, self.plan.awaited, 1, Wire::Eventhub)
+            .await?;
         self.purge::<E>().await?;
         let s = self.sdk_publish(event, self.plan.awaited, 1).await?;
         rows.push(Row::new(
@@ -179,14 +214,16 @@ impl Env<'_> {
             eprintln!("{}: latency at {rate}/s", E::TYPE);
             // Latency varies run to run: alternate the sides and keep each side's median run
             // (by p99).
-            let (mut raw, mut sdk) = (Vec::new(), Vec::new());
+            let (mut raw, mut sdk, mut bare) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..self.plan.rounds {
                 self.purge::<E>().await?;
-                raw.push(self.raw_latency(event, rate).await?);
+                raw.push(self.raw_latency(event, rate, Wire::Eventhub).await?);
                 self.purge::<E>().await?;
                 sdk.push(self.sdk_latency(event, rate).await?);
+                self.purge::<E>().await?;
+                bare.push(self.raw_latency(event, rate, Wire::Bare).await?);
             }
-            let (r, s) = (median_by_p99(raw), median_by_p99(sdk));
+            let (r, s, b) = (median_by_p99(raw), median_by_p99(sdk), median_by_p99(bare));
             for (i, (q, name)) in [0.5, 0.99, 0.999].iter().zip(names).enumerate() {
                 let target = if i == 1 {
                     Target::AtMost(1.2)
@@ -200,12 +237,23 @@ impl Env<'_> {
                     target,
                 ));
             }
+            rows.push(Row::new(
+                if rate == 1_000 {
+                    "  wire format: p99 at 1k vs raw bare (µs)"
+                } else {
+                    "  wire format: p99 at 10k vs raw bare (µs)"
+                },
+                quantile(&b, 0.99) as f64,
+                quantile(&s, 0.99) as f64,
+                Target::None,
+            ));
         }
         Ok(rows)
     }
 
-    /// Runs one side of one scenario for profiling: `raw-publish`, `sdk-publish`,
-    /// `raw-consume`, `sdk-consume`.
+    /// Runs one side of one scenario for profiling: `raw-publish`, `raw-publish-bare`,
+    /// `sdk-publish`, `raw-consume`, `sdk-consume`; or `latency`: both sides at 10k events/s,
+    /// a line per run.
     pub(crate) async fn profile<E: Event + Consumable>(
         &self,
         what: &str,
@@ -214,8 +262,8 @@ impl Env<'_> {
         let n = 300_000;
         self.purge::<E>().await?;
         let run = match what {
-            "raw-publish" => self.raw_publish(event, n, WINDOW).await?,
-            "raw-publish-ce" => self.raw_publish_with(event, n, WINDOW, true).await?,
+            "raw-publish" => self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?,
+            "raw-publish-bare" => self.raw_publish(event, n, WINDOW, Wire::Bare).await?,
             "sdk-publish" => self.sdk_publish(event, n, WINDOW).await?,
             "raw-consume" | "sdk-consume" => {
                 self.sdk_publish(event, n, WINDOW).await?;
@@ -224,6 +272,27 @@ impl Env<'_> {
                 } else {
                     self.sdk_consume::<E>(n, 1).await?
                 }
+            }
+            "latency" => {
+                // Both sides at 10k events/s, alternating, a quantile line per run.
+                for _ in 0..self.plan.rounds {
+                    for side in ["raw", "sdk"] {
+                        self.purge::<E>().await?;
+                        let l = if side == "raw" {
+                            self.raw_latency(event, 10_000, Wire::Eventhub).await?
+                        } else {
+                            self.sdk_latency(event, 10_000).await?
+                        };
+                        let q = |x| quantile(&l, x);
+                        eprintln!(
+                            "{side} latency at 10k/s (µs): p50 {} p99 {} p999 {}",
+                            q(0.5),
+                            q(0.99),
+                            q(0.999)
+                        );
+                    }
+                }
+                return Ok(());
             }
             other => anyhow::bail!("unknown profile {other}"),
         };
@@ -238,49 +307,22 @@ impl Env<'_> {
     }
 
     /// Raw: serialize, `Nats-Msg-Id`, publish, keep `window` acks in flight.
+    /// Raw async-nats: serializes the same struct and sends it with the headers `wire` says,
+    /// built the plain way.
     async fn raw_publish<E: Event>(
         &self,
         event: &E,
         n: usize,
         window: usize,
-    ) -> anyhow::Result<Run> {
-        self.raw_publish_with(event, n, window, false).await
-    }
-
-    /// Raw; with `ce_headers`, it also sends the headers eventhub sends (CloudEvents,
-    /// correlation, traceparent), built the plain way: what the wire format costs apart from the SDK.
-    async fn raw_publish_with<E: Event>(
-        &self,
-        event: &E,
-        n: usize,
-        window: usize,
-        ce_headers: bool,
+        wire: Wire,
     ) -> anyhow::Result<Run> {
         let meter = Meter::start();
         let start = Instant::now();
         let mut in_flight = VecDeque::with_capacity(window);
         for _ in 0..n {
             let payload = Bytes::from(serde_json::to_vec(event)?);
-            let mut headers = HeaderMap::new();
             let id = uuid::Uuid::now_v7().to_string();
-            if ce_headers {
-                headers.insert("ce-specversion", "1.0");
-                headers.insert("ce-id", id.as_str());
-                headers.insert("ce-type", E::TYPE);
-                headers.insert("ce-source", "bench");
-                headers.insert(
-                    "ce-time",
-                    chrono::Utc::now()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                        .as_str(),
-                );
-                headers.insert("ce-dataschema", E::SCHEMA_ID);
-                headers.insert("content-type", "application/json");
-                headers.insert("ce-correlationid", id.as_str());
-                // A W3C traceparent, as eventhub writes on every event (55 bytes).
-                headers.insert("traceparent", eventhub::TraceContext::root().header());
-            }
-            headers.insert("Nats-Msg-Id", id.as_str());
+            let headers = wire.headers::<E>(&id);
             let ack = self
                 .js
                 .publish_with_headers(E::SUBJECT, headers, payload)
@@ -410,7 +452,12 @@ impl Env<'_> {
         (per_tick, rate * self.plan.latency_secs as usize)
     }
 
-    async fn raw_latency<E: Event>(&self, event: &E, rate: usize) -> anyhow::Result<Vec<u64>> {
+    async fn raw_latency<E: Event>(
+        &self,
+        event: &E,
+        rate: usize,
+        wire: Wire,
+    ) -> anyhow::Result<Vec<u64>> {
         let (per_tick, total) = self.latency_counts(rate);
         let clock = Clock::new(total);
         let stream = self.js.get_stream(E::STREAM).await?;
@@ -453,8 +500,7 @@ impl Env<'_> {
             ticks.tick().await;
             for _ in 0..per_tick.min(total - sent) {
                 let payload = Bytes::from(serde_json::to_vec(event)?);
-                let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", format!("lat-{}-{sent}", clock.run).as_str());
+                let headers = wire.headers::<E>(&format!("lat-{}-{sent}", clock.run));
                 clock.sent(sent);
                 in_flight.push_back(
                     self.js

@@ -169,9 +169,61 @@ impl<E> Deref for Envelope<E> {
     }
 }
 
-/// The value of header `name`, if present.
-pub(crate) fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
-    h?.get(name).map(|v| v.as_str())
+/// The header names as [`HeaderName`](async_nats::HeaderName) constants: inserting one
+/// neither allocates nor parses the name, as a `&str` key would per event.
+pub(crate) mod names {
+    use super::headers as h;
+    use async_nats::HeaderName as N;
+
+    pub(crate) const SPECVERSION: N = N::from_static(h::SPECVERSION);
+    pub(crate) const ID: N = N::from_static(h::ID);
+    pub(crate) const TYPE: N = N::from_static(h::TYPE);
+    pub(crate) const SOURCE: N = N::from_static(h::SOURCE);
+    pub(crate) const TIME: N = N::from_static(h::TIME);
+    pub(crate) const DATASCHEMA: N = N::from_static(h::DATASCHEMA);
+    pub(crate) const CONTENT_TYPE: N = N::from_static(h::CONTENT_TYPE);
+    pub(crate) const CORRELATION_ID: N = N::from_static(h::CORRELATION_ID);
+    pub(crate) const CAUSATION_ID: N = N::from_static(h::CAUSATION_ID);
+    pub(crate) const TRACEPARENT: N = N::from_static(h::TRACEPARENT);
+    pub(crate) const MSG_ID: N = N::from_static(h::MSG_ID);
+}
+
+/// The eventhub headers of a received message, found in one pass over its header map (a
+/// hashed lookup per name would cost more than the map holds).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Known<'a> {
+    pub(crate) id: Option<&'a str>,
+    pub(crate) msg_id: Option<&'a str>,
+    pub(crate) source: Option<&'a str>,
+    pub(crate) time: Option<&'a str>,
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) correlation_id: Option<&'a str>,
+    pub(crate) causation_id: Option<&'a str>,
+    pub(crate) traceparent: Option<&'a str>,
+    pub(crate) replay_for: Option<&'a str>,
+}
+
+impl<'a> Known<'a> {
+    /// The first value of each known header in `h`.
+    pub(crate) fn scan(h: &'a HeaderMap) -> Self {
+        let mut k = Known::default();
+        for (name, values) in h.iter() {
+            let slot = match AsRef::<str>::as_ref(name) {
+                headers::ID => &mut k.id,
+                headers::MSG_ID => &mut k.msg_id,
+                headers::SOURCE => &mut k.source,
+                headers::TIME => &mut k.time,
+                headers::CONTENT_TYPE => &mut k.content_type,
+                headers::CORRELATION_ID => &mut k.correlation_id,
+                headers::CAUSATION_ID => &mut k.causation_id,
+                headers::TRACEPARENT => &mut k.traceparent,
+                headers::REPLAY_FOR => &mut k.replay_for,
+                _ => continue,
+            };
+            *slot = values.first().map(|v| v.as_str());
+        }
+        k
+    }
 }
 
 /// The headers of a published event.
@@ -189,18 +241,7 @@ impl OutgoingHeaders<'_> {
     pub(crate) fn build(&self, target: &Target) -> HeaderMap {
         // Names are constants (no allocation or validation per event); the time is formatted
         // straight into the value it becomes.
-        use async_nats::HeaderName as N;
-        const SPECVERSION: N = N::from_static(headers::SPECVERSION);
-        const ID: N = N::from_static(headers::ID);
-        const TYPE: N = N::from_static(headers::TYPE);
-        const SOURCE: N = N::from_static(headers::SOURCE);
-        const TIME: N = N::from_static(headers::TIME);
-        const DATASCHEMA: N = N::from_static(headers::DATASCHEMA);
-        const CONTENT_TYPE: N = N::from_static(headers::CONTENT_TYPE);
-        const CORRELATION_ID: N = N::from_static(headers::CORRELATION_ID);
-        const CAUSATION_ID: N = N::from_static(headers::CAUSATION_ID);
-        const MSG_ID: N = N::from_static(headers::MSG_ID);
-        const TRACEPARENT: N = N::from_static(headers::TRACEPARENT);
+        use names::*;
         let mut h = HeaderMap::new();
         h.insert(SPECVERSION, "1.0");
         h.insert(ID, self.id);

@@ -28,7 +28,7 @@ use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, AckKind, kv};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::FuturesUnordered;
+use futures::stream::{FuturesUnordered, SelectAll};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -37,7 +37,7 @@ use tracing::Instrument;
 
 use crate::client::Client;
 use crate::dlq::{self, DeadLetterReason};
-use crate::envelope::{Envelope, Metadata, header, headers};
+use crate::envelope::{Envelope, Known, Metadata};
 use crate::error::{ConsumeError, ConsumeErrorKind};
 use crate::event::{Consumable, RawEvent, parse_subject};
 use crate::metrics::ConsumerCounters;
@@ -486,45 +486,70 @@ impl<E: Consumable> Consumer<E> {
         // per event (handlers with heavy CPU work should spawn it themselves).
         let mut tasks: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send>>> =
             FuturesUnordered::new();
+        // Pull requests overlap: the next one leaves as soon as half the slots are free, while
+        // earlier ones still deliver, so the consumer never idles for a round trip between
+        // batches. Every delivered message holds one slot until its handling ends.
+        let mut batches: SelectAll<Deliveries> = SelectAll::new();
         let mut failures = 0u32;
         tracing::info!(consumer = %name, stream, "eventhub consumer started");
-        'fetch: loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            // Pull in batches of at least half the slots: a request per freed slot would cost a
-            // round trip per event.
-            let first = tokio::select! {
-                biased;
-                () = stopped(&mut shutdown) => break 'fetch,
-                Some(()) = tasks.next(), if !tasks.is_empty() => continue 'fetch,
-                permit = held.clone().acquire_many_owned(min_batch) => match permit {
-                    Ok(p) => p,
-                    Err(_) => break 'fetch,
+        loop {
+            // Ask for more as soon as half the slots are free, before anything else: a loop busy
+            // with arrived messages must not put the next request off until they run out.
+            let free = held.available_permits();
+            let permits = if free >= min_batch as usize {
+                held.clone()
+                    .try_acquire_many_owned(u32::try_from(free).unwrap_or(u32::MAX))
+                    .ok()
+            } else {
+                None
+            };
+            let permits = match permits {
+                Some(p) => Some(p),
+                None => tokio::select! {
+                    biased;
+                    () = stopped(&mut shutdown) => break,
+                    Some(()) = tasks.next(), if !tasks.is_empty() => None,
+                    Some(next) = batches.next(), if !batches.is_empty() => {
+                        match next {
+                            Ok((message, permit)) => {
+                                failures = 0;
+                                Counters::bump(&counters.received);
+                                tasks.push(Box::pin(process::<E, F, Fut>(shared.clone(), message, permit)));
+                            }
+                            Err(e) => {
+                                tracing::debug!(consumer = %name, "eventhub pull request ended: {e}");
+                            }
+                        }
+                        None
+                    }
+                    permits = held.clone().acquire_many_owned(min_batch) => match permits {
+                        Ok(p) => Some(p),
+                        Err(_) => break,
+                    },
                 },
             };
-            let mut permits = first;
+            let Some(mut permits) = permits else { continue };
             let extra = u32::try_from(held.available_permits()).unwrap_or(0);
             if extra > 0
                 && let Ok(more) = held.clone().try_acquire_many_owned(extra)
             {
                 permits.merge(more);
             }
-            let batch = pull
+            match pull
                 .batch()
                 .max_messages(permits.num_permits())
                 .expires(options.fetch_expires)
                 .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
+                .await
+            {
+                Ok(batch) => batches.push(deliveries(batch, permits)),
                 Err(e) => {
                     drop(permits);
                     failures += 1;
                     tracing::warn!(consumer = %name, "eventhub pull request failed: {e}; retrying");
                     let pause = Duration::from_millis(100 * 2u64.pow(failures.min(5)));
                     tokio::select! {
-                        () = stopped(&mut shutdown) => break 'fetch,
+                        () = stopped(&mut shutdown) => break,
                         () = tokio::time::sleep(pause) => {}
                     }
                     // The durable may be gone (deleted, or a server restarted on an empty
@@ -532,38 +557,15 @@ impl<E: Consumable> Consumer<E> {
                     if let Ok(p) = ensure(&client, stream, &config).await {
                         pull = p;
                     }
-                    continue 'fetch;
-                }
-            };
-            loop {
-                tokio::select! {
-                    biased;
-                    Some(()) = tasks.next(), if !tasks.is_empty() => {}
-                    next = batch.next() => match next {
-                        None => break,
-                        Some(Ok(message)) => {
-                            failures = 0;
-                            Counters::bump(&counters.received);
-                            let Some(permit) = permits.split(1) else {
-                                // A batch never exceeds its size; return the surplus anyway.
-                                tasks.push(Box::pin(give_back(message, counters.clone())));
-                                continue;
-                            };
-                            if *shutdown.borrow() {
-                                drop(permit);
-                                tasks.push(Box::pin(give_back(message, counters.clone())));
-                            } else {
-                                tasks.push(Box::pin(process::<E, F, Fut>(shared.clone(), message, permit)));
-                            }
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(consumer = %name, "eventhub pull request ended: {e}");
-                            break;
-                        }
-                    }
                 }
             }
         }
+        // Return what already arrived and will not be handled here; what is still on its way
+        // is redelivered after the ack wait.
+        while let Some(Some(Ok((message, _)))) = batches.next().now_or_never() {
+            tasks.push(Box::pin(give_back(message, counters.clone())));
+        }
+        drop(batches);
         let drain = async { while tasks.next().await.is_some() {} };
         if tokio::time::timeout(options.shutdown_timeout, drain)
             .await
@@ -584,6 +586,46 @@ impl<E: Consumable> Consumer<E> {
         tracing::info!(consumer = %name, ?stats, "eventhub consumer stopped");
         stats
     }
+}
+
+/// The messages of one pull request, each with the slot it takes.
+type Deliveries = Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<(jetstream::Message, OwnedSemaphorePermit), async_nats::Error>,
+            > + Send,
+    >,
+>;
+
+/// Hands out `batch`'s messages with one of `slots` each; the slots of messages that never
+/// came (the request expired) are freed when it ends.
+fn deliveries(batch: consumer::pull::Batch, slots: OwnedSemaphorePermit) -> Deliveries {
+    Box::pin(futures::stream::unfold(
+        Some((batch, slots)),
+        |state| async move {
+            let (mut batch, mut slots) = state?;
+            match batch.next().await? {
+                Ok(message) => match slots.split(1) {
+                    Some(slot) => Some((Ok((message, slot)), Some((batch, slots)))),
+                    // A request never delivers more than it asked for; if it did, the surplus
+                    // goes back (without a slot, nothing else is held for it).
+                    None => {
+                        tokio::spawn(give_back_quietly(message));
+                        Some((
+                            Err("a pull request delivered more than it asked for".into()),
+                            None,
+                        ))
+                    }
+                },
+                Err(e) => Some((Err(e), None)),
+            }
+        },
+    ))
+}
+
+/// Returns a message no slot was held for.
+async fn give_back_quietly(message: jetstream::Message) {
+    let _ = message.ack_with(AckKind::Nak(None)).await;
 }
 
 /// Returns a message that will not be handled here (shutdown) to the server at once.
@@ -630,9 +672,10 @@ async fn process<E, F, Fut>(
     let mut message = message;
     let shared_headers = Arc::new(message.message.headers.take().unwrap_or_default());
     let hdrs = Some(&*shared_headers);
+    let known = Known::scan(&shared_headers);
     let counters = &shared.counters;
 
-    if let Some(target) = header(hdrs, headers::REPLAY_FOR)
+    if let Some(target) = known.replay_for
         && target != shared.name
     {
         Counters::bump(&counters.replays_skipped);
@@ -654,7 +697,7 @@ async fn process<E, F, Fut>(
     let decoded = match parse_subject(message.subject.as_str()) {
         Some((ty, version)) if ty == E::FAMILY.event_type => {
             let raw = RawEvent {
-                content_type: header(hdrs, headers::CONTENT_TYPE),
+                content_type: known.content_type,
                 payload: &message.payload,
             };
             E::decode(version, &raw)
@@ -675,7 +718,14 @@ async fn process<E, F, Fut>(
         Ok(ok) => ok,
         Err(error) => {
             Counters::bump(&counters.poison);
-            dead_letter(&shared, &message, &failed, DeadLetterReason::Poison, &error).await;
+            Box::pin(dead_letter(
+                &shared,
+                &message,
+                &failed,
+                DeadLetterReason::Poison,
+                &error,
+            ))
+            .await;
             return;
         }
     };
@@ -683,9 +733,9 @@ async fn process<E, F, Fut>(
     // Handled before (a redelivery after a lost ack, a late duplicate): ack, do not run again.
     let guard_key = match &shared.guard {
         Some(kv) => {
-            let id = header(hdrs, headers::ID).unwrap_or_default();
+            let id = known.id.unwrap_or_default();
             let key = idempotency_key(id);
-            match kv.get(key.as_str()).await {
+            match Box::pin(kv.get(key.as_str())).await {
                 Ok(Some(_)) => {
                     Counters::bump(&counters.duplicates_skipped);
                     let _ = message.ack().await;
@@ -736,6 +786,7 @@ async fn process<E, F, Fut>(
     let meta = metadata(
         &message,
         &shared_headers,
+        &known,
         E::FAMILY.event_type,
         version,
         stream.clone(),
@@ -799,7 +850,7 @@ async fn process<E, F, Fut>(
         let give_up = Instant::now() + shared.options.ack_wait;
         let mut pause = Duration::from_millis(50);
         loop {
-            match kv.put(key.as_str(), value.clone()).await {
+            match Box::pin(kv.put(key.as_str(), value.clone())).await {
                 Ok(_) => break,
                 Err(e) if Instant::now() + pause < give_up => {
                     tracing::debug!(consumer = %shared.name, "eventhub: idempotency record failed ({e}); retrying");
@@ -849,7 +900,14 @@ async fn settle<F>(
         }
         Outcome::Failed(e) if !e.is_retryable() => {
             let error = e.to_string();
-            dead_letter(shared, message, failed, DeadLetterReason::Rejected, &error).await;
+            Box::pin(dead_letter(
+                shared,
+                message,
+                failed,
+                DeadLetterReason::Rejected,
+                &error,
+            ))
+            .await;
             return;
         }
         Outcome::Failed(e) => (e.to_string(), e.delay()),
@@ -865,13 +923,13 @@ async fn settle<F>(
     let max = u64::from(shared.options.max_deliver);
     if delivered >= max {
         let error = format!("delivery {delivered} of {max} failed: {error}");
-        dead_letter(
+        Box::pin(dead_letter(
             shared,
             message,
             failed,
             DeadLetterReason::MaxDeliver,
             &error,
-        )
+        ))
         .await;
         return;
     }
@@ -948,6 +1006,7 @@ async fn dead_letter<F>(
 fn metadata(
     message: &jetstream::Message,
     headers_map: &Arc<async_nats::HeaderMap>,
+    known: &Known<'_>,
     event_type: &str,
     version: u32,
     stream: String,
@@ -955,16 +1014,14 @@ fn metadata(
     delivered: u64,
     published: DateTime<Utc>,
 ) -> Metadata {
-    let hdrs = Some(&**headers_map);
-    let owned = |name: &str| header(hdrs, name).map(str::to_string);
+    let owned = |v: Option<&str>| v.map(str::to_string);
     Metadata {
-        id: owned(headers::ID)
-            .or_else(|| owned(headers::MSG_ID))
-            .unwrap_or_else(|| format!("{stream}:{sequence}")),
+        id: owned(known.id.or(known.msg_id)).unwrap_or_else(|| format!("{stream}:{sequence}")),
         event_type: event_type.to_string(),
         version,
-        source: owned(headers::SOURCE),
-        time: header(hdrs, headers::TIME)
+        source: owned(known.source),
+        time: known
+            .time
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(published),
@@ -972,9 +1029,9 @@ fn metadata(
         stream,
         sequence,
         delivered,
-        correlation_id: owned(headers::CORRELATION_ID),
-        causation_id: owned(headers::CAUSATION_ID),
-        trace: header(hdrs, headers::TRACEPARENT).and_then(TraceContext::parse),
+        correlation_id: owned(known.correlation_id),
+        causation_id: owned(known.causation_id),
+        trace: known.traceparent.and_then(TraceContext::parse),
         headers: headers_map.clone(),
     }
 }
