@@ -43,6 +43,7 @@ mod guard;
 mod naming;
 pub mod proto;
 pub mod release;
+mod sensitive;
 mod topology;
 mod validate;
 
