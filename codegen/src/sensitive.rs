@@ -9,11 +9,15 @@
 //! `oneOf`/`anyOf`/`allOf` or map values (`additionalProperties`), where the SDK could not tell
 //! which values are the field.
 //!
-//! [`check_mark`] validates one mark where it is written (called by the schema walker).
+//! [`check_mark`] validates one mark where it is written (called by the schema walker);
+//! [`paths`] lists the fields of a bundled event schema that are sensitive, as JSON pointers into
+//! its instances with `*` for every item of an array: `/email`, `/contacts/*/phone`.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
+
+use crate::diagnostic::pointer_push;
 
 /// The keyword.
 pub(crate) const KEYWORD: &str = "x-sensitive";
@@ -156,6 +160,168 @@ fn position_problem(at: &str) -> Option<String> {
     None
 }
 
+/// A sensitive field of an event that cannot be located: the schema pointer (into the
+/// bundled event schema, references followed) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathProblem {
+    pub(crate) pointer: String,
+    pub(crate) message: String,
+}
+
+/// The sensitive fields of a bundled event schema (references into its own `$defs`), as JSON
+/// pointers into event instances, in the order the schema declares them: `/email`,
+/// `/contacts/*/phone`.
+pub(crate) fn paths(bundled: &Value) -> Result<Vec<String>, Vec<PathProblem>> {
+    let mut walk = Walk {
+        root: bundled,
+        out: Vec::new(),
+        problems: Vec::new(),
+        stack: Vec::new(),
+    };
+    walk.node(bundled, "", Route::Field(String::new()));
+    if walk.problems.is_empty() {
+        Ok(walk.out)
+    } else {
+        Err(walk.problems)
+    }
+}
+
+/// How a schema node was reached.
+#[derive(Debug, Clone)]
+enum Route {
+    /// Through properties and array items only: the instance pointer of its values.
+    Field(String),
+    /// Through something the SDK does not follow (named for the message).
+    Unsupported(&'static str),
+}
+
+struct Walk<'a> {
+    root: &'a Value,
+    out: Vec<String>,
+    problems: Vec<PathProblem>,
+    /// Definitions being walked, outermost first.
+    stack: Vec<String>,
+}
+
+impl<'a> Walk<'a> {
+    fn definition(&self, reference: &str) -> Option<(&'a str, &'a Value)> {
+        let name = reference
+            .strip_prefix("#/$defs/")
+            .or_else(|| reference.strip_prefix("#/definitions/"))?;
+        let root = self.root;
+        let (key, value) = root
+            .get("$defs")
+            .or_else(|| root.get("definitions"))?
+            .as_object()?
+            .get_key_value(name)?;
+        Some((key.as_str(), value))
+    }
+
+    fn node(&mut self, schema: &'a Value, at: &str, route: Route) {
+        let Some(map) = schema.as_object() else {
+            return;
+        };
+        if let Some(reference) = map.get("$ref").and_then(Value::as_str)
+            && let Some((name, target)) = self.definition(reference)
+        {
+            if self.stack.iter().any(|d| d == name) {
+                if self.marks_within(target, &mut BTreeSet::new()) {
+                    self.problems.push(PathProblem {
+                        pointer: at.to_string(),
+                        message: format!(
+                            "definition `{name}` contains itself and holds `x-sensitive` \
+                             fields: not supported (their paths would be unbounded)"
+                        ),
+                    });
+                }
+                return;
+            }
+            self.stack.push(name.to_string());
+            self.node(target, at, route.clone());
+            self.stack.pop();
+        }
+        if map.get(KEYWORD) == Some(&Value::Bool(true)) {
+            match &route {
+                Route::Field(pointer) => self.out.push(pointer.clone()),
+                Route::Unsupported(place) => self.problems.push(PathProblem {
+                    pointer: at.to_string(),
+                    message: format!(
+                        "{} is marked `x-sensitive` but used {place}, where the SDK cannot \
+                         locate its values; use it in a property or array items",
+                        self.stack
+                            .last()
+                            .map(|d| format!("definition `{d}`"))
+                            .unwrap_or_else(|| "this value".into()),
+                    ),
+                }),
+            }
+        }
+        if let Some(props) = map.get("properties").and_then(Value::as_object) {
+            for (name, s) in props {
+                let next = match &route {
+                    Route::Field(_) if name == "*" => {
+                        Route::Unsupported("under a property named `*`")
+                    }
+                    Route::Field(p) => Route::Field(pointer_push(p, name)),
+                    other => other.clone(),
+                };
+                self.node(
+                    s,
+                    &pointer_push(&pointer_push(at, "properties"), name),
+                    next,
+                );
+            }
+        }
+        if let Some(items) = map.get("items") {
+            let next = match &route {
+                Route::Field(p) => Route::Field(format!("{p}/*")),
+                other => other.clone(),
+            };
+            self.node(items, &pointer_push(at, "items"), next);
+        }
+        if let Some(values) = map.get("additionalProperties") {
+            let next = Route::Unsupported("in map values (`additionalProperties`)");
+            self.node(values, &pointer_push(at, "additionalProperties"), next);
+        }
+        for union in ["oneOf", "anyOf", "allOf"] {
+            if let Some(branches) = map.get(union).and_then(Value::as_array) {
+                let place = match union {
+                    "oneOf" => "inside `oneOf`",
+                    "anyOf" => "inside `anyOf`",
+                    _ => "inside `allOf`",
+                };
+                for (i, b) in branches.iter().enumerate() {
+                    let at = pointer_push(&pointer_push(at, union), &i.to_string());
+                    self.node(b, &at, Route::Unsupported(place));
+                }
+            }
+        }
+    }
+
+    /// Whether `schema`, or a definition it references, carries a mark.
+    fn marks_within(&self, schema: &Value, seen: &mut BTreeSet<String>) -> bool {
+        match schema {
+            Value::Object(map) => {
+                if map.get(KEYWORD) == Some(&Value::Bool(true)) {
+                    return true;
+                }
+                if let Some(reference) = map.get("$ref").and_then(Value::as_str)
+                    && let Some((name, target)) = self.definition(reference)
+                    && seen.insert(name.to_string())
+                    && self.marks_within(target, seen)
+                {
+                    return true;
+                }
+                map.iter()
+                    .filter(|(k, _)| k.as_str() != "$ref")
+                    .any(|(_, v)| self.marks_within(v, seen))
+            }
+            Value::Array(items) => items.iter().any(|v| self.marks_within(v, seen)),
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +414,89 @@ mod tests {
             let p = marks(s.clone(), at);
             assert!(p.iter().any(|m| m.contains(needle)), "{at}: {p:?}");
         }
+    }
+
+    #[test]
+    fn paths_follow_properties_items_and_references() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "email": {"type": "string", "x-sensitive": true},
+                "name": {"type": "string"},
+                "contacts": {"type": "array", "items": {"$ref": "#/$defs/Contact"}},
+                "backup": {"$ref": "#/$defs/Contact"},
+                "tags": {"type": "array", "items": {"type": "string", "x-sensitive": true}},
+                "a/b": {"$ref": "#/$defs/Secret"}
+            },
+            "$defs": {
+                "Contact": {"type": "object", "properties": {
+                    "phone": {"$ref": "#/$defs/Secret"},
+                    "kind": {"type": "string"}
+                }},
+                "Secret": {"type": ["string", "null"], "x-sensitive": true}
+            }
+        });
+        assert_eq!(
+            paths(&schema).unwrap(),
+            [
+                "/email",
+                "/contacts/*/phone",
+                "/backup/phone",
+                "/tags/*",
+                "/a~1b"
+            ]
+        );
+        assert_eq!(
+            paths(&json!({"type": "object"})).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_marked_definition_used_in_a_union_or_a_map_is_refused() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "m": {"type": "object", "additionalProperties": {"$ref": "#/$defs/Secret"}},
+                "u": {"oneOf": [{"$ref": "#/$defs/Secret"}, {"type": "integer"}]}
+            },
+            "$defs": {"Secret": {"type": "string", "x-sensitive": true}}
+        });
+        let problems = paths(&schema).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].pointer, "/properties/m/additionalProperties");
+        assert!(
+            problems[0].message.contains("definition `Secret`"),
+            "{problems:?}"
+        );
+        assert!(problems[0].message.contains("map values"), "{problems:?}");
+        assert_eq!(problems[1].pointer, "/properties/u/oneOf/0");
+        assert!(
+            problems[1].message.contains("inside `oneOf`"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn recursive_definitions_with_marks_are_refused_and_others_terminate() {
+        let tree = |leaf: Value| {
+            json!({
+                "type": "object",
+                "properties": {"root": {"$ref": "#/$defs/Node"}},
+                "$defs": {"Node": {"type": "object", "properties": {
+                    "leaf": leaf,
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}
+                }}}
+            })
+        };
+        assert_eq!(
+            paths(&tree(json!({"type": "string"}))).unwrap(),
+            Vec::<String>::new()
+        );
+        let problems = paths(&tree(json!({"type": "string", "x-sensitive": true}))).unwrap_err();
+        assert!(
+            problems[0].message.contains("`Node` contains itself"),
+            "{problems:?}"
+        );
     }
 }

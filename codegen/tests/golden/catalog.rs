@@ -299,6 +299,7 @@ pub mod shop {
         const SCHEMA_ID: &'static str = "urn:eventhub:schema:shop.cart.checked-out:v2";
         const STREAM: &'static str = "SHOP";
         const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V2;
+        const SENSITIVE: &'static [&'static str] = &["/delivery_note"];
     }
     impl ::eventhub::Consumable for CartCheckedOutV2 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -307,12 +308,31 @@ pub mod shop {
             subjects: &["events.shop.cart.checked-out.v2"],
             stream: "SHOP",
         };
+        const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
                 2 => raw.decode_event::<Self>(),
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::DecodeError::unknown_version(
+                            "shop.cart.checked-out",
+                            other,
+                            &[2],
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_decrypting(
+            version: u32,
+            raw: &::eventhub::RawEvent<'_>,
+            decryptor: &::eventhub::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            match version {
+                2 => decryptor.decode::<Self>(raw),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -345,6 +365,7 @@ pub mod shop {
             subjects: &["events.shop.cart.checked-out.*"],
             stream: "SHOP",
         };
+        const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
             raw: &::eventhub::RawEvent<'_>,
@@ -352,6 +373,25 @@ pub mod shop {
             match version {
                 1 => raw.decode_event::<CartCheckedOutV1>().map(Self::V1),
                 2 => raw.decode_event::<CartCheckedOutV2>().map(Self::V2),
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::DecodeError::unknown_version(
+                            "shop.cart.checked-out",
+                            other,
+                            <Self as ::eventhub::Consumable>::FAMILY.versions,
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_decrypting(
+            version: u32,
+            raw: &::eventhub::RawEvent<'_>,
+            decryptor: &::eventhub::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            match version {
+                1 => decryptor.decode::<CartCheckedOutV1>(raw).map(Self::V1),
+                2 => decryptor.decode::<CartCheckedOutV2>(raw).map(Self::V2),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -401,6 +441,7 @@ pub mod shop {
         const SCHEMA_ID: &'static str = "https://schemas.example.com/shop/order-placed/v1";
         const STREAM: &'static str = "SHOP";
         const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_ORDER_PLACED_V1;
+        const SENSITIVE: &'static [&'static str] = &["/lines/*/engraving"];
     }
     impl ::eventhub::Consumable for OrderPlacedV1 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -409,12 +450,31 @@ pub mod shop {
             subjects: &["events.shop.order-placed.v1"],
             stream: "SHOP",
         };
+        const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
                 1 => raw.decode_event::<Self>(),
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::DecodeError::unknown_version(
+                            "shop.order-placed",
+                            other,
+                            &[1],
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_decrypting(
+            version: u32,
+            raw: &::eventhub::RawEvent<'_>,
+            decryptor: &::eventhub::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            match version {
+                1 => decryptor.decode::<Self>(raw),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -445,12 +505,31 @@ pub mod shop {
             subjects: &["events.shop.order-placed.*"],
             stream: "SHOP",
         };
+        const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
                 1 => raw.decode_event::<OrderPlacedV1>().map(Self::V1),
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::DecodeError::unknown_version(
+                            "shop.order-placed",
+                            other,
+                            <Self as ::eventhub::Consumable>::FAMILY.versions,
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_decrypting(
+            version: u32,
+            raw: &::eventhub::RawEvent<'_>,
+            decryptor: &::eventhub::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            match version {
+                1 => decryptor.decode::<OrderPlacedV1>(raw).map(Self::V1),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -507,6 +586,7 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         rust_type: "shop::CartCheckedOutV1",
         schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.cart.checked-out:v1\",\"title\":\"shop.cart.checked-out\",\"description\":\"A cart was checked out.\",\"type\":\"object\",\"properties\":{\"cart_id\":{\"description\":\"The cart.\",\"type\":\"string\"},\"items\":{\"description\":\"Number of items.\",\"type\":\"integer\",\"minimum\":0}},\"required\":[\"cart_id\"]}",
         proto: &descriptors::SHOP_CART_CHECKED_OUT_V1,
+        sensitive: &[],
     },
     ::eventhub::EventInfo {
         event_type: "shop.cart.checked-out",
@@ -517,6 +597,7 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         rust_type: "shop::CartCheckedOutV2",
         schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.cart.checked-out:v2\",\"title\":\"shop.cart.checked-out\",\"description\":\"A cart was checked out. v2 requires the customer.\",\"type\":\"object\",\"properties\":{\"cart_id\":{\"description\":\"The cart.\",\"type\":\"string\"},\"customer_id\":{\"description\":\"Who checked out.\",\"type\":\"string\"},\"delivery_note\":{\"description\":\"Note for the courier (door codes…): encrypted.\",\"type\":[\"string\",\"null\"],\"x-sensitive\":true},\"items\":{\"description\":\"Number of items.\",\"type\":\"integer\",\"minimum\":0}},\"required\":[\"cart_id\",\"customer_id\"]}",
         proto: &descriptors::SHOP_CART_CHECKED_OUT_V2,
+        sensitive: &["/delivery_note"],
     },
     ::eventhub::EventInfo {
         event_type: "shop.order-placed",
@@ -527,6 +608,7 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         rust_type: "shop::OrderPlacedV1",
         schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"https://schemas.example.com/shop/order-placed/v1\",\"title\":\"shop.order-placed\",\"description\":\"An order was placed. Emitted by the shop once payment is authorised.\",\"type\":\"object\",\"properties\":{\"order_id\":{\"description\":\"The order.\",\"type\":\"string\",\"format\":\"uuid\"},\"lines\":{\"description\":\"What was bought.\",\"type\":\"array\",\"minItems\":1,\"items\":{\"$ref\":\"#/$defs/OrderPlacedV1Line\"}},\"total\":{\"$ref\":\"#/$defs/Money\"},\"channel\":{\"description\":\"Where it was placed.\",\"enum\":[\"web\",\"app\",\"store\"]},\"coupon\":{\"description\":\"Coupon code, if any.\",\"type\":[\"string\",\"null\"]},\"attributes\":{\"description\":\"Free-form tags.\",\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}},\"placed_at\":{\"description\":\"When.\",\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"order_id\",\"lines\",\"total\",\"placed_at\"],\"$defs\":{\"Currency\":{\"description\":\"ISO 4217 code.\",\"type\":\"string\",\"pattern\":\"^[A-Z]{3}$\"},\"Money\":{\"description\":\"Minor units of a currency.\",\"type\":\"object\",\"properties\":{\"amount_minor\":{\"description\":\"Amount in minor units.\",\"type\":\"integer\",\"minimum\":0},\"currency\":{\"$ref\":\"#/$defs/Currency\"}},\"required\":[\"amount_minor\",\"currency\"]},\"OrderPlacedV1Line\":{\"description\":\"One line of an order.\",\"type\":\"object\",\"properties\":{\"sku\":{\"description\":\"Stock keeping unit.\",\"type\":\"string\"},\"quantity\":{\"description\":\"How many.\",\"type\":\"integer\",\"minimum\":1},\"engraving\":{\"description\":\"Text engraved on the item: encrypted.\",\"type\":\"string\",\"x-sensitive\":true},\"price\":{\"$ref\":\"#/$defs/Money\"}},\"required\":[\"sku\",\"quantity\",\"price\"],\"additionalProperties\":false}}}",
         proto: &descriptors::SHOP_ORDER_PLACED_V1,
+        sensitive: &["/lines/*/engraving"],
     },
 ];
 /// The protobuf descriptor of every event version: one static per message, the event's
