@@ -32,6 +32,7 @@
 //! | default added | compatible |
 //! | nested objects, array items, map values, oneOf/anyOf/allOf branches | compared recursively |
 //! | shared definition (`$ref`) changed | judged as if inlined, for every event that uses it |
+//! | `x-sensitive` added / removed | breaks old / new consumers (they would read ciphertext as the value) |
 //!
 //! One assumption is made explicit: a property no schema version declares is never written by
 //! a producer (generated producers write exactly the declared properties). Without it, no
@@ -294,6 +295,7 @@ impl<'a> Cx<'a> {
         self.enums(&o.map, &n.map, ptr, via);
         self.bounds(&o.map, &n.map, ptr, via);
         self.default(&o.map, &n.map, ptr, via);
+        self.sensitive(&o.map, &n.map, ptr, via);
         self.object(&o.map, &n.map, ptr, via);
         self.array(&o.map, &n.map, ptr, via);
         self.unions(&o.map, &n.map, ptr, via);
@@ -626,6 +628,38 @@ impl<'a> Cx<'a> {
                 "an event that omits the property would mean different values to old and new consumers",
             ),
             (None, None) => {}
+        }
+    }
+
+    /// `x-sensitive` decides what travels on the wire: the value, or its ciphertext. A consumer
+    /// decrypts only the fields its schema marks, so both sides must agree.
+    fn sensitive(
+        &mut self,
+        o: &Map<String, Value>,
+        n: &Map<String, Value>,
+        ptr: &str,
+        via: Option<&str>,
+    ) {
+        let marked =
+            |m: &Map<String, Value>| m.get(crate::sensitive::KEYWORD) == Some(&Value::Bool(true));
+        match (marked(o), marked(n)) {
+            (false, true) => self.push(
+                ptr,
+                via,
+                "marked x-sensitive",
+                Breaks::OLD,
+                "new events carry the field encrypted (`enc:v1:…`); consumers built from the old \
+                 schema do not decrypt it and would take the ciphertext for the value",
+            ),
+            (true, false) => self.push(
+                ptr,
+                via,
+                "x-sensitive mark removed",
+                Breaks::NEW,
+                "stored events carry the field encrypted (`enc:v1:…`); consumers built from the \
+                 new schema do not decrypt it and would take the ciphertext for the value",
+            ),
+            _ => {}
         }
     }
 

@@ -71,6 +71,7 @@ pub(crate) fn generate(catalog: &Catalog, runtime: &str) -> Result<String, Error
     }
 
     let protos = proto_models(catalog, &mut diags);
+    let sensitive = sensitive_fields(catalog, &mut diags);
 
     let mut domains: BTreeMap<String, Vec<&EventSchema>> = BTreeMap::new();
     for e in &catalog.events {
@@ -104,7 +105,7 @@ pub(crate) fn generate(catalog: &Catalog, runtime: &str) -> Result<String, Error
             }
         }
         let tokens = typified.tokens;
-        let ours = domain_items(&rt, &families, &root_statics(catalog, &protos));
+        let ours = domain_items(&rt, &families, &root_statics(catalog, &protos), &sensitive);
         let module_ident = format_ident!("{}", module);
         let doc = format!(
             " Events of the `{}` domain (`schemas/{}/`).",
@@ -123,7 +124,7 @@ pub(crate) fn generate(catalog: &Catalog, runtime: &str) -> Result<String, Error
     }
     diags.check()?;
 
-    let catalog_items = catalog_const(&rt, catalog, &protos);
+    let catalog_items = catalog_const(&rt, catalog, &protos, &sensitive);
     let descriptors = descriptors_items(&rt, catalog, &protos);
     let streams = streams_const(&rt, &catalog.streams);
     let file = quote! {
@@ -275,10 +276,31 @@ fn root_statics(
         .collect()
 }
 
+/// The `x-sensitive` fields of every event version, by (event type, version), as JSON pointers
+/// into its instances (see [`crate::sensitive`]).
+type SensitiveFields = BTreeMap<(String, u32), Vec<String>>;
+
+fn sensitive_fields(catalog: &Catalog, diags: &mut Diagnostics) -> SensitiveFields {
+    catalog
+        .events
+        .iter()
+        .map(|e| {
+            let paths = crate::sensitive::paths(&catalog.bundle(e)).unwrap_or_else(|problems| {
+                for p in problems {
+                    diags.push(&e.file, p.pointer, p.message);
+                }
+                Vec::new()
+            });
+            ((e.name.event_type.clone(), e.name.version), paths)
+        })
+        .collect()
+}
+
 fn domain_items(
     rt: &syn::Path,
     families: &BTreeMap<String, Vec<&EventSchema>>,
     protos: &BTreeMap<(String, u32), proc_macro2::Ident>,
+    sensitive: &SensitiveFields,
 ) -> TokenStream {
     let mut items = Vec::new();
     let mut subjects = Vec::new();
@@ -292,6 +314,8 @@ fn domain_items(
         let mut froms = Vec::new();
         let mut upcast_bounds = Vec::new();
         let mut upcast_arms = Vec::new();
+        let mut decrypting_arms = Vec::new();
+        let mut family_sensitive = false;
         let numbers: Vec<Literal> = versions
             .iter()
             .map(|e| Literal::u32_unsuffixed(e.name.version))
@@ -307,6 +331,25 @@ fn domain_items(
             let const_name = format_ident!("{}", const_ident(&e.name.struct_ident()));
             let proto = &protos[&(e.name.event_type.clone(), e.name.version)];
             let subject_doc = format!(" `{event_type}` v{}", e.name.version);
+            let paths = &sensitive[&(e.name.event_type.clone(), e.name.version)];
+            family_sensitive |= !paths.is_empty();
+            // Only events with sensitive fields get these: the defaults cost nothing.
+            let (sensitive_const, has_sensitive, decrypting) = if paths.is_empty() {
+                (quote! {}, quote! {}, quote! {})
+            } else {
+                (
+                    quote! { const SENSITIVE: &'static [&'static str] = &[#(#paths),*]; },
+                    quote! { const HAS_SENSITIVE_FIELDS: bool = true; },
+                    quote! {
+                        fn decode_decrypting(version: u32, raw: &#rt::RawEvent<'_>, decryptor: &#rt::Decryptor<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+                            match version {
+                                #version => decryptor.decode::<Self>(raw),
+                                other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, &[#version])),
+                            }
+                        }
+                    },
+                )
+            };
             subjects.push(quote! {
                 #[doc = #subject_doc]
                 pub const #const_name: &str = #subject;
@@ -319,6 +362,7 @@ fn domain_items(
                     const SCHEMA_ID: &'static str = #schema_id;
                     const STREAM: &'static str = #stream;
                     const PROTO: &'static #rt::proto::Message = &super::descriptors::#proto;
+                    #sensitive_const
                 }
                 impl #rt::Consumable for #ident {
                     const FAMILY: #rt::Family = #rt::Family {
@@ -327,12 +371,14 @@ fn domain_items(
                         subjects: &[#subject],
                         stream: #stream,
                     };
+                    #has_sensitive
                     fn decode(version: u32, raw: &#rt::RawEvent<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
                         match version {
                             #version => raw.decode_event::<Self>(),
                             other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, &[#version])),
                         }
                     }
+                    #decrypting
                     fn version(&self) -> u32 {
                         #version
                     }
@@ -343,6 +389,8 @@ fn domain_items(
                 #variant(#ident)
             });
             arms.push(quote! { #version => raw.decode_event::<#ident>().map(Self::#variant), });
+            decrypting_arms
+                .push(quote! { #version => decryptor.decode::<#ident>(raw).map(Self::#variant), });
             version_arms.push(quote! { Self::#variant(_) => #version, });
             upcast_bounds.push(quote! { #ident: ::std::convert::Into<T> });
             upcast_arms.push(quote! { Self::#variant(event) => event.into(), });
@@ -355,6 +403,21 @@ fn domain_items(
             });
         }
         let family_subject = format!("{}.{event_type}.*", crate::naming::SUBJECT_PREFIX);
+        let (family_has_sensitive, family_decrypting) = if family_sensitive {
+            (
+                quote! { const HAS_SENSITIVE_FIELDS: bool = true; },
+                quote! {
+                    fn decode_decrypting(version: u32, raw: &#rt::RawEvent<'_>, decryptor: &#rt::Decryptor<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+                        match version {
+                            #(#decrypting_arms)*
+                            other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, <Self as #rt::Consumable>::FAMILY.versions)),
+                        }
+                    }
+                },
+            )
+        } else {
+            (quote! {}, quote! {})
+        };
         let fam_doc = format!(
             " `{event_type}` in any version ({}): what a consumer of the whole family receives.",
             numbers
@@ -382,12 +445,14 @@ fn domain_items(
                     subjects: &[#family_subject],
                     stream: #stream,
                 };
+                #family_has_sensitive
                 fn decode(version: u32, raw: &#rt::RawEvent<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
                     match version {
                         #(#arms)*
                         other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, <Self as #rt::Consumable>::FAMILY.versions)),
                     }
                 }
+                #family_decrypting
                 fn version(&self) -> u32 {
                     match self {
                         #(#version_arms)*
@@ -418,8 +483,14 @@ fn domain_items(
     }
 }
 
-fn catalog_const(rt: &syn::Path, catalog: &Catalog, protos: &[Model]) -> TokenStream {
+fn catalog_const(
+    rt: &syn::Path,
+    catalog: &Catalog,
+    protos: &[Model],
+    sensitive: &SensitiveFields,
+) -> TokenStream {
     let entries = catalog.events.iter().zip(protos).map(|(e, model)| {
+        let paths = &sensitive[&(e.name.event_type.clone(), e.name.version)];
         let proto = model.static_ident(0);
         let event_type = &e.name.event_type;
         let version = Literal::u32_unsuffixed(e.name.version);
@@ -438,6 +509,7 @@ fn catalog_const(rt: &syn::Path, catalog: &Catalog, protos: &[Model]) -> TokenSt
                 rust_type: #rust_type,
                 schema: #schema,
                 proto: &descriptors::#proto,
+                sensitive: &[#(#paths),*],
             }
         }
     });

@@ -5,7 +5,8 @@
 //! what is wrong — never a panic), bundles cross-file references, and generates Rust:
 //!
 //! - per event version a serde struct (`events::user::CreatedV1`) implementing `Event`
-//!   (type, version, subject, schema id, stream) and `Consumable`;
+//!   (type, version, subject, schema id, stream, and the fields marked `x-sensitive`, which the
+//!   SDK encrypts: plain strings only, checked here) and `Consumable`;
 //! - per event family an enum over its versions (`events::user::Created::{V1, V2}`);
 //! - per domain a `subjects` module of constants; a `CATALOG` of every event with its bundled
 //!   schema, and the `STREAMS` declared in `schemas/streams.json`;
@@ -43,6 +44,7 @@ mod guard;
 mod naming;
 pub mod proto;
 pub mod release;
+mod sensitive;
 mod topology;
 mod validate;
 

@@ -334,6 +334,12 @@ impl Walker<'_> {
         for (k, v) in map {
             let p = pointer_push(ptr, k);
             let key = k.as_str();
+            if key == crate::sensitive::KEYWORD {
+                for problem in crate::sensitive::check_mark(map, v, ptr) {
+                    self.err(&p, problem);
+                }
+                continue;
+            }
             if key.starts_with("x-") {
                 continue;
             }
@@ -633,7 +639,7 @@ impl Walker<'_> {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -669,7 +675,8 @@ mod tests {
             "n": {"type": ["integer", "null"], "minimum": 0},
             "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": true},
             "kind": {"enum": ["a", "b"]},
-            "x-anything": {"x-sensitive": true}
+            "x-anything": {"x-owner": "team"},
+            "email": {"type": ["string", "null"], "format": "email", "x-sensitive": true}
         }));
         assert_eq!(problems(doc, DocKind::Event), Vec::<String>::new());
     }

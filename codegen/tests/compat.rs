@@ -60,6 +60,19 @@ fn with_money(money: Value) -> Value {
     })
 }
 
+/// An event whose `contacts` are a list of a shared `Email` definition.
+fn with_email(email: Value) -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "id": { "type": "string" },
+            "contacts": { "type": "array", "items": { "$ref": "#/$defs/Email" } }
+        },
+        "required": ["id"],
+        "$defs": { "Email": email }
+    })
+}
+
 fn money() -> Value {
     json!({
         "type": "object",
@@ -514,6 +527,42 @@ fn cases() -> Vec<Case> {
             verdict: Breaks::BOTH,
             reason: "default 0 removed",
             pointer: Some("/properties/count"),
+        },
+        // x-sensitive: what travels, the value or its ciphertext
+        Case {
+            name: "x-sensitive added to a property",
+            old: ev(json!({})),
+            new: with(prop("id", json!({ "type": "string", "x-sensitive": true }))),
+            verdict: Breaks::OLD,
+            reason: "marked x-sensitive",
+            pointer: Some("/properties/id"),
+        },
+        Case {
+            name: "x-sensitive removed from a property",
+            old: with(prop("id", json!({ "type": "string", "x-sensitive": true }))),
+            new: ev(json!({})),
+            verdict: Breaks::NEW,
+            reason: "x-sensitive mark removed",
+            pointer: Some("/properties/id"),
+        },
+        Case {
+            name: "x-sensitive added to a definition behind $ref",
+            old: with_email(json!({ "type": "string" })),
+            new: with_email(json!({ "type": "string", "x-sensitive": true })),
+            verdict: Breaks::OLD,
+            reason: "marked x-sensitive",
+            pointer: Some("/properties/contacts/items"),
+        },
+        Case {
+            name: "optional x-sensitive property added",
+            old: ev(json!({})),
+            new: with(prop(
+                "phone",
+                json!({ "type": ["string", "null"], "x-sensitive": true }),
+            )),
+            verdict: Breaks::NONE,
+            reason: "optional property `phone` added",
+            pointer: Some("/properties/phone"),
         },
     ]
 }

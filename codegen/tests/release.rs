@@ -128,6 +128,32 @@ fn a_shared_definition_change_is_reported_for_every_event_using_it() {
 }
 
 #[test]
+fn marking_or_unmarking_a_released_field_x_sensitive_fails_the_build() {
+    let (tmp, dir) = released_catalog();
+    edit(&dir, "shop/cart/checked-out.v1.json", |d| {
+        d["properties"]["cart_id"]["x-sensitive"] = true.into();
+    });
+    edit(&dir, "shop/order-placed.v1.json", |d| {
+        let line = &mut d["$defs"]["Line"]["properties"]["engraving"];
+        line.as_object_mut().unwrap().remove("x-sensitive");
+    });
+    let err = eventhub_codegen::compile(&dir, &tmp.path().join("events.rs"))
+        .expect_err("a changed mark fails the build");
+    let msg = err.to_string();
+    for expected in [
+        "2 breaking changes to released event versions",
+        "shop.cart.checked-out v1",
+        "/properties/cart_id: marked x-sensitive",
+        "breaks old consumers: new events carry the field encrypted",
+        "shop.order-placed v1",
+        "/properties/lines/items/properties/engraving (in definition OrderPlacedV1Line): x-sensitive mark removed",
+        "breaks new consumers: stored events carry the field encrypted",
+    ] {
+        assert!(msg.contains(expected), "{expected:?} in:\n{msg}");
+    }
+}
+
+#[test]
 fn removing_a_released_version_is_breaking() {
     let (_tmp, dir) = released_catalog();
     std::fs::remove_file(dir.join("shop/cart/checked-out.v1.json")).unwrap();

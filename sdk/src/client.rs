@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use tokio::sync::Notify;
 
+use crate::crypto::{Keyring, KeyringError};
 use crate::error::{ConnectError, ConnectErrorKind, ProvisionError};
 use crate::publish::{Codec, Publisher};
 use crate::topology::{self, ProvisionOptions, ProvisionReport};
@@ -51,11 +52,19 @@ pub struct ConnectOptions {
     /// ([`Publisher::with_codec`], [`PublishOptions::codec`](crate::PublishOptions::codec)).
     /// Default JSON. Consumers decode either codec, by the `content-type` header.
     pub codec: Codec,
+    /// The keys of the fields schemas mark `x-sensitive` ([`crate::crypto`]): the active one
+    /// encrypts what this service publishes, each one decrypts what it encrypted. Default: read
+    /// by [`Keyring::from_env`] (`EVENTHUB_ENCRYPTION_KEYS` or `EVENTHUB_ENCRYPTION_KEY_FILE`,
+    /// with `EVENTHUB_ENCRYPTION_KEY_ACTIVE`); `Ok(None)` when they are unset. An `Err` (a
+    /// malformed variable or key file) makes [`Client::connect`] fail with
+    /// [`ConnectErrorKind::InvalidOptions`], naming it.
+    pub keyring: Result<Option<Keyring>, KeyringError>,
 }
 
 impl ConnectOptions {
     /// Options for `service`, reading `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`,
-    /// `NATS_CREDS`, `NATS_NKEY_SEED`, `NATS_CA` and `NATS_CERT`/`NATS_KEY` from the environment.
+    /// `NATS_CREDS`, `NATS_NKEY_SEED`, `NATS_CA` and `NATS_CERT`/`NATS_KEY` from the environment,
+    /// and the encryption keys ([`Keyring::from_env`]).
     /// Without `NATS_USER`, a set `EVENTHUB_<SERVICE>_PASSWORD` (service name upper-cased, `-`
     /// as `_`) logs in as the user named like the service, as `nats.conf` declares them.
     pub fn new(service: impl Into<String>) -> Self {
@@ -81,7 +90,29 @@ impl ConnectOptions {
                 .zip(env("NATS_KEY"))
                 .map(|(c, k)| (c.into(), k.into())),
             codec: Codec::Json,
+            keyring: Keyring::from_env(),
         }
+    }
+
+    /// Sets the keys for fields marked `x-sensitive` (replacing those from the environment).
+    ///
+    /// ```no_run
+    /// # async fn demo(key: [u8; 32]) -> Result<(), Box<dyn std::error::Error>> {
+    /// use eventhub::{Client, ConnectOptions, Keyring};
+    /// let keys = Keyring::new("2026-06", key)?;
+    /// let client = Client::connect(ConnectOptions::new("auth").keyring(keys)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Ok(Some(keyring));
+        self
+    }
+
+    /// Removes the encryption keys: events with `x-sensitive` fields cannot be published, and
+    /// consumers receive those fields as ciphertext.
+    pub fn without_keyring(mut self) -> Self {
+        self.keyring = Ok(None);
+        self
     }
 
     /// Sets the codec this service's publishers use by default.
@@ -163,6 +194,7 @@ struct Inner {
     max_payload: usize,
     publish_attempts: u32,
     codec: Codec,
+    keyring: Option<Keyring>,
     registry: crate::metrics::Registry,
 }
 
@@ -180,6 +212,16 @@ impl Client {
                 ),
             ));
         }
+        let keyring = options.keyring.clone().map_err(|e| {
+            ConnectError::with_source(
+                ConnectErrorKind::InvalidOptions,
+                format!(
+                    "the encryption keys of service `{}` cannot be used: {e}",
+                    options.service
+                ),
+                e,
+            )
+        })?;
         let permissions = Arc::new(PermissionWatch::default());
         let watch = permissions.clone();
         let service = options.service.clone();
@@ -315,6 +357,7 @@ impl Client {
                 max_payload,
                 publish_attempts: options.publish_attempts.max(1),
                 codec: options.codec,
+                keyring,
                 nats,
                 js,
                 identity: identity(&options),
@@ -416,6 +459,11 @@ impl Client {
     /// ([`ConnectOptions::codec`]).
     pub fn codec(&self) -> Codec {
         self.inner.codec
+    }
+
+    /// The keys of fields marked `x-sensitive` ([`ConnectOptions::keyring`]), if any.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.inner.keyring.as_ref()
     }
 
     pub(crate) fn is_connected(&self) -> bool {

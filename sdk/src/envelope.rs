@@ -40,6 +40,9 @@ pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";
     /// JetStream's de-duplication id.
     pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// The id of the key the event's `x-sensitive` fields are encrypted with (see
+    /// [`crypto`](crate::crypto)); only on events that have such fields.
+    pub const ENCRYPTION_KEY: &str = "eventhub-encryption-key";
     /// Set on a message replayed from the dead-letter queue: `<stream>:<sequence>` of the entry.
     pub const REPLAY_OF: &str = "eventhub-replay-of";
     /// Set on a replayed message: the only consumer that should handle it. Other consumers of

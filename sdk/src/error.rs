@@ -107,6 +107,9 @@ pub enum PublishErrorKind {
     PermissionDenied,
     /// The event could not be serialized.
     Encode,
+    /// The event has fields marked `x-sensitive` and the client holds no key to encrypt them
+    /// ([`ConnectOptions::keyring`](crate::ConnectOptions::keyring)). Nothing was sent.
+    NoEncryptionKey,
     /// The server refused the message for another reason (stream sealed, storage full…).
     Rejected,
 }

@@ -24,6 +24,10 @@ pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
     const STREAM: &'static str;
     /// Its protobuf message, for `application/protobuf` payloads (see [`crate::proto`]).
     const PROTO: &'static crate::proto::Message;
+    /// The fields the schema marks `x-sensitive`, as JSON pointers into the event (`*` for
+    /// every item of an array): `["/email", "/recovery_emails/*"]`. Publishing encrypts them
+    /// (see [`crate::crypto`]). Empty for most events, and then nothing is done.
+    const SENSITIVE: &'static [&'static str] = &[];
 }
 
 /// Something done once per event type of the catalog, with the type: see the generated
@@ -54,8 +58,25 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
     /// The event type, versions, filter subjects and stream.
     const FAMILY: Family;
 
+    /// Whether some version it decodes has fields marked `x-sensitive` ([`Event::SENSITIVE`]).
+    /// Only then does a consumer look for encrypted fields. Default `false`.
+    const HAS_SENSITIVE_FIELDS: bool = false;
+
     /// Decodes a payload of the given version.
     fn decode(version: u32, raw: &RawEvent<'_>) -> Result<Self, DecodeError>;
+
+    /// Decodes a payload of the given version whose `x-sensitive` fields are encrypted, and
+    /// decrypts them with `decryptor` (see [`crate::crypto`]). Generated for types with
+    /// [`HAS_SENSITIVE_FIELDS`](Consumable::HAS_SENSITIVE_FIELDS); the default decodes as
+    /// [`Consumable::decode`] does.
+    fn decode_decrypting(
+        version: u32,
+        raw: &RawEvent<'_>,
+        decryptor: &crate::crypto::Decryptor<'_>,
+    ) -> Result<Self, DecodeError> {
+        let _ = decryptor;
+        Self::decode(version, raw)
+    }
 
     /// The version of this value.
     fn version(&self) -> u32;
@@ -96,6 +117,8 @@ pub struct EventInfo {
     pub schema: &'static str,
     /// Its protobuf message (see [`crate::proto`]).
     pub proto: &'static crate::proto::Message,
+    /// The fields marked `x-sensitive` ([`Event::SENSITIVE`]), encrypted when published.
+    pub sensitive: &'static [&'static str],
 }
 
 /// The encoded form of an event as it arrives: content type and payload bytes.
@@ -183,6 +206,10 @@ pub enum DecodeErrorKind {
     /// The content type is protobuf but the payload is not a valid encoding of the event's
     /// message (truncated, wrong wire type for a field, a string that is not UTF-8).
     InvalidProtobuf,
+    /// A field marked `x-sensitive` does not decrypt with the key the event names, although
+    /// the consumer holds it: the ciphertext was altered, moved from another field or event, or
+    /// is not ciphertext at all (see [`crate::crypto`]).
+    Decryption,
 }
 
 /// A message that cannot be decoded into the expected event type.

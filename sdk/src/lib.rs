@@ -15,6 +15,8 @@
 //! - [`trace`] carries W3C trace context (`traceparent`) from publishers to handlers and their
 //!   follow-ups; [`Client::metrics`] renders Prometheus metrics, [`Client::serve_metrics`]
 //!   serves them with a health check ([`Client::health`]).
+//! - [`crypto`] encrypts the fields schemas mark `x-sensitive` (AES-256-GCM, keys from a
+//!   [`Keyring`]) before they are published, and decrypts them for consumers that hold the key.
 //! - [`metadata`] holds the JSON Schemas of the headers of an event and of a dead letter, for
 //!   tools in other languages (shipped as files in `sdk/metadata/`).
 //!
@@ -33,6 +35,7 @@ extern crate self as eventhub;
 
 mod client;
 mod consume;
+pub mod crypto;
 pub mod dlq;
 mod envelope;
 pub mod error;
@@ -58,6 +61,7 @@ pub use consume::{
     Backoff, Consumer, ConsumerHandle, ConsumerOptions, ConsumerStats, HandlerError,
     IDEMPOTENCY_PREFIX, StartFrom,
 };
+pub use crypto::{Decryptor, Keyring, KeyringError, KeyringErrorKind};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, Sweeper};
 pub use envelope::{Envelope, JSON, Metadata, PROTOBUF, headers, new_event_id};
 pub use error::{

@@ -99,6 +99,16 @@ pub struct EnvelopeHeaders {
     )]
     #[schemars(schema_with = "traceparent")]
     pub traceparent: Option<String>,
+    /// Only on events with fields their schema marks `x-sensitive`: the id of the key those
+    /// fields are encrypted with (each such field holds `enc:v1:<key id>:<base64url data>`;
+    /// see the SDK's `crypto` module for the format).
+    #[serde(
+        rename = "eventhub-encryption-key",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "key_id")]
+    pub encryption_key: Option<String>,
     /// Only on a replay from the dead-letter queue: `EVENTHUB_DLQ:<dead letter id>`.
     #[serde(
         rename = "eventhub-replay-of",
@@ -318,6 +328,14 @@ fn traceparent(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+fn key_id(_: &mut SchemaGenerator) -> Schema {
+    // The rule `Keyring` enforces.
+    string(|s| {
+        s.string().pattern = Some("^[A-Za-z0-9._-]{1,64}$".into());
+        s.metadata().examples = vec!["2026-06".into()];
+    })
+}
+
 fn replay_of(_: &mut SchemaGenerator) -> Schema {
     string(|s| s.string().pattern = Some(format!("^{DLQ_STREAM}:{DECIMAL}$")))
 }
@@ -439,6 +457,7 @@ mod tests {
         ]);
         let optional = set(&[
             headers::TRACEPARENT,
+            headers::ENCRYPTION_KEY,
             headers::CAUSATION_ID,
             headers::REPLAY_OF,
             headers::REPLAY_FOR,
@@ -494,6 +513,7 @@ mod tests {
         });
         let parsed: EnvelopeHeaders = serde_json::from_value(headers.clone()).unwrap();
         assert_eq!(parsed.causationid, None);
+        assert_eq!(parsed.encryption_key, None);
         assert!(parsed.traceparent.is_some());
         assert_eq!(parsed.other.len(), 1, "{:?}", parsed.other);
         assert_eq!(serde_json::to_value(&parsed).unwrap(), headers);

@@ -191,7 +191,7 @@ impl Publisher {
         let mut options = options;
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::of::<E>();
-        let payload = target.encode(event, &id, self.codec_of(&options))?;
+        let payload = self.encode(&target, event, &id, &options)?;
         self.publish_encoded(target, payload, options).await
     }
 
@@ -209,7 +209,7 @@ impl Publisher {
         let mut options = options;
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::from_info(info);
-        let payload = target.encode(payload, &id, self.codec_of(&options))?;
+        let payload = self.encode(&target, payload, &id, &options)?;
         self.publish_encoded(target, payload, options).await
     }
 
@@ -304,7 +304,7 @@ impl Publisher {
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::of::<E>();
         let (trace, parent) = self.trace_for(&options);
-        let sent = match target.encode(event, &id, self.codec_of(&options)) {
+        let sent = match self.encode(&target, event, &id, &options) {
             Ok(payload) => {
                 let parent = parent.map(|p| p.span_id());
                 self.send_encoded(target, payload, &options, trace, parent, counters)
@@ -320,6 +320,21 @@ impl Publisher {
 
     fn codec_of(&self, options: &PublishOptions) -> Codec {
         options.codec.unwrap_or(self.codec)
+    }
+
+    /// Encodes an event; its `x-sensitive` fields, if it has any, encrypted first.
+    fn encode<T: serde::Serialize + ?Sized>(
+        &self,
+        target: &Target,
+        value: &T,
+        id: &str,
+        options: &PublishOptions,
+    ) -> Result<Bytes, PublishError> {
+        if target.sensitive.is_empty() {
+            return target.encode(value, id, self.codec_of(options));
+        }
+        let sealed = crate::crypto::seal(&self.client, target, id, value)?;
+        target.encode(&sealed, id, self.codec_of(options))
     }
 
     /// Sends an encoded event; `options.id` is set by the caller.
@@ -342,7 +357,7 @@ impl Publisher {
             .causation_id
             .as_deref()
             .or(self.causation_id.as_deref());
-        let headers = OutgoingHeaders {
+        let mut headers = OutgoingHeaders {
             id: &id,
             source: self.client.service_arc(),
             time: options.time.unwrap_or_else(Utc::now),
@@ -352,6 +367,9 @@ impl Publisher {
             trace: &trace,
         }
         .build(&target);
+        if !target.sensitive.is_empty() {
+            crate::crypto::mark(&mut headers, &self.client);
+        }
         self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
         let sent_at = Instant::now();
         let ack = self
@@ -418,6 +436,8 @@ pub(crate) struct Target {
     pub(crate) schema_id: &'static str,
     pub(crate) stream: &'static str,
     pub(crate) proto: &'static Message,
+    /// The fields encrypted before encoding ([`Event::SENSITIVE`]).
+    pub(crate) sensitive: &'static [&'static str],
 }
 
 impl Target {
@@ -429,6 +449,7 @@ impl Target {
             schema_id: E::SCHEMA_ID,
             stream: E::STREAM,
             proto: E::PROTO,
+            sensitive: E::SENSITIVE,
         }
     }
 
@@ -440,6 +461,7 @@ impl Target {
             schema_id: info.schema_id,
             stream: info.stream,
             proto: info.proto,
+            sensitive: info.sensitive,
         }
     }
 

@@ -29,6 +29,7 @@
 use std::fmt;
 use std::ops::Deref;
 
+use crate::crypto::Decryptor;
 use crate::event::{Consumable, DecodeError, Family, RawEvent};
 use crate::events::user;
 
@@ -44,6 +45,16 @@ pub struct Upcasted<F, T> {
     event: T,
     version: u32,
     _family: std::marker::PhantomData<fn() -> F>,
+}
+
+impl<F: Consumable + Upcast<T>, T> Upcasted<F, T> {
+    fn from_family(family: F) -> Self {
+        Upcasted {
+            version: family.version(),
+            event: family.upcast(),
+            _family: std::marker::PhantomData,
+        }
+    }
 }
 
 impl<F, T> Upcasted<F, T> {
@@ -81,14 +92,19 @@ where
     T: fmt::Debug + Send + Sync + 'static,
 {
     const FAMILY: Family = F::FAMILY;
+    const HAS_SENSITIVE_FIELDS: bool = F::HAS_SENSITIVE_FIELDS;
 
     fn decode(version: u32, raw: &RawEvent<'_>) -> Result<Self, DecodeError> {
-        let family = F::decode(version, raw)?;
-        Ok(Upcasted {
-            version: family.version(),
-            event: family.upcast(),
-            _family: std::marker::PhantomData,
-        })
+        F::decode(version, raw).map(Self::from_family)
+    }
+
+    /// Decrypts before converting: the conversion may not keep the fields' places.
+    fn decode_decrypting(
+        version: u32,
+        raw: &RawEvent<'_>,
+        decryptor: &Decryptor<'_>,
+    ) -> Result<Self, DecodeError> {
+        F::decode_decrypting(version, raw, decryptor).map(Self::from_family)
     }
 
     fn version(&self) -> u32 {

@@ -158,6 +158,7 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
     let v2 = shop::CartCheckedOutV2 {
         cart_id: "c1".into(),
         customer_id: "u1".into(),
+        delivery_note: None,
         items: Some(0),
     };
     let bytes = eventhub::proto::encode(&v2).unwrap();

@@ -2,6 +2,7 @@
 
 mod consume;
 mod dlq;
+mod encryption;
 mod harness;
 mod idempotency;
 mod metadata;

@@ -119,6 +119,9 @@ pub mod shop {
         pub cart_id: ::std::string::String,
         ///Who checked out.
         pub customer_id: ::std::string::String,
+        ///Note for the courier (door codes…): encrypted.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub delivery_note: ::std::option::Option<::std::string::String>,
         ///Number of items.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub items: ::std::option::Option<u64>,
@@ -212,6 +215,9 @@ pub mod shop {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
     pub struct OrderPlacedV1Line {
+        ///Text engraved on the item: encrypted.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub engraving: ::std::option::Option<::std::string::String>,
         pub price: super::shared::Money,
         ///How many.
         pub quantity: ::std::num::NonZeroU64,
@@ -293,6 +299,7 @@ pub mod shop {
         const SCHEMA_ID: &'static str = "urn:eventhub:schema:shop.cart.checked-out:v2";
         const STREAM: &'static str = "SHOP";
         const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V2;
+        const SENSITIVE: &'static [&'static str] = &["/delivery_note"];
     }
     impl ::eventhub::Consumable for CartCheckedOutV2 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -301,12 +308,31 @@ pub mod shop {
             subjects: &["events.shop.cart.checked-out.v2"],
             stream: "SHOP",
         };
+        const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
                 2 => raw.decode_event::<Self>(),
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::DecodeError::unknown_version(
+                            "shop.cart.checked-out",
+                            other,
+                            &[2],
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_decrypting(
+            version: u32,
+            raw: &::eventhub::RawEvent<'_>,
+            decryptor: &::eventhub::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            match version {
+                2 => decryptor.decode::<Self>(raw),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -339,6 +365,7 @@ pub mod shop {
             subjects: &["events.shop.cart.checked-out.*"],
             stream: "SHOP",
         };
+        const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
             raw: &::eventhub::RawEvent<'_>,
@@ -346,6 +373,25 @@ pub mod shop {
             match version {
                 1 => raw.decode_event::<CartCheckedOutV1>().map(Self::V1),
                 2 => raw.decode_event::<CartCheckedOutV2>().map(Self::V2),
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::DecodeError::unknown_version(
+                            "shop.cart.checked-out",
+                            other,
+                            <Self as ::eventhub::Consumable>::FAMILY.versions,
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_decrypting(
+            version: u32,
+            raw: &::eventhub::RawEvent<'_>,
+            decryptor: &::eventhub::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            match version {
+                1 => decryptor.decode::<CartCheckedOutV1>(raw).map(Self::V1),
+                2 => decryptor.decode::<CartCheckedOutV2>(raw).map(Self::V2),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -395,6 +441,7 @@ pub mod shop {
         const SCHEMA_ID: &'static str = "https://schemas.example.com/shop/order-placed/v1";
         const STREAM: &'static str = "SHOP";
         const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_ORDER_PLACED_V1;
+        const SENSITIVE: &'static [&'static str] = &["/lines/*/engraving"];
     }
     impl ::eventhub::Consumable for OrderPlacedV1 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -403,12 +450,31 @@ pub mod shop {
             subjects: &["events.shop.order-placed.v1"],
             stream: "SHOP",
         };
+        const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
                 1 => raw.decode_event::<Self>(),
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::DecodeError::unknown_version(
+                            "shop.order-placed",
+                            other,
+                            &[1],
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_decrypting(
+            version: u32,
+            raw: &::eventhub::RawEvent<'_>,
+            decryptor: &::eventhub::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            match version {
+                1 => decryptor.decode::<Self>(raw),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -439,12 +505,31 @@ pub mod shop {
             subjects: &["events.shop.order-placed.*"],
             stream: "SHOP",
         };
+        const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
             raw: &::eventhub::RawEvent<'_>,
         ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
             match version {
                 1 => raw.decode_event::<OrderPlacedV1>().map(Self::V1),
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::DecodeError::unknown_version(
+                            "shop.order-placed",
+                            other,
+                            <Self as ::eventhub::Consumable>::FAMILY.versions,
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_decrypting(
+            version: u32,
+            raw: &::eventhub::RawEvent<'_>,
+            decryptor: &::eventhub::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            match version {
+                1 => decryptor.decode::<OrderPlacedV1>(raw).map(Self::V1),
                 other => {
                     ::std::result::Result::Err(
                         ::eventhub::DecodeError::unknown_version(
@@ -501,6 +586,7 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         rust_type: "shop::CartCheckedOutV1",
         schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.cart.checked-out:v1\",\"title\":\"shop.cart.checked-out\",\"description\":\"A cart was checked out.\",\"type\":\"object\",\"properties\":{\"cart_id\":{\"description\":\"The cart.\",\"type\":\"string\"},\"items\":{\"description\":\"Number of items.\",\"type\":\"integer\",\"minimum\":0}},\"required\":[\"cart_id\"]}",
         proto: &descriptors::SHOP_CART_CHECKED_OUT_V1,
+        sensitive: &[],
     },
     ::eventhub::EventInfo {
         event_type: "shop.cart.checked-out",
@@ -509,8 +595,9 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         stream: "SHOP",
         schema_id: "urn:eventhub:schema:shop.cart.checked-out:v2",
         rust_type: "shop::CartCheckedOutV2",
-        schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.cart.checked-out:v2\",\"title\":\"shop.cart.checked-out\",\"description\":\"A cart was checked out. v2 requires the customer.\",\"type\":\"object\",\"properties\":{\"cart_id\":{\"description\":\"The cart.\",\"type\":\"string\"},\"customer_id\":{\"description\":\"Who checked out.\",\"type\":\"string\"},\"items\":{\"description\":\"Number of items.\",\"type\":\"integer\",\"minimum\":0}},\"required\":[\"cart_id\",\"customer_id\"]}",
+        schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.cart.checked-out:v2\",\"title\":\"shop.cart.checked-out\",\"description\":\"A cart was checked out. v2 requires the customer.\",\"type\":\"object\",\"properties\":{\"cart_id\":{\"description\":\"The cart.\",\"type\":\"string\"},\"customer_id\":{\"description\":\"Who checked out.\",\"type\":\"string\"},\"delivery_note\":{\"description\":\"Note for the courier (door codes…): encrypted.\",\"type\":[\"string\",\"null\"],\"x-sensitive\":true},\"items\":{\"description\":\"Number of items.\",\"type\":\"integer\",\"minimum\":0}},\"required\":[\"cart_id\",\"customer_id\"]}",
         proto: &descriptors::SHOP_CART_CHECKED_OUT_V2,
+        sensitive: &["/delivery_note"],
     },
     ::eventhub::EventInfo {
         event_type: "shop.order-placed",
@@ -519,8 +606,9 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
         stream: "SHOP",
         schema_id: "https://schemas.example.com/shop/order-placed/v1",
         rust_type: "shop::OrderPlacedV1",
-        schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"https://schemas.example.com/shop/order-placed/v1\",\"title\":\"shop.order-placed\",\"description\":\"An order was placed. Emitted by the shop once payment is authorised.\",\"type\":\"object\",\"properties\":{\"order_id\":{\"description\":\"The order.\",\"type\":\"string\",\"format\":\"uuid\"},\"lines\":{\"description\":\"What was bought.\",\"type\":\"array\",\"minItems\":1,\"items\":{\"$ref\":\"#/$defs/OrderPlacedV1Line\"}},\"total\":{\"$ref\":\"#/$defs/Money\"},\"channel\":{\"description\":\"Where it was placed.\",\"enum\":[\"web\",\"app\",\"store\"]},\"coupon\":{\"description\":\"Coupon code, if any.\",\"type\":[\"string\",\"null\"]},\"attributes\":{\"description\":\"Free-form tags.\",\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}},\"placed_at\":{\"description\":\"When.\",\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"order_id\",\"lines\",\"total\",\"placed_at\"],\"$defs\":{\"Currency\":{\"description\":\"ISO 4217 code.\",\"type\":\"string\",\"pattern\":\"^[A-Z]{3}$\"},\"Money\":{\"description\":\"Minor units of a currency.\",\"type\":\"object\",\"properties\":{\"amount_minor\":{\"description\":\"Amount in minor units.\",\"type\":\"integer\",\"minimum\":0},\"currency\":{\"$ref\":\"#/$defs/Currency\"}},\"required\":[\"amount_minor\",\"currency\"]},\"OrderPlacedV1Line\":{\"description\":\"One line of an order.\",\"type\":\"object\",\"properties\":{\"sku\":{\"description\":\"Stock keeping unit.\",\"type\":\"string\"},\"quantity\":{\"description\":\"How many.\",\"type\":\"integer\",\"minimum\":1},\"price\":{\"$ref\":\"#/$defs/Money\"}},\"required\":[\"sku\",\"quantity\",\"price\"],\"additionalProperties\":false}}}",
+        schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"https://schemas.example.com/shop/order-placed/v1\",\"title\":\"shop.order-placed\",\"description\":\"An order was placed. Emitted by the shop once payment is authorised.\",\"type\":\"object\",\"properties\":{\"order_id\":{\"description\":\"The order.\",\"type\":\"string\",\"format\":\"uuid\"},\"lines\":{\"description\":\"What was bought.\",\"type\":\"array\",\"minItems\":1,\"items\":{\"$ref\":\"#/$defs/OrderPlacedV1Line\"}},\"total\":{\"$ref\":\"#/$defs/Money\"},\"channel\":{\"description\":\"Where it was placed.\",\"enum\":[\"web\",\"app\",\"store\"]},\"coupon\":{\"description\":\"Coupon code, if any.\",\"type\":[\"string\",\"null\"]},\"attributes\":{\"description\":\"Free-form tags.\",\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}},\"placed_at\":{\"description\":\"When.\",\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"order_id\",\"lines\",\"total\",\"placed_at\"],\"$defs\":{\"Currency\":{\"description\":\"ISO 4217 code.\",\"type\":\"string\",\"pattern\":\"^[A-Z]{3}$\"},\"Money\":{\"description\":\"Minor units of a currency.\",\"type\":\"object\",\"properties\":{\"amount_minor\":{\"description\":\"Amount in minor units.\",\"type\":\"integer\",\"minimum\":0},\"currency\":{\"$ref\":\"#/$defs/Currency\"}},\"required\":[\"amount_minor\",\"currency\"]},\"OrderPlacedV1Line\":{\"description\":\"One line of an order.\",\"type\":\"object\",\"properties\":{\"sku\":{\"description\":\"Stock keeping unit.\",\"type\":\"string\"},\"quantity\":{\"description\":\"How many.\",\"type\":\"integer\",\"minimum\":1},\"engraving\":{\"description\":\"Text engraved on the item: encrypted.\",\"type\":\"string\",\"x-sensitive\":true},\"price\":{\"$ref\":\"#/$defs/Money\"}},\"required\":[\"sku\",\"quantity\",\"price\"],\"additionalProperties\":false}}}",
         proto: &descriptors::SHOP_ORDER_PLACED_V1,
+        sensitive: &["/lines/*/engraving"],
     },
 ];
 /// The protobuf descriptor of every event version: one static per message, the event's
@@ -575,8 +663,16 @@ pub mod descriptors {
                 nullable: false,
             },
             ::eventhub::proto::Field {
-                name: "items",
+                name: "delivery_note",
                 number: 3,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: false,
+                nullable: true,
+            },
+            ::eventhub::proto::Field {
+                name: "items",
+                number: 4,
                 kind: ::eventhub::proto::Kind::Uint64,
                 repeated: false,
                 required: false,
@@ -661,8 +757,16 @@ pub mod descriptors {
         shape: ::eventhub::proto::Shape::Object,
         fields: &[
             ::eventhub::proto::Field {
-                name: "price",
+                name: "engraving",
                 number: 1,
+                kind: ::eventhub::proto::Kind::String,
+                repeated: false,
+                required: false,
+                nullable: false,
+            },
+            ::eventhub::proto::Field {
+                name: "price",
+                number: 2,
                 kind: ::eventhub::proto::Kind::Message(&SHOP_ORDER_PLACED_V1__MONEY),
                 repeated: false,
                 required: true,
@@ -670,7 +774,7 @@ pub mod descriptors {
             },
             ::eventhub::proto::Field {
                 name: "quantity",
-                number: 2,
+                number: 3,
                 kind: ::eventhub::proto::Kind::Uint64,
                 repeated: false,
                 required: true,
@@ -678,7 +782,7 @@ pub mod descriptors {
             },
             ::eventhub::proto::Field {
                 name: "sku",
-                number: 3,
+                number: 4,
                 kind: ::eventhub::proto::Kind::String,
                 repeated: false,
                 required: true,
@@ -740,7 +844,7 @@ pub mod descriptors {
 }
 /// The `.proto` (proto3) text of every event version in the catalog: what a consumer in
 /// another language compiles to decode `application/protobuf` payloads.
-pub const PROTO_FILE: &str = "// @generated by eventhub-codegen from the JSON Schemas in `schemas/`. Do not edit.\n//\n// Every event version as a protobuf message: the payload eventhub publishes with\n// `content-type: application/protobuf`. Field numbers stay stable across compatible\n// schema changes; numbers of removed properties are reserved.\n//\n// - A field is present exactly when the JSON property is, zero values included (hence\n//   `optional`); a missing repeated or map field is an empty array or object.\n// - A `string` field marked \"JSON text\" carries a value the schema leaves open (any\n//   JSON, oneOf, anyOf) as its JSON text.\n// - Wrapper messages (one field, `value`) hold array items or map values that are\n//   arrays, maps or nullable, and nullable arrays and maps.\n\nsyntax = \"proto3\";\n\npackage eventhub.events;\n\n// `shop.cart.checked-out` v1 on `events.shop.cart.checked-out.v1` (schema urn:eventhub:schema:shop.cart.checked-out:v1).\nmessage ShopCartCheckedOutV1 {\n  // The cart.\n  optional string cart_id = 1;\n  // Number of items.\n  optional uint64 items = 2;\n}\n\n// `shop.cart.checked-out` v2 on `events.shop.cart.checked-out.v2` (schema urn:eventhub:schema:shop.cart.checked-out:v2).\nmessage ShopCartCheckedOutV2 {\n  // The cart.\n  optional string cart_id = 1;\n  // Who checked out.\n  optional string customer_id = 2;\n  // Number of items.\n  optional uint64 items = 3;\n}\n\n// `shop.order-placed` v1 on `events.shop.order-placed.v1` (schema https://schemas.example.com/shop/order-placed/v1).\nmessage ShopOrderPlacedV1 {\n  // Free-form tags.\n  map<string, string> attributes = 1;\n  // Where it was placed.\n  optional string channel = 2;\n  // Coupon code, if any.\n  optional string coupon = 3;\n  // What was bought.\n  repeated OrderPlacedV1Line lines = 4;\n  // The order.\n  optional string order_id = 5;\n  // When.\n  optional string placed_at = 6;\n  // Minor units of a currency.\n  Money total = 7;\n\n  // `/$defs/OrderPlacedV1Line`\n  message OrderPlacedV1Line {\n    // Minor units of a currency.\n    Money price = 1;\n    // How many.\n    optional uint64 quantity = 2;\n    // Stock keeping unit.\n    optional string sku = 3;\n  }\n\n  // `/$defs/Money`\n  message Money {\n    // Amount in minor units.\n    optional uint64 amount_minor = 1;\n    // ISO 4217 code.\n    optional string currency = 2;\n  }\n}\n";
+pub const PROTO_FILE: &str = "// @generated by eventhub-codegen from the JSON Schemas in `schemas/`. Do not edit.\n//\n// Every event version as a protobuf message: the payload eventhub publishes with\n// `content-type: application/protobuf`. Field numbers stay stable across compatible\n// schema changes; numbers of removed properties are reserved.\n//\n// - A field is present exactly when the JSON property is, zero values included (hence\n//   `optional`); a missing repeated or map field is an empty array or object.\n// - A `string` field marked \"JSON text\" carries a value the schema leaves open (any\n//   JSON, oneOf, anyOf) as its JSON text.\n// - Wrapper messages (one field, `value`) hold array items or map values that are\n//   arrays, maps or nullable, and nullable arrays and maps.\n\nsyntax = \"proto3\";\n\npackage eventhub.events;\n\n// `shop.cart.checked-out` v1 on `events.shop.cart.checked-out.v1` (schema urn:eventhub:schema:shop.cart.checked-out:v1).\nmessage ShopCartCheckedOutV1 {\n  // The cart.\n  optional string cart_id = 1;\n  // Number of items.\n  optional uint64 items = 2;\n}\n\n// `shop.cart.checked-out` v2 on `events.shop.cart.checked-out.v2` (schema urn:eventhub:schema:shop.cart.checked-out:v2).\nmessage ShopCartCheckedOutV2 {\n  // The cart.\n  optional string cart_id = 1;\n  // Who checked out.\n  optional string customer_id = 2;\n  // Note for the courier (door codes…): encrypted.\n  optional string delivery_note = 3;\n  // Number of items.\n  optional uint64 items = 4;\n}\n\n// `shop.order-placed` v1 on `events.shop.order-placed.v1` (schema https://schemas.example.com/shop/order-placed/v1).\nmessage ShopOrderPlacedV1 {\n  // Free-form tags.\n  map<string, string> attributes = 1;\n  // Where it was placed.\n  optional string channel = 2;\n  // Coupon code, if any.\n  optional string coupon = 3;\n  // What was bought.\n  repeated OrderPlacedV1Line lines = 4;\n  // The order.\n  optional string order_id = 5;\n  // When.\n  optional string placed_at = 6;\n  // Minor units of a currency.\n  Money total = 7;\n\n  // `/$defs/OrderPlacedV1Line`\n  message OrderPlacedV1Line {\n    // Text engraved on the item: encrypted.\n    optional string engraving = 1;\n    // Minor units of a currency.\n    Money price = 2;\n    // How many.\n    optional uint64 quantity = 3;\n    // Stock keeping unit.\n    optional string sku = 4;\n  }\n\n  // `/$defs/Money`\n  message Money {\n    // Amount in minor units.\n    optional uint64 amount_minor = 1;\n    // ISO 4217 code.\n    optional string currency = 2;\n  }\n}\n";
 /// Calls `visitor` with every event type of the catalog, in catalog order, with its
 /// entry: for code that must cover every event (tests, benchmarks, tools).
 pub fn for_each_event<V: ::eventhub::EventVisitor>(visitor: &mut V) {

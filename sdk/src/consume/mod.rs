@@ -700,7 +700,12 @@ async fn process<E, F, Fut>(
                 content_type: known.content_type,
                 payload: &message.payload,
             };
-            E::decode(version, &raw)
+            let event = if E::HAS_SENSITIVE_FIELDS {
+                crate::crypto::decode::<E>(&shared.client, &shared.name, version, &raw, hdrs)
+            } else {
+                E::decode(version, &raw)
+            };
+            event
                 .map(|event| (event, version))
                 .map_err(|e| format!("{}: {e}", message.subject))
         }
