@@ -36,7 +36,7 @@ pub use keyring::{
 };
 
 use crate::client::Client;
-use crate::envelope::{header, headers};
+use crate::envelope::headers;
 use crate::error::{PublishError, PublishErrorKind};
 use crate::event::{Consumable, DecodeError, DecodeErrorKind, Event, RawEvent};
 use crate::publish::Target;
@@ -210,7 +210,8 @@ pub(crate) fn decode<E: Consumable>(
     raw: &RawEvent<'_>,
     hdrs: Option<&HeaderMap>,
 ) -> Result<E, DecodeError> {
-    let Some(key_id) = header(hdrs, headers::ENCRYPTION_KEY) else {
+    let header = |name: &str| hdrs?.get(name).map(|v| v.as_str());
+    let Some(key_id) = header(headers::ENCRYPTION_KEY) else {
         return E::decode(version, raw);
     };
     match client.keyring() {
@@ -218,7 +219,7 @@ pub(crate) fn decode<E: Consumable>(
             let decryptor = Decryptor {
                 keyring,
                 key_id,
-                event_id: header(hdrs, headers::ID).unwrap_or_default(),
+                event_id: header(headers::ID).unwrap_or_default(),
             };
             E::decode_decrypting(version, raw, &decryptor)
         }
