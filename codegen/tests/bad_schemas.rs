@@ -1,7 +1,8 @@
 //! Every kind of invalid schema fails with the file, the JSON pointer and what is wrong.
 
-use std::path::Path;
+mod common;
 
+use common::assert_reported;
 use eventhub_codegen::{Config, Diagnostic, Error};
 
 const STREAMS: &str = r#"{"streams": {"USERS": {"subjects": ["events.user.>"], "retention": "limits",
@@ -28,19 +29,6 @@ fn diagnostics(files: &[(&str, &str)]) -> Vec<Diagnostic> {
         Err(Error::Invalid(d)) => d,
         Err(e) => panic!("expected diagnostics, got {e}"),
     }
-}
-
-/// Asserts one diagnostic names `file` and `pointer` and its message contains `needle`.
-fn assert_reported(diags: &[Diagnostic], file: &str, pointer: &str, needle: &str) {
-    let hit = diags
-        .iter()
-        .any(|d| d.file == Path::new(file) && d.pointer == pointer && d.message.contains(needle));
-    let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
-    assert!(
-        hit,
-        "expected {file}#{pointer} ~ {needle:?}, got:\n{}",
-        shown.join("\n")
-    );
 }
 
 #[test]

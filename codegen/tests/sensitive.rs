@@ -1,8 +1,9 @@
 //! `x-sensitive`: accepted on plain strings wherever the SDK can find their values (and listed as
 //! the event's `SENSITIVE` paths), refused with file, pointer and reason everywhere else.
 
-use std::path::Path;
+mod common;
 
+use common::assert_reported;
 use eventhub_codegen::{Config, Diagnostic, Error};
 
 const STREAMS: &str = r#"{"streams": {"USERS": {"subjects": ["events.user.>"], "retention": "limits",
@@ -39,19 +40,6 @@ fn diagnostics(properties: &str) -> Vec<Diagnostic> {
         Err(Error::Invalid(d)) => d,
         Err(e) => panic!("expected diagnostics, got {e}"),
     }
-}
-
-#[track_caller]
-fn assert_reported(diags: &[Diagnostic], file: &str, pointer: &str, needle: &str) {
-    let hit = diags
-        .iter()
-        .any(|d| d.file == Path::new(file) && d.pointer == pointer && d.message.contains(needle));
-    let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
-    assert!(
-        hit,
-        "expected {file}#{pointer} ~ {needle:?}, got:\n{}",
-        shown.join("\n")
-    );
 }
 
 #[test]

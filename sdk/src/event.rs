@@ -265,6 +265,19 @@ pub fn parse_subject(subject: &str) -> Option<(&str, u32)> {
     Some((event_type, version.parse().ok()?))
 }
 
+/// What kind of JSON value `v` is, for error messages: "a string", "an object", "null"…
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

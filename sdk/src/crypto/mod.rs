@@ -185,7 +185,7 @@ pub(crate) fn seal<T: Serialize + ?Sized>(
                 format!(
                     "field `{pointer}` of {what} is marked x-sensitive and must be a string, \
                      found {}",
-                    kind_of(other)
+                    crate::event::json_kind(other)
                 ),
             )),
         })?;
@@ -366,17 +366,6 @@ fn visit_tokens<E>(
         _ => {}
     }
     Ok(())
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

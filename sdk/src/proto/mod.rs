@@ -297,14 +297,7 @@ struct Writer {
 }
 
 fn expected(what: &str, found: &Value) -> Fail {
-    let found = match found {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
+    let found = crate::event::json_kind(found);
     Fail::new(format!("expected {what}, found {found}"))
 }
 
