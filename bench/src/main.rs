@@ -21,7 +21,8 @@
 //!
 //! `EVENTHUB_BENCH_PROFILE=<scenario>` runs one side of one scenario long enough to profile
 //! (`perf record`): `raw-publish`, `raw-publish-bare`, `sdk-publish`, `raw-consume`,
-//! `sdk-consume`, or `latency` (both sides at 10k events/s).
+//! `sdk-consume` (`raw-consume-8`, `sdk-consume-8`: with 8 handlers), or `latency` (both sides
+//! at 10k events/s).
 
 mod codec;
 mod measure;

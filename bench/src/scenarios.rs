@@ -252,7 +252,7 @@ impl Env<'_> {
     }
 
     /// Runs one side of one scenario for profiling: `raw-publish`, `raw-publish-bare`,
-    /// `sdk-publish`, `raw-consume`, `sdk-consume`; or `latency`: both sides at 10k events/s,
+    /// `sdk-publish`, `raw-consume`, `sdk-consume` (`-8`: with 8 handlers); or `latency`: both sides at 10k events/s,
     /// a line per run.
     pub(crate) async fn profile<E: Event + Consumable>(
         &self,
@@ -265,12 +265,13 @@ impl Env<'_> {
             "raw-publish" => self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?,
             "raw-publish-bare" => self.raw_publish(event, n, WINDOW, Wire::Bare).await?,
             "sdk-publish" => self.sdk_publish(event, n, WINDOW).await?,
-            "raw-consume" | "sdk-consume" => {
+            "raw-consume" | "sdk-consume" | "raw-consume-8" | "sdk-consume-8" => {
                 self.sdk_publish(event, n, WINDOW).await?;
-                if what == "raw-consume" {
-                    self.raw_consume::<E>(n, 1).await?
+                let handlers = if what.ends_with("-8") { HANDLERS } else { 1 };
+                if what.starts_with("raw") {
+                    self.raw_consume::<E>(n, handlers).await?
                 } else {
-                    self.sdk_consume::<E>(n, 1).await?
+                    self.sdk_consume::<E>(n, handlers).await?
                 }
             }
             "latency" => {
