@@ -15,6 +15,7 @@
 
 mod handler;
 mod options;
+mod pull;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -28,7 +29,7 @@ use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, AckKind, kv};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::{FuturesUnordered, SelectAll};
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -43,6 +44,7 @@ use crate::event::{Consumable, RawEvent, parse_subject};
 use crate::metrics::ConsumerCounters;
 use crate::publish::Publisher;
 use crate::trace::TraceContext;
+use pull::{Arrival, Puller};
 
 pub use handler::HandlerError;
 pub use options::{Backoff, ConsumerOptions, StartFrom};
@@ -100,8 +102,24 @@ impl Client {
         // A forbidden JetStream API call or subscription is answered with an asynchronous
         // permissions violation, not a reply: race it, so it fails now and says what.
         let since = std::time::Instant::now();
-        let pull = tokio::select! {
-            result = ensure(self, E::FAMILY.stream, &config) => result?,
+        let pull = async {
+            ensure(self, E::FAMILY.stream, &config).await?;
+            let slots = Arc::new(Semaphore::new(options.concurrency + options.prefetch));
+            Puller::new(self, E::FAMILY.stream, &name, slots, options.fetch_expires)
+                .await
+                .map_err(|e| {
+                    ConsumeError::with_source(
+                        ConsumeErrorKind::Unreachable,
+                        format!(
+                            "consumer {name} cannot subscribe its inbox at {}",
+                            self.url()
+                        ),
+                        e,
+                    )
+                })
+        };
+        let puller = tokio::select! {
+            result = pull => result?,
             subject = self.permissions().first_denied_since(since) => {
                 return Err(ConsumeError::new(
                     ConsumeErrorKind::PermissionDenied,
@@ -125,7 +143,7 @@ impl Client {
             stream: E::FAMILY.stream,
             config,
             options,
-            pull,
+            puller,
             guard,
             _event: PhantomData,
         })
@@ -271,7 +289,8 @@ pub struct Consumer<E> {
     stream: &'static str,
     config: consumer::pull::Config,
     options: ConsumerOptions,
-    pull: PullConsumer,
+    /// The pull requests and the slots they hold: `concurrency + prefetch`.
+    puller: Puller,
     guard: Option<kv::Store>,
     _event: PhantomData<fn() -> E>,
 }
@@ -463,13 +482,13 @@ impl<E: Consumable> Consumer<E> {
             stream,
             config,
             options,
-            mut pull,
+            mut puller,
             guard,
             ..
         } = self;
         let held_max = options.concurrency + options.prefetch;
         let min_batch = u32::try_from(held_max.div_ceil(2)).unwrap_or(u32::MAX);
-        let held = Arc::new(Semaphore::new(held_max));
+        let held = puller.slots().clone();
         let shared = Arc::new(Shared {
             publisher: client.publisher(),
             client: client.clone(),
@@ -489,7 +508,6 @@ impl<E: Consumable> Consumer<E> {
         // Pull requests overlap: the next one leaves as soon as half the slots are free, while
         // earlier ones still deliver, so the consumer never idles for a round trip between
         // batches. Every delivered message holds one slot until its handling ends.
-        let mut batches: SelectAll<Deliveries> = SelectAll::new();
         let mut failures = 0u32;
         tracing::info!(consumer = %name, stream, "eventhub consumer started");
         loop {
@@ -503,69 +521,63 @@ impl<E: Consumable> Consumer<E> {
             } else {
                 None
             };
-            let permits = match permits {
-                Some(p) => Some(p),
+            let overdue = puller.overdue_at();
+            let refused = match permits {
+                Some(permits) => request(&mut puller, &held, permits).await,
                 None => tokio::select! {
                     biased;
                     () = stopped(&mut shutdown) => break,
                     Some(()) = tasks.next(), if !tasks.is_empty() => None,
-                    Some(next) = batches.next(), if !batches.is_empty() => {
-                        match next {
-                            Ok((message, permit)) => {
-                                failures = 0;
-                                Counters::bump(&counters.received);
-                                tasks.push(Box::pin(process::<E, F, Fut>(shared.clone(), message, permit)));
-                            }
-                            Err(e) => {
-                                tracing::debug!(consumer = %name, "eventhub pull request ended: {e}");
-                            }
+                    arrival = puller.next() => match arrival {
+                        Arrival::Event(message, slot) => {
+                            failures = 0;
+                            Counters::bump(&counters.received);
+                            tasks.push(Box::pin(process::<E, F, Fut>(shared.clone(), message, slot)));
+                            None
                         }
+                        Arrival::Surplus(message) => {
+                            tasks.push(Box::pin(give_back_quietly(message)));
+                            None
+                        }
+                        Arrival::Status => None,
+                        Arrival::Refused(why) => Some(why),
+                        Arrival::Closed => break,
+                    },
+                    () = sleep_until(overdue), if overdue.is_some() => {
+                        tracing::debug!(consumer = %name, "eventhub pull requests unanswered past their expiry; asking again");
+                        puller.forget_requests();
                         None
                     }
                     permits = held.clone().acquire_many_owned(min_batch) => match permits {
-                        Ok(p) => Some(p),
+                        Ok(permits) => request(&mut puller, &held, permits).await,
                         Err(_) => break,
                     },
                 },
             };
-            let Some(mut permits) = permits else { continue };
-            let extra = u32::try_from(held.available_permits()).unwrap_or(0);
-            if extra > 0
-                && let Ok(more) = held.clone().try_acquire_many_owned(extra)
-            {
-                permits.merge(more);
+            let Some(why) = refused else { continue };
+            failures += 1;
+            tracing::warn!(consumer = %name, "eventhub pull request failed: {why}; retrying");
+            let pause = Duration::from_millis(100 * 2u64.pow(failures.min(5)));
+            tokio::select! {
+                () = stopped(&mut shutdown) => break,
+                () = tokio::time::sleep(pause) => {}
             }
-            match pull
-                .batch()
-                .max_messages(permits.num_permits())
-                .expires(options.fetch_expires)
-                .messages()
-                .await
-            {
-                Ok(batch) => batches.push(deliveries(batch, permits)),
-                Err(e) => {
-                    drop(permits);
-                    failures += 1;
-                    tracing::warn!(consumer = %name, "eventhub pull request failed: {e}; retrying");
-                    let pause = Duration::from_millis(100 * 2u64.pow(failures.min(5)));
-                    tokio::select! {
-                        () = stopped(&mut shutdown) => break,
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                    // The durable may be gone (deleted, or a server restarted on an empty
-                    // store): create it again.
-                    if let Ok(p) = ensure(&client, stream, &config).await {
-                        pull = p;
-                    }
-                }
-            }
+            // The durable may be gone (deleted, or a server restarted on an empty store):
+            // create it again.
+            let _ = ensure(&client, stream, &config).await;
         }
         // Return what already arrived and will not be handled here; what is still on its way
         // is redelivered after the ack wait.
-        while let Some(Some(Ok((message, _)))) = batches.next().now_or_never() {
-            tasks.push(Box::pin(give_back(message, counters.clone())));
+        while let Some(arrival) = puller.next_now() {
+            match arrival {
+                Arrival::Event(message, _) | Arrival::Surplus(message) => {
+                    tasks.push(Box::pin(give_back(message, counters.clone())));
+                }
+                Arrival::Status | Arrival::Refused(_) => {}
+                Arrival::Closed => break,
+            }
         }
-        drop(batches);
+        drop(puller);
         let drain = async { while tasks.next().await.is_some() {} };
         if tokio::time::timeout(options.shutdown_timeout, drain)
             .await
@@ -588,39 +600,28 @@ impl<E: Consumable> Consumer<E> {
     }
 }
 
-/// The messages of one pull request, each with the slot it takes.
-type Deliveries = Pin<
-    Box<
-        dyn futures::Stream<
-                Item = Result<(jetstream::Message, OwnedSemaphorePermit), async_nats::Error>,
-            > + Send,
-    >,
->;
+/// Sends a pull request for `permits` (and whatever else is free by now); the reason when it
+/// cannot be sent.
+async fn request(
+    puller: &mut Puller,
+    held: &Arc<Semaphore>,
+    mut permits: OwnedSemaphorePermit,
+) -> Option<String> {
+    let extra = u32::try_from(held.available_permits()).unwrap_or(0);
+    if extra > 0
+        && let Ok(more) = held.clone().try_acquire_many_owned(extra)
+    {
+        permits.merge(more);
+    }
+    puller.request(permits).await.err().map(|e| e.to_string())
+}
 
-/// Hands out `batch`'s messages with one of `slots` each; the slots of messages that never
-/// came (the request expired) are freed when it ends.
-fn deliveries(batch: consumer::pull::Batch, slots: OwnedSemaphorePermit) -> Deliveries {
-    Box::pin(futures::stream::unfold(
-        Some((batch, slots)),
-        |state| async move {
-            let (mut batch, mut slots) = state?;
-            match batch.next().await? {
-                Ok(message) => match slots.split(1) {
-                    Some(slot) => Some((Ok((message, slot)), Some((batch, slots)))),
-                    // A request never delivers more than it asked for; if it did, the surplus
-                    // goes back (without a slot, nothing else is held for it).
-                    None => {
-                        tokio::spawn(give_back_quietly(message));
-                        Some((
-                            Err("a pull request delivered more than it asked for".into()),
-                            None,
-                        ))
-                    }
-                },
-                Err(e) => Some((Err(e), None)),
-            }
-        },
-    ))
+/// Sleeps until `at`; forever if `None`.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Returns a message no slot was held for.
