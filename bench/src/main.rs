@@ -53,7 +53,7 @@ const FULL: Plan = Plan {
     awaited: 5_000,
     consumed: 100_000,
     latency_secs: 5,
-    rounds: 3,
+    rounds: 5,
     codegen: &[10, 100, 1000],
 };
 

@@ -243,8 +243,17 @@ impl Publisher {
             let attempts = self.client.publish_attempts();
             let mut attempt = 1;
             loop {
+                let id = options.id.clone().unwrap_or_default();
                 let sent = self
-                    .send_encoded(target, payload.clone(), &options, trace, parent, &counters)
+                    .send_encoded(
+                        target,
+                        payload.clone(),
+                        id,
+                        &options,
+                        trace,
+                        parent,
+                        &counters,
+                    )
                     .await;
                 let result = match sent {
                     Ok(pending) => pending.wait().await,
@@ -301,13 +310,13 @@ impl Publisher {
         mut options: PublishOptions,
         counters: &Arc<PublishCounters>,
     ) -> Result<PendingAck, PublishError> {
-        let id = options.id.get_or_insert_with(new_event_id).clone();
+        let id = options.id.take().unwrap_or_else(new_event_id);
         let target = Target::of::<E>();
         let (trace, parent) = self.trace_for(&options);
         let sent = match self.encode(&target, event, &id, &options) {
             Ok(payload) => {
                 let parent = parent.map(|p| p.span_id());
-                self.send_encoded(target, payload, &options, trace, parent, counters)
+                self.send_encoded(target, payload, id, &options, trace, parent, counters)
                     .await
             }
             Err(e) => Err(e),
@@ -337,17 +346,18 @@ impl Publisher {
         target.encode(&sealed, id, self.codec_of(options))
     }
 
-    /// Sends an encoded event; `options.id` is set by the caller.
+    /// Sends an encoded event with id `id` (`options.id` is not read).
+    #[allow(clippy::too_many_arguments)]
     async fn send_encoded(
         &self,
         target: Target,
         payload: Bytes,
+        id: String,
         options: &PublishOptions,
         trace: TraceContext,
         parent: Option<SpanId>,
         counters: &Arc<PublishCounters>,
     ) -> Result<PendingAck, PublishError> {
-        let id = options.id.clone().unwrap_or_else(new_event_id);
         let correlation = options
             .correlation_id
             .as_deref()
@@ -408,11 +418,16 @@ impl Publisher {
             .find(|s| s.name == target.stream)
             .and_then(|s| s.max_msg_size)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let (limit, what) = match stream_limit {
-            Some(s) if s < server_limit => (s, format!("max_msg_size of stream {}", target.stream)),
-            _ => (server_limit, "the server's max_payload".to_string()),
+        let (limit, stream_is_lower) = match stream_limit {
+            Some(s) if s < server_limit => (s, true),
+            _ => (server_limit, false),
         };
         if total > limit {
+            let what = if stream_is_lower {
+                format!("max_msg_size of stream {}", target.stream)
+            } else {
+                "the server's max_payload".to_string()
+            };
             return Err(PublishError::new(
                 PublishErrorKind::PayloadTooLarge,
                 format!(

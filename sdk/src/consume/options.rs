@@ -127,8 +127,10 @@ pub struct ConsumerOptions {
     /// How long [`ConsumerHandle::shutdown`](super::ConsumerHandle::shutdown) waits for
     /// running handlers before cancelling them. Default 30 s.
     pub shutdown_timeout: Duration,
-    /// How long one pull request waits on the server for events; also bounds how long a
-    /// shutdown waits for events already on their way. Default 2 s.
+    /// How long one pull request waits on the server for events. An instance never holds
+    /// more than `concurrency + prefetch` events, counting those asked for and not arrived
+    /// yet; a request lost with its server (a restart) is given up, and asked again, after
+    /// `fetch_expires` plus as long again (at least 1 s). Default 2 s.
     pub fetch_expires: Duration,
     /// Where a new durable starts. Default: every event in the stream.
     pub start_from: StartFrom,
