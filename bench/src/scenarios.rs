@@ -252,8 +252,9 @@ impl Env<'_> {
     }
 
     /// Runs one side of one scenario for profiling: `raw-publish`, `raw-publish-bare`,
-    /// `sdk-publish`, `raw-consume`, `sdk-consume` (`-8`: with 8 handlers); or `latency`: both sides at 10k events/s,
-    /// a line per run.
+    /// `sdk-publish`, `raw-consume`, `sdk-consume` (`-8`: with 8 handlers); or both sides, a line
+    /// per run: `latency` at 10k events/s, `publish-ab`, `consume-ab`, `consume-8-ab` alternating
+    /// six pairs of runs.
     pub(crate) async fn profile<E: Event + Consumable>(
         &self,
         what: &str,
@@ -273,6 +274,41 @@ impl Env<'_> {
                 } else {
                     self.sdk_consume::<E>(n, handlers).await?
                 }
+            }
+            "publish-ab" | "consume-ab" | "consume-8-ab" => {
+                // Both sides, alternating, 100k events a run: a ratio per pair of runs, so a
+                // machine that changes speed over minutes does not decide the comparison.
+                let n = 100_000;
+                let handlers = if what == "consume-8-ab" { HANDLERS } else { 1 };
+                if what != "publish-ab" {
+                    self.sdk_publish(event, n, WINDOW).await?;
+                }
+                let mut ratios = Vec::new();
+                for _ in 0..self.plan.rounds.max(6) {
+                    let (raw, sdk) = if what == "publish-ab" {
+                        self.purge::<E>().await?;
+                        let raw = self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?;
+                        self.purge::<E>().await?;
+                        (raw, self.sdk_publish(event, n, WINDOW).await?)
+                    } else {
+                        (
+                            self.raw_consume::<E>(n, handlers).await?,
+                            self.sdk_consume::<E>(n, handlers).await?,
+                        )
+                    };
+                    let ratio = sdk.per_sec / raw.per_sec;
+                    eprintln!(
+                        "{what}: raw {:.0} ev/s, eventhub {:.0} ev/s, ratio {ratio:.2}; CPU µs/event {:.1} / {:.1}",
+                        raw.per_sec,
+                        sdk.per_sec,
+                        raw.cpu_micros_per_event(),
+                        sdk.cpu_micros_per_event()
+                    );
+                    ratios.push(ratio);
+                }
+                ratios.sort_by(f64::total_cmp);
+                eprintln!("{what}: median ratio {:.2}", ratios[ratios.len() / 2]);
+                return Ok(());
             }
             "latency" => {
                 // Both sides at 10k events/s, alternating, a quantile line per run.

@@ -11,7 +11,7 @@ use eventhub::{Backoff, ConsumerOptions, HandlerError, PublishOptions};
 use tokio::sync::{Notify, mpsc};
 
 use crate::support::{
-    connect, consumer_counts, next, quick, record, server_and_client, user_created_v2,
+    capture_logs, connect, consumer_counts, next, quick, record, server_and_client, user_created_v2,
 };
 
 /// What a handler saw of one delivery.
@@ -496,4 +496,80 @@ async fn a_consumer_without_its_stream_names_it() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), eventhub::ConsumeErrorKind::InvalidConfig);
+}
+
+/// Every pull request of an idle consumer expires empty; the server says how many events it did
+/// not deliver, and those slots are asked for again at once. None is left waiting for the
+/// watchdog that gives up requests lost with their server, and requests do not pile up.
+#[tokio::test]
+async fn expired_pull_requests_are_replaced_at_once_and_never_pile_up() {
+    let (_server, client) = server_and_client("profile").await;
+    client.provision().await.unwrap();
+    let (_guard, logs) = capture_logs();
+    let (handle, mut rx) = record::<user::CreatedV2, _>(
+        &client,
+        quick().fetch_expires(Duration::from_millis(100)),
+        |env| env.meta().id.clone(),
+    )
+    .await;
+    // About ten expiries; a request given up by the watchdog would take 1.1 s.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let stream = client.jetstream().get_stream("IDENTITY").await.unwrap();
+    let mut durable: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("profile__user_created").await.unwrap();
+    let waiting = durable.info().await.unwrap().num_waiting;
+    assert!(waiting <= 1, "{waiting} pull requests waiting at once");
+    let id = client
+        .publisher()
+        .publish(&user_created_v2("late@example.com"))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(next(&mut rx, 10).await, id);
+    handle.shutdown().await;
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    assert!(
+        !logs.contains("unanswered"),
+        "an expired request's slots waited for the watchdog: {logs}"
+    );
+}
+
+/// An operator (or a server that lost its store) deletes the durable under a running consumer:
+/// the consumer creates it again and goes on, at least once (the new durable starts over).
+#[tokio::test]
+async fn a_consumer_whose_durable_is_deleted_creates_it_again_and_goes_on() {
+    let (_server, client) = server_and_client("profile").await;
+    client.provision().await.unwrap();
+    let (handle, mut rx) =
+        record::<user::CreatedV2, _>(&client, quick(), |env| env.meta().id.clone()).await;
+    let publisher = client.publisher();
+    let first = publisher
+        .publish(&user_created_v2("first@example.com"))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(next(&mut rx, 10).await, first);
+    let stream = client.jetstream().get_stream("IDENTITY").await.unwrap();
+    assert!(
+        stream
+            .delete_consumer("profile__user_created")
+            .await
+            .unwrap()
+            .success
+    );
+    let second = publisher
+        .publish(&user_created_v2("second@example.com"))
+        .await
+        .unwrap()
+        .id;
+    let mut seen = BTreeSet::new();
+    while !seen.contains(&second) {
+        seen.insert(next(&mut rx, 10).await);
+    }
+    let stats = handle.shutdown().await;
+    assert!(stats.handled >= 2, "{stats:?}");
+    stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("profile__user_created")
+        .await
+        .expect("the durable exists again");
 }

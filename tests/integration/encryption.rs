@@ -2,9 +2,7 @@
 //! protobuf), consumers without the key, key rotation, altered or moved ciphertext dead-lettered,
 //! no publish without a key — and plaintext in no log, span or dead-letter header.
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -15,7 +13,7 @@ use eventhub::{
 };
 use serde_json::Value;
 
-use crate::support::{DlqWatch, next, quick, record};
+use crate::support::{DlqWatch, capture_logs, next, quick, record};
 
 const K1: [u8; 32] = [0x11; 32];
 const K2: [u8; 32] = [0x22; 32];
@@ -117,31 +115,6 @@ fn assert_no_secret(what: &str, text: &[u8], secrets: &[String]) {
             "{what} holds the plaintext {secret:?}"
         );
     }
-}
-
-/// Everything `tracing` writes while the guard lives (this thread; the tests' runtimes are
-/// single-threaded, so consumers' tasks included), spans' fields and every level.
-fn capture_logs() -> (tracing::subscriber::DefaultGuard, Arc<Mutex<Vec<u8>>>) {
-    #[derive(Clone)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let sink = Sink(buffer.clone());
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .finish();
-    (tracing::subscriber::set_default(subscriber), buffer)
 }
 
 #[tokio::test]
