@@ -6,7 +6,8 @@
 //! handler and ack (1 and 8 handlers), end-to-end latency at 1k and 10k events/s, client CPU
 //! time per event and peak RSS; then codegen time for 10, 100 and 1000 synthetic schemas.
 //! Every eventhub figure is printed beside raw async-nats with the ratio, and the targets are
-//! checked.
+//! checked. Each scenario runs both sides alternately, five times; a row shows the pair of runs
+//! (taken side by side) whose ratio is the median.
 //!
 //! `cargo run --release -p eventhub-bench -- --codec [--json]` instead compares the payload
 //! codecs, JSON vs protobuf, over every event of the catalog (encoded size, encode and decode

@@ -539,7 +539,11 @@ impl<E: Consumable> Consumer<E> {
                             tasks.push(Box::pin(give_back_quietly(message)));
                             None
                         }
-                        Arrival::Status => None,
+                        Arrival::Status => {
+                            // A request was served (it expired): the server is back.
+                            failures = 0;
+                            None
+                        }
                         Arrival::Refused(why) => Some(why),
                         Arrival::Closed => break,
                     },
