@@ -293,6 +293,67 @@ async fn a_long_handler_keeps_its_event_with_in_progress_acks() {
 }
 
 #[tokio::test]
+async fn events_waiting_for_a_busy_handler_are_kept_alive_too() {
+    let (server, client) = server_and_client("photo").await;
+    client.provision().await.unwrap();
+    let options = quick()
+        .ack_wait(Duration::from_millis(500))
+        .concurrency(1)
+        .prefetch(2);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let busy = {
+        let tx = tx.clone();
+        client
+            .consumer::<user::CreatedV2>(options.clone())
+            .await
+            .unwrap()
+            .spawn(move |env| {
+                let tx = tx.clone();
+                async move {
+                    // The first event keeps the only handler busy for five ack waits; the
+                    // others wait for it, fetched.
+                    if env.email.starts_with("first") {
+                        tokio::time::sleep(Duration::from_millis(2500)).await;
+                    }
+                    tx.send(("busy", env.email.clone(), env.meta().delivered))
+                        .unwrap();
+                    Ok(())
+                }
+            })
+    };
+    let publisher = client.publisher();
+    for who in ["first", "second", "third"] {
+        publisher
+            .publish(&user_created_v2(&format!("{who}@example.com")))
+            .await
+            .unwrap();
+    }
+    while busy.stats().received < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A second, idle instance: an event the busy one let expire would be redelivered to it.
+    let other = connect(&server, "photo").await;
+    let idle = other
+        .consumer::<user::CreatedV2>(options)
+        .await
+        .unwrap()
+        .spawn(move |env| {
+            tx.send(("idle", env.email.clone(), env.meta().delivered))
+                .unwrap();
+            async { Ok(()) }
+        });
+    for who in ["first", "second", "third"] {
+        assert_eq!(
+            next(&mut rx, 10).await,
+            ("busy", format!("{who}@example.com"), 1)
+        );
+    }
+    assert_eq!(idle.shutdown().await.received, 0, "nothing was redelivered");
+    let stats = busy.shutdown().await;
+    assert_eq!((stats.received, stats.handled), (3, 3));
+}
+
+#[tokio::test]
 async fn a_consumer_stopped_mid_handling_leaves_the_event_for_the_next_one() {
     let (server, client) = server_and_client("profile").await;
     client.provision().await.unwrap();

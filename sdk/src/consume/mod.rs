@@ -407,8 +407,20 @@ struct Shared<F> {
     /// The client's metrics of this durable.
     metrics: Arc<ConsumerCounters>,
     workers: Semaphore,
-    shutdown: watch::Receiver<bool>,
+    /// Events waiting for a worker watch this, not a timer each: the loop bumps it every
+    /// keep-alive period (they send an in-progress ack) and on shutdown (they hand their event
+    /// back).
+    waiting: watch::Receiver<Waiting>,
     guard: Option<kv::Store>,
+}
+
+/// What the consumer loop tells events waiting for a worker.
+#[derive(Debug, Clone, Copy, Default)]
+struct Waiting {
+    /// Keep-alive periods elapsed.
+    ticks: u64,
+    /// The consumer is stopping.
+    stop: bool,
 }
 
 impl<E: Consumable> Consumer<E> {
@@ -489,6 +501,10 @@ impl<E: Consumable> Consumer<E> {
         let held_max = options.concurrency + options.prefetch;
         let min_batch = u32::try_from(held_max.div_ceil(2)).unwrap_or(u32::MAX);
         let held = puller.slots().clone();
+        let (waiting, waiting_rx) = watch::channel(Waiting::default());
+        let period = keep_alive_period(&options);
+        let mut keep_alive = tokio::time::interval_at(Instant::now() + period, period);
+        keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shared = Arc::new(Shared {
             publisher: client.publisher(),
             client: client.clone(),
@@ -498,7 +514,7 @@ impl<E: Consumable> Consumer<E> {
             handler,
             counters: counters.clone(),
             metrics,
-            shutdown: shutdown.clone(),
+            waiting: waiting_rx,
             guard,
         });
         // Handlers run as futures of this task, not spawned tasks: no hand-off between threads
@@ -527,6 +543,11 @@ impl<E: Consumable> Consumer<E> {
                 None => tokio::select! {
                     biased;
                     () = stopped(&mut shutdown) => break,
+                    // Rarely ready, so first: a busy loop must not starve the keep-alive.
+                    _ = keep_alive.tick() => {
+                        waiting.send_modify(|w| w.ticks += 1);
+                        None
+                    }
                     Some(()) = tasks.next(), if !tasks.is_empty() => None,
                     arrival = puller.next() => match arrival {
                         Arrival::Event(message, slot) => {
@@ -570,8 +591,9 @@ impl<E: Consumable> Consumer<E> {
             // create it again.
             let _ = ensure(&client, stream, &config).await;
         }
-        // Return what already arrived and will not be handled here; what is still on its way
-        // is redelivered after the ack wait.
+        // Events waiting for a worker go back; what already arrived and will not be handled
+        // here too. What is still on its way is redelivered after the ack wait.
+        waiting.send_modify(|w| w.stop = true);
         while let Some(arrival) = puller.next_now() {
             match arrival {
                 Arrival::Event(message, _) | Arrival::Surplus(message) => {
@@ -762,36 +784,40 @@ async fn process<E, F, Fut>(
         None => None,
     };
 
-    let period = (shared.options.ack_wait / 2).max(Duration::from_millis(50));
-    let mut next_progress = Instant::now() + period;
+    let period = keep_alive_period(&shared.options);
 
     // Take a free handler; if none, wait, keeping the message alive meanwhile.
     let _worker = match shared.workers.try_acquire() {
         Ok(p) => p,
         Err(_) => {
-            let mut shutdown = shared.shutdown.clone();
-            let keep_alive = tokio::time::sleep_until(next_progress);
-            tokio::pin!(keep_alive);
+            let mut waiting = shared.waiting.clone();
+            if waiting.borrow_and_update().stop {
+                give_back(message, shared.counters.clone()).await;
+                return;
+            }
+            // One acquire for the whole wait: it keeps its place in the queue (events start in
+            // the order they arrived).
+            let acquire = shared.workers.acquire();
+            tokio::pin!(acquire);
             loop {
                 tokio::select! {
                     biased;
-                    () = stopped(&mut shutdown) => {
-                        give_back(message, shared.counters.clone()).await;
-                        return;
+                    changed = waiting.changed() => {
+                        if changed.is_err() || waiting.borrow_and_update().stop {
+                            give_back(message, shared.counters.clone()).await;
+                            return;
+                        }
+                        let _ = message.ack_with(AckKind::Progress).await;
                     }
-                    permit = shared.workers.acquire() => match permit {
+                    permit = &mut acquire => match permit {
                         Ok(p) => break p,
                         Err(_) => return,
                     },
-                    () = &mut keep_alive => {
-                        let _ = message.ack_with(AckKind::Progress).await;
-                        next_progress = Instant::now() + period;
-                        keep_alive.as_mut().reset(next_progress);
-                    }
                 }
             }
         }
     };
+    let mut next_progress = Instant::now() + period;
 
     let meta = metadata(
         &message,
@@ -1044,6 +1070,11 @@ fn metadata(
         trace: known.traceparent.and_then(TraceContext::parse),
         headers: headers_map.clone(),
     }
+}
+
+/// How often an event that waits, or whose handler runs, is kept alive: half the ack wait.
+fn keep_alive_period(options: &ConsumerOptions) -> Duration {
+    (options.ack_wait / 2).max(Duration::from_millis(50))
 }
 
 /// Resolves once a shutdown is requested (or its sender is gone).
