@@ -220,11 +220,13 @@ impl Publisher {
         mut options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
         options.time.get_or_insert_with(Utc::now);
+        // One id for every attempt: the stream stores a retried publish once.
+        let id = options.id.get_or_insert_with(new_event_id).clone();
         // One span id for every attempt: a retry is the same publish.
         let (trace, parent) = self.trace_for(&options);
         let span = tracing::debug_span!(
             "eventhub.publish",
-            event.id = options.id.as_deref().unwrap_or_default(),
+            event.id = id.as_str(),
             event.r#type = target.event_type,
             event.version = target.version,
             subject = target.subject,
@@ -243,12 +245,11 @@ impl Publisher {
             let attempts = self.client.publish_attempts();
             let mut attempt = 1;
             loop {
-                let id = options.id.clone().unwrap_or_default();
                 let sent = self
                     .send_encoded(
                         target,
                         payload.clone(),
-                        id,
+                        id.clone(),
                         &options,
                         trace,
                         parent,
