@@ -3,11 +3,12 @@
 //! `cargo run --release -p eventhub-bench -- [--json] [--quick]` starts a nats-server (or uses
 //! `NATS_URL`), then measures for a tiny event (`auth.logout`) and a catalog-typical one
 //! (`order.placed`, two line items): pipelined publish, publish awaiting each ack, consume with
-//! handler and ack (1 and 8 handlers), end-to-end latency at 1k and 10k events/s, client CPU
-//! time per event and peak RSS; then codegen time for 10, 100 and 1000 synthetic schemas.
-//! Every eventhub figure is printed beside raw async-nats with the ratio, and the targets are
-//! checked. Each scenario runs both sides alternately, five times; a row shows the pair of runs
-//! (taken side by side) whose ratio is the median.
+//! handler and ack (1 and 8 handlers), end-to-end latency at 1k and 10k events/s, CPU time per
+//! event (client, and the nats-server it started) and client peak RSS; then codegen time for
+//! 10, 100 and 1000 synthetic schemas. Every eventhub figure is printed beside raw async-nats
+//! with the ratio, and the targets are checked. Each scenario runs both sides alternately, five
+//! times. A throughput row shows the pair of runs (taken side by side) whose ratio is the
+//! median; a latency row shows each side's quantiles over all five of its runs.
 //!
 //! `cargo run --release -p eventhub-bench -- --codec [--json]` instead compares the payload
 //! codecs, JSON vs protobuf, over every event of the catalog (encoded size, encode and decode
@@ -23,7 +24,7 @@
 //! `EVENTHUB_BENCH_PROFILE=<scenario>` runs one side of one scenario long enough to profile
 //! (`perf record`): `raw-publish`, `raw-publish-bare`, `sdk-publish`, `raw-consume`,
 //! `sdk-consume` (`raw-consume-8`, `sdk-consume-8`: with 8 handlers), or `latency` (both sides
-//! at 10k events/s). `publish-ab`, `consume-ab` and `consume-8-ab` alternate both sides for six
+//! at 10k events/s, or `EVENTHUB_BENCH_RATE`; a line per run, then each side over all runs). `publish-ab`, `consume-ab` and `consume-8-ab` alternate both sides for six
 //! pairs of runs and print each pair's ratio and the median: on a machine whose speed drifts,
 //! the steadiest comparison.
 
@@ -96,6 +97,9 @@ async fn main() -> anyhow::Result<()> {
         _ => {
             let server = eventhub::testing::NatsServer::start();
             let url = server.client_url();
+            if let Some(pid) = server.pid() {
+                let _ = measure::SERVER_PID.set(pid);
+            }
             (Some(server), url)
         }
     };

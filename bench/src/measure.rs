@@ -4,9 +4,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-/// Client CPU time and peak RSS over one phase.
+/// The nats-server this run started, if it started one: its CPU time is measured too.
+pub(crate) static SERVER_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Client (and server) CPU time and client peak RSS over one phase.
 pub(crate) struct Meter {
     cpu: Duration,
+    server_cpu: Option<Duration>,
 }
 
 /// What a [`Meter`] saw.
@@ -16,6 +20,22 @@ pub(crate) struct Usage {
     pub(crate) cpu: Duration,
     /// Peak resident set size during the phase, in KiB.
     pub(crate) peak_rss_kib: u64,
+    /// CPU time of the nats-server this run started (none with `NATS_URL`).
+    pub(crate) server_cpu: Option<Duration>,
+}
+
+/// CPU time (user + system) of the nats-server this run started, from `/proc/<pid>/stat`
+/// (ticks of 10 ms).
+fn server_cpu_now() -> Option<Duration> {
+    let pid = SERVER_PID.get()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at state, field 3;
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports them in USER_HZ, which is 100 on every architecture it exposes to users.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn cpu_now() -> Duration {
@@ -49,13 +69,20 @@ impl Meter {
     /// Starts measuring; resets the peak RSS to the current RSS (Linux `clear_refs`).
     pub(crate) fn start() -> Self {
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        Self { cpu: cpu_now() }
+        Self {
+            cpu: cpu_now(),
+            server_cpu: server_cpu_now(),
+        }
     }
 
     pub(crate) fn stop(self) -> Usage {
         Usage {
             cpu: cpu_now().saturating_sub(self.cpu),
             peak_rss_kib: peak_rss_kib(),
+            server_cpu: match (self.server_cpu, server_cpu_now()) {
+                (Some(before), Some(now)) => Some(now.saturating_sub(before)),
+                _ => None,
+            },
         }
     }
 }

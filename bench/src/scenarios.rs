@@ -72,6 +72,13 @@ impl Run {
     fn cpu_micros_per_event(&self) -> f64 {
         self.usage.cpu.as_secs_f64() * 1e6 / self.events as f64
     }
+
+    /// Server CPU time per event, µs (NaN when the server is not ours to measure).
+    fn server_micros_per_event(&self) -> f64 {
+        self.usage
+            .server_cpu
+            .map_or(f64::NAN, |c| c.as_secs_f64() * 1e6 / self.events as f64)
+    }
 }
 
 /// Of runs taken side by side (`a[i]` just before `b[i]`), the pair whose ratio is the median.
@@ -125,6 +132,12 @@ impl Env<'_> {
             "  client CPU per published event (µs)",
             r.cpu_micros_per_event(),
             s.cpu_micros_per_event(),
+            Target::None,
+        ));
+        rows.push(Row::new(
+            "  server CPU per published event (µs)",
+            r.server_micros_per_event(),
+            s.server_micros_per_event(),
             Target::None,
         ));
         rows.push(Row::new(
@@ -186,6 +199,12 @@ impl Env<'_> {
                     Target::None,
                 ));
                 rows.push(Row::new(
+                    "  server CPU per consumed event (µs)",
+                    r.server_micros_per_event(),
+                    s.server_micros_per_event(),
+                    Target::None,
+                ));
+                rows.push(Row::new(
                     rss,
                     mib(r.usage.peak_rss_kib),
                     mib(s.usage.peak_rss_kib),
@@ -214,8 +233,9 @@ impl Env<'_> {
             ),
         ] {
             eprintln!("{}: latency at {rate}/s", E::TYPE);
-            // Latency varies run to run: alternate the sides and keep the pair of runs whose
-            // p99 ratio is the median.
+            // Latency varies run to run (on this machine a stall of 20 ms or more hits either
+            // side in one run out of three): alternate the sides, and take each side's
+            // quantiles over all its runs.
             let (mut raw, mut sdk, mut bare) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..self.plan.rounds {
                 self.purge::<E>().await?;
@@ -225,11 +245,7 @@ impl Env<'_> {
                 self.purge::<E>().await?;
                 bare.push(self.raw_latency(event, rate, Wire::Bare).await?);
             }
-            let p99 = |raw: &Vec<u64>, sdk: &Vec<u64>| {
-                quantile(sdk, 0.99) as f64 / quantile(raw, 0.99).max(1) as f64
-            };
-            let (r, s) = median_pair(&raw, &sdk, p99);
-            let (b, bs) = median_pair(&bare, &sdk, p99);
+            let (r, s, b) = (pooled(&raw), pooled(&sdk), pooled(&bare));
             for (i, (q, name)) in [0.5, 0.99, 0.999].iter().zip(names).enumerate() {
                 let target = if i == 1 {
                     Target::AtMost(1.2)
@@ -238,8 +254,8 @@ impl Env<'_> {
                 };
                 rows.push(Row::new(
                     name,
-                    quantile(r, *q) as f64,
-                    quantile(s, *q) as f64,
+                    quantile(&r, *q) as f64,
+                    quantile(&s, *q) as f64,
                     target,
                 ));
             }
@@ -249,8 +265,8 @@ impl Env<'_> {
                 } else {
                     "  wire format: p99 at 10k vs raw bare (µs)"
                 },
-                quantile(b, 0.99) as f64,
-                quantile(bs, 0.99) as f64,
+                quantile(&b, 0.99) as f64,
+                quantile(&s, 0.99) as f64,
                 Target::None,
             ));
         }
@@ -304,11 +320,13 @@ impl Env<'_> {
                     };
                     let ratio = sdk.per_sec / raw.per_sec;
                     eprintln!(
-                        "{what}: raw {:.0} ev/s, eventhub {:.0} ev/s, ratio {ratio:.2}; CPU µs/event {:.1} / {:.1}",
+                        "{what}: raw {:.0} ev/s, eventhub {:.0} ev/s, ratio {ratio:.2}; CPU µs/event client {:.1} / {:.1}, server {:.1} / {:.1}",
                         raw.per_sec,
                         sdk.per_sec,
                         raw.cpu_micros_per_event(),
-                        sdk.cpu_micros_per_event()
+                        sdk.cpu_micros_per_event(),
+                        raw.server_micros_per_event(),
+                        sdk.server_micros_per_event()
                     );
                     ratios.push(ratio);
                 }
@@ -317,24 +335,32 @@ impl Env<'_> {
                 return Ok(());
             }
             "latency" => {
-                // Both sides at 10k events/s, alternating, a quantile line per run.
+                // Both sides alternating at `EVENTHUB_BENCH_RATE` events/s (default 10k), a
+                // quantile line per run, then each side's quantiles over all its runs.
+                let rate = std::env::var("EVENTHUB_BENCH_RATE")
+                    .ok()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(10_000);
+                let (mut raw, mut sdk) = (Vec::new(), Vec::new());
                 for _ in 0..self.plan.rounds {
                     for side in ["raw", "sdk"] {
                         self.purge::<E>().await?;
                         let l = if side == "raw" {
-                            self.raw_latency(event, 10_000, Wire::Eventhub).await?
+                            self.raw_latency(event, rate, Wire::Eventhub).await?
                         } else {
-                            self.sdk_latency(event, 10_000).await?
+                            self.sdk_latency(event, rate).await?
                         };
-                        let q = |x| quantile(&l, x);
-                        eprintln!(
-                            "{side} latency at 10k/s (µs): p50 {} p99 {} p999 {}",
-                            q(0.5),
-                            q(0.99),
-                            q(0.999)
-                        );
+                        eprintln!("{side} latency at {rate}/s (µs): {}", quantiles(&l));
+                        if side == "raw" { &mut raw } else { &mut sdk }.push(l);
                     }
                 }
+                let (raw, sdk) = (pooled(&raw), pooled(&sdk));
+                eprintln!("all runs, raw (µs): {}", quantiles(&raw));
+                eprintln!("all runs, eventhub (µs): {}", quantiles(&sdk));
+                eprintln!(
+                    "p99 ratio {:.2}",
+                    quantile(&sdk, 0.99) as f64 / quantile(&raw, 0.99).max(1) as f64
+                );
                 return Ok(());
             }
             other => anyhow::bail!("unknown profile {other}"),
@@ -630,6 +656,23 @@ impl Env<'_> {
             .await?;
         Ok(clock.latencies())
     }
+}
+
+/// The samples of several runs, sorted.
+fn pooled(runs: &[Vec<u64>]) -> Vec<u64> {
+    let mut all: Vec<u64> = runs.concat();
+    all.sort_unstable();
+    all
+}
+
+/// `p50 … p99 … p999 …` of sorted samples.
+fn quantiles(sorted: &[u64]) -> String {
+    format!(
+        "p50 {} p99 {} p999 {}",
+        quantile(sorted, 0.5),
+        quantile(sorted, 0.99),
+        quantile(sorted, 0.999)
+    )
 }
 
 /// Send and receive times of a latency run, by event index (ids `lat-<run>-<i>`).

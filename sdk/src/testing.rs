@@ -267,6 +267,11 @@ impl NatsServer {
         self.log.text()
     }
 
+    /// The process id while it runs (for measuring its CPU time, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
