@@ -423,6 +423,16 @@ async fn graceful_shutdown_lets_running_handlers_finish_and_leaves_nothing_unack
     for _ in 0..3 {
         first.insert(next(&mut started, 10).await);
     }
+    // The counts below need every prefetched event to have arrived (3 running + 4 waiting): one
+    // still on its way at shutdown is not returned but redelivered after the ack wait.
+    let all_arrived = async {
+        while handle.stats().received < 7 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all_arrived)
+        .await
+        .expect("7 events (3 handlers + 4 prefetched) arrive");
     let stats = handle.shutdown().await;
     assert_eq!(
         finished.load(Ordering::SeqCst),
