@@ -24,9 +24,10 @@
 //! `EVENTHUB_BENCH_PROFILE=<scenario>` runs one side of one scenario long enough to profile
 //! (`perf record`): `raw-publish`, `raw-publish-bare`, `sdk-publish`, `raw-consume`,
 //! `sdk-consume` (`raw-consume-8`, `sdk-consume-8`: with 8 handlers), or `latency` (both sides
-//! at 10k events/s, or `EVENTHUB_BENCH_RATE`; a line per run, then each side over all runs). `publish-ab`, `consume-ab` and `consume-8-ab` alternate both sides for six
-//! pairs of runs and print each pair's ratio and the median: on a machine whose speed drifts,
-//! the steadiest comparison.
+//! at 10k events/s, or `EVENTHUB_BENCH_RATE`; a line per run, then each side over all runs).
+//! `publish-ab`, `consume-ab` and `consume-8-ab` alternate both sides for six pairs of runs and
+//! print each pair's ratio and the median: on a machine whose speed drifts, the steadiest
+//! comparison.
 
 mod codec;
 mod measure;

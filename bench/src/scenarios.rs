@@ -233,9 +233,10 @@ impl Env<'_> {
             ),
         ] {
             eprintln!("{}: latency at {rate}/s", E::TYPE);
-            // Latency varies run to run (on this machine a stall of 20 ms or more hits either
-            // side in one run out of three): alternate the sides, and take each side's
-            // quantiles over all its runs.
+            // Latency varies run to run (at 10k events/s on this machine nats-server stalls for
+            // about 20 ms in most runs, and for 100 ms or more in about one in ten, whichever
+            // side is running): alternate the sides, and take each side's quantiles over all
+            // its runs.
             let (mut raw, mut sdk, mut bare) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..self.plan.rounds {
                 self.purge::<E>().await?;
