@@ -605,52 +605,6 @@ async fn expired_pull_requests_are_replaced_at_once_and_never_pile_up() {
     );
 }
 
-/// The next pull request leaves as soon as a quarter of the slots are free, while the first is
-/// still open: a nats-server short of CPU serves an open request late but answers a new one at
-/// once, so a consumer waiting for half its slots could sit one short of asking.
-#[tokio::test]
-async fn the_next_pull_request_leaves_when_a_quarter_of_the_slots_are_free() {
-    let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
-    // 8 slots, asked for at once. After 3 events, 3 are free again: a quarter (2) or more,
-    // less than half (4).
-    let (handle, mut rx) = record::<user::CreatedV2, _>(
-        &client,
-        quick()
-            .fetch_expires(Duration::from_secs(30))
-            .concurrency(1)
-            .prefetch(7),
-        |env| env.meta().id.clone(),
-    )
-    .await;
-    let publisher = client.publisher();
-    for i in 0..3 {
-        let id = publisher
-            .publish(&user_created_v2(&format!("q{i}@example.com")))
-            .await
-            .unwrap()
-            .id;
-        assert_eq!(next(&mut rx, 10).await, id);
-    }
-    let stream = client.jetstream().get_stream("IDENTITY").await.unwrap();
-    let mut durable: async_nats::jetstream::consumer::PullConsumer =
-        stream.get_consumer("profile__user_created").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let waiting = durable.info().await.unwrap().num_waiting;
-        if waiting == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{waiting} pull requests waiting; expected 2: the first (5 events still to come) \
-             and one for the free slots"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    handle.shutdown().await;
-}
-
 /// An operator (or a server that lost its store) deletes the durable under a running consumer:
 /// the consumer creates it again and goes on, at least once (the new durable starts over).
 #[tokio::test]

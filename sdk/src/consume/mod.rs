@@ -499,7 +499,7 @@ impl<E: Consumable> Consumer<E> {
             ..
         } = self;
         let held_max = options.concurrency + options.prefetch;
-        let min_batch = u32::try_from(held_max.div_ceil(4)).unwrap_or(u32::MAX);
+        let min_batch = u32::try_from(held_max.div_ceil(2)).unwrap_or(u32::MAX);
         let held = puller.slots().clone();
         let (waiting, waiting_rx) = watch::channel(Waiting::default());
         let period = keep_alive_period(&options);
@@ -521,17 +521,13 @@ impl<E: Consumable> Consumer<E> {
         // per event (handlers with heavy CPU work should spawn it themselves).
         let mut tasks: FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send>>> =
             FuturesUnordered::new();
-        // Pull requests overlap: the next one leaves as soon as a quarter of the slots are free,
-        // while earlier ones still deliver, so the consumer never idles for a round trip between
-        // batches. Every delivered message holds one slot until its handling ends. A quarter,
-        // not half: a nats-server short of CPU answers a new request from its backlog at once
-        // but serves an older, partly served one late (40 ms and more seen at 10k events/s on
-        // 2 cores); waiting for half the slots then held the consumer one slot short of asking,
-        // 129 events per 40 ms, while the backlog grew.
+        // Pull requests overlap: the next one leaves as soon as half the slots are free, while
+        // earlier ones still deliver, so the consumer never idles for a round trip between
+        // batches. Every delivered message holds one slot until its handling ends.
         let mut failures = 0u32;
         tracing::info!(consumer = %name, stream, "eventhub consumer started");
         loop {
-            // Ask for more as soon as a quarter of the slots are free, before anything else: a loop busy
+            // Ask for more as soon as half the slots are free, before anything else: a loop busy
             // with arrived messages must not put the next request off until they run out.
             let free = held.available_permits();
             let permits = if free >= min_batch as usize {
