@@ -390,6 +390,42 @@ async fn a_consumer_stopped_mid_handling_leaves_the_event_for_the_next_one() {
     );
 }
 
+/// A shutdown while a burst is still arriving: whatever reached the consumer is accounted for,
+/// as handled or returned, and nothing is counted twice.
+#[tokio::test]
+async fn a_shutdown_mid_burst_accounts_for_every_event_received() {
+    let (_server, client) = server_and_client("profile").await;
+    client.provision().await.unwrap();
+    let mut pipeline = client.publisher().pipeline(512);
+    for i in 0..300 {
+        pipeline
+            .send(&user_created_v2(&format!("b{i}@example.com")))
+            .await
+            .unwrap();
+    }
+    assert!(pipeline.finish().await.failures.is_empty());
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let handle = client
+        .consumer::<user::CreatedV2>(quick().concurrency(1).prefetch(299))
+        .await
+        .unwrap()
+        .spawn(move |_env| {
+            let started_tx = started_tx.clone();
+            async move {
+                started_tx.send(()).unwrap();
+                Ok(())
+            }
+        });
+    next(&mut started, 10).await;
+    let stats = handle.shutdown().await;
+    assert!(stats.received > 0);
+    assert_eq!(
+        stats.handled + stats.returned,
+        stats.received,
+        "every event received was handled or handed back: {stats:?}"
+    );
+}
+
 #[tokio::test]
 async fn graceful_shutdown_lets_running_handlers_finish_and_leaves_nothing_unacked() {
     let (server, client) = server_and_client("profile").await;
