@@ -49,7 +49,10 @@ pub(crate) struct Plan {
     pub(crate) awaited: usize,
     pub(crate) consumed: usize,
     pub(crate) latency_secs: u64,
+    /// Pairs of runs (one per side) behind each throughput row.
     pub(crate) rounds: usize,
+    /// Runs per side behind each latency row.
+    pub(crate) latency_rounds: usize,
     pub(crate) codegen: &'static [usize],
 }
 
@@ -58,7 +61,8 @@ const FULL: Plan = Plan {
     awaited: 5_000,
     consumed: 100_000,
     latency_secs: 5,
-    rounds: 5,
+    rounds: 7,
+    latency_rounds: 5,
     codegen: &[10, 100, 1000],
 };
 
@@ -68,6 +72,7 @@ const QUICK: Plan = Plan {
     consumed: 10_000,
     latency_secs: 1,
     rounds: 1,
+    latency_rounds: 1,
     codegen: &[10, 100],
 };
 

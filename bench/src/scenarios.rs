@@ -81,7 +81,7 @@ impl Run {
     }
 }
 
-/// Of runs taken side by side (`a[i]` just before `b[i]`), the pair whose ratio is the median.
+/// Of runs taken side by side (`a[i]` next to `b[i]`), the pair whose ratio is the median.
 /// Runs next to each other share the machine's speed of the moment, which on this virtual
 /// machine drifts by ±15% within minutes: the median pair is steadier than either side's best
 /// (a lucky raw run against an unlucky eventhub one, or the reverse).
@@ -89,6 +89,28 @@ fn median_pair<'a, T>(a: &'a [T], b: &'a [T], ratio: impl Fn(&T, &T) -> f64) -> 
     let mut pairs: Vec<(&T, &T)> = a.iter().zip(b).collect();
     pairs.sort_by(|x, y| ratio(x.0, x.1).total_cmp(&ratio(y.0, y.1)));
     pairs[pairs.len() / 2]
+}
+
+/// One side of a comparison.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Raw,
+    Sdk,
+}
+
+/// The order of the sides in round `round`: raw first in even rounds, eventhub first in odd
+/// ones, so neither side always runs on a server just warmed (or just burdened) by the other.
+fn sides(round: usize) -> [Side; 2] {
+    if round.is_multiple_of(2) {
+        [Side::Raw, Side::Sdk]
+    } else {
+        [Side::Sdk, Side::Raw]
+    }
+}
+
+/// A number from the environment variable `name`, if set and valid.
+fn env_number(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 fn throughput(raw: &Run, sdk: &Run) -> f64 {
@@ -113,11 +135,16 @@ impl Env<'_> {
         // message (payload and headers): what the SDK's code costs. The bare run (payload and
         // a Nats-Msg-Id only) shows what the wire format itself costs.
         let (mut same, mut bare, mut sdk) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..self.plan.rounds {
-            self.purge::<E>().await?;
-            same.push(self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?);
-            self.purge::<E>().await?;
-            sdk.push(self.sdk_publish(event, n, WINDOW).await?);
+        for round in 0..self.plan.rounds {
+            for side in sides(round) {
+                self.purge::<E>().await?;
+                match side {
+                    Side::Raw => {
+                        same.push(self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?)
+                    }
+                    Side::Sdk => sdk.push(self.sdk_publish(event, n, WINDOW).await?),
+                }
+            }
             self.purge::<E>().await?;
             bare.push(self.raw_publish(event, n, WINDOW, Wire::Bare).await?);
         }
@@ -176,9 +203,13 @@ impl Env<'_> {
         for handlers in [1, HANDLERS] {
             eprintln!("{}: consume with {handlers} handler(s)", E::TYPE);
             let (mut raw, mut sdk) = (Vec::new(), Vec::new());
-            for _ in 0..self.plan.rounds {
-                raw.push(self.raw_consume::<E>(n, handlers).await?);
-                sdk.push(self.sdk_consume::<E>(n, handlers).await?);
+            for round in 0..self.plan.rounds {
+                for side in sides(round) {
+                    match side {
+                        Side::Raw => raw.push(self.raw_consume::<E>(n, handlers).await?),
+                        Side::Sdk => sdk.push(self.sdk_consume::<E>(n, handlers).await?),
+                    }
+                }
             }
             let (r, s) = median_pair(&raw, &sdk, throughput);
             let (name, cpu, rss) = if handlers == 1 {
@@ -238,11 +269,14 @@ impl Env<'_> {
             // side is running): alternate the sides, and take each side's quantiles over all
             // its runs.
             let (mut raw, mut sdk, mut bare) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..self.plan.rounds {
-                self.purge::<E>().await?;
-                raw.push(self.raw_latency(event, rate, Wire::Eventhub).await?);
-                self.purge::<E>().await?;
-                sdk.push(self.sdk_latency(event, rate).await?);
+            for round in 0..self.plan.latency_rounds {
+                for side in sides(round) {
+                    self.purge::<E>().await?;
+                    match side {
+                        Side::Raw => raw.push(self.raw_latency(event, rate, Wire::Eventhub).await?),
+                        Side::Sdk => sdk.push(self.sdk_latency(event, rate).await?),
+                    }
+                }
                 self.purge::<E>().await?;
                 bare.push(self.raw_latency(event, rate, Wire::Bare).await?);
             }
@@ -277,7 +311,7 @@ impl Env<'_> {
     /// Runs one side of one scenario for profiling: `raw-publish`, `raw-publish-bare`,
     /// `sdk-publish`, `raw-consume`, `sdk-consume` (`-8`: with 8 handlers); or both sides, a line
     /// per run: `latency` at 10k events/s, `publish-ab`, `consume-ab`, `consume-8-ab` alternating
-    /// six pairs of runs.
+    /// pairs of runs (seven, or `EVENTHUB_BENCH_ROUNDS`).
     pub(crate) async fn profile<E: Event + Consumable>(
         &self,
         what: &str,
@@ -307,21 +341,34 @@ impl Env<'_> {
                     self.sdk_publish(event, n, WINDOW).await?;
                 }
                 let mut ratios = Vec::new();
-                for _ in 0..self.plan.rounds.max(6) {
-                    let (raw, sdk) = if what == "publish-ab" {
-                        self.purge::<E>().await?;
-                        let raw = self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?;
-                        self.purge::<E>().await?;
-                        (raw, self.sdk_publish(event, n, WINDOW).await?)
-                    } else {
-                        (
-                            self.raw_consume::<E>(n, handlers).await?,
-                            self.sdk_consume::<E>(n, handlers).await?,
-                        )
-                    };
+                let rounds = env_number("EVENTHUB_BENCH_ROUNDS").unwrap_or(self.plan.rounds);
+                for round in 0..rounds {
+                    let (mut raw, mut sdk) = (None, None);
+                    for side in sides(round) {
+                        let run = if what == "publish-ab" {
+                            self.purge::<E>().await?;
+                            match side {
+                                Side::Raw => {
+                                    self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?
+                                }
+                                Side::Sdk => self.sdk_publish(event, n, WINDOW).await?,
+                            }
+                        } else {
+                            match side {
+                                Side::Raw => self.raw_consume::<E>(n, handlers).await?,
+                                Side::Sdk => self.sdk_consume::<E>(n, handlers).await?,
+                            }
+                        };
+                        *match side {
+                            Side::Raw => &mut raw,
+                            Side::Sdk => &mut sdk,
+                        } = Some(run);
+                    }
+                    let (raw, sdk) = (raw.expect("ran"), sdk.expect("ran"));
                     let ratio = sdk.per_sec / raw.per_sec;
                     eprintln!(
-                        "{what}: raw {:.0} ev/s, eventhub {:.0} ev/s, ratio {ratio:.2}; CPU µs/event client {:.1} / {:.1}, server {:.1} / {:.1}",
+                        "{what} ({} first): raw {:.0} ev/s, eventhub {:.0} ev/s, ratio {ratio:.2}; CPU µs/event client {:.1} / {:.1}, server {:.1} / {:.1}",
+                        if round.is_multiple_of(2) { "raw" } else { "eventhub" },
                         raw.per_sec,
                         sdk.per_sec,
                         raw.cpu_micros_per_event(),
@@ -338,13 +385,13 @@ impl Env<'_> {
             "latency" => {
                 // Both sides alternating at `EVENTHUB_BENCH_RATE` events/s (default 10k), a
                 // quantile line per run, then each side's quantiles over all its runs.
-                let rate = std::env::var("EVENTHUB_BENCH_RATE")
-                    .ok()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(10_000);
+                let rate = env_number("EVENTHUB_BENCH_RATE").unwrap_or(10_000);
                 let (mut raw, mut sdk) = (Vec::new(), Vec::new());
-                for _ in 0..self.plan.rounds {
-                    for side in ["raw", "sdk"] {
+                for round in 0..self.plan.latency_rounds {
+                    for side in sides(round).map(|s| match s {
+                        Side::Raw => "raw",
+                        Side::Sdk => "sdk",
+                    }) {
                         self.purge::<E>().await?;
                         let l = if side == "raw" {
                             self.raw_latency(event, rate, Wire::Eventhub).await?
@@ -480,17 +527,19 @@ impl Env<'_> {
         })
     }
 
-    /// eventhub: a consumer from the start of the stream; the handler counts.
+    /// eventhub: a consumer from the start of the stream, default options but its handler
+    /// count (and `EVENTHUB_BENCH_PREFETCH`, if set, as its prefetch); the handler counts.
     async fn sdk_consume<E: Event + Consumable>(
         &self,
         n: usize,
         handlers: usize,
     ) -> anyhow::Result<Run> {
         let name = format!("sdk_{}", uuid::Uuid::now_v7().simple());
-        let consumer = self
-            .client
-            .consumer::<E>(ConsumerOptions::default().name(&name).concurrency(handlers))
-            .await?;
+        let mut options = ConsumerOptions::default().name(&name).concurrency(handlers);
+        if let Some(prefetch) = env_number("EVENTHUB_BENCH_PREFETCH") {
+            options = options.prefetch(prefetch);
+        }
+        let consumer = self.client.consumer::<E>(options).await?;
         let count = Arc::new(AtomicU64::new(0));
         let done = Arc::new(Notify::new());
         let meter = Meter::start();
