@@ -115,9 +115,10 @@ pub struct ConsumerOptions {
     /// in order.
     pub concurrency: usize,
     /// Events fetched ahead of free handlers, per instance. They are kept alive with
-    /// in-progress acks while they wait. Default 256: deep enough that pull round trips do not
-    /// starve fast handlers; lower it (even to 0) when handlers are slow and several instances
-    /// should share a small backlog evenly.
+    /// in-progress acks while they wait. Default 512 (nats.go's `Consume` buffers 500): deep
+    /// enough that pull round trips and a busy server do not starve fast handlers; lower it
+    /// (even to 0) when handlers are slow and several instances should share a small backlog
+    /// evenly, or when events are large (an instance may hold `concurrency + prefetch` of them).
     pub prefetch: usize,
     /// When a retryable failure is tried again.
     pub backoff: Backoff,
@@ -147,7 +148,7 @@ impl Default for ConsumerOptions {
             max_deliver: 5,
             max_ack_pending: 1000,
             concurrency: 8,
-            prefetch: 256,
+            prefetch: 512,
             backoff: Backoff::default(),
             handler_timeout: Some(Duration::from_secs(60)),
             shutdown_timeout: Duration::from_secs(30),
