@@ -183,12 +183,20 @@ impl Env<'_> {
 
         eprintln!("{}: publish awaiting each ack", E::TYPE);
         // One at a time.
-        self.purge::<E>().await?;
-        let r = self
-            .raw_publish(event, self.plan.awaited, 1, Wire::Eventhub)
-            .await?;
-        self.purge::<E>().await?;
-        let s = self.sdk_publish(event, self.plan.awaited, 1).await?;
+        let (mut raw, mut sdk) = (Vec::new(), Vec::new());
+        for round in 0..self.plan.rounds {
+            for side in sides(round) {
+                self.purge::<E>().await?;
+                match side {
+                    Side::Raw => raw.push(
+                        self.raw_publish(event, self.plan.awaited, 1, Wire::Eventhub)
+                            .await?,
+                    ),
+                    Side::Sdk => sdk.push(self.sdk_publish(event, self.plan.awaited, 1).await?),
+                }
+            }
+        }
+        let (r, s) = median_pair(&raw, &sdk, throughput);
         rows.push(Row::new(
             "publish awaiting each ack (ev/s)",
             r.per_sec,
@@ -269,7 +277,7 @@ impl Env<'_> {
             // side is running): alternate the sides, and take each side's quantiles over all
             // its runs.
             let (mut raw, mut sdk, mut bare) = (Vec::new(), Vec::new(), Vec::new());
-            for round in 0..self.plan.latency_rounds {
+            for round in 0..self.plan.rounds {
                 for side in sides(round) {
                     self.purge::<E>().await?;
                     match side {
@@ -368,7 +376,11 @@ impl Env<'_> {
                     let ratio = sdk.per_sec / raw.per_sec;
                     eprintln!(
                         "{what} ({} first): raw {:.0} ev/s, eventhub {:.0} ev/s, ratio {ratio:.2}; CPU µs/event client {:.1} / {:.1}, server {:.1} / {:.1}",
-                        if round.is_multiple_of(2) { "raw" } else { "eventhub" },
+                        if round.is_multiple_of(2) {
+                            "raw"
+                        } else {
+                            "eventhub"
+                        },
                         raw.per_sec,
                         sdk.per_sec,
                         raw.cpu_micros_per_event(),
@@ -387,7 +399,7 @@ impl Env<'_> {
                 // quantile line per run, then each side's quantiles over all its runs.
                 let rate = env_number("EVENTHUB_BENCH_RATE").unwrap_or(10_000);
                 let (mut raw, mut sdk) = (Vec::new(), Vec::new());
-                for round in 0..self.plan.latency_rounds {
+                for round in 0..self.plan.rounds {
                     for side in sides(round).map(|s| match s {
                         Side::Raw => "raw",
                         Side::Sdk => "sdk",
