@@ -1,7 +1,7 @@
 //! Metrics in Prometheus text format, and health.
 //!
-//! A [`Client`] counts what its publishers and consumers do (atomics; one map lookup per
-//! publish, none per handled event: a consumer holds its own counters). [`Metrics::render`]
+//! A [`Client`] counts what its publishers and consumers do (atomics; one lock-free map lookup
+//! per publish, none per handled event: a consumer holds its own counters). [`Metrics::render`]
 //! writes them in the Prometheus text exposition format 0.0.4, together with gauges read from
 //! JetStream at scrape time (consumer pending and ack pending, dead-letter depth);
 //! [`Client::serve_metrics`] serves `GET /metrics` and `GET /health` over HTTP.
@@ -80,6 +80,11 @@ impl Histogram {
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
+    /// Observations so far.
+    fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (bucket, le) in self.buckets.iter().zip(BUCKET_LABELS) {
@@ -99,6 +104,15 @@ pub(crate) struct PublishCounters {
     pub(crate) failed: AtomicU64,
     /// Send to ack, of publishes acknowledged.
     pub(crate) latency: Histogram,
+}
+
+impl PublishCounters {
+    /// Whether a publish has counted here: a success, a failure or an ack latency.
+    fn used(&self) -> bool {
+        self.published.load(Ordering::Relaxed) > 0
+            || self.failed.load(Ordering::Relaxed) > 0
+            || self.latency.count() > 0
+    }
 }
 
 /// Dead-letter reasons counted separately; anything else counts as `other`.
@@ -166,24 +180,47 @@ impl Drop for Running {
 }
 
 /// The counters of one client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registry {
-    publishes: RwLock<BTreeMap<&'static str, Arc<PublishCounters>>>,
+    /// Publish counters of every event type of the catalog, made with the client: a publish
+    /// finds its counters without taking a lock.
+    catalog: BTreeMap<&'static str, Arc<PublishCounters>>,
+    /// Publish counters of event types outside the catalog (a hand-written [`Event`]
+    /// implementation), created on first use.
+    ///
+    /// [`Event`]: crate::Event
+    others: RwLock<BTreeMap<&'static str, Arc<PublishCounters>>>,
     consumers: Mutex<BTreeMap<String, Arc<ConsumerCounters>>>,
 }
 
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            catalog: crate::events::CATALOG
+                .iter()
+                .map(|info| (info.event_type, Arc::default()))
+                .collect(),
+            others: RwLock::default(),
+            consumers: Mutex::default(),
+        }
+    }
+}
+
 impl Registry {
-    /// The publish counters of `event_type`, created on first use.
+    /// The publish counters of `event_type`.
     pub(crate) fn publishes(&self, event_type: &'static str) -> Arc<PublishCounters> {
+        if let Some(c) = self.catalog.get(event_type) {
+            return c.clone();
+        }
         if let Some(c) = self
-            .publishes
+            .others
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(event_type)
         {
             return c.clone();
         }
-        self.publishes
+        self.others
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(event_type)
@@ -228,13 +265,23 @@ impl Registry {
             .collect()
     }
 
+    /// Counters of the event types published (or tried) so far, by event type.
     fn publish_list(&self) -> Vec<(&'static str, Arc<PublishCounters>)> {
-        self.publishes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        let mut list: Vec<_> = self
+            .catalog
             .iter()
+            .filter(|(_, c)| c.used())
             .map(|(k, v)| (*k, v.clone()))
-            .collect()
+            .collect();
+        list.extend(
+            self.others
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(k, v)| (*k, v.clone())),
+        );
+        list.sort_by_key(|(k, _)| *k);
+        list
     }
 }
 
@@ -775,6 +822,32 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn publish_counters_of_catalog_types_are_found_without_a_lock() {
+        let registry = Arc::new(Registry::default());
+        // With the map of other event types locked for writing, a catalog type's counters are
+        // still found: its lookup takes no lock.
+        let held = registry.others.write().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = registry.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(r.publishes("user.created"));
+        });
+        let found = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the counters of user.created, found while the lock is held");
+        drop(held);
+        assert!(Arc::ptr_eq(&found, &registry.publishes("user.created")));
+
+        // Listed once something is counted, like a type outside the catalog.
+        assert!(registry.publish_list().is_empty());
+        found.published.fetch_add(1, Ordering::Relaxed);
+        let custom = registry.publishes("custom.thing");
+        assert!(Arc::ptr_eq(&custom, &registry.publishes("custom.thing")));
+        let listed: Vec<&str> = registry.publish_list().iter().map(|(t, _)| *t).collect();
+        assert_eq!(listed, ["custom.thing", "user.created"]);
     }
 
     #[test]
