@@ -632,9 +632,11 @@ impl Env<'_> {
         while sent < total {
             ticks.tick().await;
             for _ in 0..per_tick.min(total - sent) {
+                // The clock starts before the event is serialized and its headers built, as
+                // on eventhub's side (its `send_with` does both).
+                clock.sent(sent);
                 let payload = Bytes::from(serde_json::to_vec(event)?);
                 let headers = wire.headers::<E>(&format!("lat-{}-{sent}", clock.run));
-                clock.sent(sent);
                 in_flight.push_back(
                     self.js
                         .publish_with_headers(E::SUBJECT, headers, payload)
@@ -664,15 +666,14 @@ impl Env<'_> {
         let (per_tick, total) = self.latency_counts(rate);
         let clock = Clock::new(total);
         let name = format!("sdklat_{}", uuid::Uuid::now_v7().simple());
-        let consumer = self
-            .client
-            .consumer::<E>(
-                ConsumerOptions::default()
-                    .name(&name)
-                    .concurrency(1)
-                    .start_from(StartFrom::New),
-            )
-            .await?;
+        let mut options = ConsumerOptions::default()
+            .name(&name)
+            .concurrency(1)
+            .start_from(StartFrom::New);
+        if let Some(prefetch) = env_number("EVENTHUB_BENCH_PREFETCH") {
+            options = options.prefetch(prefetch);
+        }
+        let consumer = self.client.consumer::<E>(options).await?;
         let c = clock.clone();
         let handle = consumer.spawn(move |env| {
             c.received(&env.meta().id);
