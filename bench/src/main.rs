@@ -128,7 +128,11 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Ok(only) = std::env::var("EVENTHUB_BENCH_PROFILE") {
         // For `perf record`: one side of one scenario, long enough to sample.
-        env.profile(&only, &typical).await?;
+        if std::env::var("EVENTHUB_BENCH_EVENT").as_deref() == Ok("tiny") {
+            env.profile(&only, &tiny).await?;
+        } else {
+            env.profile(&only, &typical).await?;
+        }
         return Ok(());
     }
     for (label, rows) in [
