@@ -103,52 +103,97 @@ fn version_of(bin: &Path) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-/// The lines a server has logged, shared with the thread that reads its stderr.
+/// The lines a server has logged, shared with the threads that read its stderr: one entry per
+/// run of the process, so a killed process's reader, which may still be draining its pipe (or
+/// see its end) after the next run started, only ever touches its own run.
 #[derive(Default)]
 struct Log {
-    state: Mutex<LogState>,
+    state: Mutex<Vec<RunLog>>,
     changed: Condvar,
 }
 
 #[derive(Default)]
-struct LogState {
+struct RunLog {
     text: String,
     closed: bool,
 }
 
 impl Log {
-    /// Blocks until `pred` holds for the log, the process closes its stderr, or `timeout`.
-    fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<(), String> {
+    /// Starts the log of a new run; returns its index.
+    fn begin_run(&self) -> usize {
+        let mut runs = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        runs.push(RunLog::default());
+        runs.len() - 1
+    }
+
+    /// Appends a line to run `run`.
+    fn append(&self, run: usize, line: &str) {
+        let mut runs = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        runs[run].text.push_str(line);
+        runs[run].text.push('\n');
+        drop(runs);
+        self.changed.notify_all();
+    }
+
+    /// Run `run` closed its stderr (the process exited).
+    fn close(&self, run: usize) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())[run].closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `pred` holds for the log of run `run`, that process closes its stderr, or
+    /// `timeout`.
+    fn wait_for(
+        &self,
+        run: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runs = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if pred(&state.text) {
+            let this = &runs[run];
+            if pred(&this.text) {
                 return Ok(());
             }
-            if state.closed {
-                return Err(format!("nats-server exited:\n{}", state.text));
+            if this.closed {
+                return Err(format!("nats-server exited:\n{}", this.text));
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(format!(
                     "nats-server not ready after {timeout:?}:\n{}",
-                    state.text
+                    this.text
                 ));
             }
-            state = self
+            runs = self
                 .changed
-                .wait_timeout(state, deadline - now)
+                .wait_timeout(runs, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
     }
 
-    fn text(&self) -> String {
+    /// The last run's index.
+    fn last_run(&self) -> usize {
         self.state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .len()
+            .saturating_sub(1)
+    }
+
+    /// The text of run `run`.
+    fn run_text(&self, run: usize) -> String {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())[run]
             .text
             .clone()
+    }
+
+    /// Every run's text, in order.
+    fn text(&self) -> String {
+        let runs = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        runs.iter().map(|r| r.text.as_str()).collect()
     }
 }
 
@@ -360,33 +405,22 @@ impl NatsServer {
             .map_err(|e| HarnessError(format!("cannot run nats-server: {e}; {INSTALL_HINT}")))?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = self.log.clone();
-        let run_start = log.text().len();
-        {
-            let mut st = log.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.closed = false;
-        }
+        let run = log.begin_run();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut st = log.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.text.push_str(&line);
-                st.text.push('\n');
-                drop(st);
-                log.changed.notify_all();
+                log.append(run, &line);
             }
-            log.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-            log.changed.notify_all();
+            log.close(run);
         });
         self.child = Some(child);
-        let ready = self.log.wait_for(START_TIMEOUT, |text| {
-            text.get(run_start..)
-                .is_some_and(|t| t.contains("Server is ready"))
-        });
+        let ready = self
+            .log
+            .wait_for(run, START_TIMEOUT, |text| text.contains("Server is ready"));
         if let Err(e) = ready {
             self.kill();
             return Err(HarnessError(e));
         }
-        let text = self.log.text();
-        let run = &text[run_start..];
+        let run = self.log.run_text(run);
         let logged_port = |marker: &str| -> Option<u16> {
             run.lines()
                 .find_map(|l| l.split(marker).nth(1))
@@ -526,7 +560,9 @@ impl Cluster {
     fn wait_for_leader(&self) -> Result<(), HarnessError> {
         for n in &self.nodes {
             n.log
-                .wait_for(START_TIMEOUT, |t| t.contains("metadata leader"))
+                .wait_for(n.log.last_run(), START_TIMEOUT, |t| {
+                    t.contains("metadata leader")
+                })
                 .map_err(HarnessError)?;
         }
         let deadline = Instant::now() + START_TIMEOUT;
@@ -581,6 +617,25 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_run_closing_its_pipe_late_does_not_end_the_next_run() {
+        let log = Log::default();
+        let killed = log.begin_run();
+        log.append(killed, "Server is ready");
+        let next = log.begin_run();
+        // The killed process's reader sees the end of its pipe only after the next run
+        // started: that must not read as the next process exiting.
+        log.close(killed);
+        let err = log
+            .wait_for(next, Duration::from_millis(50), |t| t.contains("ready"))
+            .unwrap_err();
+        assert!(err.starts_with("nats-server not ready"), "{err}");
+        log.append(next, "Server is ready");
+        log.wait_for(next, Duration::from_millis(50), |t| t.contains("ready"))
+            .unwrap();
+        assert_eq!(log.text(), "Server is ready\nServer is ready\n");
+    }
 
     #[test]
     fn a_missing_binary_says_how_to_install_it() {
