@@ -22,6 +22,8 @@ pub struct Catalog {
     pub(crate) events: Vec<EventSchema>,
     pub(crate) shared: BTreeMap<String, SharedDef>,
     pub(crate) streams: Vec<StreamDecl>,
+    /// The catalog's name (`catalog` in `streams.json`).
+    pub(crate) name: String,
     files: Vec<PathBuf>,
     /// Protobuf field numbers of released event versions, by (event type, version): kept by
     /// generation so numbers never change or get reused. Empty until releases are recorded.
@@ -304,6 +306,10 @@ impl Loader {
         check_duplicates(&events, diags);
 
         let topo_path = label.join(TOPOLOGY_FILE);
+        let name = match &topology_doc {
+            Some(f) => topology::catalog_name(&f.shown, &f.doc, diags),
+            None => topology::DEFAULT_CATALOG.to_string(),
+        };
         let streams = match &topology_doc {
             Some(f) => topology::parse(&f.shown, &f.doc, diags),
             None => {
@@ -346,6 +352,7 @@ impl Loader {
             events,
             shared: self.shared,
             streams,
+            name,
             files: Vec::new(),
             released: BTreeMap::new(),
         })

@@ -25,9 +25,16 @@ pub(crate) struct StreamDecl {
     pub(crate) max_msg_size: Option<u64>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) discard: &'static str,
+    /// Another catalog owns the stream (creates it, sets its limits): this catalog only adds
+    /// its events' subjects to it.
+    pub(crate) external: bool,
 }
 
+/// What an external stream declaration may say: the owner decides the rest.
+const EXTERNAL_KEYS: &[&str] = &["description", "subjects", "external"];
+
 const STREAM_KEYS: &[&str] = &[
+    "external",
     "description",
     "subjects",
     "retention",
@@ -39,6 +46,37 @@ const STREAM_KEYS: &[&str] = &[
     "max_bytes",
     "discard",
 ];
+
+/// The catalog's name (`catalog` in the topology document; `default` when absent): provisioning
+/// records which stream subjects belong to which catalog under it, so catalogs that share a
+/// stream never remove each other's subjects.
+pub(crate) fn catalog_name(file: &Path, doc: &Value, diags: &mut Diagnostics) -> String {
+    match doc.get("catalog") {
+        None => DEFAULT_CATALOG.to_string(),
+        Some(Value::String(name)) if valid_catalog_name(name) => name.clone(),
+        Some(other) => {
+            diags.push(
+                file,
+                "/catalog",
+                format!(
+                    "`catalog` must be a name of lowercase letters, digits and `-` (1-64, \
+                     starting with a letter), not {other}"
+                ),
+            );
+            DEFAULT_CATALOG.to_string()
+        }
+    }
+}
+
+/// The name of a catalog whose topology does not name it.
+pub(crate) const DEFAULT_CATALOG: &str = "default";
+
+fn valid_catalog_name(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 
 /// Parses and validates the topology document. Problems go to `diags`.
 pub(crate) fn parse(file: &Path, doc: &Value, diags: &mut Diagnostics) -> Vec<StreamDecl> {
@@ -52,11 +90,14 @@ pub(crate) fn parse(file: &Path, doc: &Value, diags: &mut Diagnostics) -> Vec<St
         return out;
     };
     for k in root.keys() {
-        if !["$schema", "$comment", "description", "streams"].contains(&k.as_str()) {
+        if !["$schema", "$comment", "description", "catalog", "streams"].contains(&k.as_str()) {
             diags.push(
                 file,
                 pointer_push("", k),
-                format!("unknown key `{k}`; expected `streams` (and optionally `description`)"),
+                format!(
+                    "unknown key `{k}`; expected `streams` (and optionally `catalog`, \
+                     `description`)"
+                ),
             );
         }
     }
@@ -127,6 +168,21 @@ fn stream(
         diags.push(file, ptr, "a stream declaration must be an object");
         return None;
     };
+    let external = match map.get("external") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => {
+            diags.push(
+                file,
+                pointer_push(ptr, "external"),
+                "`external` must be true or false",
+            );
+            false
+        }
+    };
+    if external {
+        return external_stream(file, name, ptr, map, diags);
+    }
     for k in map.keys() {
         if !STREAM_KEYS.contains(&k.as_str()) {
             let hint = suggest(k, STREAM_KEYS.iter().copied())
@@ -204,6 +260,60 @@ fn stream(
         max_msg_size,
         max_bytes,
         discard: discard?,
+        external: false,
+    })
+}
+
+/// A stream another catalog owns: only its description and the subjects this catalog's events
+/// may take in it.
+fn external_stream(
+    file: &Path,
+    name: &str,
+    ptr: &str,
+    map: &Map<String, Value>,
+    diags: &mut Diagnostics,
+) -> Option<StreamDecl> {
+    let before = diags.len();
+    for k in map.keys() {
+        if !EXTERNAL_KEYS.contains(&k.as_str()) {
+            diags.push(
+                file,
+                pointer_push(ptr, k),
+                format!(
+                    "`{k}` cannot be set on an external stream: its owning catalog sets it \
+                     (an external stream takes only {})",
+                    EXTERNAL_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+    let mut f = Fields {
+        file,
+        ptr,
+        map,
+        diags,
+    };
+    let subjects = f.subjects();
+    if diags.len() != before {
+        return None;
+    }
+    Some(StreamDecl {
+        name: name.to_string(),
+        pointer: ptr.to_string(),
+        description: map
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        subjects: subjects?,
+        retention: "limits",
+        storage: "file",
+        max_age_ms: 0,
+        replicas: 1,
+        duplicate_window_ms: 0,
+        max_msg_size: None,
+        max_bytes: None,
+        discard: "old",
+        external: true,
     })
 }
 

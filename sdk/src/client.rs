@@ -419,7 +419,7 @@ impl Client {
         // A forbidden JetStream API call is answered with an asynchronous permissions
         // violation, not a reply: race it, so a service without the right fails now.
         let since = Instant::now();
-        tokio::select! {
+        let result = tokio::select! {
             result = topology::provision(&self.inner.js, options) => result,
             subject = self.permissions().first_denied_since(since) => Err(ProvisionError::new(
                 crate::ProvisionErrorKind::Rejected,
@@ -431,7 +431,13 @@ impl Client {
                     self.identity()
                 ),
             )),
+        };
+        if let Ok(report) = &result {
+            for (stream, conflict) in report.conflicts() {
+                tracing::warn!(service = %self.service(), "eventhub: stream {stream} left alone: {conflict}");
+            }
         }
+        result
     }
 
     pub(crate) fn service_arc(&self) -> &Arc<str> {

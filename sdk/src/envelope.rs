@@ -66,6 +66,9 @@ pub mod headers {
     pub const DLQ_CONSUMER: &str = "eventhub-dlq-consumer";
     /// Dead letter: when (RFC 3339).
     pub const DLQ_FAILED_AT: &str = "eventhub-dlq-failed-at";
+    /// Dead letter: only when the entry does not hold the payload as it was: `deflate`
+    /// (compressed) or `reference` (read it from the original stream and sequence).
+    pub const DLQ_PAYLOAD: &str = "eventhub-dlq-payload";
 }
 
 /// JSON, the default payload encoding.
@@ -203,6 +206,7 @@ pub(crate) struct Known<'a> {
     pub(crate) correlation_id: Option<&'a str>,
     pub(crate) causation_id: Option<&'a str>,
     pub(crate) traceparent: Option<&'a str>,
+    pub(crate) replay_of: Option<&'a str>,
     pub(crate) replay_for: Option<&'a str>,
 }
 
@@ -220,6 +224,7 @@ impl<'a> Known<'a> {
                 headers::CORRELATION_ID => &mut k.correlation_id,
                 headers::CAUSATION_ID => &mut k.causation_id,
                 headers::TRACEPARENT => &mut k.traceparent,
+                headers::REPLAY_OF => &mut k.replay_of,
                 headers::REPLAY_FOR => &mut k.replay_for,
                 _ => continue,
             };

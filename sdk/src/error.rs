@@ -107,6 +107,9 @@ pub enum PublishErrorKind {
     PermissionDenied,
     /// The event could not be serialized.
     Encode,
+    /// The event does not match its JSON Schema (the error lists every violation, e.g. an
+    /// empty string where the schema says `format: email`). Nothing was sent.
+    Invalid,
     /// The event has fields marked `x-sensitive` and the client holds no key to encrypt them
     /// ([`ConnectOptions::keyring`](crate::ConnectOptions::keyring)). Nothing was sent.
     NoEncryptionKey,

@@ -28,6 +28,12 @@ pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
     /// every item of an array): `["/email", "/recovery_emails/*"]`. Publishing encrypts them
     /// (see [`crate::crypto`]). Empty for most events, and then nothing is done.
     const SENSITIVE: &'static [&'static str] = &[];
+    /// Its entry in the catalog, with its self-contained JSON Schema.
+    const INFO: &'static EventInfo;
+
+    /// Its JSON Schema, compiled once (see [`crate::schema`]): publishing and consuming check
+    /// every event against it.
+    fn validator() -> &'static crate::schema::Validator;
 }
 
 /// Something done once per event type of the catalog, with the type: see the generated
@@ -137,9 +143,24 @@ impl RawEvent<'_> {
     /// [`DecodeErrorKind::UnsupportedContentType`]. Generated consumers decode with this, so JSON
     /// and protobuf producers can share a stream.
     pub fn decode_event<E: Event>(&self) -> Result<E, DecodeError> {
+        let invalid = |violations: crate::schema::Violations| {
+            DecodeError::new(
+                DecodeErrorKind::SchemaMismatch,
+                format!("payload does not match the event schema: {violations}"),
+            )
+        };
         match self.content_type.map(media_type) {
-            None | Some(JSON) => self.decode_json(),
-            Some(PROTOBUF | "application/x-protobuf") => crate::proto::decode(self.payload),
+            Some(t) if t.eq_ignore_ascii_case(PROTOBUF) || t.eq_ignore_ascii_case(X_PROTOBUF) => {
+                let event: E = crate::proto::decode(self.payload)?;
+                // Checked like JSON: the schema describes the data, whatever its encoding.
+                let value = serde_json::to_value(&event).map_err(|e| {
+                    DecodeError::new(DecodeErrorKind::SchemaMismatch, e.to_string())
+                })?;
+                E::validator().check_wire(&value).map_err(invalid)?;
+                Ok(event)
+            }
+            None => self.decode_checked::<E>(invalid),
+            Some(t) if t.eq_ignore_ascii_case(JSON) => self.decode_checked::<E>(invalid),
             Some(other) => Err(unsupported(
                 other,
                 "application/json or application/protobuf",
@@ -147,11 +168,37 @@ impl RawEvent<'_> {
         }
     }
 
+    /// A JSON payload: parsed, checked against the schema, then decoded.
+    fn decode_checked<E: Event>(
+        &self,
+        invalid: impl Fn(crate::schema::Violations) -> DecodeError,
+    ) -> Result<E, DecodeError> {
+        let value: serde_json::Value = serde_json::from_slice(self.payload).map_err(|e| {
+            DecodeError::new(
+                DecodeErrorKind::InvalidJson,
+                format!("payload is not valid JSON: {e}"),
+            )
+        })?;
+        E::validator().check_wire(&value).map_err(invalid)?;
+        // What the schema allows, the generated type reads; a failure here names the field.
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = match e.path().to_string() {
+                p if p == "." => String::new(),
+                p => format!(" at `{p}`"),
+            };
+            DecodeError::new(
+                DecodeErrorKind::SchemaMismatch,
+                format!("payload does not match the event type{path}: {}", e.inner()),
+            )
+        })
+    }
+
     /// Decodes a JSON payload as `T`. Refuses other content types, protobuf included (its
     /// decoding needs the event's descriptor: use [`RawEvent::decode_event`]).
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         match self.content_type.map(media_type) {
-            None | Some(JSON) => self.decode_json(),
+            None => self.decode_json(),
+            Some(t) if t.eq_ignore_ascii_case(JSON) => self.decode_json(),
             Some(other) => Err(unsupported(other, "application/json")),
         }
     }
@@ -178,9 +225,14 @@ impl RawEvent<'_> {
     }
 }
 
+/// The media type of a `content-type` value, without parameters (`; charset=utf-8`). Media
+/// types compare case-insensitively (RFC 9110).
 fn media_type(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }
+
+/// The older name of the protobuf media type, still read.
+const X_PROTOBUF: &str = "application/x-protobuf";
 
 fn unsupported(content_type: &str, expected: &str) -> DecodeError {
     DecodeError::new(

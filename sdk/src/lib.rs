@@ -44,6 +44,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod proto;
 mod publish;
+pub mod schema;
 mod topology;
 pub mod trace;
 mod upcast;
@@ -79,6 +80,7 @@ pub use publish::{
 pub use topology::{
     ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM, Discard, Drift, MAX_DELIVERIES_ADVISORY,
     ProvisionOptions, ProvisionReport, Retention, Storage, StreamAction, StreamReport, StreamSpec,
+    Topology,
 };
 pub use trace::{SpanId, TraceContext, TraceId};
 pub use upcast::{Upcast, Upcasted};

@@ -133,12 +133,15 @@ pub struct EnvelopeHeaders {
 
 /// The headers of an entry in the dead-letter stream `EVENTHUB_DLQ`.
 ///
-/// An entry is the original message — payload and headers unchanged — with the
-/// `eventhub-dlq-*` headers added and `Nats-Msg-Id` replaced. The original headers are not
-/// constrained here: a message published without eventhub can be dead-lettered too (as
-/// poison). For an event eventhub published they are those of envelope-headers.schema.json.
-/// The entry's subject is `dlq.<consumer>.<original subject>`; its data is the original
-/// payload. Header values are strings.
+/// An entry is the original message with the `eventhub-dlq-*` headers added. Original headers
+/// the server acts on (every `Nats-*` one: `Nats-Msg-Id`, `Nats-Expected-Stream`, `Nats-TTL`…)
+/// and original headers named `eventhub-dlq-*` are kept as
+/// `eventhub-dlq-original-<name>` (the value unchanged); every other original header is kept
+/// as it was. The original headers are not constrained here: a message published without
+/// eventhub can be dead-lettered too (as poison). For an event eventhub published they are
+/// those of envelope-headers.schema.json. The entry's subject is
+/// `dlq.<consumer>.<original subject>`; its data is the original payload, unless
+/// `eventhub-dlq-payload` says otherwise. Header values are strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(title = "eventhub dead-letter headers")]
 pub struct DeadLetterHeaders {
@@ -183,6 +186,17 @@ pub struct DeadLetterHeaders {
     #[serde(rename = "Nats-Msg-Id")]
     #[schemars(schema_with = "dlq_msg_id")]
     pub msg_id: String,
+    /// Present when the entry does not hold the original payload as it was, because the
+    /// original with the entry's headers would exceed the server's `max_payload`: `deflate`
+    /// (the data is the payload, deflate-compressed, RFC 1951) or `reference` (the data is
+    /// empty: read the payload at `eventhub-dlq-stream` / `eventhub-dlq-sequence`).
+    #[serde(
+        rename = "eventhub-dlq-payload",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "dlq_payload")]
+    pub payload: Option<String>,
     /// The original message's headers, and any other.
     #[serde(flatten)]
     pub original: BTreeMap<String, String>,
@@ -371,6 +385,12 @@ fn dlq_error(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+fn dlq_payload(_: &mut SchemaGenerator) -> Schema {
+    string(|s| {
+        s.enum_values = Some(vec!["deflate".into(), "reference".into()]);
+    })
+}
+
 fn dlq_msg_id(_: &mut SchemaGenerator) -> Schema {
     string(|s| {
         s.string().pattern = Some(format!("^dlq:.+:{DECIMAL}:.+$"));
@@ -464,7 +484,7 @@ mod tests {
         ]);
         assert_eq!(names(EnvelopeHeaders, "required"), publish);
         assert_eq!(names(EnvelopeHeaders, "properties"), &publish | &optional);
-        // Every dead-letter header is always written.
+        // Every dead-letter header is always written, but the payload's form.
         let dlq = set(&[
             headers::DLQ_REASON,
             headers::DLQ_ERROR,
@@ -477,7 +497,10 @@ mod tests {
             headers::MSG_ID,
         ]);
         assert_eq!(names(DeadLetterHeaders, "required"), dlq);
-        assert_eq!(names(DeadLetterHeaders, "properties"), dlq);
+        assert_eq!(
+            names(DeadLetterHeaders, "properties"),
+            &dlq | &set(&[headers::DLQ_PAYLOAD])
+        );
     }
 
     #[test]

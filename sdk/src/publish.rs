@@ -332,7 +332,8 @@ impl Publisher {
         options.codec.unwrap_or(self.codec)
     }
 
-    /// Encodes an event; its `x-sensitive` fields, if it has any, encrypted first.
+    /// Checks an event against its schema and encodes it; its `x-sensitive` fields, if it has
+    /// any, encrypted first.
     fn encode<T: serde::Serialize + ?Sized>(
         &self,
         target: &Target,
@@ -340,8 +341,38 @@ impl Publisher {
         id: &str,
         options: &PublishOptions,
     ) -> Result<Bytes, PublishError> {
+        let value = serde_json::to_value(value).map_err(|e| {
+            PublishError::with_source(
+                PublishErrorKind::Encode,
+                format!(
+                    "cannot encode {} v{} (id {id})",
+                    target.event_type, target.version
+                ),
+                e,
+            )
+        })?;
+        if let Err(violations) = target.validator.check(&value) {
+            // Never the values of fields marked x-sensitive: they are plaintext here.
+            let detail = if target.sensitive.is_empty() {
+                violations.to_string()
+            } else {
+                violations
+                    .0
+                    .iter()
+                    .map(|v| format!("at {} ({})", v.pointer, v.keyword))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            return Err(PublishError::new(
+                PublishErrorKind::Invalid,
+                format!(
+                    "{} v{} (id {id}) does not match its schema; nothing was sent: {detail}",
+                    target.event_type, target.version
+                ),
+            ));
+        }
         if target.sensitive.is_empty() {
-            return target.encode(value, id, self.codec_of(options));
+            return target.encode(&value, id, self.codec_of(options));
         }
         let sealed = crate::crypto::seal(&self.client, target, id, value)?;
         target.encode(&sealed, id, self.codec_of(options))
@@ -454,6 +485,8 @@ pub(crate) struct Target {
     pub(crate) proto: &'static Message,
     /// The fields encrypted before encoding ([`Event::SENSITIVE`]).
     pub(crate) sensitive: &'static [&'static str],
+    /// Its compiled schema: what is published is checked against it first.
+    pub(crate) validator: &'static crate::schema::Validator,
 }
 
 impl Target {
@@ -466,6 +499,7 @@ impl Target {
             stream: E::STREAM,
             proto: E::PROTO,
             sensitive: E::SENSITIVE,
+            validator: E::validator(),
         }
     }
 
@@ -478,6 +512,7 @@ impl Target {
             stream: info.stream,
             proto: info.proto,
             sensitive: info.sensitive,
+            validator: crate::schema::Validator::cached(info),
         }
     }
 

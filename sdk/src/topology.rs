@@ -1,7 +1,18 @@
-//! Streams: their declarations (generated from `schemas/streams.json`) and idempotent
-//! provisioning that reports drift.
+//! Streams: their declarations (generated from a catalog's `streams.json`) and idempotent
+//! provisioning that reports drift and conflicts.
+//!
+//! A stream captures exactly the subjects of the event versions of the catalogs that use it
+//! (`events.user.created.v1`, `events.user.created.v2`…), never a wildcard: a publish to a
+//! subject outside every catalog fails at the producer instead of being stored where no
+//! consumer reads it.
+//!
+//! Catalogs can share a stream. One catalog *owns* it (creates it, sets its limits); others
+//! declare it `external` and only add their subjects. Provisioning records in the stream's
+//! metadata who owns it (`eventhub.owner`) and which subjects each other catalog added
+//! (`eventhub.subjects.<catalog>`), so that no catalog ever removes a subject it did not add,
+//! and a stream two catalogs both claim is reported as a conflict, not "fixed".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -38,15 +49,20 @@ pub enum Discard {
     New,
 }
 
-/// A declared stream. The generated [`events::STREAMS`](crate::events::STREAMS) holds one per
-/// entry of `schemas/streams.json`.
+/// A declared stream. The generated `STREAMS` of a catalog holds one per entry of its
+/// `streams.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamSpec {
     /// Stream name, e.g. `IDENTITY`.
     pub name: &'static str,
     /// What the stream holds.
     pub description: &'static str,
-    /// Subjects it captures, e.g. `events.user.>`.
+    /// Whether the catalog owns the stream (creates it and sets its limits), or adds its
+    /// subjects to a stream another catalog owns (`"external": true`; the settings below are
+    /// then not used).
+    pub owned: bool,
+    /// The subjects the catalog puts in it: one per event version, e.g.
+    /// `events.user.created.v2`.
     pub subjects: &'static [&'static str],
     /// Retention policy.
     pub retention: Retention,
@@ -83,6 +99,7 @@ impl StreamSpec {
     pub const DEAD_LETTERS: StreamSpec = StreamSpec {
         name: DLQ_STREAM,
         description: "eventhub dead letters: events a consumer could not handle, with why.",
+        owned: true,
         subjects: &["dlq.>"],
         retention: Retention::Limits,
         storage: Storage::File,
@@ -98,6 +115,7 @@ impl StreamSpec {
     pub const ADVISORIES: StreamSpec = StreamSpec {
         name: ADVISORY_STREAM,
         description: "eventhub: JetStream max-deliveries advisories, swept into the dead letters.",
+        owned: true,
         subjects: &["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"],
         retention: Retention::Limits,
         storage: Storage::File,
@@ -142,11 +160,32 @@ impl StreamSpec {
     }
 }
 
+/// A catalog's streams: what [`Client::provision`](crate::Client::provision) creates or
+/// updates. Generated as `TOPOLOGY` next to a catalog's event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    /// The catalog's name (`catalog` in its `streams.json`): provisioning records which
+    /// subjects of a shared stream belong to it.
+    pub catalog: &'static str,
+    /// Its streams.
+    pub streams: &'static [StreamSpec],
+}
+
+/// The catalog name under which eventhub's own streams are provisioned.
+pub(crate) const EVENTHUB_CATALOG: &str = "eventhub";
+/// Stream metadata key: the catalog that owns the stream.
+pub(crate) const OWNER_KEY: &str = "eventhub.owner";
+/// Stream metadata key prefix: `eventhub.subjects.<catalog>` lists (comma-separated) the
+/// subjects another catalog added to the stream.
+pub(crate) const SUBJECTS_KEY_PREFIX: &str = "eventhub.subjects.";
+
 /// How to provision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisionOptions {
+    /// The catalog whose streams these are (see [`Topology::catalog`]).
+    pub catalog: String,
     /// The streams to provision; by default every declared stream plus eventhub's dead-letter
-    /// and advisory streams.
+    /// and advisory streams (which are provisioned as eventhub's own).
     pub streams: Vec<StreamSpec>,
     /// Replicas for every stream, overriding the declarations (e.g. 3 in a cluster, 1 on a
     /// developer machine).
@@ -155,16 +194,24 @@ pub struct ProvisionOptions {
     pub dry_run: bool,
 }
 
-impl Default for ProvisionOptions {
-    fn default() -> Self {
-        let mut streams = crate::events::STREAMS.to_vec();
+impl ProvisionOptions {
+    /// Provisions `topology`'s streams plus eventhub's dead-letter and advisory streams.
+    pub fn new(topology: &Topology) -> Self {
+        let mut streams = topology.streams.to_vec();
         streams.push(StreamSpec::DEAD_LETTERS);
         streams.push(StreamSpec::ADVISORIES);
         Self {
+            catalog: topology.catalog.to_string(),
             streams,
             replicas: None,
             dry_run: false,
         }
+    }
+}
+
+impl Default for ProvisionOptions {
+    fn default() -> Self {
+        Self::new(&crate::events::TOPOLOGY)
     }
 }
 
@@ -181,6 +228,9 @@ pub enum StreamAction {
     WouldCreate,
     /// Dry run: the stream differs and would be updated.
     WouldUpdate,
+    /// Left alone: another catalog owns the stream, or a subject is claimed by two catalogs,
+    /// or an external stream does not exist yet ([`StreamReport::conflicts`] says which).
+    Conflict,
 }
 
 impl fmt::Display for StreamAction {
@@ -191,6 +241,7 @@ impl fmt::Display for StreamAction {
             StreamAction::Unchanged => "unchanged",
             StreamAction::WouldCreate => "would create",
             StreamAction::WouldUpdate => "would update",
+            StreamAction::Conflict => "conflict",
         })
     }
 }
@@ -215,6 +266,8 @@ pub struct StreamReport {
     pub action: StreamAction,
     /// How the server's stream differed from the declaration (empty when created or unchanged).
     pub drift: Vec<Drift>,
+    /// What provisioning left alone because another catalog has a say in it.
+    pub conflicts: Vec<String>,
 }
 
 /// The outcome of provisioning every stream.
@@ -230,6 +283,15 @@ impl ProvisionReport {
         self.streams
             .iter()
             .any(|s| s.action != StreamAction::Unchanged)
+    }
+
+    /// Every conflict found, with its stream name.
+    pub fn conflicts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.streams.iter().flat_map(|s| {
+            s.conflicts
+                .iter()
+                .map(move |c| (s.name.as_str(), c.as_str()))
+        })
     }
 
     /// Every drift found, with its stream name.
@@ -251,6 +313,9 @@ impl fmt::Display for ProvisionReport {
                     "", d.field, d.actual, d.declared
                 )?;
             }
+            for c in &s.conflicts {
+                writeln!(f, "{:<22}   conflict: {c}", "")?;
+            }
         }
         Ok(())
     }
@@ -264,35 +329,84 @@ pub(crate) async fn provision(
 ) -> Result<ProvisionReport, ProvisionError> {
     let mut report = ProvisionReport::default();
     for spec in &options.streams {
-        let mut wanted = spec.to_config();
-        if let Some(r) = options.replicas {
-            wanted.num_replicas = r;
-        }
-        report
-            .streams
-            .push(provision_one(js, wanted, options.dry_run).await?);
+        let catalog = if [DLQ_STREAM, ADVISORY_STREAM].contains(&spec.name) {
+            EVENTHUB_CATALOG
+        } else {
+            options.catalog.as_str()
+        };
+        let one = if spec.owned {
+            provision_owned(js, spec, catalog, options).await?
+        } else {
+            provision_external(js, spec, catalog, options.dry_run).await?
+        };
+        report.streams.push(one);
     }
     Ok(report)
 }
 
-async fn provision_one(
+/// The server's configuration of stream `name`, `None` if it does not exist.
+async fn current(
     js: &jetstream::Context,
-    wanted: stream::Config,
-    dry_run: bool,
-) -> Result<StreamReport, ProvisionError> {
-    let name = wanted.name.clone();
-    let current = match js.get_stream(&name).await {
-        Ok(s) => Some(s.cached_info().config.clone()),
+    name: &str,
+) -> Result<Option<stream::Config>, ProvisionError> {
+    match js.get_stream(name).await {
+        Ok(s) => Ok(Some(s.cached_info().config.clone())),
         Err(e) => match e.kind() {
             GetStreamErrorKind::JetStream(err)
                 if err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
             {
-                None
+                Ok(None)
             }
-            _ => return Err(unreachable_err(&name, e)),
+            _ => Err(unreachable_err(name, e)),
         },
-    };
-    let Some(current) = current else {
+    }
+}
+
+/// The subjects each other catalog recorded in a stream's metadata.
+fn guests(config: &stream::Config, except: &str) -> BTreeMap<String, BTreeSet<String>> {
+    config
+        .metadata
+        .iter()
+        .filter_map(|(k, v)| {
+            let catalog = k.strip_prefix(SUBJECTS_KEY_PREFIX)?;
+            (catalog != except).then(|| (catalog.to_string(), split_subjects(v)))
+        })
+        .collect()
+}
+
+fn split_subjects(v: &str) -> BTreeSet<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn report(name: &str, action: StreamAction) -> StreamReport {
+    StreamReport {
+        name: name.to_string(),
+        action,
+        drift: Vec::new(),
+        conflicts: Vec::new(),
+    }
+}
+
+async fn provision_owned(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    catalog: &str,
+    options: &ProvisionOptions,
+) -> Result<StreamReport, ProvisionError> {
+    let mut wanted = spec.to_config();
+    if let Some(r) = options.replicas {
+        wanted.num_replicas = r;
+    }
+    wanted
+        .metadata
+        .insert(OWNER_KEY.to_string(), catalog.to_string());
+    let name = wanted.name.clone();
+    let dry_run = options.dry_run;
+    let Some(current) = current(js, &name).await? else {
         if !dry_run {
             js.create_stream(wanted).await.map_err(|e| {
                 ProvisionError::with_source(
@@ -302,23 +416,59 @@ async fn provision_one(
                 )
             })?;
         }
-        return Ok(StreamReport {
-            name,
-            action: if dry_run {
-                StreamAction::WouldCreate
-            } else {
-                StreamAction::Created
-            },
-            drift: Vec::new(),
-        });
+        let action = if dry_run {
+            StreamAction::WouldCreate
+        } else {
+            StreamAction::Created
+        };
+        return Ok(report(&name, action));
     };
-    let drift = diff(&wanted, &current);
-    if drift.is_empty() {
-        return Ok(StreamReport {
-            name,
-            action: StreamAction::Unchanged,
-            drift,
+    if let Some(owner) = current.metadata.get(OWNER_KEY)
+        && owner != catalog
+    {
+        let mut r = report(&name, StreamAction::Conflict);
+        r.conflicts.push(format!(
+            "owned by catalog `{owner}`, and catalog `{catalog}` declares it as its own too: \
+             declare it `\"external\": true` in one of them"
+        ));
+        return Ok(r);
+    }
+    // Subjects other catalogs added stay; so does what they recorded.
+    let mut conflicts = Vec::new();
+    let mut subjects: BTreeSet<String> = wanted.subjects.iter().cloned().collect();
+    for (guest, theirs) in guests(&current, catalog) {
+        for s in theirs {
+            if !current.subjects.contains(&s) {
+                continue;
+            }
+            if !subjects.insert(s.clone()) {
+                conflicts.push(format!(
+                    "subject `{s}` is declared by this catalog and by catalog `{guest}`"
+                ));
+            }
+        }
+        let key = format!("{SUBJECTS_KEY_PREFIX}{guest}");
+        if let Some(v) = current.metadata.get(&key) {
+            wanted.metadata.insert(key, v.clone());
+        }
+    }
+    wanted.subjects = subjects.into_iter().collect();
+    let mut drift = diff(&wanted, &current);
+    if current.metadata.get(OWNER_KEY).map(String::as_str) != Some(catalog) {
+        drift.push(Drift {
+            field: "owner",
+            declared: catalog.to_string(),
+            actual: current
+                .metadata
+                .get(OWNER_KEY)
+                .cloned()
+                .unwrap_or_else(|| "(not recorded)".to_string()),
         });
+    }
+    if drift.is_empty() {
+        let mut r = report(&name, StreamAction::Unchanged);
+        r.conflicts = conflicts;
+        return Ok(r);
     }
     if let Some(d) = drift.iter().find(|d| d.field == "storage") {
         return Err(ProvisionError::new(
@@ -342,16 +492,8 @@ async fn provision_one(
         updated.max_bytes = wanted.max_bytes;
         updated.discard = wanted.discard;
         updated.allow_direct = wanted.allow_direct;
-        js.update_stream(updated).await.map_err(|e| {
-            ProvisionError::with_source(
-                ProvisionErrorKind::Rejected,
-                format!(
-                    "updating stream {name} failed ({})",
-                    drift.iter().map(|d| d.field).collect::<Vec<_>>().join(", ")
-                ),
-                e,
-            )
-        })?;
+        updated.metadata = wanted.metadata.clone();
+        update(js, updated, &drift).await?;
     }
     Ok(StreamReport {
         name,
@@ -361,7 +503,117 @@ async fn provision_one(
             StreamAction::Updated
         },
         drift,
+        conflicts,
     })
+}
+
+/// Adds this catalog's subjects to a stream another catalog owns (and removes those it added
+/// before and no longer declares); changes nothing else.
+async fn provision_external(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    catalog: &str,
+    dry_run: bool,
+) -> Result<StreamReport, ProvisionError> {
+    let name = spec.name;
+    let Some(current) = current(js, name).await? else {
+        let mut r = report(name, StreamAction::Conflict);
+        r.conflicts.push(
+            "does not exist: another catalog owns it (declared `external` here) and must \
+             provision it first"
+                .to_string(),
+        );
+        return Ok(r);
+    };
+    let key = format!("{SUBJECTS_KEY_PREFIX}{catalog}");
+    let before = current
+        .metadata
+        .get(&key)
+        .map(|v| split_subjects(v))
+        .unwrap_or_default();
+    let mut conflicts = Vec::new();
+    let mut mine = BTreeSet::new();
+    for s in spec.subjects {
+        let s = s.to_string();
+        if current.subjects.contains(&s) && !before.contains(&s) {
+            conflicts.push(format!(
+                "subject `{s}` is already in the stream, added by another catalog; left to it"
+            ));
+        } else {
+            mine.insert(s);
+        }
+    }
+    let mut subjects: Vec<String> = current
+        .subjects
+        .iter()
+        .filter(|s| !before.contains(*s) || mine.contains(*s))
+        .cloned()
+        .collect();
+    for s in &mine {
+        if !subjects.contains(s) {
+            subjects.push(s.clone());
+        }
+    }
+    let recorded = mine.iter().cloned().collect::<Vec<_>>().join(",");
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+    let mut drift = Vec::new();
+    if set(&subjects) != set(&current.subjects) {
+        drift.push(Drift {
+            field: "subjects",
+            declared: format!("{:?}", set(&subjects)),
+            actual: format!("{:?}", set(&current.subjects)),
+        });
+    }
+    if current.metadata.get(&key).map(String::as_str) != Some(recorded.as_str()) && !mine.is_empty()
+        || (mine.is_empty() && current.metadata.contains_key(&key))
+    {
+        drift.push(Drift {
+            field: "catalog subjects",
+            declared: recorded.clone(),
+            actual: current.metadata.get(&key).cloned().unwrap_or_default(),
+        });
+    }
+    let action = match (drift.is_empty(), dry_run) {
+        (true, _) if !conflicts.is_empty() => StreamAction::Conflict,
+        (true, _) => StreamAction::Unchanged,
+        (false, true) => StreamAction::WouldUpdate,
+        (false, false) => {
+            let mut updated = current.clone();
+            updated.subjects = subjects;
+            if mine.is_empty() {
+                updated.metadata.remove(&key);
+            } else {
+                updated.metadata.insert(key, recorded);
+            }
+            update(js, updated, &drift).await?;
+            StreamAction::Updated
+        }
+    };
+    Ok(StreamReport {
+        name: name.to_string(),
+        action,
+        drift,
+        conflicts,
+    })
+}
+
+async fn update(
+    js: &jetstream::Context,
+    config: stream::Config,
+    drift: &[Drift],
+) -> Result<(), ProvisionError> {
+    let name = config.name.clone();
+    js.update_stream(config).await.map_err(|e| {
+        ProvisionError::with_source(
+            ProvisionErrorKind::Rejected,
+            format!(
+                "updating stream {name} failed ({})",
+                drift.iter().map(|d| d.field).collect::<Vec<_>>().join(", ")
+            ),
+            e,
+        )
+    })?;
+    Ok(())
 }
 
 fn unreachable_err(

@@ -5,6 +5,7 @@ mod dlq;
 mod encryption;
 mod harness;
 mod idempotency;
+mod limbo;
 mod metadata;
 mod observability;
 mod proto;

@@ -87,9 +87,16 @@ async fn stored_headers(client: &Client, stream: &str, sequence: u64) -> Value {
 }
 
 /// The headers of a dead letter other than the `eventhub-dlq-*` ones: the original's.
+/// The original's headers in a dead letter: those kept aside back under their own names.
 fn original_part(entry: &Value) -> Value {
-    let mut out = entry.as_object().unwrap().clone();
-    out.retain(|name, _| !name.starts_with("eventhub-dlq-"));
+    let mut out = Map::new();
+    for (name, value) in entry.as_object().unwrap() {
+        if let Some(original) = name.strip_prefix(eventhub::dlq::ORIGINAL_HEADER_PREFIX) {
+            out.insert(original.to_string(), value.clone());
+        } else if !name.starts_with("eventhub-dlq-") && name != headers::MSG_ID {
+            out.insert(name.clone(), value.clone());
+        }
+    }
     Value::Object(out)
 }
 
@@ -227,13 +234,35 @@ async fn dead_letter_headers_match_the_dead_letter_schema() {
         .publish(&user_created_v2("retry@example.com"))
         .await
         .unwrap();
-    // Poison with eventhub's headers: published through the SDK, not of the schema's shape.
+    // Poison with eventhub's headers (the SDK refuses to publish it: a producer that skipped
+    // the check), not of the schema's shape.
     let info = CATALOG
         .iter()
         .find(|i| i.event_type == "user.created" && i.version == 2)
         .unwrap();
-    let poison = publisher
-        .publish_json(info, &json!({"user_id": 42}), PublishOptions::default())
+    let mut h = async_nats::HeaderMap::new();
+    for (name, value) in [
+        (headers::SPECVERSION, "1.0"),
+        (headers::ID, "0190a000-0000-7000-8000-0000000000aa"),
+        (headers::TYPE, info.event_type),
+        (headers::SOURCE, "auth"),
+        (headers::TIME, "2026-11-23T10:00:00Z"),
+        (headers::DATASCHEMA, info.schema_id),
+        (headers::CONTENT_TYPE, "application/json"),
+        (
+            headers::CORRELATION_ID,
+            "0190a000-0000-7000-8000-0000000000aa",
+        ),
+        (headers::MSG_ID, "0190a000-0000-7000-8000-0000000000aa"),
+    ] {
+        h.insert(name, value);
+    }
+    let poison_id = "0190a000-0000-7000-8000-0000000000aa".to_string();
+    let poison = client
+        .jetstream()
+        .publish_with_headers(info.subject, h, json!({"user_id": 42}).to_string().into())
+        .await
+        .unwrap()
         .await
         .unwrap();
     // Poison without any header: a message eventhub did not publish is dead-lettered too.
@@ -274,7 +303,7 @@ async fn dead_letter_headers_match_the_dead_letter_schema() {
     for (what, h, event_id) in [
         ("a rejected event's dead letter", rejected_h, &rejected.id),
         ("a max-deliver dead letter", exhausted_h, &exhausted.id),
-        ("a poison event's dead letter", poison_h, &poison.id),
+        ("a poison event's dead letter", poison_h, &poison_id),
     ] {
         assert_valid(&dead_letter, h, what);
         // The original headers are eventhub's envelope, kept (but for the replaced msg id).

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use eventhub::{DLQ_STREAM, ProvisionOptions, StreamAction};
+use eventhub::{
+    DLQ_STREAM, Discard, ProvisionOptions, Retention, Storage, StreamAction, StreamSpec, Topology,
+};
 
 use crate::support::server_and_client;
 
@@ -41,7 +43,21 @@ async fn provisioning_creates_every_stream_then_changes_nothing() {
     // What is on the server is what is declared.
     let mut identity = client.jetstream().get_stream("IDENTITY").await.unwrap();
     let config = &identity.info().await.unwrap().config;
-    assert_eq!(config.subjects, vec!["events.user.>", "events.auth.>"]);
+    // Exactly the catalog's subjects, one per event version: nothing else is stored.
+    let mut expected: Vec<&str> = eventhub::events::CATALOG
+        .iter()
+        .filter(|e| e.stream == "IDENTITY")
+        .map(|e| e.subject)
+        .collect();
+    expected.sort();
+    let mut actual = config.subjects.clone();
+    actual.sort();
+    assert_eq!(actual, expected);
+    assert!(actual.contains(&"events.user.created.v2".to_string()));
+    assert_eq!(
+        config.metadata.get("eventhub.owner").map(String::as_str),
+        Some("org")
+    );
     assert_eq!(config.max_age, Duration::from_secs(90 * 86_400));
     assert_eq!(config.duplicate_window, Duration::from_secs(120));
 }
@@ -129,4 +145,136 @@ async fn storage_drift_cannot_be_fixed_in_place_and_says_so() {
             .contains("stream IDENTITY uses Memory storage on the server but File is declared"),
         "{err}"
     );
+}
+
+/// A team's catalog, in its own repository: one event in the org's ORDERS stream.
+const TEAM: Topology = Topology {
+    catalog: "orders-team",
+    streams: &[StreamSpec {
+        name: "ORDERS",
+        description: "",
+        owned: false,
+        subjects: &["events.orders.shipped.v1"],
+        retention: Retention::Limits,
+        storage: Storage::File,
+        max_age: Duration::ZERO,
+        replicas: 1,
+        duplicate_window: Duration::ZERO,
+        max_msg_size: None,
+        max_bytes: None,
+        discard: Discard::Old,
+    }],
+};
+
+async fn orders_subjects(client: &eventhub::Client) -> Vec<String> {
+    let mut orders = client.jetstream().get_stream("ORDERS").await.unwrap();
+    let mut s = orders.info().await.unwrap().config.subjects.clone();
+    s.sort();
+    s
+}
+
+#[tokio::test]
+async fn catalogs_sharing_a_stream_never_remove_each_others_subjects() {
+    let (_server, client) = server_and_client("ops").await;
+    // The team provisions before the org: the stream is not theirs to create.
+    let early = client
+        .provision_with(&ProvisionOptions::new(&TEAM))
+        .await
+        .unwrap();
+    let orders = early.streams.iter().find(|s| s.name == "ORDERS").unwrap();
+    assert_eq!(orders.action, StreamAction::Conflict, "{early}");
+    assert!(
+        orders.conflicts[0].contains("must provision it first"),
+        "{early}"
+    );
+
+    client.provision().await.unwrap();
+    let team = client
+        .provision_with(&ProvisionOptions::new(&TEAM))
+        .await
+        .unwrap();
+    let orders = team.streams.iter().find(|s| s.name == "ORDERS").unwrap();
+    assert_eq!(orders.action, StreamAction::Updated, "{team}");
+    assert!(
+        orders_subjects(&client)
+            .await
+            .contains(&"events.orders.shipped.v1".to_string())
+    );
+
+    // The org applies its topology again: the team's subject stays, nothing changes.
+    let again = client.provision().await.unwrap();
+    assert!(!again.changed(), "{again}");
+    assert!(
+        orders_subjects(&client)
+            .await
+            .contains(&"events.orders.shipped.v1".to_string())
+    );
+    let team_again = client
+        .provision_with(&ProvisionOptions::new(&TEAM))
+        .await
+        .unwrap();
+    assert!(!team_again.changed(), "{team_again}");
+
+    // The team publishes to and consumes from its subject.
+    client
+        .jetstream()
+        .publish("events.orders.shipped.v1", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .expect("the team's subject is captured");
+
+    // The team drops its event: only its own subject goes.
+    const GONE: Topology = Topology {
+        catalog: "orders-team",
+        streams: &[StreamSpec {
+            subjects: &[],
+            ..TEAM.streams[0]
+        }],
+    };
+    client
+        .provision_with(&ProvisionOptions::new(&GONE))
+        .await
+        .unwrap();
+    let after = orders_subjects(&client).await;
+    assert!(!after.contains(&"events.orders.shipped.v1".to_string()));
+    assert!(
+        after.contains(&"events.order.placed.v1".to_string()),
+        "{after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_two_catalogs_claim_is_a_conflict_not_a_fix() {
+    let (_server, client) = server_and_client("ops").await;
+    client.provision().await.unwrap();
+    const RIVAL: Topology = Topology {
+        catalog: "rival",
+        streams: &[StreamSpec {
+            name: "ORDERS",
+            description: "the rival's orders",
+            owned: true,
+            subjects: &["events.rival.thing.v1"],
+            retention: Retention::Limits,
+            storage: Storage::File,
+            max_age: Duration::from_secs(60),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(60),
+            max_msg_size: None,
+            max_bytes: None,
+            discard: Discard::Old,
+        }],
+    };
+    let before = orders_subjects(&client).await;
+    let report = client
+        .provision_with(&ProvisionOptions::new(&RIVAL))
+        .await
+        .unwrap();
+    let orders = report.streams.iter().find(|s| s.name == "ORDERS").unwrap();
+    assert_eq!(orders.action, StreamAction::Conflict, "{report}");
+    assert!(
+        orders.conflicts[0].contains("owned by catalog `org`"),
+        "{report}"
+    );
+    assert_eq!(orders_subjects(&client).await, before, "left alone");
 }

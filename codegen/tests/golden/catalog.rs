@@ -263,6 +263,12 @@ pub mod shop {
         const SCHEMA_ID: &'static str = "urn:eventhub:schema:shop.cart.checked-out:v1";
         const STREAM: &'static str = "SHOP";
         const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V1;
+        const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
+        fn validator() -> &'static ::eventhub::schema::Validator {
+            static VALIDATOR: ::std::sync::OnceLock<::eventhub::schema::Validator> = ::std::sync::OnceLock::new();
+            VALIDATOR
+                .get_or_init(|| ::eventhub::schema::Validator::for_event(Self::INFO))
+        }
     }
     impl ::eventhub::Consumable for CartCheckedOutV1 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -299,7 +305,13 @@ pub mod shop {
         const SCHEMA_ID: &'static str = "urn:eventhub:schema:shop.cart.checked-out:v2";
         const STREAM: &'static str = "SHOP";
         const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V2;
+        const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[1];
         const SENSITIVE: &'static [&'static str] = &["/delivery_note"];
+        fn validator() -> &'static ::eventhub::schema::Validator {
+            static VALIDATOR: ::std::sync::OnceLock<::eventhub::schema::Validator> = ::std::sync::OnceLock::new();
+            VALIDATOR
+                .get_or_init(|| ::eventhub::schema::Validator::for_event(Self::INFO))
+        }
     }
     impl ::eventhub::Consumable for CartCheckedOutV2 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -441,7 +453,13 @@ pub mod shop {
         const SCHEMA_ID: &'static str = "https://schemas.example.com/shop/order-placed/v1";
         const STREAM: &'static str = "SHOP";
         const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_ORDER_PLACED_V1;
+        const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[2];
         const SENSITIVE: &'static [&'static str] = &["/lines/*/engraving"];
+        fn validator() -> &'static ::eventhub::schema::Validator {
+            static VALIDATOR: ::std::sync::OnceLock<::eventhub::schema::Validator> = ::std::sync::OnceLock::new();
+            VALIDATOR
+                .get_or_init(|| ::eventhub::schema::Validator::for_event(Self::INFO))
+        }
     }
     impl ::eventhub::Consumable for OrderPlacedV1 {
         const FAMILY: ::eventhub::Family = ::eventhub::Family {
@@ -852,12 +870,18 @@ pub fn for_each_event<V: ::eventhub::EventVisitor>(visitor: &mut V) {
     visitor.visit::<shop::CartCheckedOutV2>(&CATALOG[1]);
     visitor.visit::<shop::OrderPlacedV1>(&CATALOG[2]);
 }
-/// The streams declared in `schemas/streams.json`.
+/// The streams declared in `schemas/streams.json`, each with exactly the subjects of
+/// this catalog's event versions.
 pub const STREAMS: &[::eventhub::StreamSpec] = &[
     ::eventhub::StreamSpec {
         name: "SHOP",
         description: "Everything the shop does.",
-        subjects: &["events.shop.>"],
+        owned: true,
+        subjects: &[
+            "events.shop.cart.checked-out.v1",
+            "events.shop.cart.checked-out.v2",
+            "events.shop.order-placed.v1",
+        ],
         retention: ::eventhub::Retention::Limits,
         storage: ::eventhub::Storage::File,
         max_age: ::std::time::Duration::from_millis(2592000000),
@@ -868,3 +892,8 @@ pub const STREAMS: &[::eventhub::StreamSpec] = &[
         discard: ::eventhub::Discard::Old,
     },
 ];
+/// This catalog's name and streams, for [`Client::provision`](#rt::Client::provision).
+pub const TOPOLOGY: ::eventhub::Topology = ::eventhub::Topology {
+    catalog: "default",
+    streams: STREAMS,
+};

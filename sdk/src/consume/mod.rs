@@ -14,6 +14,7 @@
 //! event leaves its consumer only once it is stored elsewhere.
 
 mod handler;
+mod idempotency;
 mod options;
 mod pull;
 
@@ -27,10 +28,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind, kv};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use idempotency::{Claim, Guard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -47,14 +48,11 @@ use crate::trace::TraceContext;
 use pull::{Arrival, Puller};
 
 pub use handler::HandlerError;
+pub use idempotency::IDEMPOTENCY_PREFIX;
 pub use options::{Backoff, ConsumerOptions, StartFrom};
 
 /// Metadata key marking consumers eventhub manages.
 const MANAGED: &str = "eventhub.managed";
-
-/// Prefix of the key-value buckets where idempotent consumers record handled event ids
-/// (`EVENTHUB_IDEMPOTENCY_<durable>`).
-pub const IDEMPOTENCY_PREFIX: &str = "EVENTHUB_IDEMPOTENCY_";
 
 impl Client {
     /// Creates or updates the durable consumer of `E` for this service and returns it, ready
@@ -134,7 +132,7 @@ impl Client {
             }
         };
         let guard = match options.idempotency_window {
-            Some(window) => Some(idempotency_bucket(self, &name, window).await?),
+            Some(window) => Some(Guard::open(self, &name, window, options.ack_wait).await?),
             None => None,
         };
         Ok(Consumer {
@@ -180,56 +178,6 @@ fn validate(name: &str, options: &ConsumerOptions) -> Result<(), ConsumeError> {
     Ok(())
 }
 
-/// The idempotency bucket of consumer `name`, created or updated to `window`.
-async fn idempotency_bucket(
-    client: &Client,
-    name: &str,
-    window: Duration,
-) -> Result<kv::Store, ConsumeError> {
-    let bucket = format!("{IDEMPOTENCY_PREFIX}{name}");
-    client
-        .jetstream()
-        .create_or_update_key_value(kv::Config {
-            bucket: bucket.clone(),
-            description: format!("eventhub: event ids consumer {name} handled"),
-            history: 1,
-            max_age: window,
-            storage: jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| {
-            ConsumeError::with_source(
-                ConsumeErrorKind::InvalidConfig,
-                format!(
-                    "cannot create the idempotency bucket {bucket} at {}",
-                    client.url()
-                ),
-                e,
-            )
-        })
-}
-
-/// The key of an event id in an idempotency bucket: the id itself when it is a valid key (a
-/// UUID is), else `x` and its hex bytes.
-fn idempotency_key(id: &str) -> String {
-    let valid = !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
-        && !id.starts_with('x');
-    if valid {
-        id.to_string()
-    } else {
-        let mut key = String::with_capacity(1 + id.len() * 2);
-        key.push('x');
-        for b in id.bytes() {
-            key.push_str(&format!("{b:02x}"));
-        }
-        key
-    }
-}
-
 async fn ensure(
     client: &Client,
     stream: &str,
@@ -254,6 +202,25 @@ async fn ensure(
             ),
         }
     })?;
+    // A filter that no subject of the stream matches would run and receive nothing, silently.
+    let captured = &stream_handle.cached_info().config.subjects;
+    let filters = config
+        .filter_subjects
+        .iter()
+        .chain(Some(&config.filter_subject).filter(|f| !f.is_empty()));
+    for filter in filters {
+        if !captured.iter().any(|s| subjects_collide(s, filter)) {
+            return Err(ConsumeError::new(
+                ConsumeErrorKind::NoStream,
+                format!(
+                    "stream {stream} captures no subject that consumer {name}'s filter \
+                     `{filter}` matches (it captures {}): provision the catalog that declares \
+                     these events (its topology adds their subjects to the stream)",
+                    captured.join(", ")
+                ),
+            ));
+        }
+    }
     stream_handle
         .create_consumer(config.clone())
         .await
@@ -291,7 +258,7 @@ pub struct Consumer<E> {
     options: ConsumerOptions,
     /// The pull requests and the slots they hold: `concurrency + prefetch`.
     puller: Puller,
-    guard: Option<kv::Store>,
+    guard: Option<Guard>,
     _event: PhantomData<fn() -> E>,
 }
 
@@ -312,8 +279,12 @@ pub struct ConsumerStats {
     pub panics: u64,
     /// Handler timeouts (counted as retryable failures).
     pub timeouts: u64,
-    /// Replays from the dead letters meant for another consumer, acked unhandled.
+    /// Replays from the dead letters meant for another consumer (checked against the replay's
+    /// record), acked unhandled.
     pub replays_skipped: u64,
+    /// Events marked as a dead-letter replay for another consumer without a matching replay
+    /// record (a forged or stale mark): handled like any event, and logged.
+    pub forged_replay_marks: u64,
     /// Events received but not handled because of a shutdown, returned at once for another
     /// instance.
     pub returned: u64,
@@ -332,6 +303,7 @@ struct Counters {
     panics: AtomicU64,
     timeouts: AtomicU64,
     replays_skipped: AtomicU64,
+    forged_replay_marks: AtomicU64,
     returned: AtomicU64,
     duplicates_skipped: AtomicU64,
 }
@@ -352,6 +324,7 @@ impl Counters {
             panics: get(&self.panics),
             timeouts: get(&self.timeouts),
             replays_skipped: get(&self.replays_skipped),
+            forged_replay_marks: get(&self.forged_replay_marks),
             returned: get(&self.returned),
             duplicates_skipped: get(&self.duplicates_skipped),
         }
@@ -411,7 +384,9 @@ struct Shared<F> {
     /// keep-alive period (they send an in-progress ack) and on shutdown (they hand their event
     /// back).
     waiting: watch::Receiver<Waiting>,
-    guard: Option<kv::Store>,
+    guard: Option<Guard>,
+    /// The dead-letter replay records, opened when the first replay mark arrives.
+    replays: tokio::sync::OnceCell<kv::Store>,
 }
 
 /// What the consumer loop tells events waiting for a worker.
@@ -516,6 +491,7 @@ impl<E: Consumable> Consumer<E> {
             metrics,
             waiting: waiting_rx,
             guard,
+            replays: tokio::sync::OnceCell::new(),
         });
         // Handlers run as futures of this task, not spawned tasks: no hand-off between threads
         // per event (handlers with heavy CPU work should spawn it themselves).
@@ -707,9 +683,18 @@ async fn process<E, F, Fut>(
     if let Some(target) = known.replay_for
         && target != shared.name
     {
-        Counters::bump(&counters.replays_skipped);
-        let _ = message.ack().await;
-        return;
+        if replay_is_recorded(&shared, &known, target, &message).await {
+            Counters::bump(&counters.replays_skipped);
+            let _ = message.ack().await;
+            return;
+        }
+        // Not a replay eventhub made: the event is handled like any other, never dropped.
+        Counters::bump(&counters.forged_replay_marks);
+        tracing::warn!(
+            consumer = %shared.name,
+            "eventhub: {stream} #{sequence} is marked as a dead-letter replay for {target}, \
+             but no replay record vouches for it; handling it"
+        );
     }
 
     let failed = dlq::Failed {
@@ -764,29 +749,50 @@ async fn process<E, F, Fut>(
         }
     };
 
-    // Handled before (a redelivery after a lost ack, a late duplicate): ack, do not run again.
-    let guard_key = match &shared.guard {
-        Some(kv) => {
-            let id = known.id.unwrap_or_default();
-            let key = idempotency_key(id);
-            match Box::pin(kv.get(key.as_str())).await {
-                Ok(Some(_)) => {
+    let period = keep_alive_period(&shared.options);
+
+    // Handled before (a redelivery after a lost ack, a late duplicate), or being handled by
+    // another worker or instance right now: claim the id before running the handler.
+    let mut claim = None;
+    if let Some(guard) = &shared.guard {
+        let key = idempotency::key(&event_id(&known, &stream, sequence));
+        let mut pause = Duration::from_millis(20);
+        let mut waiting = shared.waiting.clone();
+        loop {
+            match guard.claim(&key).await {
+                Claim::Mine(revision) => {
+                    claim = Some((key, Some(revision)));
+                    break;
+                }
+                Claim::Done => {
                     Counters::bump(&counters.duplicates_skipped);
                     let _ = message.ack().await;
                     return;
                 }
-                Ok(None) => Some(key),
-                Err(e) => {
+                Claim::Unknown(e) => {
                     // Not knowing is not a reason to lose the event: handle it.
-                    tracing::warn!(consumer = %shared.name, "eventhub: idempotency lookup failed ({e}); handling the event");
-                    Some(key)
+                    tracing::warn!(consumer = %shared.name, "eventhub: idempotency claim failed ({e}); handling the event");
+                    claim = Some((key, None));
+                    break;
+                }
+                Claim::Busy => {
+                    // A copy is being handled: wait for its outcome, keeping this one alive.
+                    tokio::select! {
+                        changed = waiting.changed() => {
+                            if changed.is_err() || waiting.borrow_and_update().stop {
+                                give_back(message, shared.counters.clone()).await;
+                                return;
+                            }
+                            let _ = message.ack_with(AckKind::Progress).await;
+                        }
+                        () = tokio::time::sleep(pause) => {
+                            pause = (pause * 2).min(Duration::from_secs(1));
+                        }
+                    }
                 }
             }
         }
-        None => None,
-    };
-
-    let period = keep_alive_period(&shared.options);
+    }
 
     // Take a free handler; if none, wait, keeping the message alive meanwhile.
     let _worker = match shared.workers.try_acquire() {
@@ -874,37 +880,100 @@ async fn process<E, F, Fut>(
                     break Outcome::TimedOut(timeout.unwrap_or_default());
                 }
                 let _ = message.ack_with(AckKind::Progress).await;
+                if let (Some(guard), Some((key, Some(revision)))) = (&shared.guard, &mut claim)
+                    && let Some(renewed) = guard.renew(key, *revision).await
+                {
+                    *revision = renewed;
+                }
                 next_progress = Instant::now() + period;
                 timer.as_mut().reset(wake_at(next_progress));
             }
         }
     };
     shared.metrics.latency.observe(started.elapsed());
-    if let (Outcome::Handled, Some(kv), Some(key)) = (&outcome, &shared.guard, guard_key) {
-        // Recorded before the ack, so a redelivery finds it. While the server is out of reach
-        // the record is retried (for up to one ack wait) rather than given up: an unrecorded
-        // event would run its handler again when redelivered.
-        let value = Bytes::from(sequence.to_string());
-        let give_up = Instant::now() + shared.options.ack_wait;
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match Box::pin(kv.put(key.as_str(), value.clone())).await {
-                Ok(_) => break,
-                Err(e) if Instant::now() + pause < give_up => {
-                    tracing::debug!(consumer = %shared.name, "eventhub: idempotency record failed ({e}); retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => {
-                    tracing::warn!(consumer = %shared.name, "eventhub: could not record handled event {key} for idempotency ({e}); a redelivery would run the handler again");
-                    break;
+    if let (Some(guard), Some((key, revision))) = (&shared.guard, claim) {
+        if matches!(outcome, Outcome::Handled) {
+            // Recorded before the ack, so a redelivery finds it. While the server is out of
+            // reach the record is retried (for up to one ack wait) rather than given up: an
+            // unrecorded event would run its handler again when redelivered.
+            let give_up = Instant::now() + shared.options.ack_wait;
+            let mut pause = Duration::from_millis(50);
+            loop {
+                match guard.done(&key, sequence).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() + pause < give_up => {
+                        tracing::debug!(consumer = %shared.name, "eventhub: idempotency record failed ({e}); retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    Err(e) => {
+                        tracing::warn!(consumer = %shared.name, "eventhub: could not record handled event {key} for idempotency ({e}); a redelivery would run the handler again");
+                        break;
+                    }
                 }
             }
+        } else if let Some(revision) = revision {
+            guard.release(&key, revision).await;
         }
     }
     settle(&shared, &message, &failed, outcome)
         .instrument(span)
         .await;
+}
+
+/// Whether some subject matches both patterns (`*` one token, `>` the rest).
+fn subjects_collide(a: &str, b: &str) -> bool {
+    let (mut x, mut y) = (a.split('.'), b.split('.'));
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(p), Some(q)) if p == q || p == "*" || q == "*" => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The event id the envelope reports: `ce-id`, else `Nats-Msg-Id`, else `<stream>:<sequence>`.
+fn event_id(known: &Known<'_>, stream: &str, sequence: u64) -> String {
+    match known.id.or(known.msg_id) {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => format!("{stream}:{sequence}"),
+    }
+}
+
+/// Whether a message marked as a replay for consumer `target` is one: the replay record
+/// [`DeadLetters::replay`](crate::DeadLetters::replay) wrote names that consumer, subject and
+/// payload. A producer can set the marks but cannot write the record.
+async fn replay_is_recorded<F>(
+    shared: &Shared<F>,
+    known: &Known<'_>,
+    target: &str,
+    message: &jetstream::Message,
+) -> bool {
+    let Some(id) = known.replay_of.and_then(dlq::ReplayRecord::id_of) else {
+        return false;
+    };
+    let bucket = shared
+        .replays
+        .get_or_try_init(|| shared.client.jetstream().get_key_value(dlq::REPLAY_BUCKET))
+        .await;
+    let record = match bucket {
+        Ok(kv) => kv.get(dlq::ReplayRecord::key(id)).await,
+        Err(e) => {
+            tracing::debug!(consumer = %shared.name, "eventhub: no replay records to check against ({e})");
+            return false;
+        }
+    };
+    match record {
+        Ok(Some(value)) => serde_json::from_slice::<dlq::ReplayRecord>(&value)
+            .is_ok_and(|r| r.vouches_for(target, message.subject.as_str(), &message.payload)),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(consumer = %shared.name, "eventhub: cannot read the replay record of dead letter {id} ({e}); handling the event");
+            false
+        }
+    }
 }
 
 /// Acks, retries or dead-letters a handled message according to the outcome.
@@ -1054,7 +1123,7 @@ fn metadata(
 ) -> Metadata {
     let owned = |v: Option<&str>| v.map(str::to_string);
     Metadata {
-        id: owned(known.id.or(known.msg_id)).unwrap_or_else(|| format!("{stream}:{sequence}")),
+        id: event_id(known, &stream, sequence),
         event_type: event_type.to_string(),
         version,
         source: owned(known.source),
@@ -1091,5 +1160,26 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "(non-string panic payload)".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subjects_collide;
+
+    #[test]
+    fn subject_patterns_collide_when_a_subject_matches_both() {
+        for (a, b, collide) in [
+            ("events.user.created.v2", "events.user.created.*", true),
+            ("events.user.>", "events.user.created.*", true),
+            ("events.order.>", "events.orders.shipped.*", false),
+            ("events.user.created.v2", "events.user.created.v2", true),
+            ("events.user.created.v2", "events.user.updated.*", false),
+            ("events.user.created.v2.x", "events.user.created.*", false),
+            ("dlq.>", "events.user.created.*", false),
+        ] {
+            assert_eq!(subjects_collide(a, b), collide, "{a} / {b}");
+            assert_eq!(subjects_collide(b, a), collide, "{b} / {a}");
+        }
     }
 }

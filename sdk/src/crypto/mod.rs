@@ -28,7 +28,6 @@ use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
 use async_nats::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Serialize;
 use serde_json::Value;
 
 pub use keyring::{
@@ -102,6 +101,25 @@ impl Decryptor<'_> {
                 Ok(())
             })?;
         }
+        // Now the whole schema holds, the decrypted fields' formats included; the error names
+        // where and which rule, never the value (it is plaintext now).
+        if let Err(violations) = E::validator().check(&value) {
+            let at: Vec<String> = violations
+                .0
+                .iter()
+                .map(|v| format!("{} ({})", v.pointer, v.keyword))
+                .collect();
+            return Err(DecodeError::new(
+                DecodeErrorKind::SchemaMismatch,
+                format!(
+                    "{} v{} (event {}): the decrypted event does not match its schema at {}",
+                    E::TYPE,
+                    E::VERSION,
+                    self.event_id,
+                    at.join(", ")
+                ),
+            ));
+        }
         serde_json::from_value(value).map_err(|e| {
             // Never the value: it is plaintext now.
             failed(format!(
@@ -141,11 +159,11 @@ fn category(e: &serde_json::Error) -> &'static str {
 
 /// The event `value` (of `target`, with id `event_id`) as a JSON value whose sensitive fields
 /// are encrypted with the client's active key. Fails when the client has no key.
-pub(crate) fn seal<T: Serialize + ?Sized>(
+pub(crate) fn seal(
     client: &Client,
     target: &Target,
     event_id: &str,
-    value: &T,
+    mut value: Value,
 ) -> Result<Value, PublishError> {
     let what = format!("{} v{} (id {event_id})", target.event_type, target.version);
     let Some(keyring) = client.keyring() else {
@@ -160,9 +178,6 @@ pub(crate) fn seal<T: Serialize + ?Sized>(
             ),
         ));
     };
-    let mut value = serde_json::to_value(value).map_err(|e| {
-        PublishError::with_source(PublishErrorKind::Encode, format!("cannot encode {what}"), e)
-    })?;
     let key = keyring.active();
     let place = Place {
         event_type: target.event_type,

@@ -3,10 +3,24 @@
 //!
 //! Entries live in the stream [`DLQ_STREAM`] (limits retention, file storage, 90 days) on
 //! `dlq.<consumer>.<original subject>`, e.g. `dlq.profile__user_created.events.user.created.v2`.
-//! An entry is the original message — payload and headers unchanged — plus `eventhub-dlq-*`
-//! headers: reason, error, deliveries, original stream, sequence and subject, consumer,
-//! failed-at. Its `Nats-Msg-Id` is `dlq:<stream>:<sequence>:<consumer>`, so the consumer and the
-//! [`Sweeper`] never store the same failure twice.
+//! An entry is the original message plus `eventhub-dlq-*` headers: reason, error, deliveries,
+//! original stream, sequence and subject, consumer, failed-at. Its `Nats-Msg-Id` is
+//! `dlq:<stream>:<sequence>:<consumer>`, so the consumer and the [`Sweeper`] never store the
+//! same failure twice.
+//!
+//! Every dead letter can be stored, whatever the original carried:
+//!
+//! - Headers the server acts on (every `Nats-*` header a producer may set:
+//!   `Nats-Expected-Stream`, `Nats-Expected-Last-Sequence`, `Nats-Rollup`, `Nats-TTL`,
+//!   `Nats-Msg-Id`, `Nats-Schedule…`, `Nats-Batch-…`) and original headers named like
+//!   eventhub's own `eventhub-dlq-*` are kept under [`ORIGINAL_HEADER_PREFIX`]
+//!   (`eventhub-dlq-original-Nats-Expected-Stream`), as metadata the server ignores.
+//!   [`DeadLetter::headers`] gives them back under their own names; a replay sends none of the
+//!   `Nats-*` ones.
+//! - An entry that would exceed the server's `max_payload` (the original was near it, and the
+//!   entry adds headers) stores its payload deflate-compressed; if that does not fit either, it
+//!   stores a reference to the original's stream and sequence instead of the payload
+//!   ([`PayloadStorage`]), which reading and replaying the entry follow.
 //!
 //! An entry's id is its sequence in [`DLQ_STREAM`].
 
@@ -23,7 +37,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 
 use crate::client::Client;
-use crate::envelope::headers;
+use crate::envelope::{headers, wire_size};
 use crate::error::{DeadLetterError, DeadLetterErrorKind};
 use crate::event::parse_subject;
 use crate::topology::{DLQ_PREFIX, DLQ_STREAM};
@@ -101,10 +115,51 @@ pub struct DeadLetter {
     pub event_id: Option<String>,
     /// The event type and version, from the subject, if it is an event subject.
     pub event_type: Option<(String, u32)>,
-    /// The original headers (without the `eventhub-dlq-*` ones).
+    /// The original headers as the producer sent them (without eventhub's `eventhub-dlq-*`
+    /// ones; `Nats-*` headers, stored aside, are back under their own names).
     pub headers: HeaderMap,
-    /// The original payload, unchanged.
+    /// The original payload, unchanged (empty if [`PayloadStorage::Unavailable`]).
     pub payload: Bytes,
+    /// How the entry keeps the payload.
+    pub payload_storage: PayloadStorage,
+}
+
+/// How a dead letter keeps the original payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PayloadStorage {
+    /// A copy in the entry: the usual case.
+    Copied,
+    /// A deflate-compressed copy in the entry (the original with the entry's headers was too
+    /// big for the server's `max_payload`).
+    Compressed,
+    /// Not in the entry (too big even compressed): read from the original's stream and
+    /// sequence, where it still is.
+    Referenced,
+    /// Not in the entry, and no longer in the original stream (its limits removed it).
+    Unavailable,
+}
+
+/// Prefix under which an entry keeps original headers the server would act on (`Nats-*`) or
+/// that are named like eventhub's dead-letter headers: `eventhub-dlq-original-<name>`.
+pub const ORIGINAL_HEADER_PREFIX: &str = "eventhub-dlq-original-";
+
+const PAYLOAD_HEADER: &str = headers::DLQ_PAYLOAD;
+/// Header of an entry whose original headers did not fit (only the ones eventhub reads are
+/// kept; the rest are in the original message).
+const HEADERS_OMITTED: &str = "eventhub-dlq-headers-omitted";
+/// Room kept below `max_payload` for what the size estimate may miss.
+const SIZE_MARGIN: usize = 256;
+
+/// Whether the server acts on a header of this name (`Nats-Expected-Stream`, `Nats-TTL`…): it
+/// must not reach the DLQ stream, or a replay's stream, as it was.
+pub(crate) fn server_acts_on(name: &str) -> bool {
+    name.len() >= 5 && name.as_bytes()[..5].eq_ignore_ascii_case(b"nats-")
+}
+
+/// Whether an original header must be stored aside under [`ORIGINAL_HEADER_PREFIX`].
+fn stored_aside(name: &str) -> bool {
+    server_acts_on(name) || name.to_ascii_lowercase().starts_with("eventhub-dlq-")
 }
 
 /// Which entries [`DeadLetters::list`] returns. Empty: all.
@@ -145,6 +200,56 @@ pub struct Replayed {
     /// Whether the stream had already stored this replay (an earlier replay whose delete
     /// failed); the entry is deleted either way.
     pub duplicate: bool,
+    /// Whether the replay carries the marks that make only [`DeadLetter::consumer`] handle it.
+    /// `false` when the event was too close to the server's `max_payload` for the marks: then
+    /// every consumer of the subject receives it again (idempotent ones skip it).
+    pub targeted: bool,
+}
+
+/// The key-value bucket where [`DeadLetters::replay`] records each replay before publishing
+/// it: consumers check a replay mark against it, so a producer cannot forge one.
+pub const REPLAY_BUCKET: &str = "EVENTHUB_REPLAYS";
+
+/// What a replay record holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub(crate) struct ReplayRecord {
+    /// The only consumer meant to handle the replay.
+    pub(crate) consumer: String,
+    /// The subject it was replayed to.
+    pub(crate) subject: String,
+    /// SHA-256 of the payload, hex.
+    pub(crate) digest: String,
+}
+
+impl ReplayRecord {
+    /// The key of the record of dead letter `id`'s replay.
+    pub(crate) fn key(id: u64) -> String {
+        format!("dlq_{id}")
+    }
+
+    /// The dead letter a replay mark (`eventhub-replay-of: EVENTHUB_DLQ:<id>`) names.
+    pub(crate) fn id_of(replay_of: &str) -> Option<u64> {
+        replay_of
+            .strip_prefix(DLQ_STREAM)?
+            .strip_prefix(':')?
+            .parse()
+            .ok()
+    }
+
+    /// SHA-256 of `payload`, hex.
+    pub(crate) fn digest(payload: &[u8]) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(payload)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether a message on `subject` with `payload` marked as a replay for `consumer` is the
+    /// replay this record describes.
+    pub(crate) fn vouches_for(&self, consumer: &str, subject: &str, payload: &[u8]) -> bool {
+        self.consumer == consumer && self.subject == subject && self.digest == Self::digest(payload)
+    }
 }
 
 /// The dead-letter queue API: list, read, replay and delete entries. From
@@ -219,11 +324,10 @@ impl DeadLetters {
             let message = message.map_err(|e| unreachable(&e))?;
             let info = message.info().map_err(|e| unreachable(&e))?;
             let (seq, stored_pending) = (info.stream_sequence, info.pending);
-            out.push(DeadLetter::from_parts(
-                seq,
-                message.headers.as_ref(),
-                message.payload.clone(),
-            ));
+            let mut entry =
+                DeadLetter::from_parts(seq, message.headers.as_ref(), message.payload.clone());
+            self.resolve_payload(&mut entry).await;
+            out.push(entry);
             remaining -= 1;
             if remaining == 0 || stored_pending == 0 {
                 break;
@@ -239,7 +343,11 @@ impl DeadLetters {
     pub async fn get(&self, id: u64) -> Result<DeadLetter, DeadLetterError> {
         let stream = self.stream().await?;
         match stream.get_raw_message(id).await {
-            Ok(m) => Ok(DeadLetter::from_parts(id, Some(&m.headers), m.payload)),
+            Ok(m) => {
+                let mut entry = DeadLetter::from_parts(id, Some(&m.headers), m.payload);
+                self.resolve_payload(&mut entry).await;
+                Ok(entry)
+            }
             Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
                 Err(not_found(id))
             }
@@ -251,13 +359,38 @@ impl DeadLetters {
         }
     }
 
+    /// Reads the payload of an entry that holds a reference from the original stream.
+    async fn resolve_payload(&self, entry: &mut DeadLetter) {
+        if entry.payload_storage != PayloadStorage::Referenced {
+            return;
+        }
+        let original = match self.client.jetstream().get_stream(&entry.stream).await {
+            Ok(stream) => stream.get_raw_message(entry.sequence).await.ok(),
+            Err(_) => None,
+        };
+        match original {
+            Some(m) => entry.payload = m.payload,
+            None => entry.payload_storage = PayloadStorage::Unavailable,
+        }
+    }
+
     /// Publishes entry `id` again to its original subject — same payload and headers, a new
     /// `Nats-Msg-Id` (`<event id>:replay:<id>`), `eventhub-replay-of: EVENTHUB_DLQ:<id>` and
     /// `eventhub-replay-for: <consumer>` so that only the consumer that failed handles it —
     /// and deletes the entry once the stream has acknowledged the publish. If the publish
-    /// fails, the entry stays.
+    /// fails, the entry stays. Original headers the server acts on (`Nats-*`, such as an
+    /// expected last sequence that no longer holds) are not sent again.
     pub async fn replay(&self, id: u64) -> Result<Replayed, DeadLetterError> {
         let entry = self.get(id).await?;
+        if entry.payload_storage == PayloadStorage::Unavailable {
+            return Err(DeadLetterError::new(
+                DeadLetterErrorKind::Corrupt,
+                format!(
+                    "dead letter {id} did not fit with its payload, which is no longer in {}                      #{} (removed by the stream's limits); it cannot be replayed",
+                    entry.stream, entry.sequence
+                ),
+            ));
+        }
         if entry.subject.is_empty() || entry.consumer.is_empty() {
             return Err(DeadLetterError::new(
                 DeadLetterErrorKind::Corrupt,
@@ -269,17 +402,39 @@ impl DeadLetters {
                 ),
             ));
         }
-        let mut h = entry.headers.clone();
+        let mut h = HeaderMap::new();
+        for (name, values) in entry.headers.iter() {
+            let name: &str = name.as_ref();
+            let lower = name.to_ascii_lowercase();
+            if server_acts_on(name) || lower.starts_with("eventhub-replay-") {
+                continue;
+            }
+            for v in values {
+                h.append(name, v.as_str());
+            }
+        }
         let original_id = entry
             .event_id
             .clone()
             .unwrap_or_else(|| format!("{}:{}", entry.stream, entry.sequence));
-        h.insert(
+        // The marks, least needed last: at the size limit they are dropped in that order.
+        let budget = self.client.max_payload().saturating_sub(SIZE_MARGIN);
+        let fits = |h: &HeaderMap| wire_size(h) + entry.payload.len() <= budget;
+        let mut marked = h.clone();
+        marked.insert(headers::REPLAY_OF, format!("{DLQ_STREAM}:{id}").as_str());
+        marked.insert(headers::REPLAY_FOR, entry.consumer.as_str());
+        let mut with_id = marked.clone();
+        with_id.insert(
             headers::MSG_ID,
             format!("{original_id}:replay:{id}").as_str(),
         );
-        h.insert(headers::REPLAY_OF, format!("{DLQ_STREAM}:{id}").as_str());
-        h.insert(headers::REPLAY_FOR, entry.consumer.as_str());
+        let (h, targeted) = if fits(&with_id) {
+            (with_id, true)
+        } else if fits(&marked) {
+            (marked, true)
+        } else {
+            (h, false)
+        };
         let replay_error = |e: &dyn fmt::Display| {
             DeadLetterError::new(
                 DeadLetterErrorKind::Replay,
@@ -289,6 +444,33 @@ impl DeadLetters {
                 ),
             )
         };
+        if targeted {
+            // Recorded before publishing, so a consumer that sees the mark finds the record.
+            let record = ReplayRecord {
+                consumer: entry.consumer.clone(),
+                subject: entry.subject.clone(),
+                digest: ReplayRecord::digest(&entry.payload),
+            };
+            let bucket = self
+                .client
+                .jetstream()
+                .create_or_update_key_value(async_nats::jetstream::kv::Config {
+                    bucket: REPLAY_BUCKET.to_string(),
+                    description: "eventhub: dead-letter replays and the one consumer each is for"
+                        .to_string(),
+                    history: 1,
+                    max_age: std::time::Duration::from_secs(400 * 86_400),
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| replay_error(&e))?;
+            let value = serde_json::to_vec(&record).unwrap_or_default();
+            bucket
+                .put(ReplayRecord::key(id), value.into())
+                .await
+                .map_err(|e| replay_error(&e))?;
+        }
         let ack = self
             .client
             .jetstream()
@@ -304,6 +486,7 @@ impl DeadLetters {
             stream: ack.stream,
             sequence: ack.sequence,
             duplicate: ack.duplicate,
+            targeted,
         })
     }
 
@@ -354,15 +537,32 @@ impl DeadLetter {
         if let Some(h) = h {
             for (name, values) in h.iter() {
                 let name: &str = name.as_ref();
-                if name.to_ascii_lowercase().starts_with("eventhub-dlq-") {
+                let lower = name.to_ascii_lowercase();
+                let name = if lower.starts_with(ORIGINAL_HEADER_PREFIX) {
+                    &name[ORIGINAL_HEADER_PREFIX.len()..]
+                } else if lower.starts_with("eventhub-dlq-") || server_acts_on(name) {
+                    // eventhub's own (the entry's `Nats-Msg-Id` is its de-duplication id).
                     continue;
-                }
+                } else {
+                    name
+                };
                 for v in values {
                     original.append(name, v.as_str());
                 }
             }
         }
-        let event_id = Some(get(headers::ID)).filter(|s| !s.is_empty());
+        let (payload, payload_storage) = match get(PAYLOAD_HEADER).as_str() {
+            "" => (payload, PayloadStorage::Copied),
+            "deflate" => match inflate(&payload) {
+                Some(p) => (p, PayloadStorage::Compressed),
+                None => (Bytes::new(), PayloadStorage::Unavailable),
+            },
+            _ => (Bytes::new(), PayloadStorage::Referenced),
+        };
+        let event_id = original
+            .get(headers::ID)
+            .map(|v| v.as_str().to_string())
+            .filter(|s| !s.is_empty());
         DeadLetter {
             id,
             reason: get(headers::DLQ_REASON)
@@ -381,8 +581,27 @@ impl DeadLetter {
             event_id,
             headers: original,
             payload,
+            payload_storage,
         }
     }
+}
+
+fn deflate(payload: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(payload);
+    encoder.finish().unwrap_or_default().into()
+}
+
+fn inflate(compressed: &[u8]) -> Option<Bytes> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(compressed)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out.into())
 }
 
 /// A message that failed, as the dead-letter writer needs it.
@@ -403,7 +622,35 @@ pub(crate) async fn write(
     reason: &DeadLetterReason,
     error: &str,
 ) -> Result<u64, DeadLetterError> {
-    let mut h = failed.headers.cloned().unwrap_or_default();
+    let (h, payload) = entry(failed, reason, error, client.max_payload());
+    let subject = format!("{DLQ_PREFIX}.{}.{}", failed.consumer, failed.subject);
+    let fail = |e: &dyn fmt::Display| {
+        DeadLetterError::new(
+            DeadLetterErrorKind::Unreachable,
+            format!(
+                "cannot store the dead letter of {} #{} ({}) for consumer {}: {e}",
+                failed.stream, failed.sequence, failed.subject, failed.consumer
+            ),
+        )
+    };
+    let ack = client
+        .jetstream()
+        .publish_with_headers(subject, h, payload)
+        .await
+        .map_err(|e| fail(&e))?
+        .await
+        .map_err(|e| fail(&e))?;
+    Ok(ack.sequence)
+}
+
+/// The headers and payload of the dead letter of `failed`, within `max_payload`.
+fn entry(
+    failed: &Failed<'_>,
+    reason: &DeadLetterReason,
+    error: &str,
+    max_payload: usize,
+) -> (HeaderMap, Bytes) {
+    let mut h = HeaderMap::new();
     h.insert(headers::DLQ_REASON, reason.as_str());
     h.insert(headers::DLQ_ERROR, header_value(error).as_str());
     h.insert(
@@ -428,24 +675,55 @@ pub(crate) async fn write(
         )
         .as_str(),
     );
-    let subject = format!("{DLQ_PREFIX}.{}.{}", failed.consumer, failed.subject);
-    let fail = |e: &dyn fmt::Display| {
-        DeadLetterError::new(
-            DeadLetterErrorKind::Unreachable,
-            format!(
-                "cannot store the dead letter of {} #{} ({}) for consumer {}: {e}",
-                failed.stream, failed.sequence, failed.subject, failed.consumer
-            ),
-        )
+    let own = wire_size(&h);
+    let budget = max_payload.saturating_sub(SIZE_MARGIN);
+    // The original's headers, with those the server would act on stored aside.
+    let mut originals = HeaderMap::new();
+    if let Some(original) = failed.headers {
+        for (name, values) in original.iter() {
+            let name: &str = name.as_ref();
+            let stored = if stored_aside(name) {
+                format!("{ORIGINAL_HEADER_PREFIX}{name}")
+            } else {
+                name.to_string()
+            };
+            for v in values {
+                originals.append(stored.as_str(), v.as_str());
+            }
+        }
+    }
+    let mut headers_size = own + wire_size(&originals) - wire_size(&HeaderMap::new());
+    if headers_size > budget {
+        // Only the original's headers eventhub reads are kept; the rest stay in the original.
+        let mut kept = HeaderMap::new();
+        for name in [headers::ID, headers::TYPE, headers::CONTENT_TYPE] {
+            if let Some(v) = originals.get(name) {
+                kept.insert(name, v.as_str());
+            }
+        }
+        kept.insert(HEADERS_OMITTED, "true");
+        originals = kept;
+        headers_size = own + wire_size(&originals) - wire_size(&HeaderMap::new());
+    }
+    for (name, values) in originals.iter() {
+        for v in values {
+            h.append(AsRef::<str>::as_ref(name), v.as_str());
+        }
+    }
+    let payload = if headers_size + failed.payload.len() <= budget {
+        failed.payload.clone()
+    } else {
+        let compressed = deflate(&failed.payload);
+        let marker = PAYLOAD_HEADER.len() + 2 + "reference".len() + 2;
+        if headers_size + marker + compressed.len() <= budget {
+            h.insert(PAYLOAD_HEADER, "deflate");
+            compressed
+        } else {
+            h.insert(PAYLOAD_HEADER, "reference");
+            Bytes::new()
+        }
     };
-    let ack = client
-        .jetstream()
-        .publish_with_headers(subject, h, failed.payload.clone())
-        .await
-        .map_err(|e| fail(&e))?
-        .await
-        .map_err(|e| fail(&e))?;
-    Ok(ack.sequence)
+    (h, payload)
 }
 
 /// A header value holds one line: control characters become spaces, and it is cut at 2 KiB.
@@ -489,6 +767,144 @@ mod tests {
             f.subject(),
             "dlq.profile__user_created.events.user.created.*"
         );
+    }
+
+    fn failed<'a>(h: &'a HeaderMap, payload: Vec<u8>) -> Failed<'a> {
+        Failed {
+            subject: "events.user.created.v2",
+            headers: Some(h),
+            payload: payload.into(),
+            stream: "IDENTITY",
+            sequence: 7,
+            consumer: "profile__user_created",
+            deliveries: 1,
+        }
+    }
+
+    #[test]
+    fn headers_the_server_acts_on_are_stored_aside_and_read_back() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "Nats-Expected-Stream",
+            "Nats-Expected-Last-Sequence",
+            "Nats-Expected-Last-Subject-Sequence",
+            "Nats-Expected-Last-Msg-Id",
+            "Nats-Rollup",
+            "Nats-TTL",
+            "nats-msg-id",
+            "Nats-Schedule",
+            "Nats-Schedule-Target",
+            "Nats-Batch-Id",
+            "Nats-Batch-Sequence",
+            "Nats-Batch-Commit",
+            "eventhub-dlq-consumer",
+        ] {
+            h.insert(name, "x");
+        }
+        h.insert(headers::ID, "evt-1");
+        let (entry, payload) = entry(
+            &failed(&h, b"{}".to_vec()),
+            &DeadLetterReason::Poison,
+            "bad",
+            1 << 20,
+        );
+        for (name, _) in entry.iter() {
+            let name: &str = name.as_ref();
+            assert!(
+                !server_acts_on(name) || name == headers::MSG_ID,
+                "{name} reaches the DLQ stream"
+            );
+        }
+        assert!(
+            entry
+                .get(headers::MSG_ID)
+                .unwrap()
+                .as_str()
+                .starts_with("dlq:"),
+            "the entry's own de-duplication id"
+        );
+        assert_eq!(
+            entry.get(headers::DLQ_CONSUMER).unwrap().as_str(),
+            "profile__user_created",
+            "a forged dlq header does not replace eventhub's"
+        );
+        let letter = DeadLetter::from_parts(1, Some(&entry), payload);
+        for (name, _) in h.iter() {
+            assert_eq!(
+                letter
+                    .headers
+                    .get(AsRef::<str>::as_ref(name))
+                    .map(|v| v.as_str()),
+                h.get(AsRef::<str>::as_ref(name)).map(|v| v.as_str()),
+                "{name} is read back under its own name"
+            );
+        }
+        assert_eq!(letter.consumer, "profile__user_created");
+        assert_eq!(letter.payload_storage, PayloadStorage::Copied);
+    }
+
+    /// The bytes an entry takes against `max_payload`.
+    fn size(h: &HeaderMap, payload: &Bytes) -> usize {
+        wire_size(h) + payload.len()
+    }
+
+    #[test]
+    fn every_entry_fits_max_payload() {
+        let max = 1 << 20;
+        let mut x: u64 = 88172645463325252;
+        let random: Vec<u8> = (0..max)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut small = HeaderMap::new();
+        small.insert(headers::ID, "evt-1");
+        small.insert(headers::CONTENT_TYPE, "application/json");
+        let mut huge = small.clone();
+        huge.insert("x-padding", "p".repeat(max - 2000).as_str());
+        let cases: Vec<(&str, &HeaderMap, Vec<u8>, PayloadStorage)> = vec![
+            ("small", &small, b"{}".to_vec(), PayloadStorage::Copied),
+            (
+                "compressible, at the limit",
+                &small,
+                vec![b'a'; max - 100],
+                PayloadStorage::Compressed,
+            ),
+            (
+                "random, at the limit",
+                &small,
+                random[..max - 100].to_vec(),
+                PayloadStorage::Referenced,
+            ),
+            (
+                "headers near the limit",
+                &huge,
+                random[..1000].to_vec(),
+                PayloadStorage::Copied,
+            ),
+        ];
+        for (what, h, payload, storage) in cases {
+            let (entry, stored) = entry(
+                &failed(h, payload.clone()),
+                &DeadLetterReason::Poison,
+                &"e".repeat(5000),
+                max,
+            );
+            assert!(
+                size(&entry, &stored) <= max,
+                "{what}: {}",
+                size(&entry, &stored)
+            );
+            let letter = DeadLetter::from_parts(1, Some(&entry), stored);
+            assert_eq!(letter.payload_storage, storage, "{what}");
+            if storage != PayloadStorage::Referenced {
+                assert!(letter.payload == payload, "{what}: payload read back");
+            }
+            assert_eq!(letter.event_id.as_deref(), Some("evt-1"), "{what}");
+        }
     }
 
     #[test]

@@ -1,0 +1,189 @@
+//! The idempotency guard: an event id is claimed in a key-value bucket before its handler runs,
+//! so copies of one event (delivered together, or to two instances) run the handler once.
+//!
+//! A key holds `claim` while some instance handles the event, and `done:<sequence>` once it was
+//! handled. A claim is made with an expected revision (it succeeds for exactly one claimant)
+//! and a time to live of one ack wait, renewed while the handler runs: a claim whose holder died
+//! expires, and the event's redelivery claims it again. A failed attempt releases its claim, so
+//! its retry is not held up.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::{self, stream::StorageType};
+use bytes::Bytes;
+
+use crate::client::Client;
+use crate::error::{ConsumeError, ConsumeErrorKind};
+
+/// Prefix of the key-value buckets where idempotent consumers record handled event ids
+/// (`EVENTHUB_IDEMPOTENCY_<durable>`).
+pub const IDEMPOTENCY_PREFIX: &str = "EVENTHUB_IDEMPOTENCY_";
+
+const CLAIM: &[u8] = b"claim";
+
+/// The bucket of one idempotent consumer.
+#[derive(Debug, Clone)]
+pub(super) struct Guard {
+    client: Client,
+    kv: kv::Store,
+    bucket: String,
+    /// How long a claim lives unless renewed.
+    claim_ttl: Duration,
+}
+
+/// What trying to claim an event id gave.
+#[derive(Debug)]
+pub(super) enum Claim {
+    /// This instance holds the claim (at this revision): run the handler.
+    Mine(u64),
+    /// The event was handled before: ack it without running the handler.
+    Done,
+    /// Another instance (or worker) holds the claim right now.
+    Busy,
+    /// The bucket could not be reached: handle the event rather than lose it.
+    Unknown(String),
+}
+
+impl Guard {
+    /// The bucket of consumer `name`, created or updated to keep handled ids for `window`.
+    pub(super) async fn open(
+        client: &Client,
+        name: &str,
+        window: Duration,
+        ack_wait: Duration,
+    ) -> Result<Self, ConsumeError> {
+        let bucket = format!("{IDEMPOTENCY_PREFIX}{name}");
+        let kv = client
+            .jetstream()
+            .create_or_update_key_value(kv::Config {
+                bucket: bucket.clone(),
+                description: format!("eventhub: event ids consumer {name} handled"),
+                history: 1,
+                max_age: window,
+                storage: StorageType::File,
+                // Per-key time to live, for claims.
+                limit_markers: Some(Duration::from_secs(1)),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                ConsumeError::with_source(
+                    ConsumeErrorKind::InvalidConfig,
+                    format!(
+                        "cannot create the idempotency bucket {bucket} at {}",
+                        client.url()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(Self {
+            client: client.clone(),
+            kv,
+            bucket,
+            // Whole seconds (the server's unit), at least one.
+            claim_ttl: Duration::from_secs(ack_wait.as_secs().max(1) + 1),
+        })
+    }
+
+    /// Tries to claim `key` for this instance.
+    pub(super) async fn claim(&self, key: &str) -> Claim {
+        let mut expected = 0;
+        // Two rounds: a key deleted (released) or expired since is claimed at its revision.
+        for _ in 0..3 {
+            match self.put(key, CLAIM.into(), expected, true).await {
+                Ok(revision) => return Claim::Mine(revision),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+                Err(e) => return Claim::Unknown(e.to_string()),
+            }
+            match self.kv.entry(key).await {
+                Ok(Some(entry)) if entry.operation == Operation::Put => {
+                    return if entry.value.starts_with(CLAIM) {
+                        Claim::Busy
+                    } else {
+                        Claim::Done
+                    };
+                }
+                Ok(Some(entry)) => expected = entry.revision,
+                // Expired between the two requests: the next round sees its marker.
+                Ok(None) => {}
+                Err(e) => return Claim::Unknown(e.to_string()),
+            }
+        }
+        Claim::Busy
+    }
+
+    /// Renews a claim held at `revision` for another time to live; its new revision.
+    pub(super) async fn renew(&self, key: &str, revision: u64) -> Option<u64> {
+        self.put(key, CLAIM.into(), revision, true).await.ok()
+    }
+
+    /// Records `key` as handled (the event's stream sequence as the value).
+    pub(super) async fn done(&self, key: &str, sequence: u64) -> Result<u64, kv::PutError> {
+        self.kv
+            .put(key, Bytes::from(format!("done:{sequence}")))
+            .await
+    }
+
+    /// Gives a claim up (the attempt failed), so the retry can claim it at once.
+    pub(super) async fn release(&self, key: &str, revision: u64) {
+        if let Err(e) = self.kv.delete_expect_revision(key, Some(revision)).await {
+            tracing::debug!(
+                bucket = %self.bucket,
+                "eventhub: releasing the claim on {key} failed ({e}); it expires by itself"
+            );
+        }
+    }
+
+    /// Publishes `value` for `key` expecting the key's last revision to be `expected` (0: no
+    /// value yet), with the claim's time to live when `ttl`.
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: u64,
+        ttl: bool,
+    ) -> Result<u64, jetstream::context::PublishError> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            expected.to_string().as_str(),
+        );
+        if ttl {
+            h.insert(
+                "Nats-TTL",
+                format!("{}s", self.claim_ttl.as_secs()).as_str(),
+            );
+        }
+        let subject = format!("$KV.{}.{key}", self.bucket);
+        let ack = self
+            .client
+            .jetstream()
+            .publish_with_headers(subject, h, value)
+            .await?
+            .await?;
+        Ok(ack.sequence)
+    }
+}
+
+/// The key of an event id in an idempotency bucket: the id itself when it is a valid key (a
+/// UUID is), else `x` and its hex bytes.
+pub(super) fn key(id: &str) -> String {
+    let valid = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
+        && !id.starts_with('x');
+    if valid {
+        id.to_string()
+    } else {
+        let mut key = String::with_capacity(1 + id.len() * 2);
+        key.push('x');
+        for b in id.bytes() {
+            key.push_str(&format!("{b:02x}"));
+        }
+        key
+    }
+}
