@@ -26,17 +26,34 @@ pub(crate) async fn run(
             names
         }
     };
+    let only = (names.len() == 1).then(|| names[0].clone());
     let mut infos = Vec::new();
     for name in &names {
         let stream = crate::streams::open(&client, name).await?;
         infos.extend(of_stream(&stream).await?);
     }
+    let findings = crate::doctor::examine(&client, only.as_deref()).await?;
     if json {
         print_json(&json!(infos.iter().map(to_json).collect::<Vec<_>>()));
-    } else if infos.is_empty() {
-        say!("no consumers");
     } else {
-        table(&infos).print();
+        if infos.is_empty() {
+            say!("no consumers");
+        } else {
+            table(&infos).print();
+        }
+        if !findings.is_empty() {
+            say!();
+            for f in &findings {
+                say!("{}", f.line());
+            }
+        }
+    }
+    if !json {
+        return Ok(());
+    }
+    // In JSON, findings go to stderr so stdout stays the list it always was.
+    for f in &findings {
+        eprintln!("{}", crate::output::clean(&f.line()));
     }
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! `eventhub dlq list|show|replay|purge`.
 
-use eventhub::{DeadLetter, DeadLetterFilter};
+use eventhub::dlq::PayloadStorage;
+use eventhub::{DeadLetter, DeadLetterFilter, headers};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::output::say;
-use crate::output::{Table, cut, parse_since, print_json, time};
+use crate::output::{Table, clean, cut, parse_since, payload_json, print_json, time};
 use crate::{ServerArgs, Usage};
 
 #[derive(Debug, clap::Subcommand)]
@@ -267,26 +268,51 @@ fn show(e: &DeadLetter) {
         ),
     ];
     for (k, v) in rows {
-        say!("{k:>12}: {v}");
+        say!("{k:>12}: {}", clean(&v));
     }
     say!("     Headers:");
     let mut headers: Vec<_> = e.headers.iter().collect();
     headers.sort_by_key(|(name, _)| name.to_string());
     for (name, values) in headers {
+        let name: &str = name.as_ref();
         for v in values {
-            say!("              {name}: {v}");
+            say!("              {}: {}", clean(name), clean(v.as_str()));
         }
     }
-    say!("     Payload:");
-    match serde_json::from_slice::<serde_json::Value>(&e.payload) {
-        Ok(v) => {
-            let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
+    say!("     Payload:{}", storage_note(e));
+    match payload(e) {
+        serde_json::Value::String(text) => say!("              {}", clean(&text)),
+        // serde_json escapes every control character in strings.
+        other => {
+            let pretty = serde_json::to_string_pretty(&other).unwrap_or_default();
             for line in pretty.lines() {
                 say!("              {line}");
             }
         }
-        Err(_) => say!("              {}", String::from_utf8_lossy(&e.payload)),
     }
+}
+
+/// How the entry holds its payload, when not as a plain copy.
+fn storage_note(e: &DeadLetter) -> &'static str {
+    match e.payload_storage {
+        PayloadStorage::Compressed => {
+            " (stored compressed: it was too big with the entry's headers)"
+        }
+        PayloadStorage::Referenced => {
+            " (read from the original stream: too big to store in the entry)"
+        }
+        PayloadStorage::Unavailable => {
+            " (not stored: too big, and no longer in the original stream)"
+        }
+        _ => "",
+    }
+}
+
+/// The payload for display, decoded by its content type.
+fn payload(e: &DeadLetter) -> serde_json::Value {
+    let content_type = e.headers.get(headers::CONTENT_TYPE).map(|v| v.as_str());
+    let event = e.event_type.as_ref().map(|(t, v)| (t.as_str(), *v));
+    payload_json(event, content_type, &e.payload)
 }
 
 fn to_json(e: &DeadLetter) -> serde_json::Value {
@@ -315,7 +341,7 @@ fn to_json(e: &DeadLetter) -> serde_json::Value {
         "event_type": e.event_type.as_ref().map(|(t, _)| t),
         "version": e.event_type.as_ref().map(|(_, v)| v),
         "headers": headers,
-        "payload": serde_json::from_slice::<serde_json::Value>(&e.payload)
-            .unwrap_or_else(|_| json!(String::from_utf8_lossy(&e.payload))),
+        "payload_storage": format!("{:?}", e.payload_storage).to_lowercase(),
+        "payload": payload(e),
     })
 }

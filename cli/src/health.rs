@@ -88,7 +88,12 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
         .filter(|i| lagging(i))
         .map(|i| i.name.as_str())
         .collect();
-    let healthy = missing.is_empty() && behind.is_empty();
+    let findings = crate::doctor::examine(&client, None).await?;
+    let problems: Vec<&crate::doctor::Finding> = findings
+        .iter()
+        .filter(|f| f.severity == crate::doctor::Severity::Problem)
+        .collect();
+    let healthy = missing.is_empty() && behind.is_empty() && problems.is_empty();
 
     if json {
         print_json(&json!({
@@ -111,6 +116,7 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
                     "stuck": consumers::stuck(i),
                 }))
                 .collect::<Vec<_>>(),
+            "findings": findings.iter().map(crate::doctor::Finding::to_json).collect::<Vec<_>>(),
             "healthy": healthy,
         }));
     } else {
@@ -151,6 +157,12 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
             }
             table.print();
         }
+        if !findings.is_empty() {
+            say!();
+            for f in &findings {
+                say!("{}", f.line());
+            }
+        }
         say!();
         say!("{}", if healthy { "healthy" } else { "UNHEALTHY" });
     }
@@ -169,6 +181,17 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
             "consumer(s) over max lag {}: {}",
             args.max_lag,
             behind.join(", ")
+        ));
+    }
+    if !problems.is_empty() {
+        why.push(format!(
+            "{} problem(s): {}",
+            problems.len(),
+            problems
+                .iter()
+                .map(|f| f.line())
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     }
     Err(Unhealthy(why.join("; ")).into())

@@ -6,6 +6,7 @@
 
 mod consumers;
 mod dlq;
+mod doctor;
 mod health;
 mod output;
 mod publish;
@@ -152,11 +153,14 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Usage>() => {
-            eprintln!("error: {e}\n\nFor more information, try '--help'.");
+            eprintln!(
+                "error: {}\n\nFor more information, try '--help'.",
+                output::clean(&e.to_string())
+            );
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", output::error_chain(&e));
             ExitCode::from(1)
         }
     }

@@ -15,17 +15,110 @@ macro_rules! say {
 }
 pub(crate) use say;
 
-/// Writes one line to stdout; a closed pipe ends the process with success.
+/// Writes one line to stdout; a closed pipe ends the process with success. Control characters
+/// other than the line breaks the commands put there themselves never reach the terminal: what
+/// is printed comes partly from producers (headers, payloads, errors), and an escape sequence in
+/// it would drive the operator's terminal (clear the screen, set the window title, hide text).
 pub(crate) fn line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
+    let text = args.to_string();
+    let text = escape(&text, true);
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{args}") {
+    if let Err(e) = writeln!(out, "{text}") {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
         eprintln!("error: cannot write to stdout: {e}");
         std::process::exit(1);
     }
+}
+
+/// Untrusted text made safe to print on one line: control characters (line breaks included),
+/// DEL, C1 controls and the Unicode bidirectional overrides that reorder what a terminal shows
+/// become visible escapes (`\x1b`, `\n`, `\u{202e}`).
+pub(crate) fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    escape(text, false)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !unsafe_char(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A payload as JSON for display, decoded by its content type: JSON as it is; protobuf with the
+/// event's message from the catalog (`event`: type and version); anything else (or what does
+/// not decode) as text, or for bytes that are not UTF-8, as `{"bytes": N, "base64": "…"}`.
+pub(crate) fn payload_json(
+    event: Option<(&str, u32)>,
+    content_type: Option<&str>,
+    payload: &[u8],
+) -> serde_json::Value {
+    let media = content_type
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let proto = media == eventhub::PROTOBUF || media == "application/x-protobuf";
+    if proto
+        && let Some((t, v)) = event
+        && let Some(info) = eventhub::events::CATALOG
+            .iter()
+            .find(|i| i.event_type == t && i.version == v)
+        && let Ok(value) = eventhub::proto::decode_value(info.proto, payload)
+    {
+        return value;
+    }
+    if !proto && let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) {
+        return value;
+    }
+    match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::Value::String(text.to_string()),
+        Err(_) => {
+            use base64::Engine;
+            serde_json::json!({
+                "bytes": payload.len(),
+                "base64": base64::engine::general_purpose::STANDARD.encode(payload),
+            })
+        }
+    }
+}
+
+/// An error and its causes on one line, each said once: a cause whose text the message
+/// already holds (async-nats repeats its source's) is left out.
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    clean(&out).into_owned()
 }
 
 /// A plain-text table: a header row and left-aligned columns.
@@ -168,6 +261,32 @@ pub(crate) fn cut(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn terminal_controls_become_visible_escapes() {
+        use super::clean;
+        assert_eq!(clean("plain é text"), "plain é text");
+        assert_eq!(
+            clean("\x1b[2J\x1b]0;owned\x07"),
+            "\\x1b[2J\\x1b]0;owned\\x07"
+        );
+        assert_eq!(clean("a\nb\rc\td"), "a\\nb\\rc\\td");
+        assert_eq!(clean("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(clean("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(super::escape("two\nlines\x1b", true), "two\nlines\\x1b");
+    }
+
+    #[test]
+    fn repeated_causes_are_said_once() {
+        let io = std::io::Error::other("Connection refused (os error 111)");
+        let e = anyhow::Error::new(io)
+            .context("IO error: Connection refused (os error 111)")
+            .context("cannot reach NATS at nats://127.0.0.1:1");
+        assert_eq!(
+            super::error_chain(&e),
+            "cannot reach NATS at nats://127.0.0.1:1: IO error: Connection refused (os error 111)"
+        );
+    }
+
     use super::*;
 
     #[test]

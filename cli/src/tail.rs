@@ -121,8 +121,11 @@ fn print_event(message: &async_nats::jetstream::Message, json: bool) {
     let (event_type, version) = eventhub::parse_subject(message.subject.as_str())
         .map(|(t, v)| (Some(t.to_string()), Some(v)))
         .unwrap_or((None, None));
-    let data = serde_json::from_slice::<serde_json::Value>(&message.payload)
-        .unwrap_or_else(|_| json!(String::from_utf8_lossy(&message.payload)));
+    let data = crate::output::payload_json(
+        event_type.as_deref().zip(version),
+        get(headers::CONTENT_TYPE).as_deref(),
+        &message.payload,
+    );
     let time = get(headers::TIME).or_else(|| published.map(|t| t.to_rfc3339()));
     if json {
         say!(
@@ -158,8 +161,12 @@ fn print_event(message: &async_nats::jetstream::Message, json: bool) {
         ("causation", headers::CAUSATION_ID),
     ] {
         if let Some(v) = get(name) {
-            line.push_str(&format!("  {label}={v}"));
+            line.push_str(&format!("  {label}={}", crate::output::clean(&v)));
         }
     }
-    say!("{line}\n  {data}");
+    let data = match data {
+        serde_json::Value::String(text) => crate::output::clean(&text).into_owned(),
+        other => other.to_string(),
+    };
+    say!("{}\n  {data}", crate::output::clean(&line));
 }

@@ -655,6 +655,126 @@ async fn health_exits_0_when_healthy_and_1_on_missing_streams_lag_or_no_server()
     assert_eq!(json["healthy"], false);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_doctor_finds_events_in_limbo() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let c = client(&server, "profile").await;
+    c.provision().await.unwrap();
+    let js = c.jetstream();
+    let healthy = eventhub(&server, &["health", "--json"]).ok().json();
+    assert_eq!(healthy["findings"], serde_json::json!([]));
+
+    // A consumer that dies during the last delivery of an event: JetStream gives up on it and
+    // leaves an advisory, and no sweeper runs.
+    c.publisher()
+        .publish(&user_created("limbo@example.com"))
+        .await
+        .unwrap();
+    let identity = js.get_stream("IDENTITY").await.unwrap();
+    let dying: async_nats::jetstream::consumer::PullConsumer = identity
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("profile__user_created".into()),
+            filter_subject: "events.user.created.*".into(),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_millis(500),
+            max_deliver: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut first = dying.fetch().max_messages(1).messages().await.unwrap();
+    first.next().await.unwrap().unwrap(); // never acked
+    let advisories = js.get_stream(eventhub::ADVISORY_STREAM).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // The server notices the exhausted event when the consumer is asked again.
+        let _ = dying
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_millis(200))
+            .messages()
+            .await;
+        let mut a = advisories.clone();
+        if a.info().await.unwrap().state.messages > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no advisory");
+    }
+
+    // An old version on the stream that only a v2 consumer reads (published by hand: no
+    // family consumer exists).
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("ce-id", "old-v1");
+    js.publish_with_headers(
+        "events.user.updated.v1",
+        h,
+        serde_json::json!({}).to_string().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    identity
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("audit__user_updated".into()),
+            filter_subject: "events.user.deleted.*".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let run = eventhub(&server, &["health"]).fails(1, "problem(s)");
+    assert!(
+        run.stdout
+            .contains("PROBLEM  IDENTITY/profile__user_created: 1 event(s) exhausted max_deliver"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("no sweeper has ever run"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("warning  IDENTITY: 1 message(s) on `events.user.updated.v1`"),
+        "{}",
+        run.stdout
+    );
+    let consumers = eventhub(&server, &["consumers"]).ok();
+    assert!(
+        consumers.stdout.contains("exhausted max_deliver"),
+        "{}",
+        consumers.stdout
+    );
+    let json = eventhub(&server, &["health", "--json"])
+        .fails(1, "unhealthy")
+        .json();
+    assert!(
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["severity"] == "problem" && f["consumer"] == "profile__user_created")
+    );
+
+    // A sweeper settles it: the problem is gone, the dead letter is there.
+    let sweeper = eventhub::Sweeper::new(&c).spawn().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sweeper.stats().swept < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            sweeper.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sweeper.shutdown().await;
+    let run = eventhub(&server, &["health"]).ok();
+    assert!(!run.stdout.contains("exhausted"), "{}", run.stdout);
+}
+
 #[test]
 fn a_server_that_is_down_is_named_with_its_url() {
     for args in [
@@ -669,6 +789,111 @@ fn a_server_that_is_down_is_named_with_its_url() {
     let payload = user_json("x@example.com").to_string();
     run_at("nats://127.0.0.1:1", &["publish", "user.created", &payload])
         .fails(1, "cannot reach NATS at nats://127.0.0.1:1");
+}
+
+#[test]
+fn an_unreachable_server_is_said_once() {
+    let run = run_at("nats://127.0.0.1:1", &["streams"]).fails(1, "cannot reach NATS");
+    assert_eq!(
+        run.stderr.matches("Connection refused").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn untrusted_bytes_never_reach_the_terminal_raw() {
+    let server = NatsServer::start();
+    let c = client(&server, "profile").await;
+    c.provision().await.unwrap();
+    let handle = c
+        .consumer::<user::CreatedV2>(ConsumerOptions::default())
+        .await
+        .unwrap()
+        .spawn(|_| async { Ok(()) });
+    // A foreign producer: escape sequences (clear screen, set the window title, a C1 CSI) and
+    // a bidi override in a header and in the payload; the payload is not JSON, so it is poison.
+    let hostile = "\x1b[2J\x1b]0;owned\x07\u{9b}31m\u{202e}";
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("ce-id", "hostile-1");
+    h.insert("x-note", hostile);
+    c.jetstream()
+        .publish_with_headers(
+            "events.user.created.v2",
+            h,
+            format!("not json {hostile}\nDead letter: 99").into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // A protobuf event is shown decoded, not as raw bytes.
+    let event = user_created("proto@example.com");
+    c.publisher()
+        .with_codec(eventhub::Codec::Protobuf)
+        .publish(&event)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while handle.stats().dead_lettered < 1 {
+        assert!(std::time::Instant::now() < deadline, "not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.shutdown().await;
+
+    for args in [
+        &["dlq", "show", "1"][..],
+        &["dlq", "list"],
+        &[
+            "tail",
+            "events.user.created.v2",
+            "--seq",
+            "1",
+            "--count",
+            "2",
+        ],
+    ] {
+        let out = eventhub(&server, args).ok();
+        for bad in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+            assert!(
+                !out.stdout.contains(bad),
+                "{args:?} printed {bad:?} raw:\n{}",
+                out.stdout
+            );
+        }
+        if args[0] != "dlq" || args[1] == "show" {
+            assert!(out.stdout.contains("\\x1b[2J"), "{args:?}:\n{}", out.stdout);
+        }
+        // The payload's line break cannot forge a line of the output.
+        assert!(
+            !out.stdout.lines().any(|l| l.starts_with("Dead letter: 99")),
+            "{args:?}:\n{}",
+            out.stdout
+        );
+    }
+    let tail = eventhub(
+        &server,
+        &[
+            "tail",
+            "events.user.created.v2",
+            "--seq",
+            "2",
+            "--count",
+            "1",
+            "--json",
+        ],
+    )
+    .ok();
+    let line: Value = serde_json::from_str(tail.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        line["data"]["email"], "proto@example.com",
+        "decoded protobuf"
+    );
+
+    eventhub(&server, &["dlq", "show", "0"]).fails(1, "no dead letter with id 0");
+    let purge = eventhub(&server, &["dlq", "purge", "999"]).fails(1, "not found");
+    assert!(!purge.stderr.contains("JetStream"), "{}", purge.stderr);
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {

@@ -570,6 +570,10 @@ impl<E: Consumable> Consumer<E> {
         // Events waiting for a worker go back; what already arrived and will not be handled
         // here too. What is still on its way is redelivered after the ack wait.
         waiting.send_modify(|w| w.stop = true);
+        // No more deliveries: the server reads the unsubscribe before the flush's answer. What
+        // it delivered until then is in the subscription's buffer, and goes back too.
+        puller.close().await;
+        let _ = client.nats().flush().await;
         while let Some(arrival) = puller.next_now() {
             match arrival {
                 Arrival::Event(message, _) | Arrival::Surplus(message) => {

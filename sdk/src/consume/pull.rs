@@ -124,6 +124,16 @@ impl Puller {
         (self.reserved() > 0).then_some(self.settled_by)
     }
 
+    /// Unsubscribes the inbox and waits until the command is on its way: then the server, once
+    /// it has read it (a flush), delivers nothing more here; what it delivered before stays
+    /// readable with [`Puller::next_now`]. Dropping the subscription is not
+    /// enough: async-nats sends that unsubscribe later when its command queue is full (a busy
+    /// consumer's acks), and the server would keep delivering to the open requests meanwhile,
+    /// to an inbox nobody reads.
+    pub(super) async fn close(&mut self) {
+        let _ = self.subscription.unsubscribe().await;
+    }
+
     /// Frees every reserved slot: their requests are considered ended.
     pub(super) fn forget_requests(&mut self) {
         self.reserved = None;

@@ -31,7 +31,7 @@ use std::str::FromStr;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::stream::{DeleteMessageErrorKind, LastRawMessageErrorKind};
-use async_nats::jetstream::{self, ErrorCode, consumer};
+use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
@@ -341,6 +341,10 @@ impl DeadLetters {
 
     /// The entry with id `id`.
     pub async fn get(&self, id: u64) -> Result<DeadLetter, DeadLetterError> {
+        if id == 0 {
+            // Stream sequences start at 1; the server would answer with a bare API error.
+            return Err(not_found(id));
+        }
         let stream = self.stream().await?;
         match stream.get_raw_message(id).await {
             Ok(m) => {
@@ -492,22 +496,26 @@ impl DeadLetters {
 
     /// Deletes entry `id`.
     pub async fn delete(&self, id: u64) -> Result<(), DeadLetterError> {
+        if id == 0 {
+            return Err(not_found(id));
+        }
         let stream = self.stream().await?;
         match stream.delete_message(id).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(not_found(id)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    DeleteMessageErrorKind::JetStream(ref j)
-                        if j.error_code() == ErrorCode::NO_MESSAGE_FOUND
-                            || j.error_code() == ErrorCode::SEQUENCE_NOT_FOUND
-                            // The server says "no message found" under its generic code.
-                            || (j.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED
-                                && j.to_string().contains("no message found"))
-                ) =>
-            {
-                Err(not_found(id))
+            Err(e) if matches!(e.kind(), DeleteMessageErrorKind::JetStream(_)) => {
+                // The server answers a missing sequence with one of several codes (and texts);
+                // whether the entry exists says which case this is.
+                match stream.get_raw_message(id).await {
+                    Err(g) if matches!(g.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                        Err(not_found(id))
+                    }
+                    _ => Err(DeadLetterError::with_source(
+                        DeadLetterErrorKind::Unreachable,
+                        format!("cannot delete dead letter {id}"),
+                        e,
+                    )),
+                }
             }
             Err(e) => Err(DeadLetterError::with_source(
                 DeadLetterErrorKind::Unreachable,
@@ -521,7 +529,10 @@ impl DeadLetters {
 fn not_found(id: u64) -> DeadLetterError {
     DeadLetterError::new(
         DeadLetterErrorKind::NotFound,
-        format!("no dead letter with id {id} in {DLQ_STREAM} (already replayed or deleted?)"),
+        format!(
+            "dead letter {id} not found: no dead letter with id {id} in {DLQ_STREAM} (already \
+             replayed or deleted?)"
+        ),
     )
 }
 

@@ -229,7 +229,12 @@ impl Sweeper {
             counters.ignored.fetch_add(1, Ordering::Relaxed);
             return AckKind::Ack;
         }
-        let retry = AckKind::Nak(Some(Duration::from_secs(1)));
+        // A failure that persists (a dead-letter write the server refuses) is retried less and
+        // less often, not every second forever; `eventhub health` shows it meanwhile.
+        let attempt = message.info().map_or(1, |i| i.delivered.max(1));
+        let retry = AckKind::Nak(Some(Duration::from_secs(
+            1u64 << (attempt - 1).clamp(0, 6) as u32,
+        )));
         if !streams.contains_key(&advisory.stream) {
             match self.client.jetstream().get_stream(&advisory.stream).await {
                 Ok(s) => {
@@ -297,7 +302,7 @@ impl Sweeper {
                 AckKind::Ack
             }
             Err(e) => {
-                tracing::warn!("eventhub sweeper: {e}; retrying");
+                tracing::error!("eventhub sweeper: {e}; retrying (attempt {attempt})");
                 retry
             }
         }
