@@ -246,7 +246,8 @@ fn union(parts: Vec<T>) -> T {
     for p in parts {
         // `string` already holds every string literal.
         let literal = p.prec == Prec::Atom && p.text.starts_with('"');
-        if !seen.iter().any(|s| s.text == p.text) && !(any_string && literal) {
+        let subsumed = any_string && literal;
+        if !subsumed && !seen.iter().any(|s| s.text == p.text) {
             seen.push(p);
         }
     }
