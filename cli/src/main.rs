@@ -117,7 +117,8 @@ enum Command {
     /// Connected, declared streams present, eventhub consumers within a lag threshold (exit 0
     /// healthy, 1 not).
     Health(health::Args),
-    /// The event catalog this binary was built with.
+    /// The event catalog: list, show, compatibility checks, releases, and export for other
+    /// languages (`--schemas DIR` reads any catalog).
     Schemas {
         #[command(subcommand)]
         command: schemas::Command,

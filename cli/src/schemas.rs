@@ -1,25 +1,63 @@
-//! `eventhub schemas list|show|check|diff|release`, and finding catalog events by `TYPE[@vN]`.
+//! `eventhub schemas list|show|check|diff|release|export`, and finding catalog events by
+//! `TYPE[@vN]`.
 
 use std::path::{Path, PathBuf};
 
 use eventhub::EventInfo;
 use eventhub::events::CATALOG;
 use eventhub_codegen::Catalog;
+use eventhub_codegen::export::{self, Format, Options, Server};
 use eventhub_codegen::release::{self, Lock, Report, Status};
 use serde_json::json;
 
 use crate::output::say;
 use crate::output::{Table, print_json};
 
+/// Which catalogs a command reads, when not the one compiled in.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CatalogArgs {
+    /// A catalog directory laid out like `schemas/` (repeatable: catalogs are merged). Default:
+    /// the directories in `EVENTHUB_SCHEMAS` (separated like PATH), else the catalog this binary
+    /// was built with (`export`: `EVENTHUB_SCHEMAS_DIR`, else `./schemas`).
+    #[arg(long = "schemas", value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+}
+
+impl CatalogArgs {
+    /// The directories given, by flag or environment; empty for the default.
+    fn given(&self) -> Vec<PathBuf> {
+        if !self.dirs.is_empty() {
+            return self.dirs.clone();
+        }
+        std::env::var_os("EVENTHUB_SCHEMAS")
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The catalogs given, loaded and validated; empty for the default.
+    fn load(&self) -> anyhow::Result<Vec<Catalog>> {
+        self.given().iter().map(|d| load(d)).collect()
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Every event type and version this binary knows.
-    List,
+    /// Every event type and version of the catalog (by default the one this binary knows).
+    List {
+        #[command(flatten)]
+        catalogs: CatalogArgs,
+    },
     /// The JSON Schema of an event (references bundled): `TYPE` (latest version) or
     /// `TYPE@vN`.
     Show {
         /// e.g. `user.created` or `user.created@v1`.
         event: String,
+        #[command(flatten)]
+        catalogs: CatalogArgs,
     },
     /// Compares the catalog with its released state (`released.lock`): exit 0 when every
     /// change to a released version is compatible, 1 when any is breaking.
@@ -43,6 +81,52 @@ pub(crate) enum Command {
         #[arg(long, env = "EVENTHUB_SCHEMAS_DIR", default_value = "schemas")]
         dir: PathBuf,
     },
+    /// Writes the catalog for other languages and tools: TypeScript types, an AsyncAPI 3.0
+    /// document, the `.proto` file, self-contained JSON Schemas, a static HTML page.
+    Export(ExportArgs),
+}
+
+/// `eventhub schemas export`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExportArgs {
+    /// typescript, asyncapi, proto, jsonschema, html, or all (each in its own subdirectory).
+    #[arg(long, value_parser = parse_format, default_value = "all")]
+    format: Formats,
+    /// The output directory (created if needed; files are written only when they change).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    catalogs: CatalogArgs,
+    /// Example payloads to show (HTML, AsyncAPI): `<type>.v<N>.json` files holding one payload
+    /// or an array, like `tests/fixtures/events/`. Each is validated against its schema.
+    #[arg(long, value_name = "DIR")]
+    examples: Option<PathBuf>,
+    /// Title of the AsyncAPI document and the HTML page.
+    #[arg(long, default_value = "eventhub events")]
+    title: String,
+    /// Version label of the catalog (AsyncAPI `info.version`).
+    #[arg(long, value_name = "VERSION", default_value = "0.0.0")]
+    doc_version: String,
+    /// A NATS server of the AsyncAPI document, `[nats://]host:port` (repeatable; no
+    /// credentials). Default: a placeholder, localhost:4222.
+    #[arg(long = "asyncapi-server", value_name = "URL")]
+    servers: Vec<String>,
+}
+
+/// What `--format` asks for.
+#[derive(Debug, Clone, Copy)]
+enum Formats {
+    One(Format),
+    All,
+}
+
+fn parse_format(s: &str) -> Result<Formats, String> {
+    if s == "all" {
+        return Ok(Formats::All);
+    }
+    s.parse::<Format>()
+        .map(Formats::One)
+        .map_err(|e| format!("{e}, all"))
 }
 
 /// A breaking change was found (exit 1); the report is already printed.
@@ -114,7 +198,14 @@ fn verdict(report: &Report, json: bool) -> anyhow::Result<()> {
 
 pub(crate) fn run(command: Command, json: bool) -> anyhow::Result<()> {
     match command {
-        Command::List => {
+        Command::List { catalogs } if !catalogs.given().is_empty() => {
+            list_loaded(&catalogs.load()?, json)?;
+        }
+        Command::Show { event, catalogs } if !catalogs.given().is_empty() => {
+            show_loaded(&catalogs.load()?, &event, json)?;
+        }
+        Command::Export(args) => export_files(args, json)?,
+        Command::List { .. } => {
             if json {
                 print_json(&json!(
                     CATALOG
@@ -143,7 +234,7 @@ pub(crate) fn run(command: Command, json: bool) -> anyhow::Result<()> {
             }
             table.print();
         }
-        Command::Show { event } => {
+        Command::Show { event, .. } => {
             let info = find(&event)?;
             let schema: serde_json::Value = serde_json::from_str(info.schema)?;
             if json {
@@ -207,6 +298,220 @@ pub(crate) fn run(command: Command, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `schemas list` of catalogs read at run time.
+fn list_loaded(catalogs: &[Catalog], json: bool) -> anyhow::Result<()> {
+    let mut events: Vec<(eventhub_codegen::EventEntry, String)> = Vec::new();
+    for c in catalogs {
+        for e in c.events() {
+            let id = c
+                .bundled_schema(&e.event_type, e.version)
+                .and_then(|s| s["$id"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            events.push((e, id));
+        }
+    }
+    events.sort_by(|(a, _), (b, _)| (&a.event_type, a.version).cmp(&(&b.event_type, b.version)));
+    if json {
+        print_json(&json!(
+            events
+                .iter()
+                .map(|(e, id)| json!({
+                    "event_type": e.event_type,
+                    "version": e.version,
+                    "subject": e.subject,
+                    "stream": e.stream,
+                    "schema_id": id,
+                    "rust_type": e.rust_type,
+                    "file": e.file,
+                }))
+                .collect::<Vec<_>>()
+        ));
+        return Ok(());
+    }
+    let mut table = Table::new(&["TYPE", "VERSION", "SUBJECT", "STREAM", "FILE"]);
+    for (e, _) in &events {
+        table.row(vec![
+            e.event_type.clone(),
+            format!("v{}", e.version),
+            e.subject.clone(),
+            e.stream.clone(),
+            e.file.display().to_string(),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+/// `schemas show` of catalogs read at run time.
+fn show_loaded(catalogs: &[Catalog], spec: &str, json: bool) -> anyhow::Result<()> {
+    let (ty, version) = parse(spec)?;
+    let mut versions: Vec<(&Catalog, eventhub_codegen::EventEntry)> = catalogs
+        .iter()
+        .flat_map(|c| c.events().into_iter().map(move |e| (c, e)))
+        .filter(|(_, e)| e.event_type == ty)
+        .collect();
+    versions.sort_by_key(|(_, e)| e.version);
+    let (catalog, entry) = match version {
+        None => versions.pop(),
+        Some(v) => versions.into_iter().find(|(_, e)| e.version == v),
+    }
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "no event `{spec}` in the catalog(s) given; `eventhub schemas list --schemas DIR` \
+             shows them"
+        )
+    })?;
+    let schema = catalog
+        .bundled_schema(&entry.event_type, entry.version)
+        .expect("listed events have a schema");
+    if !json {
+        say!(
+            "# {} v{} on {} (stream {}, {})",
+            entry.event_type,
+            entry.version,
+            entry.subject,
+            entry.stream,
+            entry.file.display()
+        );
+    }
+    print_json(&schema);
+    Ok(())
+}
+
+/// `schemas export`: renders with `eventhub_codegen::export`, writes what changed.
+fn export_files(args: ExportArgs, json: bool) -> anyhow::Result<()> {
+    let mut catalogs = args.catalogs.load()?;
+    if catalogs.is_empty() {
+        let dir = std::env::var_os("EVENTHUB_SCHEMAS_DIR")
+            .map_or_else(|| PathBuf::from("schemas"), PathBuf::from);
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "no catalog directory {} here: pass --schemas DIR (or set EVENTHUB_SCHEMAS)",
+                dir.display()
+            );
+        }
+        catalogs.push(load(&dir)?);
+    }
+    let mut options = Options {
+        title: args.title,
+        version: args.doc_version,
+        envelope_headers: Some(eventhub::metadata::envelope_headers_schema()),
+        ..Options::default()
+    };
+    if !args.servers.is_empty() {
+        options.servers = args
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, url)| server(i, url))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(dir) = &args.examples {
+        options.examples = examples(&catalogs, dir)?;
+    }
+    let files = match args.format {
+        Formats::One(format) => export::export(&catalogs, format, &options)?,
+        Formats::All => export::export_all(&catalogs, &options)?,
+    };
+    let mut written = Vec::new();
+    for f in &files {
+        // The paths come from validated event names; refuse anything that would leave --out.
+        if f.path.is_absolute()
+            || f.path
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            anyhow::bail!(
+                "refusing to write {} outside the output directory",
+                f.path.display()
+            );
+        }
+        let path = args.out.join(&f.path);
+        if eventhub_codegen::write_if_changed(&path, &f.content)? {
+            written.push(path);
+        }
+    }
+    if json {
+        print_json(&json!({
+            "out": args.out,
+            "files": files.iter().map(|f| &f.path).collect::<Vec<_>>(),
+            "written": written,
+        }));
+    } else {
+        for f in &files {
+            say!("{}", args.out.join(&f.path).display());
+        }
+        say!(
+            "{} file(s) in {}, {} written, {} unchanged",
+            files.len(),
+            args.out.display(),
+            written.len(),
+            files.len() - written.len()
+        );
+    }
+    Ok(())
+}
+
+/// `[nats://]host:port` as an AsyncAPI server. Credentials would end up in a published
+/// document, so they are refused.
+fn server(i: usize, url: &str) -> anyhow::Result<Server> {
+    let host = url
+        .strip_prefix("nats://")
+        .or_else(|| url.strip_prefix("tls://"))
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    if host.contains('@') {
+        anyhow::bail!(
+            "--asyncapi-server {url}: leave credentials out of the document (it is meant to be shared)"
+        );
+    }
+    if host.is_empty() || host.contains(['/', ' ', '?', '#']) {
+        anyhow::bail!("--asyncapi-server {url}: expected [nats://]host:port");
+    }
+    Ok(Server {
+        name: if i == 0 {
+            "nats".into()
+        } else {
+            format!("nats-{}", i + 1)
+        },
+        host: host.to_string(),
+        description: format!("NATS server {url}"),
+    })
+}
+
+/// Example payloads from `dir`, each checked against its event's schema.
+fn examples(
+    catalogs: &[Catalog],
+    dir: &Path,
+) -> anyhow::Result<std::collections::BTreeMap<(String, u32), Vec<serde_json::Value>>> {
+    let examples = export::load_examples(dir)?;
+    for ((event_type, version), payloads) in &examples {
+        let file = dir.join(format!("{event_type}.v{version}.json"));
+        let schema = catalogs
+            .iter()
+            .find_map(|c| c.bundled_schema(event_type, *version))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: no event {event_type} v{version} in the catalog",
+                    file.display()
+                )
+            })?;
+        let validator = jsonschema::validator_for(&schema).map_err(|e| {
+            anyhow::anyhow!("{event_type} v{version}: schema does not compile: {e}")
+        })?;
+        for (i, payload) in payloads.iter().enumerate() {
+            if let Err(e) = validator.validate(payload) {
+                anyhow::bail!(
+                    "{} #{i}: not a valid {event_type} v{version} at `{}`: {e}",
+                    file.display(),
+                    e.instance_path()
+                );
+            }
+        }
+    }
+    Ok(examples)
 }
 
 /// The catalog entry of `TYPE` (its latest version) or `TYPE@vN`.

@@ -232,6 +232,54 @@ fn families<'a>(events: &[&'a EventSchema]) -> BTreeMap<String, Vec<&'a EventSch
 
 /// The protobuf messages of every event version (in catalog order), numbered: released numbers
 /// kept, new properties numbered after them.
+/// The `.proto` text of the events of `catalogs` (for one catalog, exactly the generated
+/// `PROTO_FILE`), sorted by type and version, without generating Rust.
+pub(crate) fn proto_text(catalogs: &[Catalog]) -> Result<String, Error> {
+    let mut diags = Diagnostics::default();
+    let mut all: Vec<(&EventSchema, Model)> = Vec::new();
+    for catalog in catalogs {
+        all.extend(catalog.events.iter().zip(proto_models(catalog, &mut diags)));
+    }
+    // Within a catalog `proto_models` reports clashes; across catalogs they are reported here.
+    let mut roots: BTreeMap<&str, &EventSchema> = BTreeMap::new();
+    for (e, model) in &all {
+        if let Some(other) = roots.insert(&model.messages[0].name, e)
+            && other.file != e.file
+        {
+            diags.push(
+                &e.file,
+                "",
+                format!(
+                    "{} v{} and {} v{} ({}) would both be the protobuf message {}",
+                    e.name.event_type,
+                    e.name.version,
+                    other.name.event_type,
+                    other.name.version,
+                    other.file.display(),
+                    model.messages[0].name
+                ),
+            );
+        }
+    }
+    diags.check()?;
+    all.sort_by(|(a, _), (b, _)| {
+        (&a.name.event_type, a.name.version).cmp(&(&b.name.event_type, b.name.version))
+    });
+    let subjects: Vec<String> = all.iter().map(|(e, _)| e.name.subject()).collect();
+    let events: Vec<ProtoEvent<'_>> = all
+        .iter()
+        .zip(&subjects)
+        .map(|((e, model), subject)| ProtoEvent {
+            model,
+            event_type: &e.name.event_type,
+            version: e.name.version,
+            subject,
+            schema_id: &e.schema_id,
+        })
+        .collect();
+    Ok(crate::proto::proto_file(&events))
+}
+
 fn proto_models(catalog: &Catalog, diags: &mut Diagnostics) -> Vec<Model> {
     let mut roots: BTreeMap<String, &EventSchema> = BTreeMap::new();
     catalog

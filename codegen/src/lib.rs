@@ -39,6 +39,7 @@
 mod catalog;
 pub mod compat;
 mod diagnostic;
+pub mod export;
 mod generate;
 mod guard;
 mod naming;
