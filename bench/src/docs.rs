@@ -221,11 +221,77 @@ fn render(runs: &[Value]) -> anyhow::Result<String> {
             }
             writeln!(md)?;
         }
-        writeln!(
-            md,
-            "\n*Italics*: target missed. Runs: {}.\n",
-            runs.iter().map(meta_line).collect::<Vec<_>>().join("; ")
-        )?;
+        writeln!(md, "\n*Italics*: target missed. The runs:\n")?;
+        for (i, run) in runs.iter().enumerate() {
+            writeln!(md, "{}. {}", i + 1, meta_line(run))?;
+        }
+        writeln!(md)?;
     }
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ratio: f64) -> Value {
+        serde_json::json!({
+            "meta": {"started": "2026-12-04T12:00:00Z", "counts": "full", "cores": 2},
+            "rows": [
+                {"section": "core", "benchmark": "publish pipelined (ev/s)", "event": "tiny",
+                 "baseline": "raw", "raw": 100.0, "eventhub": 100.0 * ratio, "ratio": ratio,
+                 "target": "ratio ≥ 0.9", "met": ratio >= 0.9},
+                {"section": "peers", "benchmark": "nats-py: consume + validate + ack (ev/s)",
+                 "event": "typical", "baseline": "peer", "raw": 10.0, "eventhub": 40.0,
+                 "ratio": 4.0, "target": "", "met": null},
+            ],
+            "notes": [{"section": "peers", "text": "peers: how they run."}],
+            "codegen": [],
+            "summary": {"line": "summary: the line"},
+        })
+    }
+
+    #[test]
+    fn the_generated_part_is_replaced_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("performance.md");
+        std::fs::write(
+            &page,
+            format!("# By hand\n\n{BEGIN}\nold numbers\n{END}\n\nmore by hand\n"),
+        )
+        .unwrap();
+        let (a, b) = (dir.path().join("1.json"), dir.path().join("2.json"));
+        std::fs::write(&a, run(0.8).to_string()).unwrap();
+        std::fs::write(&b, run(1.1).to_string()).unwrap();
+        let paths = [a, b].map(|p| p.display().to_string());
+        write(&page, &paths).unwrap();
+        let text = std::fs::read_to_string(&page).unwrap();
+        assert!(text.starts_with("# By hand\n\n"), "{text}");
+        assert!(
+            text.ends_with(&format!("{END}\n\nmore by hand\n")),
+            "{text}"
+        );
+        assert!(!text.contains("old numbers"), "{text}");
+        assert!(text.contains("> summary: the line"), "{text}");
+        assert!(
+            text.contains(
+                "| publish pipelined (ev/s) | tiny | 100 | 110 | 1.10 | ratio ≥ 0.9 ok |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("| peer | eventhub |"), "{text}");
+        assert!(text.contains("peers: how they run."), "{text}");
+        // Run by run: the missed figure of run 1 in italics.
+        assert!(
+            text.contains("| publish pipelined (ev/s), tiny | *0.80* | 1.10 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| nats-py: consume + validate + ack (ev/s), typical | 4.00 | 4.00 |"),
+            "{text}"
+        );
+        // Written again, the page is the same: nothing else accumulates.
+        write(&page, &paths).unwrap();
+        assert_eq!(std::fs::read_to_string(&page).unwrap(), text);
+    }
 }

@@ -272,7 +272,8 @@ pub(crate) fn fmt_num(v: f64) -> String {
             out.push(c);
         }
         out
-    } else if v >= 10.0 {
+    } else if v >= 10.0 || v.fract() == 0.0 {
+        // Counts (events lost) read as counts.
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
@@ -530,6 +531,7 @@ mod tests {
         assert_eq!(quantile(&[], 0.5), 0);
         assert_eq!(fmt_num(1234567.0), "1,234,567");
         assert_eq!(fmt_num(2.5), "2.50");
+        assert_eq!(fmt_num(0.0), "0");
         let r = Row::new("x", 100.0, 95.0, Target::AtLeast(0.9));
         assert_eq!(r.verdict(), Some(true));
         let r = Row::new("x", 100.0, 130.0, Target::AtMost(1.2));

@@ -90,7 +90,7 @@ fn ensure_installed() -> anyhow::Result<()> {
         .with_context(|| format!("cannot run {}; {INSTALL_HINT}", script.display()))?;
     anyhow::ensure!(
         status.success(),
-        "the bench's Python peers are missing and {} failed ({status}); {INSTALL_HINT}",
+        "the bench's Python peers could not be installed: {} failed ({status}); {INSTALL_HINT}",
         script.display()
     );
     Ok(())
@@ -122,6 +122,7 @@ async fn run_peer(
         .args(["--event", event])
         .args(["--run", &uuid::Uuid::now_v7().simple().to_string()])
         .env("PYTHONPATH", packages())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if let Some(d) = durable {
@@ -266,7 +267,7 @@ pub(crate) async fn run(
              has no pipelined publish, so 4096 publishes run as concurrent asyncio tasks. Consume: \
              a durable pull consumer fetching 256 at a time (FastStream: PullSub(batch_size=256), \
              a handler taking the model, no per-message log); eventhub: 1 handler. Each peer \
-             times its own loop (not the interpreter's start). Median pair of {rounds} rounds. \
+             times its own loop (not the interpreter's start). Median pair of {rounds} round{}. \
              Peak RSS of eventhub is the whole bench process.\n\
              Go peers (nats.go, Watermill) are not measured: no Go module source can be fetched \
              on this machine.",
@@ -274,6 +275,7 @@ pub(crate) async fn run(
             packages["faststream"].as_str().unwrap_or("?"),
             packages["pydantic"].as_str().unwrap_or("?"),
             versions["python"].as_str().unwrap_or("?"),
+            if rounds == 1 { "" } else { "s" },
         ),
     ));
     report.meta.insert("peers".to_string(), versions);
