@@ -22,6 +22,18 @@
 //! marked "wire format" compare eventhub with raw async-nats sending the payload and a
 //! `Nats-Msg-Id` only: what the headers cost (in the client and in nats-server).
 //!
+//! Beyond raw async-nats, the same run measures what a user would pick instead — a Python
+//! service on FastStream and one on plain nats-py (`bench/peers/`, installed by
+//! `scripts/install-bench-peers`, which the bench runs itself) — and rows at scale, each beside
+//! raw async-nats: 50 durable consumers over 10 streams, a backlog drained by 4 instances
+//! sharing a durable (processes of this binary, `--drain-child`), a 3-node R3 cluster beside one
+//! server, and events of 256 B, 4 KiB and 64 KiB. `--only core,peers,fanout,backlog,cluster,
+//! sizes,codegen` runs some of them; `--quick` runs every one with small counts;
+//! `EVENTHUB_BENCH_BACKLOG` sets the backlog's size. The output ends with a one-line summary;
+//! `--json` prints everything, with a `summary` object (every targeted figure, its target,
+//! whether it is met). `--write-docs docs/performance.md RUN.json…` renders the generated part
+//! of that page from one or more `--json` outputs (see `docs.rs`).
+//!
 //! `EVENTHUB_BENCH_PROFILE=<scenario>` runs one side of one scenario long enough to profile
 //! (`perf record`): `raw-publish`, `raw-publish-bare`, `sdk-publish`, `raw-consume`,
 //! `sdk-consume` (`raw-consume-8`, `sdk-consume-8`: with 8 handlers), or `latency` (both sides
@@ -30,18 +42,23 @@
 //! print each pair's ratio and the median: on a machine whose speed drifts, the steadiest
 //! comparison.
 
+mod backlog;
 mod codec;
+mod docs;
+mod fanout;
 mod measure;
+mod peers;
+mod scale;
 mod scenarios;
+mod sdk;
 mod synthetic;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use eventhub::events::{auth, order};
-use eventhub::{Client, ConnectOptions};
 
-use crate::measure::{Report, Row, Target};
+use crate::measure::{Report, Row, Section, Target};
 
 /// What the run covers.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +70,21 @@ pub(crate) struct Plan {
     /// Runs per side behind each row, the sides alternating.
     pub(crate) rounds: usize,
     pub(crate) codegen: &'static [usize],
+    /// Events a run for the peers' pipelined publish and consume (their awaited publish takes
+    /// `awaited`).
+    pub(crate) peer_events: usize,
+    /// Rounds of the peer comparisons (each round runs both peers and eventhub).
+    pub(crate) peer_rounds: usize,
+    /// Rounds (runs per side) of the scale rows.
+    pub(crate) scale_rounds: usize,
+    /// Events per bench stream for the 50 consumers (each reads them all).
+    pub(crate) fanout_events: usize,
+    /// Events in the backlog drained by 4 instances.
+    pub(crate) backlog: usize,
+    /// Events a run for the R1 / R3 rows.
+    pub(crate) cluster_events: usize,
+    /// Payload bytes a run for the size rows (so fewer events of a bigger size).
+    pub(crate) size_bytes: usize,
 }
 
 const FULL: Plan = Plan {
@@ -62,6 +94,13 @@ const FULL: Plan = Plan {
     latency_secs: 5,
     rounds: 7,
     codegen: &[10, 100, 1000],
+    peer_events: 20_000,
+    peer_rounds: 3,
+    scale_rounds: 3,
+    fanout_events: 10_000,
+    backlog: 1_000_000,
+    cluster_events: 50_000,
+    size_bytes: 256 << 20,
 };
 
 const QUICK: Plan = Plan {
@@ -71,29 +110,63 @@ const QUICK: Plan = Plan {
     latency_secs: 1,
     rounds: 1,
     codegen: &[10, 100],
+    peer_events: 2_000,
+    peer_rounds: 1,
+    scale_rounds: 1,
+    fanout_events: 200,
+    backlog: 20_000,
+    cluster_events: 5_000,
+    size_bytes: 8 << 20,
 };
+
+/// The parts of a run, for `--only`.
+const PARTS: [&str; 7] = [
+    "core", "peers", "fanout", "backlog", "cluster", "sizes", "codegen",
+];
+
+const USAGE: &str = "usage: eventhub-bench [--json] [--quick] [--only PART,…] | --codec [--json] | \
+--write-docs PAGE RUN.json… \n  parts: core, peers, fanout, backlog, cluster, sizes, codegen";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--drain-child") => return backlog::child(&args[1..]).await,
+        Some("--write-docs") => {
+            let [page, runs @ ..] = &args[1..] else {
+                anyhow::bail!("{USAGE}");
+            };
+            return docs::write(std::path::Path::new(page), runs);
+        }
+        _ => {}
+    }
     let json = args.iter().any(|a| a == "--json");
-    let plan = if args.iter().any(|a| a == "--quick") {
-        QUICK
-    } else {
-        FULL
-    };
-    if let Some(other) = args
-        .iter()
-        .find(|a| !["--json", "--quick", "--codec"].contains(&a.as_str()))
-    {
-        eprintln!(
-            "usage: eventhub-bench [--json] [--quick] | --codec [--json]   (unknown argument {other})"
-        );
-        std::process::exit(2);
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = if quick { QUICK } else { FULL };
+    let mut only: Option<Vec<String>> = None;
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--json" | "--quick" | "--codec" => {}
+            "--only" => {
+                let list = rest.next().context(USAGE)?;
+                let parts: Vec<String> = list.split(',').map(|p| p.trim().to_string()).collect();
+                if let Some(bad) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+                    eprintln!("{USAGE}   (unknown part {bad})");
+                    std::process::exit(2);
+                }
+                only = Some(parts);
+            }
+            other => {
+                eprintln!("{USAGE}   (unknown argument {other})");
+                std::process::exit(2);
+            }
+        }
     }
     if args.iter().any(|a| a == "--codec") {
         return codec::run(json);
     }
+    let runs = |part: &str| only.as_ref().is_none_or(|o| o.iter().any(|p| p == part));
 
     let (_server, url) = match std::env::var("NATS_URL") {
         Ok(url) if !url.is_empty() => (None, url),
@@ -106,10 +179,8 @@ async fn main() -> anyhow::Result<()> {
             (Some(server), url)
         }
     };
-    let client = Client::connect(ConnectOptions::new("bench").url(&url))
-        .await
-        .context("connect eventhub")?;
-    client.provision().await.context("provision")?;
+    let client = sdk::connect(&url).await?;
+    sdk::provision(&client, None, &[]).await?;
     let raw = async_nats::connect(&url).await.context("connect raw")?;
     let js = async_nats::jetstream::new(raw);
 
@@ -135,20 +206,59 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    for (label, rows) in [
-        ("tiny", env.all(&tiny).await?),
-        ("typical", env.all(&typical).await?),
-    ] {
-        for mut row in rows {
-            row.size = label;
-            report.rows.push(row);
+    let started = chrono::Utc::now();
+    report.meta = serde_json::json!({
+        "started": started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "counts": if quick { "quick" } else { "full" },
+        "plan": {
+            "pipelined": plan.pipelined, "awaited": plan.awaited, "consumed": plan.consumed,
+            "latency_secs": plan.latency_secs, "rounds": plan.rounds,
+            "peer_events": plan.peer_events, "peer_rounds": plan.peer_rounds,
+            "scale_rounds": plan.scale_rounds, "fanout_events": plan.fanout_events,
+            "backlog": scenarios::env_number("EVENTHUB_BENCH_BACKLOG").unwrap_or(plan.backlog),
+            "cluster_events": plan.cluster_events, "size_bytes": plan.size_bytes,
+        },
+        "parts": PARTS.iter().filter(|p| runs(p)).collect::<Vec<_>>(),
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "nats_server": eventhub::testing::NATS_SERVER_VERSION,
+        "commit": git_commit(),
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default();
+    if runs("core") {
+        for (label, rows) in [
+            ("tiny", env.all(&tiny).await?),
+            ("typical", env.all(&typical).await?),
+        ] {
+            for mut row in rows {
+                row.size = label;
+                report.rows.push(row);
+            }
         }
     }
-    for &n in plan.codegen {
-        let secs = synthetic::codegen_seconds(n)?;
-        report.codegen.push((n, secs));
+    if runs("peers") {
+        peers::run(&env, &url, &typical, &mut report).await?;
     }
-    if let Some(&(n, secs)) = report.codegen.iter().find(|(n, _)| *n == 1000) {
+    if runs("fanout") {
+        fanout::run(&env, &typical, &mut report).await?;
+    }
+    if runs("backlog") {
+        backlog::run(&env, &url, &typical, &mut report).await?;
+    }
+    if runs("cluster") {
+        scale::cluster(&env, &typical, &mut report).await?;
+    }
+    if runs("sizes") {
+        scale::sizes(&env, &mut report).await?;
+    }
+    if runs("codegen") {
+        for &n in plan.codegen {
+            let secs = synthetic::codegen_seconds(n)?;
+            report.codegen.push((n, secs));
+        }
+    }
+    if let Some(&(_, secs)) = report.codegen.iter().find(|(n, _)| *n == 1000) {
         report.rows.push(Row {
             name: "codegen, 1000 schemas (s)",
             size: "-",
@@ -156,9 +266,13 @@ async fn main() -> anyhow::Result<()> {
             sdk: secs,
             target: Target::AtMost(10.0),
             ratio_target: false,
+            section: Section::Core,
         });
-        let _ = n;
     }
+    report.meta.insert(
+        "seconds".to_string(),
+        serde_json::json!((chrono::Utc::now() - started).num_seconds()),
+    );
     if json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -166,6 +280,18 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
+}
+
+/// The commit the bench was built from, if `git` can tell.
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn tiny_event() -> auth::LogoutV1 {

@@ -9,21 +9,22 @@ use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
-use eventhub::{Client, Consumable, ConsumerOptions, Event, PublishOptions, StartFrom};
+use eventhub::{Client, Consumable, Event};
 use futures::StreamExt;
 use tokio::sync::Notify;
 
 use crate::Plan;
-use crate::measure::{Meter, Row, Target, Usage, quantile};
+use crate::measure::{Meter, Row, Run, Target, quantile};
+use crate::sdk;
 
 /// Publishes kept in flight by both sides' pipelines.
-const WINDOW: usize = 4096;
+pub(crate) const WINDOW: usize = 4096;
 /// Handlers for the concurrent consume runs.
-const HANDLERS: usize = 8;
+pub(crate) const HANDLERS: usize = 8;
 
 /// What raw async-nats sends with each event.
 #[derive(Debug, Clone, Copy)]
-enum Wire {
+pub(crate) enum Wire {
     /// The payload and a `Nats-Msg-Id` (for de-duplication) only.
     Bare,
     /// The headers eventhub sends: CloudEvents attributes, correlation id, `traceparent` and
@@ -61,31 +62,15 @@ pub(crate) struct Env<'a> {
     pub(crate) plan: Plan,
 }
 
-/// Throughput and resource use of one run.
-struct Run {
-    per_sec: f64,
-    usage: Usage,
-    events: usize,
-}
-
-impl Run {
-    fn cpu_micros_per_event(&self) -> f64 {
-        self.usage.cpu.as_secs_f64() * 1e6 / self.events as f64
-    }
-
-    /// Server CPU time per event, µs (NaN when the server is not ours to measure).
-    fn server_micros_per_event(&self) -> f64 {
-        self.usage
-            .server_cpu
-            .map_or(f64::NAN, |c| c.as_secs_f64() * 1e6 / self.events as f64)
-    }
-}
-
 /// Of runs taken side by side (`a[i]` next to `b[i]`), the pair whose ratio is the median.
 /// Runs next to each other share the machine's speed of the moment, which on this virtual
 /// machine drifts by ±15% within minutes: the median pair is steadier than either side's best
 /// (a lucky raw run against an unlucky eventhub one, or the reverse).
-fn median_pair<'a, T>(a: &'a [T], b: &'a [T], ratio: impl Fn(&T, &T) -> f64) -> (&'a T, &'a T) {
+pub(crate) fn median_pair<'a, T>(
+    a: &'a [T],
+    b: &'a [T],
+    ratio: impl Fn(&T, &T) -> f64,
+) -> (&'a T, &'a T) {
     let mut pairs: Vec<(&T, &T)> = a.iter().zip(b).collect();
     pairs.sort_by(|x, y| ratio(x.0, x.1).total_cmp(&ratio(y.0, y.1)));
     pairs[pairs.len() / 2]
@@ -93,14 +78,14 @@ fn median_pair<'a, T>(a: &'a [T], b: &'a [T], ratio: impl Fn(&T, &T) -> f64) -> 
 
 /// One side of a comparison.
 #[derive(Debug, Clone, Copy)]
-enum Side {
+pub(crate) enum Side {
     Raw,
     Sdk,
 }
 
 /// The order of the sides in round `round`: raw first in even rounds, eventhub first in odd
 /// ones, so neither side always runs on a server just warmed (or just burdened) by the other.
-fn sides(round: usize) -> [Side; 2] {
+pub(crate) fn sides(round: usize) -> [Side; 2] {
     if round.is_multiple_of(2) {
         [Side::Raw, Side::Sdk]
     } else {
@@ -109,15 +94,15 @@ fn sides(round: usize) -> [Side; 2] {
 }
 
 /// A number from the environment variable `name`, if set and valid.
-fn env_number(name: &str) -> Option<usize> {
+pub(crate) fn env_number(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-fn throughput(raw: &Run, sdk: &Run) -> f64 {
+pub(crate) fn throughput(raw: &Run, sdk: &Run) -> f64 {
     sdk.per_sec / raw.per_sec
 }
 
-fn mib(kib: u64) -> f64 {
+pub(crate) fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
@@ -429,7 +414,7 @@ impl Env<'_> {
         Ok(())
     }
 
-    async fn purge<E: Event>(&self) -> anyhow::Result<()> {
+    pub(crate) async fn purge<E: Event>(&self) -> anyhow::Result<()> {
         let stream = self.js.get_stream(E::STREAM).await?;
         stream.purge().await.context("purge")?;
         Ok(())
@@ -438,7 +423,7 @@ impl Env<'_> {
     /// Raw: serialize, `Nats-Msg-Id`, publish, keep `window` acks in flight.
     /// Raw async-nats: serializes the same struct and sends it with the headers `wire` says,
     /// built the plain way.
-    async fn raw_publish<E: Event>(
+    pub(crate) async fn raw_publish<E: Event>(
         &self,
         event: &E,
         n: usize,
@@ -474,37 +459,21 @@ impl Env<'_> {
         })
     }
 
-    async fn sdk_publish<E: Event>(
+    pub(crate) async fn sdk_publish<E: Event>(
         &self,
         event: &E,
         n: usize,
         window: usize,
     ) -> anyhow::Result<Run> {
-        let publisher = self.client.publisher();
-        let meter = Meter::start();
-        let start = Instant::now();
-        if window == 1 {
-            for _ in 0..n {
-                publisher.publish(event).await?;
-            }
-        } else {
-            let mut pipeline = publisher.pipeline(window);
-            for _ in 0..n {
-                pipeline.send(event).await?;
-            }
-            let report = pipeline.finish().await;
-            anyhow::ensure!(report.failures.is_empty(), "{:?}", report.failures);
-        }
-        let per_sec = n as f64 / start.elapsed().as_secs_f64();
-        Ok(Run {
-            per_sec,
-            usage: meter.stop(),
-            events: n,
-        })
+        sdk::publish(self.client, event, n, window).await
     }
 
     /// Raw: a durable pull consumer from the start of the stream; decode, ack.
-    async fn raw_consume<E: Event>(&self, n: usize, handlers: usize) -> anyhow::Result<Run> {
+    pub(crate) async fn raw_consume<E: Event>(
+        &self,
+        n: usize,
+        handlers: usize,
+    ) -> anyhow::Result<Run> {
         let name = format!("raw_{}", uuid::Uuid::now_v7().simple());
         let stream = self.js.get_stream(E::STREAM).await?;
         let pull = stream
@@ -539,44 +508,13 @@ impl Env<'_> {
         })
     }
 
-    /// eventhub: a consumer from the start of the stream, default options but its handler
-    /// count (and `EVENTHUB_BENCH_PREFETCH`, if set, as its prefetch); the handler counts.
-    async fn sdk_consume<E: Event + Consumable>(
+    /// eventhub: see [`sdk::consume`].
+    pub(crate) async fn sdk_consume<E: Event + Consumable>(
         &self,
         n: usize,
         handlers: usize,
     ) -> anyhow::Result<Run> {
-        let name = format!("sdk_{}", uuid::Uuid::now_v7().simple());
-        let mut options = ConsumerOptions::default().name(&name).concurrency(handlers);
-        if let Some(prefetch) = env_number("EVENTHUB_BENCH_PREFETCH") {
-            options = options.prefetch(prefetch);
-        }
-        let consumer = self.client.consumer::<E>(options).await?;
-        let count = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(Notify::new());
-        let meter = Meter::start();
-        let start = Instant::now();
-        let (c, d) = (count.clone(), done.clone());
-        let handle = consumer.spawn(move |_env| {
-            if c.fetch_add(1, Ordering::Relaxed) + 1 == n as u64 {
-                d.notify_one();
-            }
-            async { Ok(()) }
-        });
-        done.notified().await;
-        let per_sec = n as f64 / start.elapsed().as_secs_f64();
-        let usage = meter.stop();
-        handle.shutdown().await;
-        self.js
-            .get_stream(E::STREAM)
-            .await?
-            .delete_consumer(&name)
-            .await?;
-        Ok(Run {
-            per_sec,
-            usage,
-            events: n,
-        })
+        sdk::consume::<E>(self.client, self.js, n, handlers).await
     }
 
     /// Events to send per 1 ms tick and in total for a latency run at `rate`.
@@ -664,65 +602,12 @@ impl Env<'_> {
         rate: usize,
     ) -> anyhow::Result<Vec<u64>> {
         let (per_tick, total) = self.latency_counts(rate);
-        let clock = Clock::new(total);
-        let name = format!("sdklat_{}", uuid::Uuid::now_v7().simple());
-        let mut options = ConsumerOptions::default()
-            .name(&name)
-            .concurrency(1)
-            .start_from(StartFrom::New);
-        if let Some(prefetch) = env_number("EVENTHUB_BENCH_PREFETCH") {
-            options = options.prefetch(prefetch);
-        }
-        let consumer = self.client.consumer::<E>(options).await?;
-        let c = clock.clone();
-        let handle = consumer.spawn(move |env| {
-            c.received(&env.meta().id);
-            async { Ok(()) }
-        });
-        let mut ticks = tokio::time::interval(Duration::from_millis(1));
-        let mut pipeline = self.client.publisher().pipeline(WINDOW);
-        let mut sent = 0;
-        while sent < total {
-            ticks.tick().await;
-            for _ in 0..per_tick.min(total - sent) {
-                clock.sent(sent);
-                pipeline
-                    .send_with(
-                        event,
-                        PublishOptions {
-                            id: Some(format!("lat-{}-{sent}", clock.run)),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                sent += 1;
-            }
-        }
-        let report = pipeline.finish().await;
-        anyhow::ensure!(report.failures.is_empty(), "{:?}", report.failures);
-        if tokio::time::timeout(Duration::from_secs(30), clock.all_received())
-            .await
-            .is_err()
-        {
-            anyhow::bail!(
-                "eventhub latency run at {rate}/s: {} of {total} events arrived within 30 s; \
-                 consumer {:?}",
-                clock.latencies().len(),
-                handle.stats()
-            );
-        }
-        handle.shutdown().await;
-        self.js
-            .get_stream(E::STREAM)
-            .await?
-            .delete_consumer(&name)
-            .await?;
-        Ok(clock.latencies())
+        sdk::latency(self.client, self.js, event, rate, per_tick, total).await
     }
 }
 
 /// The samples of several runs, sorted.
-fn pooled(runs: &[Vec<u64>]) -> Vec<u64> {
+pub(crate) fn pooled(runs: &[Vec<u64>]) -> Vec<u64> {
     let mut all: Vec<u64> = runs.concat();
     all.sort_unstable();
     all
@@ -740,10 +625,10 @@ fn quantiles(sorted: &[u64]) -> String {
 
 /// Send and receive times of a latency run, by event index (ids `lat-<run>-<i>`).
 #[derive(Clone)]
-struct Clock {
+pub(crate) struct Clock {
     base: Instant,
     /// Distinguishes this run's ids from earlier runs' (the stream de-duplicates ids).
-    run: String,
+    pub(crate) run: String,
     sent: Arc<Vec<AtomicU64>>,
     latencies: Arc<Mutex<Vec<u64>>>,
     done: Arc<Notify>,
@@ -751,7 +636,7 @@ struct Clock {
 }
 
 impl Clock {
-    fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize) -> Self {
         Self {
             base: Instant::now(),
             run: uuid::Uuid::now_v7().simple().to_string(),
@@ -766,11 +651,11 @@ impl Clock {
         self.base.elapsed().as_nanos() as u64
     }
 
-    fn sent(&self, i: usize) {
+    pub(crate) fn sent(&self, i: usize) {
         self.sent[i].store(self.now(), Ordering::Relaxed);
     }
 
-    fn received(&self, id: &str) {
+    pub(crate) fn received(&self, id: &str) {
         let Some(i) = id
             .rsplit('-')
             .next()
@@ -790,11 +675,11 @@ impl Clock {
         }
     }
 
-    async fn all_received(&self) {
+    pub(crate) async fn all_received(&self) {
         self.done.notified().await;
     }
 
-    fn latencies(&self) -> Vec<u64> {
+    pub(crate) fn latencies(&self) -> Vec<u64> {
         let mut l = self
             .latencies
             .lock()
