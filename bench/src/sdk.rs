@@ -257,6 +257,8 @@ macro_rules! bench_streams {
                 const SCHEMA_ID: &'static str = concat!("urn:eventhub:schema:bench.s", $n, ":v1");
                 const STREAM: &'static str = concat!("BENCH_S", $n);
                 const PROTO: &'static eventhub::proto::Message = <order::PlacedV1 as Event>::PROTO;
+                // The typical event's schema: these types carry it under other subjects.
+                const INFO: &'static eventhub::EventInfo = <order::PlacedV1 as Event>::INFO;
             }
 
             impl Consumable for $ty {
@@ -284,6 +286,7 @@ macro_rules! bench_streams {
         pub(crate) const BENCH_STREAMS: &[StreamSpec] = &[$(StreamSpec {
             name: <$ty as Event>::STREAM,
             description: "eventhub-bench: many consumers over many streams.",
+            owned: true,
             subjects: &[<$ty as Event>::SUBJECT],
             retention: Retention::Limits,
             storage: Storage::File,

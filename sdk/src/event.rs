@@ -32,8 +32,11 @@ pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
     const INFO: &'static EventInfo;
 
     /// Its JSON Schema, compiled once (see [`crate::schema`]): publishing and consuming check
-    /// every event against it.
-    fn validator() -> &'static crate::schema::Validator;
+    /// every event against it. Generated types keep it in a static of their own; the default
+    /// looks it up in a process-wide cache by [`Event::INFO`].
+    fn validator() -> &'static crate::schema::Validator {
+        crate::schema::Validator::cached(Self::INFO)
+    }
 }
 
 /// Something done once per event type of the catalog, with the type: see the generated
