@@ -45,6 +45,7 @@ mod naming;
 pub mod proto;
 pub mod release;
 mod sensitive;
+pub mod services;
 mod topology;
 mod validate;
 
@@ -52,7 +53,7 @@ use std::path::Path;
 
 pub use catalog::{Catalog, EventEntry};
 pub use diagnostic::{Diagnostic, Error};
-pub use naming::{SHARED_DIR, SUBJECT_PREFIX, TOPOLOGY_FILE};
+pub use naming::{SERVICES_FILE, SHARED_DIR, SUBJECT_PREFIX, TOPOLOGY_FILE};
 pub use proto::{FieldNumbers, assign_field_numbers};
 
 /// Code generation settings.
@@ -114,6 +115,8 @@ impl Config {
                 return Err(Error::Breaking(report));
             }
         }
+        // The declaration of services (if any) must name events the catalog has.
+        services::Services::load(dir, &catalog)?;
         let code = self.generate_catalog(&catalog)?;
         write_if_changed(out_file, &code)
     }

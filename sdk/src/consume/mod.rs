@@ -72,6 +72,13 @@ impl Client {
             .clone()
             .unwrap_or_else(|| options::default_name(self.service(), E::FAMILY.event_type));
         validate(&name, &options)?;
+        // One filter subject travels in the create subject
+        // (`$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>`), so the server's permissions
+        // can pin a durable to its own events; a list of filters only travels in the body.
+        let (filter_subject, filter_subjects) = match E::FAMILY.subjects {
+            [one] => (one.to_string(), Vec::new()),
+            many => (String::new(), many.iter().map(|s| s.to_string()).collect()),
+        };
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),
             description: Some(format!(
@@ -83,7 +90,8 @@ impl Client {
             ack_wait: options.ack_wait,
             max_deliver: i64::from(options.max_deliver),
             max_ack_pending: i64::from(options.max_ack_pending),
-            filter_subjects: E::FAMILY.subjects.iter().map(|s| s.to_string()).collect(),
+            filter_subject,
+            filter_subjects,
             deliver_policy: match options.start_from {
                 StartFrom::All => DeliverPolicy::All,
                 StartFrom::New => DeliverPolicy::New,
@@ -105,7 +113,7 @@ impl Client {
         let pull = async {
             ensure(self, E::FAMILY.stream, &config).await?;
             let slots = Arc::new(Semaphore::new(options.concurrency + options.prefetch));
-            Puller::new(self, E::FAMILY.stream, &name, slots, options.fetch_expires)
+            let puller = Puller::new(self, E::FAMILY.stream, &name, slots, options.fetch_expires)
                 .await
                 .map_err(|e| {
                     ConsumeError::with_source(
@@ -116,9 +124,14 @@ impl Client {
                         ),
                         e,
                     )
-                })
+                })?;
+            let guard = match options.idempotency_window {
+                Some(window) => Some(idempotency_bucket(self, &name, window).await?),
+                None => None,
+            };
+            Ok::<_, ConsumeError>((puller, guard))
         };
-        let puller = tokio::select! {
+        let (puller, guard) = tokio::select! {
             result = pull => result?,
             subject = self.permissions().first_denied_since(since) => {
                 return Err(ConsumeError::new(
@@ -132,10 +145,6 @@ impl Client {
                     ),
                 ));
             }
-        };
-        let guard = match options.idempotency_window {
-            Some(window) => Some(idempotency_bucket(self, &name, window).await?),
-            None => None,
         };
         Ok(Consumer {
             client: self.clone(),
@@ -187,6 +196,16 @@ async fn idempotency_bucket(
     window: Duration,
 ) -> Result<kv::Store, ConsumeError> {
     let bucket = format!("{IDEMPOTENCY_PREFIX}{name}");
+    // Under the generated permissions a service may not create or change streams (a stream's
+    // subjects are free, so it could capture another service's deliveries): an operator creates
+    // the bucket beforehand (`eventhub config apply`), and a bucket with the wanted window is
+    // used as it is.
+    if let Ok(stream) = client.jetstream().get_stream(format!("KV_{bucket}")).await
+        && stream.cached_info().config.max_age == window
+        && let Ok(store) = client.jetstream().get_key_value(&bucket).await
+    {
+        return Ok(store);
+    }
     client
         .jetstream()
         .create_or_update_key_value(kv::Config {
