@@ -151,7 +151,9 @@ fn services(s: &Services, json: bool) -> anyhow::Result<()> {
             .collect();
         table.row(vec![
             ty.to_string(),
-            s.publisher_of(ty).map(|p| p.name.clone()).unwrap_or_default(),
+            s.publisher_of(ty)
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
             if consumers.is_empty() {
                 "-".into()
             } else {
@@ -232,8 +234,8 @@ fn nats(args: &NatsArgs) -> anyhow::Result<()> {
 /// `<user>.pub` files of `dir`: user -> public keys (one per line).
 fn read_keys(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let mut keys = BTreeMap::new();
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read keys directory {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read keys directory {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         let Some(user) = path
@@ -275,7 +277,12 @@ fn nkeys(args: &NkeysArgs, json: bool) -> anyhow::Result<()> {
         let seed_path = args.out.join(format!("{user}.nk"));
         let pub_path = args.out.join(format!("{user}.pub"));
         let mut publics: Vec<String> = match std::fs::read_to_string(&pub_path) {
-            Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect(),
+            Ok(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect(),
             Err(_) => Vec::new(),
         };
         let existing = match std::fs::read_to_string(&seed_path) {
@@ -308,9 +315,14 @@ fn nkeys(args: &NkeysArgs, json: bool) -> anyhow::Result<()> {
         report.push((user.clone(), action, public, publics.len()));
     }
     if json {
-        print_json(&json!(report.iter().map(|(user, action, public, n)| json!({
-            "user": user, "action": action, "public_key": public, "accepted_keys": n,
-        })).collect::<Vec<_>>()));
+        print_json(&json!(
+            report
+                .iter()
+                .map(|(user, action, public, n)| json!({
+                    "user": user, "action": action, "public_key": public, "accepted_keys": n,
+                }))
+                .collect::<Vec<_>>()
+        ));
     } else {
         let mut table = Table::new(&["USER", "KEY", "PUBLIC KEY", "ACCEPTED"]);
         for (user, action, public, n) in report {
@@ -351,7 +363,9 @@ async fn apply(server: &ServerArgs, s: &Services, json: bool) -> anyhow::Result<
     let mut done = Vec::new();
     for svc in &s.services {
         for c in &svc.consumes {
-            let Some(window) = c.idempotency else { continue };
+            let Some(window) = c.idempotency else {
+                continue;
+            };
             let bucket = c.idempotency_bucket();
             let stream = format!("KV_{bucket}");
             let before = client.jetstream().get_stream(&stream).await.ok();

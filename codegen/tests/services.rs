@@ -121,7 +121,10 @@ fn the_repository_declares_what_the_demo_and_the_tests_run() {
     let profile = s.service("profile").unwrap();
     assert_eq!(profile.consumes[0].filters, ["events.user.created.v2"]);
     assert_eq!(s.publisher_of("payment.created").unwrap().name, "payments");
-    assert!(s.publisher_of("order.placed").is_none(), "nobody publishes orders yet");
+    assert!(
+        s.publisher_of("order.placed").is_none(),
+        "nobody publishes orders yet"
+    );
     let users: Vec<(String, Role)> = s.users().into_iter().map(|u| (u.name, u.role)).collect();
     assert_eq!(users.first().unwrap(), &("ops".to_string(), Role::Operator));
     assert_eq!(users.last().unwrap(), &("sys".to_string(), Role::System));
@@ -165,7 +168,10 @@ fn a_service_is_granted_exactly_what_the_sdk_uses() {
             .contains(&"$JS.API.CONSUMER.CREATE.IDENTITY.payments__user_created".to_string()),
         "the bare create subject (any filter in its body) is denied"
     );
-    assert!(p.publish_deny.contains(&"$JS.API.STREAM.DELETE.>".to_string()));
+    assert!(
+        p.publish_deny
+            .contains(&"$JS.API.STREAM.DELETE.>".to_string())
+    );
     assert_eq!(p.subscribe_allow, ["_INBOX_payments.>"]);
     // No wildcard a service could stretch past what it owns.
     for subject in &p.publish_allow {
@@ -181,9 +187,8 @@ fn a_service_is_granted_exactly_what_the_sdk_uses() {
             .contains(&"$JS.API.STREAM.MSG.GET.PAYMENTS".to_string())
     );
     assert!(
-        p.publish_allow.contains(
-            &"$JS.API.CONSUMER.CREATE.EVENTHUB_ADVISORIES.eventhub_sweeper".to_string()
-        )
+        p.publish_allow
+            .contains(&"$JS.API.CONSUMER.CREATE.EVENTHUB_ADVISORIES.eventhub_sweeper".to_string())
     );
     assert!(!p.publish_allow.iter().any(|s| s.starts_with("events.")));
     let ops = users.iter().find(|u| u.name == "ops").unwrap();
@@ -199,9 +204,24 @@ fn unknown_events_and_keys_are_named_with_file_pointer_and_a_suggestion() {
     doc["sweper"] = json!("sweeper");
     let d = problems(doc);
     let f = "schemas/services.json";
-    assert_reported(&d, f, "/services/auth/publishes/1", "unknown event type `auth.logn` (did you mean `auth.login`?)");
-    assert_reported(&d, f, "/services/payments/consume", "unknown key `consume` in service `payments` (did you mean `consumes`?)");
-    assert_reported(&d, f, "/services/admin/consumes/0/evnt", "(did you mean `event`?)");
+    assert_reported(
+        &d,
+        f,
+        "/services/auth/publishes/1",
+        "unknown event type `auth.logn` (did you mean `auth.login`?)",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/payments/consume",
+        "unknown key `consume` in service `payments` (did you mean `consumes`?)",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/consumes/0/evnt",
+        "(did you mean `event`?)",
+    );
     assert_reported(&d, f, "/sweper", "(did you mean `sweeper`?)");
     let text = Error::InvalidServices(d).to_string();
     assert!(
@@ -274,18 +294,48 @@ fn names_versions_durations_and_keys_are_checked() {
     doc["nkeys"] = json!({ "auth": "not-a-key", "nobody": "U" });
     let d = problems(doc);
     let f = "schemas/services.json";
-    assert_reported(&d, f, "/services/Bad_Name", "`Bad_Name` is not a valid name");
-    assert_reported(&d, f, "/services/auth", "the name `auth` is already taken by `#/operators/1`");
-    assert_reported(&d, f, "/services/payments/consumes/0/versions/0", "`user.created` has no version 3 in the catalog (it has 1, 2)");
-    assert_reported(&d, f, "/services/admin/consumes/0/durable", "`durable` must be 1-200 characters");
+    assert_reported(
+        &d,
+        f,
+        "/services/Bad_Name",
+        "`Bad_Name` is not a valid name",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/auth",
+        "the name `auth` is already taken by `#/operators/1`",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/payments/consumes/0/versions/0",
+        "`user.created` has no version 3 in the catalog (it has 1, 2)",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/consumes/0/durable",
+        "`durable` must be 1-200 characters",
+    );
     assert_reported(&d, f, "/nkeys/auth", "not a user's public nkey");
     assert_reported(&d, f, "/nkeys/nobody", "`nobody` is not a declared user");
     let mut doc = base();
     doc["services"]["admin"]["consumes"][0]["idempotency"] = json!("forever");
     doc["gateway"] = json!({ "name": "gateway", "publishes_for": ["auht"] });
     let d = problems(doc);
-    assert_reported(&d, f, "/services/admin/consumes/0/idempotency", "a duration like");
-    assert_reported(&d, f, "/gateway/publishes_for/0", "unknown service `auht` (did you mean `auth`?)");
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/consumes/0/idempotency",
+        "a duration like",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/gateway/publishes_for/0",
+        "unknown service `auht` (did you mean `auth`?)",
+    );
 }
 
 #[test]
@@ -337,13 +387,21 @@ fn nkey_mode_needs_a_key_per_user_and_writes_only_public_keys() {
     else {
         panic!("keys are missing")
     };
-    assert_reported(&d, "schemas/services.json", "/nkeys", "no public nkey for user `payments`");
+    assert_reported(
+        &d,
+        "schemas/services.json",
+        "/nkeys",
+        "no public nkey for user `payments`",
+    );
     let keys: std::collections::BTreeMap<String, Vec<String>> = services
         .users()
         .iter()
         .enumerate()
         .map(|(i, u)| {
-            let key = format!("U{:A>55}", ["B", "C", "D", "E", "F", "G", "H", "I", "J", "K"][i]);
+            let key = format!(
+                "U{:A>55}",
+                ["B", "C", "D", "E", "F", "G", "H", "I", "J", "K"][i]
+            );
             (u.name.clone(), vec![key])
         })
         .collect();
@@ -355,6 +413,9 @@ fn nkey_mode_needs_a_key_per_user_and_writes_only_public_keys() {
     assert!(!text.contains("password"), "{text}");
     assert!(!text.contains("listen"), "accounts only: {text}");
     for (user, key) in &keys {
-        assert!(text.contains(&format!("nkey: \"{}\"", key[0])), "{user}: {text}");
+        assert!(
+            text.contains(&format!("nkey: \"{}\"", key[0])),
+            "{user}: {text}"
+        );
     }
 }

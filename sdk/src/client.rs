@@ -515,9 +515,8 @@ fn valid_service_name(s: &str) -> bool {
 }
 
 fn valid_inbox_prefix(s: &str) -> bool {
-    s.split('.').all(|t| {
-        !t.is_empty() && !t.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')
-    })
+    s.split('.')
+        .all(|t| !t.is_empty() && !t.contains(|c: char| c.is_whitespace() || c == '*' || c == '>'))
 }
 
 /// Recent permission violations reported by the server. The server answers a forbidden publish

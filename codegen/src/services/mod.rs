@@ -169,7 +169,11 @@ impl Services {
     }
 
     /// Validates a declaration document (`file` is how messages name it).
-    pub fn parse(file: &Path, doc: &serde_json::Value, catalog: &Catalog) -> Result<Services, Error> {
+    pub fn parse(
+        file: &Path,
+        doc: &serde_json::Value,
+        catalog: &Catalog,
+    ) -> Result<Services, Error> {
         parse::parse(file, doc, catalog)
     }
 

@@ -117,15 +117,27 @@ impl<'a> NatsConfig<'a> {
                     out.push('\n');
                 }
                 first = false;
-                comment(&mut out, "      # ", &format!("{}: {}", user.name, user.summary));
+                comment(
+                    &mut out,
+                    "      # ",
+                    &format!("{}: {}", user.name, user.summary),
+                );
                 match &keys {
                     None => {
-                        let credential = format!("user: {}, password: ${}", quote(&user.name), password_var(&user.name));
+                        let credential = format!(
+                            "user: {}, password: ${}",
+                            quote(&user.name),
+                            password_var(&user.name)
+                        );
                         entry(&mut out, &credential, user.permissions.as_ref());
                     }
                     Some(keys) => {
                         for key in &keys[&user.name] {
-                            entry(&mut out, &format!("nkey: {}", quote(key)), user.permissions.as_ref());
+                            entry(
+                                &mut out,
+                                &format!("nkey: {}", quote(key)),
+                                user.permissions.as_ref(),
+                            );
                         }
                     }
                 }

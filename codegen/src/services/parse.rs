@@ -7,8 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    Consumer, Gateway, Published, SWEEPER_DURABLE, SYSTEM_USER, Service, Services,
-    default_durable,
+    Consumer, Gateway, Published, SWEEPER_DURABLE, SYSTEM_USER, Service, Services, default_durable,
 };
 use crate::catalog::Catalog;
 use crate::diagnostic::{Diagnostics, Error, pointer_push, suggest};
@@ -64,8 +63,14 @@ pub(super) fn parse(file: &Path, doc: &Value, catalog: &Catalog) -> Result<Servi
         durables: BTreeMap::new(),
         owners: BTreeMap::new(),
     };
-    p.users.insert(SYSTEM_USER.to_string(), "(the system account's user)".into());
-    p.durables.insert(SWEEPER_DURABLE.to_string(), "(the sweeper's durable)".into());
+    p.users.insert(
+        SYSTEM_USER.to_string(),
+        "(the system account's user)".into(),
+    );
+    p.durables.insert(
+        SWEEPER_DURABLE.to_string(),
+        "(the sweeper's durable)".into(),
+    );
     let services = p.root(doc, catalog);
     p.diags.check().map_err(|e| match e {
         Error::Invalid(d) => Error::InvalidServices(d),
@@ -87,17 +92,27 @@ impl Parser<'_> {
             let hint = suggest(k, known.iter().copied())
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
-            let listed: Vec<&str> = known.iter().copied().filter(|k| !k.starts_with('$')).collect();
+            let listed: Vec<&str> = known
+                .iter()
+                .copied()
+                .filter(|k| !k.starts_with('$'))
+                .collect();
             self.err(
                 pointer_push(ptr, k),
-                format!("unknown key `{k}` in {what}{hint}; known: {}", listed.join(", ")),
+                format!(
+                    "unknown key `{k}` in {what}{hint}; known: {}",
+                    listed.join(", ")
+                ),
             );
         }
     }
 
     fn root(&mut self, doc: &Value, catalog: &Catalog) -> Option<Services> {
         let Some(root) = doc.as_object() else {
-            self.err("", "the declaration must be a JSON object with a `services` object");
+            self.err(
+                "",
+                "the declaration must be a JSON object with a `services` object",
+            );
             return None;
         };
         self.unknown_keys("", root, ROOT_KEYS, "the declaration");
@@ -108,7 +123,10 @@ impl Parser<'_> {
             Some(v) => match v.as_str() {
                 Some(name) => self.user_name(name, "/sweeper").then(|| name.to_string()),
                 None => {
-                    self.err("/sweeper", "`sweeper` must be the name of the sweeper's user");
+                    self.err(
+                        "/sweeper",
+                        "`sweeper` must be the name of the sweeper's user",
+                    );
                     None
                 }
             },
@@ -164,7 +182,10 @@ impl Parser<'_> {
             None => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                self.err(pointer_push(ptr, key), format!("`{key}` must be true or false"));
+                self.err(
+                    pointer_push(ptr, key),
+                    format!("`{key}` must be true or false"),
+                );
                 false
             }
         }
@@ -243,7 +264,10 @@ impl Parser<'_> {
         let ptr = pointer_push("/services", name);
         let named = self.user_name(name, &ptr);
         let Some(map) = decl.as_object() else {
-            self.err(&ptr, "a service is an object: publishes, consumes, health, metrics");
+            self.err(
+                &ptr,
+                "a service is an object: publishes, consumes, health, metrics",
+            );
             return None;
         };
         self.unknown_keys(&ptr, map, SERVICE_KEYS, &format!("service `{name}`"));
@@ -266,7 +290,10 @@ impl Parser<'_> {
         let ptr = pointer_push(ptr, "publishes");
         let Some(v) = v else { return Vec::new() };
         let Some(items) = v.as_array() else {
-            self.err(&ptr, "`publishes` must be an array of event types (\"user.created\")");
+            self.err(
+                &ptr,
+                "`publishes` must be an array of event types (\"user.created\")",
+            );
             return Vec::new();
         };
         let mut out: Vec<Published> = Vec::new();
@@ -334,7 +361,10 @@ impl Parser<'_> {
                 return None;
             }
             _ => {
-                self.err(ptr, "a consumer is an object: {\"event\": \"user.created\"}");
+                self.err(
+                    ptr,
+                    "a consumer is an object: {\"event\": \"user.created\"}",
+                );
                 return None;
             }
         };
@@ -375,8 +405,7 @@ impl Parser<'_> {
             );
             return None;
         }
-        self.durables
-            .insert(durable.clone(), format!("`#{ptr}`"));
+        self.durables.insert(durable.clone(), format!("`#{ptr}`"));
         let versions = match map.get("versions") {
             None => None,
             Some(v) => Some(self.versions(ty, &pointer_push(ptr, "versions"), v, &known)?),
@@ -472,7 +501,10 @@ impl Parser<'_> {
                 }
                 Some(n) => self.err(
                     p,
-                    format!("`{ty}` has no version {n} in the catalog (it has {})", listed()),
+                    format!(
+                        "`{ty}` has no version {n} in the catalog (it has {})",
+                        listed()
+                    ),
                 ),
                 None => self.err(p, "a version is a positive integer"),
             }
@@ -508,7 +540,9 @@ impl Parser<'_> {
         };
         self.unknown_keys("/gateway", map, GATEWAY_KEYS, "the gateway");
         let name = match map.get("name").and_then(Value::as_str) {
-            Some(name) => self.user_name(name, "/gateway/name").then(|| name.to_string()),
+            Some(name) => self
+                .user_name(name, "/gateway/name")
+                .then(|| name.to_string()),
             None => {
                 self.err("/gateway", "the gateway needs `name`: its user");
                 None
@@ -546,7 +580,10 @@ impl Parser<'_> {
     fn nkeys(&mut self, v: &Value) -> BTreeMap<String, Vec<String>> {
         let mut out = BTreeMap::new();
         let Some(map) = v.as_object() else {
-            self.err("/nkeys", "`nkeys` is an object: user -> public nkey (\"U…\")");
+            self.err(
+                "/nkeys",
+                "`nkeys` is an object: user -> public nkey (\"U…\")",
+            );
             return out;
         };
         for (user, keys) in map {
@@ -590,7 +627,6 @@ impl Parser<'_> {
 pub(crate) fn is_user_public_key(k: &str) -> bool {
     k.len() == 56
         && k.starts_with('U')
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
 }

@@ -23,7 +23,7 @@
 //! (`eventhub config apply`).
 
 use super::{
-    ADVISORY_STREAM, ACCOUNT, DLQ_STREAM, SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Service,
+    ACCOUNT, ADVISORY_STREAM, DLQ_STREAM, SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Service,
     Services, inbox_prefix,
 };
 
@@ -148,7 +148,11 @@ pub(super) fn users(s: &Services) -> Vec<User> {
     if let Some(gw) = &s.gateway {
         let mut allow = Vec::new();
         for owner in &gw.publishes_for {
-            for p in s.service(owner).map(|o| &o.publishes[..]).unwrap_or_default() {
+            for p in s
+                .service(owner)
+                .map(|o| &o.publishes[..])
+                .unwrap_or_default()
+            {
                 for subject in &p.subjects {
                     push(&mut allow, subject.clone());
                 }
@@ -223,7 +227,12 @@ fn summary(s: &Service) -> String {
 /// `24h`, `90m`, `30s`, `500ms`: the largest unit that divides the duration.
 fn human(d: std::time::Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }

@@ -134,12 +134,23 @@ impl Client {
         let (puller, guard) = tokio::select! {
             result = pull => result?,
             subject = self.permissions().first_denied_since(since) => {
+                // Creating the bucket starts with the account's limits (`$JS.API.INFO`).
+                let bucket = subject == "$JS.API.INFO"
+                    || subject.starts_with(&format!("$JS.API.STREAM.UPDATE.KV_{IDEMPOTENCY_PREFIX}"))
+                    || subject.starts_with(&format!("$JS.API.STREAM.CREATE.KV_{IDEMPOTENCY_PREFIX}"));
+                let fix = if bucket && options.idempotency_window.is_some() {
+                    "services may not create or change streams: declare the consumer's \
+                     `idempotency` window in schemas/services.json (the same as in the code) and \
+                     have an operator create the bucket (`eventhub config apply`)"
+                } else {
+                    "declare it in schemas/services.json and regenerate nats.conf \
+                     (`eventhub config nats`)"
+                };
                 return Err(ConsumeError::new(
                     ConsumeErrorKind::PermissionDenied,
                     format!(
                         "service `{}` ({}) may not use `{subject}`, which consumer {name} needs: \
-                         the server refused it (permissions violation); grant it to this \
-                         service's user in nats.conf",
+                         the server refused it (permissions violation); {fix}",
                         self.service(),
                         self.identity()
                     ),
