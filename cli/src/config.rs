@@ -183,18 +183,16 @@ fn role(r: Role) -> &'static str {
 }
 
 fn nats(args: &NatsArgs) -> anyhow::Result<()> {
+    if args.keys.is_some() && args.auth != AuthMode::Nkey {
+        return Err(crate::Usage("--keys goes with --auth nkey".into()).into());
+    }
     let s = load(&args.source.dir)?;
     let mut command = String::from("eventhub config nats");
     if args.source.dir != Path::new("schemas") {
         command.push_str(&format!(" --dir {}", args.source.dir.display()));
     }
     let auth = match args.auth {
-        AuthMode::Password => {
-            if args.keys.is_some() {
-                return Err(crate::Usage("--keys goes with --auth nkey".into()).into());
-            }
-            Auth::Password
-        }
+        AuthMode::Password => Auth::Password,
         AuthMode::Nkey => {
             command.push_str(" --auth nkey");
             let keys = match &args.keys {
