@@ -347,18 +347,22 @@ async fn operators_run_the_cli_under_the_generated_config() {
         .unwrap();
     let mut stored = watch.messages().await.unwrap();
     let profile = connect("profile").await.unwrap();
+    let (handled, mut replays) = tokio::sync::mpsc::unbounded_channel();
     let handle = profile
         .consumer::<user::CreatedV2>(
             ConsumerOptions::default().fetch_expires(std::time::Duration::from_millis(300)),
         )
         .await
         .unwrap()
-        .spawn(|env| {
+        .spawn(move |env| {
             let replayed = env
                 .meta()
                 .headers
                 .get(eventhub::headers::REPLAY_OF)
                 .is_some();
+            if replayed {
+                let _ = handled.send(());
+            }
             async move {
                 if replayed {
                     Ok(())
@@ -384,6 +388,9 @@ async fn operators_run_the_cli_under_the_generated_config() {
     assert_eq!(list[0]["consumer"], "profile__user_created");
     cli(&["dlq", "show", &id]).ok();
     cli(&["dlq", "replay", &id]).ok();
+    tokio::time::timeout(std::time::Duration::from_secs(10), replays.recv())
+        .await
+        .expect("profile gets the replay");
     let stats = handle.shutdown().await;
     assert_eq!(stats.handled, 1, "profile handled the replay: {stats:?}");
     let consumers = cli(&["consumers", "IDENTITY", "--json"]).ok().json();

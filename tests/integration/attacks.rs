@@ -382,13 +382,16 @@ async fn victim(
     }
 }
 
+/// A durable's filters, deliver subject (push) and max deliver.
+type Durable = (Vec<String>, Option<String>, i64);
+
 /// What the server holds, compared before and after the attacks.
 #[derive(Debug, PartialEq, Eq)]
 struct State {
     /// Stream -> messages.
     streams: BTreeMap<String, u64>,
     /// (stream, consumer) -> (filters, deliver subject, max deliver).
-    consumers: BTreeMap<(String, String), (Vec<String>, Option<String>, i64)>,
+    consumers: BTreeMap<(String, String), Durable>,
 }
 
 async fn state(ops: &Client) -> State {
@@ -690,7 +693,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
             let durable = own.map_or(steal.clone(), |c| c.durable.clone());
             let mut foreign: Vec<String> = vec![">".into(), "events.>".into()];
             for (ty, subject, st) in &catalog_subjects {
-                if st == stream && !own.is_some_and(|c| &c.event_type == ty) {
+                if st == stream && own.is_none_or(|c| &c.event_type != ty) {
                     foreign.push(subject.clone());
                 }
             }

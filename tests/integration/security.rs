@@ -458,16 +458,14 @@ async fn each_service_gets_its_own_inbox_prefix() {
     assert_eq!(err.kind(), ConnectErrorKind::InvalidOptions, "{err}");
 }
 
+/// The future of a boxed handler.
+type Handled = std::pin::Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+
 /// A retryable failure on the first delivery of emails starting with `retry`, a rejection of
 /// those starting with `reject` unless replayed; reports `(email, delivery)`.
 fn profile_handler(
     tx: mpsc::UnboundedSender<(String, u64)>,
-) -> impl Fn(
-    eventhub::Envelope<user::CreatedV2>,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>
-+ Send
-+ Sync
-+ 'static {
+) -> impl Fn(eventhub::Envelope<user::CreatedV2>) -> Handled + Send + Sync + 'static {
     move |env| {
         let tx = tx.clone();
         Box::pin(async move {
@@ -586,14 +584,21 @@ async fn publish_consume_retry_dead_letter_and_replay_under_the_generated_config
     // ops replays it; only profile handles the replay.
     ops.dead_letters().replay(entries[0].id).await.unwrap();
     assert_eq!(next(&mut rx, 10).await.0, "reject@example.com");
+    // An event published after the replay: once payments handled it, it had passed the replay.
+    let after = publisher
+        .publish(&user_created_v2("after@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut prx, 10).await, after.id);
+    assert_eq!(next(&mut rx, 10).await.0, "after@example.com");
     let stats = paying.shutdown().await;
     assert_eq!(stats.replays_skipped, 1, "{stats:?}");
-    assert_eq!(stats.handled, 4, "{stats:?}");
+    assert_eq!(stats.handled, 5, "{stats:?}");
     auditing.shutdown().await;
     let stats = profiles.shutdown().await;
     assert_eq!(
         (stats.handled, stats.retried, stats.dead_lettered),
-        (3, 1, 1),
+        (4, 1, 1),
         "{stats:?}"
     );
 }
@@ -626,6 +631,11 @@ async fn idempotent_consumers_use_the_bucket_an_operator_created() {
             let _ = tx.send(env.meta().id.clone());
             async { Ok(()) }
         });
+    let kv = ops
+        .jetstream()
+        .get_key_value("EVENTHUB_IDEMPOTENCY_payments__user_created")
+        .await
+        .unwrap();
     let event = user_created_v2("once@example.com");
     let receipt = s
         .connect("auth")
@@ -635,6 +645,12 @@ async fn idempotent_consumers_use_the_bucket_an_operator_created() {
         .await
         .unwrap();
     assert_eq!(next(&mut rx, 10).await, receipt.id);
+    // Once its id is recorded (before its ack), store it again.
+    let mut recorded = kv.watch_with_history(receipt.id.as_str()).await.unwrap();
+    futures::StreamExt::next(&mut recorded)
+        .await
+        .unwrap()
+        .unwrap();
     // The same event id stored again (a late retry past the duplicate window, by ops).
     let mut h = async_nats::HeaderMap::new();
     h.insert(headers::ID, receipt.id.as_str());
@@ -666,11 +682,6 @@ async fn idempotent_consumers_use_the_bucket_an_operator_created() {
     );
     let stats = handle.shutdown().await;
     assert_eq!(stats.duplicates_skipped, 1, "{stats:?}");
-    let kv = ops
-        .jetstream()
-        .get_key_value("EVENTHUB_IDEMPOTENCY_payments__user_created")
-        .await
-        .unwrap();
     assert!(
         kv.get(receipt.id.as_str()).await.unwrap().is_some(),
         "recorded"
