@@ -141,7 +141,13 @@ pub(crate) fn to_json(i: &Info) -> serde_json::Value {
         "durable": i.config.durable_name.is_some(),
         "managed_by_eventhub": i.config.metadata.contains_key("eventhub.managed"),
         "event_type": i.config.metadata.get("eventhub.event_type"),
-        "filter_subjects": i.config.filter_subjects,
+        // One filter travels in `filter_subject` (eventhub's consumers), several in
+        // `filter_subjects`.
+        "filter_subjects": if i.config.filter_subject.is_empty() {
+            i.config.filter_subjects.clone()
+        } else {
+            vec![i.config.filter_subject.clone()]
+        },
         "ack_wait_secs": i.config.ack_wait.as_secs_f64(),
         "max_deliver": i.config.max_deliver,
         "num_pending": i.num_pending,

@@ -1,9 +1,11 @@
 //! `eventhub`: the operator command for an eventhub system — streams, consumers, topology, dead
-//! letters, publishing, tailing, schemas, health.
+//! letters, publishing, tailing, schemas, health, and the configuration generated from the
+//! declaration of services.
 //!
 //! Exit codes: 0 ok; 1 a failure you can act on (invalid input, not found, server unreachable);
 //! 2 usage.
 
+mod config;
 mod consumers;
 mod dlq;
 mod doctor;
@@ -123,6 +125,12 @@ enum Command {
         #[command(subcommand)]
         command: schemas::Command,
     },
+    /// The declaration of services (schemas/services.json): event flows, the nats-server
+    /// permissions generated from it, nkeys, idempotency buckets.
+    Config {
+        #[command(subcommand)]
+        command: config::Command,
+    },
 }
 
 /// A usage error found after parsing (exit 2).
@@ -150,6 +158,7 @@ async fn main() -> ExitCode {
         Command::Tail(args) => tail::run(&cli.server, args, json).await,
         Command::Health(args) => health::run(&cli.server, args, json).await,
         Command::Schemas { command } => schemas::run(command, json),
+        Command::Config { command } => config::run(&cli.server, command, json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

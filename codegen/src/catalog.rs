@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostics, Error};
-use crate::naming::{EventName, SHARED_DIR, TOPOLOGY_FILE, parse_event_path};
+use crate::naming::{EventName, SERVICES_FILE, SHARED_DIR, TOPOLOGY_FILE, parse_event_path};
 use crate::proto::FieldNumbers;
 use crate::topology::{self, StreamDecl, subject_matches};
 use crate::validate::{DocKind, RefSite, check_document};
@@ -225,6 +225,8 @@ impl Loader {
         for f in raw {
             match f.rel.first().map(String::as_str) {
                 Some(TOPOLOGY_FILE) if f.rel.len() == 1 => topology_doc = Some(f),
+                // Read by `services::Services::load`, against the loaded catalog.
+                Some(SERVICES_FILE) if f.rel.len() == 1 => {}
                 Some(SHARED_DIR) if f.rel.len() > 1 => shared_docs.push(f),
                 _ => {
                     match parse_event_path(&f.rel.iter().map(String::as_str).collect::<Vec<_>>()) {

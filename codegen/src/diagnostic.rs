@@ -52,6 +52,9 @@ pub enum Error {
     },
     /// The catalog is invalid; every problem found is listed, sorted by file.
     Invalid(Vec<Diagnostic>),
+    /// The declaration of services ([`crate::services`]) is invalid, or a configuration cannot
+    /// be rendered from it; every problem found is listed.
+    InvalidServices(Vec<Diagnostic>),
     /// A released event version changed in a way that breaks its consumers (see
     /// [`crate::compat`]); the report lists every change with whom it breaks and the fix.
     Breaking(crate::release::Report),
@@ -61,7 +64,7 @@ impl Error {
     /// The catalog problems, empty for an I/O error.
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            Error::Invalid(d) => d,
+            Error::Invalid(d) | Error::InvalidServices(d) => d,
             Error::Io { .. } | Error::Breaking(_) => &[],
         }
     }
@@ -95,6 +98,18 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::InvalidServices(diags) => {
+                let n = diags.len();
+                write!(
+                    f,
+                    "{n} problem{} in the declaration of services:",
+                    if n == 1 { "" } else { "s" }
+                )?;
+                for d in diags {
+                    write!(f, "\n  {d}")?;
+                }
+                Ok(())
+            }
             Error::Breaking(report) => {
                 let n = report.breaking().count();
                 write!(
@@ -116,7 +131,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::Invalid(_) | Error::Breaking(_) => None,
+            Error::Invalid(_) | Error::InvalidServices(_) | Error::Breaking(_) => None,
         }
     }
 }

@@ -14,11 +14,16 @@
 //!   field numbers that stay stable across compatible changes ([`proto`]), the `.proto` text of
 //!   the catalog (`PROTO_FILE`), and `for_each_event`, which visits every event type.
 //!
+//! Beside the catalog, [`services`] reads the declaration of services (`schemas/services.json`:
+//! who publishes and who consumes which events) and renders the NATS permissions from it
+//! ([`services::nats`]); [`compile`] rejects a declaration that does not fit the catalog.
+//!
 //! Layout of the catalog:
 //!
 //! ```text
 //! schemas/
 //!   streams.json                 stream topology
+//!   services.json                who publishes and consumes what (optional)
 //!   shared/money.json            shared definitions ($defs only), referenced from events
 //!   user/created.v1.json         event `user.created` version 1, subject events.user.created.v1
 //!   photo/processing/started.v1.json   event `photo.processing.started` version 1
@@ -46,6 +51,7 @@ mod naming;
 pub mod proto;
 pub mod release;
 mod sensitive;
+pub mod services;
 mod topology;
 mod validate;
 
@@ -53,7 +59,7 @@ use std::path::Path;
 
 pub use catalog::{Catalog, EventEntry};
 pub use diagnostic::{Diagnostic, Error};
-pub use naming::{SHARED_DIR, SUBJECT_PREFIX, TOPOLOGY_FILE};
+pub use naming::{SERVICES_FILE, SHARED_DIR, SUBJECT_PREFIX, TOPOLOGY_FILE};
 pub use proto::{FieldNumbers, assign_field_numbers};
 
 /// Code generation settings.
@@ -97,7 +103,8 @@ impl Config {
     /// For build scripts: generates the code for `dir` into `out_file`, writing only when the
     /// content changed (so dependents are not rebuilt needlessly), and prints
     /// `cargo:rerun-if-changed` for the directory and every schema file. Returns whether the
-    /// file was written.
+    /// file was written. A declaration of services (`services.json`) beside the schemas must
+    /// name events the catalog has.
     pub fn compile(&self, dir: &Path, out_file: &Path) -> Result<bool, Error> {
         println!("cargo:rerun-if-changed={}", dir.display());
         let catalog = Catalog::load(dir)?;
@@ -115,6 +122,8 @@ impl Config {
                 return Err(Error::Breaking(report));
             }
         }
+        // The declaration of services (if any) must name events the catalog has.
+        services::Services::load(dir, &catalog)?;
         let code = self.generate_catalog(&catalog)?;
         write_if_changed(out_file, &code)
     }

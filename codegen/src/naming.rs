@@ -9,6 +9,10 @@ pub const SHARED_DIR: &str = "shared";
 /// File (directly under the catalog root) that declares the stream topology.
 pub const TOPOLOGY_FILE: &str = "streams.json";
 
+/// File (directly under the catalog root) that declares the services: who publishes and who
+/// consumes which events ([`crate::services`]).
+pub const SERVICES_FILE: &str = "services.json";
+
 /// What a schema file's path says about the event it describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EventName {
@@ -46,7 +50,7 @@ pub(crate) fn parse_event_path(components: &[&str]) -> Result<EventName, String>
     if dirs.is_empty() {
         return Err(format!(
             "event schemas live in a domain directory: expected schemas/<domain>/<name>.v<N>.json, \
-             e.g. schemas/user/created.v1.json (only {TOPOLOGY_FILE} sits at the top level)"
+             e.g. schemas/user/created.v1.json (only {TOPOLOGY_FILE} and {SERVICES_FILE} sit at the top level)"
         ));
     }
     let stem = file

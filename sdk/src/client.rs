@@ -59,6 +59,12 @@ pub struct ConnectOptions {
     /// malformed variable or key file) makes [`Client::connect`] fail with
     /// [`ConnectErrorKind::InvalidOptions`], naming it.
     pub keyring: Result<Option<Keyring>, KeyringError>,
+    /// Prefix of this connection's inboxes, where replies and JetStream deliveries arrive.
+    /// Default (`None`): `_INBOX_<service>` ([`service_inbox_prefix`]). The permissions
+    /// `eventhub config nats` generates let each service subscribe only below its own prefix,
+    /// so no service can read another's deliveries; set `Some("_INBOX")` for a server whose
+    /// permissions grant the NATS default `_INBOX.>`.
+    pub inbox_prefix: Option<String>,
 }
 
 impl ConnectOptions {
@@ -91,7 +97,23 @@ impl ConnectOptions {
                 .map(|(c, k)| (c.into(), k.into())),
             codec: Codec::Json,
             keyring: Keyring::from_env(),
+            inbox_prefix: None,
         }
+    }
+
+    /// Sets the prefix of this connection's inboxes (default `_INBOX_<service>`; see the field
+    /// of the same name).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use eventhub::{Client, ConnectOptions};
+    /// // A server whose permissions still grant the NATS default `_INBOX.>`.
+    /// let client = Client::connect(ConnectOptions::new("auth").inbox_prefix("_INBOX")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn inbox_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.inbox_prefix = Some(prefix.into());
+        self
     }
 
     /// Sets the keys for fields marked `x-sensitive` (replacing those from the environment).
@@ -222,11 +244,25 @@ impl Client {
                 e,
             )
         })?;
+        let inbox_prefix = options
+            .inbox_prefix
+            .clone()
+            .unwrap_or_else(|| service_inbox_prefix(&options.service));
+        if !valid_inbox_prefix(&inbox_prefix) {
+            return Err(ConnectError::new(
+                ConnectErrorKind::InvalidOptions,
+                format!(
+                    "inbox prefix `{inbox_prefix}` is not a subject prefix: dot-separated tokens \
+                     without spaces or wildcards"
+                ),
+            ));
+        }
         let permissions = Arc::new(PermissionWatch::default());
         let watch = permissions.clone();
         let service = options.service.clone();
         let mut nats_options = async_nats::ConnectOptions::new()
             .name(&options.service)
+            .custom_inbox_prefix(inbox_prefix)
             .connection_timeout(options.connect_timeout)
             .request_timeout(Some(options.request_timeout))
             .event_callback(move |event| {
@@ -484,6 +520,11 @@ fn valid_service_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+fn valid_inbox_prefix(s: &str) -> bool {
+    s.split('.')
+        .all(|t| !t.is_empty() && !t.contains(|c: char| c.is_whitespace() || c == '*' || c == '>'))
+}
+
 /// Recent permission violations reported by the server. The server answers a forbidden publish
 /// with an asynchronous `-ERR`, not a reply, so a publish would otherwise wait for its ack
 /// timeout; publishes race their ack against this to fail fast with the subject named.
@@ -583,6 +624,13 @@ fn identity(options: &ConnectOptions) -> String {
     } else {
         "no credentials".into()
     }
+}
+
+/// `_INBOX_<service>`: the default inbox prefix of a service's connections (see
+/// [`ConnectOptions`], field `inbox_prefix`); the generated permissions let the service
+/// subscribe only below it.
+pub fn service_inbox_prefix(service: &str) -> String {
+    format!("_INBOX_{service}")
 }
 
 /// `EVENTHUB_<SERVICE>_PASSWORD`: the environment variable holding a service user's password.

@@ -57,10 +57,10 @@ pub mod events {
     include!(concat!(env!("OUT_DIR"), "/events.rs"));
 }
 
-pub use client::{Client, ConnectOptions, DEFAULT_URL, service_password_var};
+pub use client::{Client, ConnectOptions, DEFAULT_URL, service_inbox_prefix, service_password_var};
 pub use consume::{
     Backoff, Consumer, ConsumerHandle, ConsumerOptions, ConsumerStats, HandlerError,
-    IDEMPOTENCY_PREFIX, StartFrom,
+    IDEMPOTENCY_PREFIX, StartFrom, idempotency_bucket_config,
 };
 pub use crypto::{Decryptor, Keyring, KeyringError, KeyringErrorKind};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterReason, DeadLetters, Sweeper};

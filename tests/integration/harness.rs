@@ -1,9 +1,9 @@
-//! The nats-server harness itself: restarts keep the store, clusters replicate, and the
-//! repository's nats.conf is a valid configuration.
+//! The nats-server harness itself: restarts keep the store and clusters replicate (the
+//! repository's nats.conf is tested in `security`).
 
 use std::time::Duration;
 
-use eventhub::testing::{Cluster, NatsServer, STORE_DIR_PLACEHOLDER};
+use eventhub::testing::{Cluster, NatsServer};
 use eventhub::{Client, ConnectOptions, ProvisionOptions};
 
 use crate::support::{server_and_client, user_created_v1};
@@ -67,96 +67,6 @@ async fn a_three_node_cluster_replicates_streams() {
     assert_eq!(info.config.num_replicas, 3);
     let cluster_info = info.cluster.as_ref().expect("clustered stream");
     assert_eq!(cluster_info.replicas.len(), 2, "a leader and two followers");
-}
-
-#[tokio::test]
-async fn the_repository_nats_conf_is_valid() {
-    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
-        .unwrap()
-        .replace(".nats-data", STORE_DIR_PLACEHOLDER);
-    // Passwords come from the environment; the test writes its own in.
-    let mut conf = conf;
-    for user in [
-        "ops", "auth", "payments", "profile", "admin", "photo", "sys",
-    ] {
-        let var = format!("${}", eventhub::service_password_var(user));
-        assert!(conf.contains(&var), "nats.conf reads {var}");
-        conf = conf.replace(&var, &format!("\"{user}-secret\""));
-    }
-    let server = NatsServer::builder().config(conf).start().unwrap();
-    let as_user = |user: &'static str| {
-        let url = server.client_url();
-        async move {
-            Client::connect(
-                ConnectOptions::new(user)
-                    .url(url)
-                    .user_password(user, format!("{user}-secret")),
-            )
-            .await
-            .unwrap()
-        }
-    };
-    let client = as_user("ops").await;
-    // JetStream is on (the configuration's block, not the harness's flags)...
-    client
-        .provision()
-        .await
-        .expect("JetStream enabled by nats.conf");
-    // ...with the explicit limits it declares.
-    assert_eq!(client.nats().server_info().max_payload, 1024 * 1024);
-    assert!(server.monitor_url().is_some(), "monitoring is enabled");
-    let log = server.log();
-    assert!(
-        log.contains(&format!("{}/jetstream", server.store_dir().display())),
-        "{log}"
-    );
-
-    // Services publish what they own, and nothing else.
-    let auth = as_user("auth").await;
-    auth.publisher()
-        .publish(&user_created_v1("a@example.com"))
-        .await
-        .expect("auth publishes user events");
-    let payments = as_user("payments").await;
-    let err = payments
-        .publisher()
-        .publish(&user_created_v1("b@example.com"))
-        .await
-        .expect_err("payments does not own user events");
-    assert_eq!(
-        err.kind(),
-        eventhub::PublishErrorKind::PermissionDenied,
-        "{err}"
-    );
-    // They run the consumers they are granted, and no others.
-    let consumer = payments
-        .consumer::<eventhub::events::user::Created>(eventhub::ConsumerOptions::default())
-        .await
-        .expect("payments consumes user.created");
-    assert_eq!(consumer.name(), "payments__user_created");
-    let err = as_user("profile")
-        .await
-        .consumer::<eventhub::events::payment::Created>(eventhub::ConsumerOptions::default())
-        .await
-        .expect_err("profile does not consume payment.created");
-    assert_eq!(
-        err.kind(),
-        eventhub::ConsumeErrorKind::PermissionDenied,
-        "{err}"
-    );
-    // Only ops provisions; a service is refused at once, with the subject and its user.
-    let started = std::time::Instant::now();
-    let err = auth
-        .provision()
-        .await
-        .expect_err("services cannot change streams");
-    assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Rejected, "{err}");
-    assert!(err.to_string().contains("$JS.API.STREAM"), "{err}");
-    assert!(err.to_string().contains("user `auth`"), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "not a timeout: {err}"
-    );
 }
 
 #[tokio::test]

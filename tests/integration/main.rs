@@ -1,5 +1,6 @@
 //! Integration tests: every test starts its own nats-server (random port, temp store).
 
+mod attacks;
 mod consume;
 mod dlq;
 mod encryption;

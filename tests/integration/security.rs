@@ -1,12 +1,24 @@
-//! Connecting securely: TLS, mutual TLS and nkeys, with a CA and certificates made here.
+//! Connecting securely: TLS, mutual TLS and nkeys, with a CA and certificates made here; and
+//! every SDK feature under the permissions generated from `schemas/services.json` (the
+//! repository's `nats.conf`), each service connected as its own user.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use eventhub::testing::NatsServer;
-use eventhub::{Client, ConnectErrorKind, ConnectOptions};
+use eventhub::events::{payment, user};
+use eventhub::testing::{NatsServer, STORE_DIR_PLACEHOLDER};
+use eventhub::{
+    Client, ConnectErrorKind, ConnectOptions, ConsumeErrorKind, DeadLetterFilter, DeadLetterReason,
+    HandlerError, HealthOptions, PublishErrorKind, Sweeper, headers,
+};
+use eventhub_codegen::services::Services;
+use eventhub_codegen::services::nats::{Auth, NatsConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use tokio::sync::mpsc;
 
-use crate::support::user_created_v2;
+use crate::support::{DlqWatch, next, quick, user_created_v1, user_created_v2};
 
 /// PEM files of a test PKI: a CA, a server certificate for 127.0.0.1 and a client certificate.
 struct Pki {
@@ -191,10 +203,10 @@ fn permissioned_server() -> NatsServer {
     { user: ops, password: ops-pw }
     { user: auth, password: auth-pw, permissions: {
         publish: { allow: ["events.user.>", "$JS.API.STREAM.INFO.>"] }
-        subscribe: { allow: ["_INBOX.>"] } } }
+        subscribe: { allow: ["_INBOX_auth.>"] } } }
     { user: profile, password: profile-pw, permissions: {
         publish: { allow: ["$JS.API.STREAM.INFO.>"] }
-        subscribe: { allow: ["_INBOX.>"] } } }
+        subscribe: { allow: ["_INBOX_profile.>"] } } }
   ]
 }
 "#,
@@ -272,4 +284,566 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
         started.elapsed() < std::time::Duration::from_secs(3),
         "not a timeout"
     );
+}
+
+// --- The generated configuration -----------------------------------------------------------
+
+/// The repository's declaration of services.
+pub(crate) fn declaration() -> Services {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let catalog = eventhub_codegen::Catalog::load(&dir).expect("the catalog");
+    Services::load(&dir, &catalog)
+        .expect("a valid declaration")
+        .expect("schemas/services.json")
+}
+
+/// The password the tests give `user`.
+pub(crate) fn password(user: &str) -> String {
+    format!("{user}-secret")
+}
+
+/// A nats-server running the repository's `nats.conf` (generated from the declaration; a
+/// codegen test keeps the two equal), with every `$EVENTHUB_<USER>_PASSWORD` set to
+/// [`password`].
+pub(crate) struct Secured {
+    pub(crate) server: NatsServer,
+    pub(crate) services: Services,
+}
+
+impl Secured {
+    pub(crate) fn start() -> Secured {
+        let services = declaration();
+        let mut conf =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
+                .unwrap()
+                .replace(".nats-data", STORE_DIR_PLACEHOLDER);
+        for user in services.users() {
+            let var = format!("${}", eventhub::service_password_var(&user.name));
+            assert!(conf.contains(&var), "nats.conf reads {var}");
+            conf = conf.replace(&var, &format!("\"{}\"", password(&user.name)));
+        }
+        let server = NatsServer::builder().config(conf).start().unwrap();
+        Secured { server, services }
+    }
+
+    /// `user` connected as itself (its service name is its user name).
+    pub(crate) async fn connect(&self, user: &str) -> Client {
+        Client::connect(
+            ConnectOptions::new(user)
+                .url(self.server.client_url())
+                .user_password(user, password(user))
+                .request_timeout(Duration::from_secs(3)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{user} connects: {e}"))
+    }
+
+    /// `ops`, after provisioning the streams and creating the declared idempotency buckets
+    /// (what `eventhub topology apply` and `eventhub config apply` do).
+    pub(crate) async fn ops(&self) -> Client {
+        let ops = self.connect("ops").await;
+        ops.provision().await.expect("ops provisions");
+        for service in &self.services.services {
+            for c in &service.consumes {
+                if let Some(window) = c.idempotency {
+                    ops.jetstream()
+                        .create_key_value(async_nats::jetstream::kv::Config {
+                            bucket: c.idempotency_bucket(),
+                            history: 1,
+                            max_age: window,
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("ops creates the idempotency bucket");
+                }
+            }
+        }
+        ops
+    }
+}
+
+#[tokio::test]
+async fn the_repository_nats_conf_is_valid() {
+    let s = Secured::start();
+    let client = s.connect("ops").await;
+    // JetStream is on (the configuration's block, not the harness's flags)...
+    client
+        .provision()
+        .await
+        .expect("JetStream enabled by nats.conf");
+    // ...with the explicit limits it declares.
+    assert_eq!(client.nats().server_info().max_payload, 1024 * 1024);
+    assert!(s.server.monitor_url().is_some(), "monitoring is enabled");
+    let log = s.server.log();
+    assert!(
+        log.contains(&format!("{}/jetstream", s.server.store_dir().display())),
+        "{log}"
+    );
+
+    // Services publish what they own, and nothing else.
+    let auth = s.connect("auth").await;
+    auth.publisher()
+        .publish(&user_created_v1("a@example.com"))
+        .await
+        .expect("auth publishes user events");
+    let payments = s.connect("payments").await;
+    let err = payments
+        .publisher()
+        .publish(&user_created_v1("b@example.com"))
+        .await
+        .expect_err("payments does not own user events");
+    assert_eq!(err.kind(), PublishErrorKind::PermissionDenied, "{err}");
+    // They run the consumers they are declared, and no others.
+    let consumer = payments
+        .consumer::<user::Created>(eventhub::ConsumerOptions::default())
+        .await
+        .expect("payments consumes user.created");
+    assert_eq!(consumer.name(), "payments__user_created");
+    let profile = s.connect("profile").await;
+    let err = profile
+        .consumer::<payment::Created>(eventhub::ConsumerOptions::default())
+        .await
+        .expect_err("profile does not consume payment.created");
+    assert_eq!(err.kind(), ConsumeErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("schemas/services.json"), "{err}");
+    // profile is declared for user.created v2 only: the family's filter is refused.
+    let err = profile
+        .consumer::<user::Created>(eventhub::ConsumerOptions::default())
+        .await
+        .expect_err("profile's durable is pinned to v2");
+    assert!(
+        err.to_string().contains(
+            "$JS.API.CONSUMER.CREATE.IDENTITY.profile__user_created.events.user.created.*"
+        ),
+        "{err}"
+    );
+    profile
+        .consumer::<user::CreatedV2>(eventhub::ConsumerOptions::default())
+        .await
+        .expect("profile consumes user.created v2");
+    // Only operators provision; a service is refused at once, with the subject and its user.
+    let started = Instant::now();
+    let err = auth
+        .provision()
+        .await
+        .expect_err("services cannot change streams");
+    assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Rejected, "{err}");
+    assert!(err.to_string().contains("$JS.API.STREAM"), "{err}");
+    assert!(err.to_string().contains("user `auth`"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "not a timeout: {err}"
+    );
+}
+
+#[tokio::test]
+async fn each_service_gets_its_own_inbox_prefix() {
+    let server = NatsServer::start();
+    let connect = |options: ConnectOptions| Client::connect(options.url(server.client_url()));
+    let auth = connect(ConnectOptions::new("auth")).await.unwrap();
+    assert!(auth.nats().new_inbox().starts_with("_INBOX_auth."));
+    assert_eq!(eventhub::service_inbox_prefix("auth"), "_INBOX_auth");
+    assert_eq!(
+        eventhub::service_inbox_prefix("auth"),
+        eventhub_codegen::services::inbox_prefix("auth"),
+        "the SDK and the generated permissions agree"
+    );
+    let legacy = connect(ConnectOptions::new("auth").inbox_prefix("_INBOX"))
+        .await
+        .unwrap();
+    assert!(legacy.nats().new_inbox().starts_with("_INBOX."));
+    let err = connect(ConnectOptions::new("auth").inbox_prefix("_INBOX.*"))
+        .await
+        .expect_err("a wildcard is no prefix");
+    assert_eq!(err.kind(), ConnectErrorKind::InvalidOptions, "{err}");
+}
+
+/// The future of a boxed handler.
+type Handled = std::pin::Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+
+/// A retryable failure on the first delivery of emails starting with `retry`, a rejection of
+/// those starting with `reject` unless replayed; reports `(email, delivery)`.
+fn profile_handler(
+    tx: mpsc::UnboundedSender<(String, u64)>,
+) -> impl Fn(eventhub::Envelope<user::CreatedV2>) -> Handled + Send + Sync + 'static {
+    move |env| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let email = env.event().email.to_string();
+            let delivered = env.meta().delivered;
+            let replayed = env.meta().headers.get(headers::REPLAY_OF).is_some();
+            if email.starts_with("retry") && delivered == 1 {
+                return Err(HandlerError::retry("the profile store is busy"));
+            }
+            if email.starts_with("reject") && !replayed {
+                return Err(HandlerError::reject("no profile for this one"));
+            }
+            tx.send((email, delivered)).unwrap();
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_consume_retry_dead_letter_and_replay_under_the_generated_config() {
+    let s = Secured::start();
+    let ops = s.ops().await;
+    let mut dlq = DlqWatch::start(&ops).await;
+    let (auth, payments, profile, admin) = (
+        s.connect("auth").await,
+        s.connect("payments").await,
+        s.connect("profile").await,
+        s.connect("admin").await,
+    );
+
+    // payments opens an account per user (every version) and publishes payment.created from
+    // its handler; admin audits the payments; profile reads v2 only.
+    let (ptx, mut prx) = mpsc::unbounded_channel();
+    let paying = payments
+        .consumer::<user::Created>(quick())
+        .await
+        .expect("payments' durable under the generated config")
+        .spawn(move |env| {
+            let ptx = ptx.clone();
+            async move {
+                let user_id = match env.event() {
+                    user::Created::V1(e) => e.user_id.clone(),
+                    user::Created::V2(e) => e.user_id.clone(),
+                };
+                let created: payment::CreatedV1 = serde_json::from_value(serde_json::json!({
+                    "payment_id": uuid::Uuid::now_v7(),
+                    "user_id": user_id,
+                    "amount": { "amount_minor": 0, "currency": "EUR" },
+                    "method": "card",
+                    "created_at": "2026-11-23T10:00:00Z"
+                }))
+                .unwrap();
+                env.publisher()
+                    .publish(&created)
+                    .await
+                    .map_err(HandlerError::retry)?;
+                ptx.send(env.meta().id.clone()).unwrap();
+                Ok(())
+            }
+        });
+    let (atx, mut arx) = mpsc::unbounded_channel();
+    let auditing = admin
+        .consumer::<payment::Created>(quick())
+        .await
+        .expect("admin's durable")
+        .spawn(move |env| {
+            let _ = atx.send(env.meta().correlation_id.clone());
+            async { Ok(()) }
+        });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let profiles = profile
+        .consumer::<user::CreatedV2>(quick())
+        .await
+        .expect("profile's durable")
+        .spawn(profile_handler(tx));
+
+    let publisher = auth.publisher();
+    publisher
+        .publish(&user_created_v1("v1@example.com"))
+        .await
+        .unwrap();
+    for email in ["ok@example.com", "retry@example.com", "reject@example.com"] {
+        publisher.publish(&user_created_v2(email)).await.unwrap();
+    }
+    for _ in 0..4 {
+        next(&mut prx, 10).await;
+        assert!(
+            next(&mut arx, 10).await.is_some(),
+            "follow-ups keep the correlation id"
+        );
+    }
+    let mut handled = vec![next(&mut rx, 10).await, next(&mut rx, 10).await];
+    handled.sort();
+    assert_eq!(
+        handled,
+        [
+            ("ok@example.com".to_string(), 1),
+            ("retry@example.com".to_string(), 2)
+        ],
+        "handled, one after a retry"
+    );
+    // The rejection is a dead letter, written by profile itself.
+    let entry = dlq.next(10).await;
+    assert_eq!(
+        entry.subject.as_str(),
+        "dlq.profile__user_created.events.user.created.v2"
+    );
+    let entries = ops
+        .dead_letters()
+        .list(&DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].reason, DeadLetterReason::Rejected);
+    assert_eq!(entries[0].consumer, "profile__user_created");
+    // ops replays it; only profile handles the replay.
+    ops.dead_letters().replay(entries[0].id).await.unwrap();
+    assert_eq!(next(&mut rx, 10).await.0, "reject@example.com");
+    // An event published after the replay: once payments handled it, it had passed the replay.
+    let after = publisher
+        .publish(&user_created_v2("after@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut prx, 10).await, after.id);
+    assert_eq!(next(&mut rx, 10).await.0, "after@example.com");
+    let stats = paying.shutdown().await;
+    assert_eq!(stats.replays_skipped, 1, "{stats:?}");
+    assert_eq!(stats.handled, 5, "{stats:?}");
+    auditing.shutdown().await;
+    let stats = profiles.shutdown().await;
+    assert_eq!(
+        (stats.handled, stats.retried, stats.dead_lettered),
+        (4, 1, 1),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotent_consumers_use_the_bucket_an_operator_created() {
+    let s = Secured::start();
+    let ops = s.ops().await;
+    let window = s.services.service("payments").unwrap().consumes[0]
+        .idempotency
+        .expect("payments is declared idempotent");
+    let payments = s.connect("payments").await;
+    // A window other than the declared one would need the bucket changed: refused at once,
+    // saying what to do.
+    let started = Instant::now();
+    let err = payments
+        .consumer::<user::Created>(quick().idempotent(window / 2))
+        .await
+        .expect_err("services may not change buckets");
+    assert_eq!(err.kind(), ConsumeErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("eventhub config apply"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "not a timeout");
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handle = payments
+        .consumer::<user::Created>(quick().idempotent(window))
+        .await
+        .expect("the declared window opens the operator's bucket")
+        .spawn(move |env| {
+            let _ = tx.send(env.meta().id.clone());
+            async { Ok(()) }
+        });
+    let kv = ops
+        .jetstream()
+        .get_key_value("EVENTHUB_IDEMPOTENCY_payments__user_created")
+        .await
+        .unwrap();
+    let event = user_created_v2("once@example.com");
+    let receipt = s
+        .connect("auth")
+        .await
+        .publisher()
+        .publish(&event)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx, 10).await, receipt.id);
+    // Once its id is recorded (before its ack), store it again.
+    let mut recorded = kv.watch_with_history(receipt.id.as_str()).await.unwrap();
+    futures::StreamExt::next(&mut recorded)
+        .await
+        .unwrap()
+        .unwrap();
+    // The same event id stored again (a late retry past the duplicate window, by ops).
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(headers::ID, receipt.id.as_str());
+    h.insert(headers::TYPE, "user.created");
+    h.insert(headers::SOURCE, "auth");
+    h.insert(headers::CONTENT_TYPE, "application/json");
+    h.insert(headers::MSG_ID, format!("{}-late", receipt.id).as_str());
+    ops.jetstream()
+        .publish_with_headers(
+            <user::CreatedV2 as eventhub::Event>::SUBJECT,
+            h,
+            serde_json::to_vec(&event).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let last = s
+        .connect("auth")
+        .await
+        .publisher()
+        .publish(&user_created_v2("last@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut rx, 10).await,
+        last.id,
+        "the duplicate was skipped"
+    );
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.duplicates_skipped, 1, "{stats:?}");
+    assert!(
+        kv.get(receipt.id.as_str()).await.unwrap().is_some(),
+        "recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_metrics_under_the_generated_config() {
+    let s = Secured::start();
+    let _ops = s.ops().await;
+    let payments = s.connect("payments").await;
+    let handle = payments
+        .consumer::<user::Created>(quick())
+        .await
+        .unwrap()
+        .spawn(|_| async { Ok(()) });
+    let started = Instant::now();
+    let health = payments.health(&HealthOptions::default()).await;
+    assert!(health.healthy, "{health:?}");
+    assert!(
+        health
+            .consumers
+            .iter()
+            .any(|c| c.name == "payments__user_created" && c.alive)
+    );
+    let metrics = payments.metrics().render().await;
+    for line in [
+        "eventhub_consumer_pending{consumer=\"payments__user_created\",stream=\"IDENTITY\"} 0",
+        "eventhub_consumer_ack_pending{consumer=\"payments__user_created\",stream=\"IDENTITY\"} 0",
+        "eventhub_consumer_dlq_depth{consumer=\"payments__user_created\"} 0",
+        "eventhub_dlq_depth 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no lookup waited for a timeout: {:?}",
+        started.elapsed()
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_runs_as_its_own_user() {
+    let s = Secured::start();
+    let ops = s.ops().await;
+    let mut dlq = DlqWatch::start(&ops).await;
+    let sweeper_client = s.connect("sweeper").await;
+    let sweeper = Sweeper::new(&sweeper_client)
+        .spawn()
+        .await
+        .expect("the sweeper's durable");
+    let profile = s.connect("profile").await;
+    let options = quick().max_deliver(2).ack_wait(Duration::from_secs(1));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let dying = profile
+        .consumer::<user::CreatedV2>(options.clone())
+        .await
+        .unwrap()
+        .spawn(move |env| {
+            let tx = tx.clone();
+            async move {
+                let delivered = env.meta().delivered;
+                tx.send(delivered).unwrap();
+                if delivered == 1 {
+                    return Err(HandlerError::retry("transient"));
+                }
+                // The last attempt never ends: the process is about to die.
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    let receipt = s
+        .connect("auth")
+        .await
+        .publisher()
+        .publish(&user_created_v2("dies@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx, 10).await, 1);
+    assert_eq!(next(&mut rx, 10).await, 2);
+    dying.abort();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let seen = stopped.clone();
+    let restarted = profile
+        .consumer::<user::CreatedV2>(options)
+        .await
+        .unwrap()
+        .spawn(move |_| {
+            seen.store(true, Ordering::SeqCst);
+            async { Ok(()) }
+        });
+    let m = dlq.next(20).await;
+    let h = m.headers.clone().unwrap();
+    assert_eq!(h.get(headers::DLQ_REASON).unwrap().as_str(), "max-deliver");
+    assert_eq!(
+        h.get(headers::DLQ_SEQUENCE).unwrap().as_str(),
+        receipt.sequence.to_string()
+    );
+    assert_eq!(sweeper.shutdown().await.swept, 1);
+    restarted.shutdown().await;
+    assert!(
+        !stopped.load(Ordering::SeqCst),
+        "the exhausted event is not delivered again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_generated_config_with_nkeys_admits_each_user_by_its_seed() {
+    let services = declaration();
+    let pairs: std::collections::BTreeMap<String, nkeys::KeyPair> = services
+        .users()
+        .into_iter()
+        .map(|u| (u.name, nkeys::KeyPair::new_user()))
+        .collect();
+    let keys = pairs
+        .iter()
+        .map(|(u, k)| (u.clone(), vec![k.public_key()]))
+        .collect();
+    let conf = NatsConfig::new(&services)
+        .auth(Auth::Nkey(keys))
+        .render()
+        .unwrap()
+        .replace(".nats-data", STORE_DIR_PLACEHOLDER);
+    assert!(!conf.contains("password"), "{conf}");
+    let server = NatsServer::builder().config(conf).start().unwrap();
+    let connect = |user: &str| {
+        Client::connect(
+            ConnectOptions::new(user)
+                .url(server.client_url())
+                .nkey_seed(pairs[user].seed().unwrap()),
+        )
+    };
+    connect("ops").await.unwrap().provision().await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let profile = connect("profile").await.expect("profile's seed");
+    let handle = profile
+        .consumer::<user::CreatedV2>(quick())
+        .await
+        .unwrap()
+        .spawn(move |env| {
+            let _ = tx.send(env.meta().id.clone());
+            async { Ok(()) }
+        });
+    let auth = connect("auth").await.expect("auth's seed");
+    let receipt = auth
+        .publisher()
+        .publish(&user_created_v2("n@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx, 10).await, receipt.id);
+    handle.shutdown().await;
+    // auth's key is auth: it cannot consume as profile does.
+    let err = Client::connect(
+        ConnectOptions::new("profile")
+            .url(server.client_url())
+            .nkey_seed(pairs["auth"].seed().unwrap()),
+    )
+    .await
+    .unwrap()
+    .consumer::<user::CreatedV2>(quick())
+    .await
+    .expect_err("auth's key carries auth's permissions");
+    assert_eq!(err.kind(), ConsumeErrorKind::PermissionDenied, "{err}");
 }

@@ -56,18 +56,29 @@ impl Guard {
         ack_wait: Duration,
     ) -> Result<Self, ConsumeError> {
         let bucket = format!("{IDEMPOTENCY_PREFIX}{name}");
+        let guard = |kv| Self {
+            client: client.clone(),
+            kv,
+            bucket: bucket.clone(),
+            // Whole seconds (the server's unit), at least one.
+            claim_ttl: Duration::from_secs(ack_wait.as_secs().max(1) + 1),
+        };
+        // Under the generated permissions a service may not create or change streams (a
+        // stream's subjects are free, so it could capture another service's deliveries): an
+        // operator creates the bucket beforehand (`eventhub config apply`), and a bucket with
+        // the wanted window and per-key time to live is used as it is.
+        if let Ok(stream) = client.jetstream().get_stream(format!("KV_{bucket}")).await {
+            let config = &stream.cached_info().config;
+            if config.max_age == window
+                && config.allow_message_ttl
+                && let Ok(kv) = client.jetstream().get_key_value(&bucket).await
+            {
+                return Ok(guard(kv));
+            }
+        }
         let kv = client
             .jetstream()
-            .create_or_update_key_value(kv::Config {
-                bucket: bucket.clone(),
-                description: format!("eventhub: event ids consumer {name} handled"),
-                history: 1,
-                max_age: window,
-                storage: StorageType::File,
-                // Per-key time to live, for claims.
-                limit_markers: Some(Duration::from_secs(1)),
-                ..Default::default()
-            })
+            .create_or_update_key_value(bucket_config(name, window))
             .await
             .map_err(|e| {
                 ConsumeError::with_source(
@@ -79,13 +90,7 @@ impl Guard {
                     e,
                 )
             })?;
-        Ok(Self {
-            client: client.clone(),
-            kv,
-            bucket,
-            // Whole seconds (the server's unit), at least one.
-            claim_ttl: Duration::from_secs(ack_wait.as_secs().max(1) + 1),
-        })
+        Ok(guard(kv))
     }
 
     /// Tries to claim `key` for this instance.
@@ -165,6 +170,22 @@ impl Guard {
             .await?
             .await?;
         Ok(ack.sequence)
+    }
+}
+
+/// The idempotency bucket of durable consumer `durable` (`EVENTHUB_IDEMPOTENCY_<durable>`),
+/// keeping handled ids for `window`, with the per-key time to live its claims use. A consumer
+/// creates it; under permissions that forbid it, an operator creates it beforehand with this.
+pub fn bucket_config(durable: &str, window: Duration) -> kv::Config {
+    kv::Config {
+        bucket: format!("{IDEMPOTENCY_PREFIX}{durable}"),
+        description: format!("eventhub: event ids consumer {durable} handled"),
+        history: 1,
+        max_age: window,
+        storage: StorageType::File,
+        // Per-key time to live, for claims.
+        limit_markers: Some(Duration::from_secs(1)),
+        ..Default::default()
     }
 }
 

@@ -48,7 +48,7 @@ use crate::trace::TraceContext;
 use pull::{Arrival, Puller};
 
 pub use handler::HandlerError;
-pub use idempotency::IDEMPOTENCY_PREFIX;
+pub use idempotency::{IDEMPOTENCY_PREFIX, bucket_config as idempotency_bucket_config};
 pub use options::{Backoff, ConsumerOptions, StartFrom};
 
 /// Metadata key marking consumers eventhub manages.
@@ -70,6 +70,13 @@ impl Client {
             .clone()
             .unwrap_or_else(|| options::default_name(self.service(), E::FAMILY.event_type));
         validate(&name, &options)?;
+        // One filter subject travels in the create subject
+        // (`$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>`), so the server's permissions
+        // can pin a durable to its own events; a list of filters only travels in the body.
+        let (filter_subject, filter_subjects) = match E::FAMILY.subjects {
+            [one] => (one.to_string(), Vec::new()),
+            many => (String::new(), many.iter().map(|s| s.to_string()).collect()),
+        };
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),
             description: Some(format!(
@@ -81,7 +88,8 @@ impl Client {
             ack_wait: options.ack_wait,
             max_deliver: i64::from(options.max_deliver),
             max_ack_pending: i64::from(options.max_ack_pending),
-            filter_subjects: E::FAMILY.subjects.iter().map(|s| s.to_string()).collect(),
+            filter_subject,
+            filter_subjects,
             deliver_policy: match options.start_from {
                 StartFrom::All => DeliverPolicy::All,
                 StartFrom::New => DeliverPolicy::New,
@@ -103,7 +111,7 @@ impl Client {
         let pull = async {
             ensure(self, E::FAMILY.stream, &config).await?;
             let slots = Arc::new(Semaphore::new(options.concurrency + options.prefetch));
-            Puller::new(self, E::FAMILY.stream, &name, slots, options.fetch_expires)
+            let puller = Puller::new(self, E::FAMILY.stream, &name, slots, options.fetch_expires)
                 .await
                 .map_err(|e| {
                     ConsumeError::with_source(
@@ -114,26 +122,38 @@ impl Client {
                         ),
                         e,
                     )
-                })
+                })?;
+            let guard = match options.idempotency_window {
+                Some(window) => Some(Guard::open(self, &name, window, options.ack_wait).await?),
+                None => None,
+            };
+            Ok::<_, ConsumeError>((puller, guard))
         };
-        let puller = tokio::select! {
+        let (puller, guard) = tokio::select! {
             result = pull => result?,
             subject = self.permissions().first_denied_since(since) => {
+                // Creating the bucket starts with the account's limits (`$JS.API.INFO`).
+                let bucket = subject == "$JS.API.INFO"
+                    || subject.starts_with(&format!("$JS.API.STREAM.UPDATE.KV_{IDEMPOTENCY_PREFIX}"))
+                    || subject.starts_with(&format!("$JS.API.STREAM.CREATE.KV_{IDEMPOTENCY_PREFIX}"));
+                let fix = if bucket && options.idempotency_window.is_some() {
+                    "services may not create or change streams: declare the consumer's \
+                     `idempotency` window in schemas/services.json (the same as in the code) and \
+                     have an operator create the bucket (`eventhub config apply`)"
+                } else {
+                    "declare it in schemas/services.json and regenerate nats.conf \
+                     (`eventhub config nats`)"
+                };
                 return Err(ConsumeError::new(
                     ConsumeErrorKind::PermissionDenied,
                     format!(
                         "service `{}` ({}) may not use `{subject}`, which consumer {name} needs: \
-                         the server refused it (permissions violation); grant it to this \
-                         service's user in nats.conf",
+                         the server refused it (permissions violation); {fix}",
                         self.service(),
                         self.identity()
                     ),
                 ));
             }
-        };
-        let guard = match options.idempotency_window {
-            Some(window) => Some(Guard::open(self, &name, window, options.ack_wait).await?),
-            None => None,
         };
         Ok(Consumer {
             client: self.clone(),

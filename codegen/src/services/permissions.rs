@@ -1,0 +1,296 @@
+//! The NATS permissions of every declared user: exactly the subjects the SDK uses for what the
+//! declaration allows, nothing more.
+//!
+//! What each grant is for (the SDK call that needs it):
+//!
+//! | grant | for |
+//! |---|---|
+//! | `events.<type>.v<N>` (each version of each owned type) | `Publisher::publish` |
+//! | `$JS.API.STREAM.INFO.<stream>` | `Client::consumer` looks its stream up |
+//! | `$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>` | `Client::consumer` creates or updates its durable; the filter rides in the subject, so the grant pins it |
+//! | `$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>` | pull requests |
+//! | `$JS.ACK.<stream>.<durable>.>` | ack, nak, in-progress, term |
+//! | `dlq.<durable>.<filter>` | dead letters of its durable |
+//! | `$JS.API.CONSUMER.INFO.<stream>.<durable>` | health and metrics: its durables' state |
+//! | `$JS.API.STREAM.NAMES` | health: which streams exist |
+//! | `$JS.API.STREAM.INFO.EVENTHUB_DLQ` | metrics: dead-letter counts |
+//! | `$JS.API.STREAM.INFO.KV_<bucket>`, `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.>`, `$KV.<bucket>.>` | an idempotent consumer opens its bucket, reads and records event ids |
+//! | subscribe `_INBOX_<service>.>` | replies and deliveries, on the inbox prefix the SDK sets per service |
+//!
+//! Creating or updating a stream is never granted to a service, not even its idempotency
+//! bucket: a stream's subjects are in the request body, and a stream on another service's inbox
+//! prefix captures that service's deliveries. Operators create the buckets
+//! (`eventhub config apply`).
+
+use super::{
+    ACCOUNT, ADVISORY_STREAM, DLQ_STREAM, SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Service,
+    Services, inbox_prefix,
+};
+
+/// What a user is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// Everything in the event account: the CLI, provisioning, replaying dead letters.
+    Operator,
+    /// A declared service.
+    Service,
+    /// The sweeper: reads events by sequence and writes any dead letter.
+    Sweeper,
+    /// The HTTP gateway: publishes on behalf of declared services.
+    Gateway,
+    /// The system account's user (server monitoring).
+    System,
+}
+
+/// One NATS user of the generated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The user (and, for a service, the service) name.
+    pub name: String,
+    /// What it is for.
+    pub role: Role,
+    /// The account it belongs to.
+    pub account: &'static str,
+    /// One line saying what it may do, for the configuration's comments.
+    pub summary: String,
+    /// `None`: everything in its account.
+    pub permissions: Option<Permissions>,
+}
+
+/// Subjects a user may publish to and subscribe to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permissions {
+    /// Publish allow list.
+    pub publish_allow: Vec<String>,
+    /// Publish deny list: the administrative API, listed although nothing allows it, so that a
+    /// broad grant added by hand later still cannot delete or purge.
+    pub publish_deny: Vec<String>,
+    /// Subscribe allow list.
+    pub subscribe_allow: Vec<String>,
+}
+
+/// The JetStream API no service, sweeper or gateway may use. The bare consumer-create subject of
+/// each durable is denied next to these: its body may carry any filter.
+const DENIED_API: &[&str] = &[
+    "$JS.API.CONSUMER.DURABLE.CREATE.>",
+    "$JS.API.CONSUMER.DELETE.>",
+    "$JS.API.STREAM.CREATE.>",
+    "$JS.API.STREAM.UPDATE.>",
+    "$JS.API.STREAM.DELETE.>",
+    "$JS.API.STREAM.PURGE.>",
+    "$JS.API.STREAM.MSG.DELETE.>",
+];
+
+fn push(list: &mut Vec<String>, subject: String) {
+    if !list.contains(&subject) {
+        list.push(subject);
+    }
+}
+
+fn denied(extra: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = extra.into_iter().collect();
+    out.extend(DENIED_API.iter().map(|s| s.to_string()));
+    out
+}
+
+pub(super) fn users(s: &Services) -> Vec<User> {
+    let mut out = Vec::new();
+    for name in &s.operators {
+        out.push(User {
+            name: name.clone(),
+            role: Role::Operator,
+            account: ACCOUNT,
+            summary: format!(
+                "operator: everything in {ACCOUNT} (the CLI, provisioning, replaying dead letters)"
+            ),
+            permissions: None,
+        });
+    }
+    for service in &s.services {
+        out.push(User {
+            name: service.name.clone(),
+            role: Role::Service,
+            account: ACCOUNT,
+            summary: summary(service),
+            permissions: Some(service_permissions(service)),
+        });
+    }
+    if let Some(name) = &s.sweeper {
+        let mut allow = vec![
+            format!("$JS.API.STREAM.INFO.{ADVISORY_STREAM}"),
+            format!("$JS.API.CONSUMER.CREATE.{ADVISORY_STREAM}.{SWEEPER_DURABLE}"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{ADVISORY_STREAM}.{SWEEPER_DURABLE}"),
+            // async-nats asks for the consumer's state after a reconnect.
+            format!("$JS.API.CONSUMER.INFO.{ADVISORY_STREAM}.{SWEEPER_DURABLE}"),
+            format!("$JS.ACK.{ADVISORY_STREAM}.{SWEEPER_DURABLE}.>"),
+        ];
+        for stream in &s.streams {
+            push(&mut allow, format!("$JS.API.STREAM.INFO.{stream}"));
+            push(&mut allow, format!("$JS.API.STREAM.MSG.GET.{stream}"));
+        }
+        push(&mut allow, "dlq.>".into());
+        out.push(User {
+            name: name.clone(),
+            role: Role::Sweeper,
+            account: ACCOUNT,
+            summary: format!(
+                "the SDK's sweeper ({SWEEPER_DURABLE}): reads max-deliveries advisories, reads \
+                 those events by sequence in every stream and writes their dead letters"
+            ),
+            permissions: Some(Permissions {
+                publish_allow: allow,
+                publish_deny: denied([]),
+                subscribe_allow: vec![format!("{}.>", inbox_prefix(name))],
+            }),
+        });
+    }
+    if let Some(gw) = &s.gateway {
+        let mut allow = Vec::new();
+        for owner in &gw.publishes_for {
+            for p in s
+                .service(owner)
+                .map(|o| &o.publishes[..])
+                .unwrap_or_default()
+            {
+                for subject in &p.subjects {
+                    push(&mut allow, subject.clone());
+                }
+            }
+        }
+        out.push(User {
+            name: gw.name.clone(),
+            role: Role::Gateway,
+            account: ACCOUNT,
+            summary: format!(
+                "gateway: publishes on behalf of {}",
+                list_or_nothing(&gw.publishes_for)
+            ),
+            permissions: Some(Permissions {
+                publish_allow: allow,
+                publish_deny: denied([]),
+                subscribe_allow: vec![format!("{}.>", inbox_prefix(&gw.name))],
+            }),
+        });
+    }
+    out.push(User {
+        name: SYSTEM_USER.to_string(),
+        role: Role::System,
+        account: SYSTEM_ACCOUNT,
+        summary: "system account: server monitoring".into(),
+        permissions: None,
+    });
+    out
+}
+
+fn list_or_nothing(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn summary(s: &Service) -> String {
+    let publishes: Vec<String> = s.publishes.iter().map(|p| p.event_type.clone()).collect();
+    let consumes: Vec<String> = s
+        .consumes
+        .iter()
+        .map(|c| {
+            let mut text = format!("{} as {}", c.event_type, c.durable);
+            if let Some(v) = &c.versions {
+                let v: Vec<String> = v.iter().map(|v| format!("v{v}")).collect();
+                text.push_str(&format!(" ({})", v.join(", ")));
+            }
+            if let Some(window) = c.idempotency {
+                text.push_str(&format!(" idempotent for {}", human(window)));
+            }
+            text
+        })
+        .collect();
+    let mut line = format!(
+        "publishes {}; consumes {}",
+        list_or_nothing(&publishes),
+        list_or_nothing(&consumes)
+    );
+    let uses: Vec<&str> = [(s.health, "health"), (s.metrics, "metrics")]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, what)| *what)
+        .collect();
+    if !uses.is_empty() {
+        line.push_str(&format!("; {}", uses.join(", ")));
+    }
+    line
+}
+
+/// `24h`, `90m`, `30s`, `500ms`: the largest unit that divides the duration.
+fn human(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+fn service_permissions(s: &Service) -> Permissions {
+    let mut allow = Vec::new();
+    for p in &s.publishes {
+        for subject in &p.subjects {
+            push(&mut allow, subject.clone());
+        }
+    }
+    let mut bare_creates = Vec::new();
+    for c in &s.consumes {
+        let (stream, durable) = (&c.stream, &c.durable);
+        push(&mut allow, format!("$JS.API.STREAM.INFO.{stream}"));
+        for f in &c.filters {
+            push(
+                &mut allow,
+                format!("$JS.API.CONSUMER.CREATE.{stream}.{durable}.{f}"),
+            );
+        }
+        push(
+            &mut allow,
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
+        );
+        push(&mut allow, format!("$JS.ACK.{stream}.{durable}.>"));
+        for f in &c.filters {
+            push(&mut allow, format!("dlq.{durable}.{f}"));
+        }
+        if s.health || s.metrics {
+            push(
+                &mut allow,
+                format!("$JS.API.CONSUMER.INFO.{stream}.{durable}"),
+            );
+        }
+        if c.idempotency.is_some() {
+            let bucket = c.idempotency_bucket();
+            push(&mut allow, format!("$JS.API.STREAM.INFO.KV_{bucket}"));
+            push(
+                &mut allow,
+                format!("$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.>"),
+            );
+            push(&mut allow, format!("$KV.{bucket}.>"));
+        }
+        bare_creates.push(format!("$JS.API.CONSUMER.CREATE.{stream}.{durable}"));
+    }
+    if s.health {
+        push(&mut allow, "$JS.API.STREAM.NAMES".into());
+    }
+    if s.metrics {
+        push(&mut allow, format!("$JS.API.STREAM.INFO.{DLQ_STREAM}"));
+    }
+    Permissions {
+        publish_allow: allow,
+        publish_deny: denied(bare_creates),
+        subscribe_allow: vec![format!("{}.>", inbox_prefix(&s.name))],
+    }
+}
