@@ -373,7 +373,9 @@ async fn apply(server: &ServerArgs, s: &Services, json: bool) -> anyhow::Result<
             if action != "unchanged" {
                 client
                     .jetstream()
-                    .create_or_update_key_value(eventhub::idempotency_bucket_config(&c.durable, window))
+                    .create_or_update_key_value(eventhub::idempotency_bucket_config(
+                        &c.durable, window,
+                    ))
                     .await
                     .with_context(|| format!("cannot create or update bucket {bucket}"))?;
             }
@@ -395,4 +397,3 @@ async fn apply(server: &ServerArgs, s: &Services, json: bool) -> anyhow::Result<
     }
     Ok(())
 }
-

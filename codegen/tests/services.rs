@@ -147,6 +147,8 @@ fn a_service_is_granted_exactly_what_the_sdk_uses() {
         format!("$JS.API.STREAM.INFO.KV_{bucket}"),
         format!("$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.>"),
         format!("$KV.{bucket}.>"),
+        "$JS.API.STREAM.INFO.KV_EVENTHUB_REPLAYS".into(),
+        "$JS.API.DIRECT.GET.KV_EVENTHUB_REPLAYS.$KV.EVENTHUB_REPLAYS.>".into(),
         "$JS.API.STREAM.NAMES".into(),
         "$JS.API.STREAM.INFO.EVENTHUB_DLQ".into(),
     ];

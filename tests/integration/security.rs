@@ -347,12 +347,7 @@ impl Secured {
             for c in &service.consumes {
                 if let Some(window) = c.idempotency {
                     ops.jetstream()
-                        .create_key_value(async_nats::jetstream::kv::Config {
-                            bucket: c.idempotency_bucket(),
-                            history: 1,
-                            max_age: window,
-                            ..Default::default()
-                        })
+                        .create_key_value(eventhub::idempotency_bucket_config(&c.durable, window))
                         .await
                         .expect("ops creates the idempotency bucket");
                 }

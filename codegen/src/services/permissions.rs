@@ -15,12 +15,16 @@
 //! | `$JS.API.STREAM.NAMES` | health: which streams exist |
 //! | `$JS.API.STREAM.INFO.EVENTHUB_DLQ` | metrics: dead-letter counts |
 //! | `$JS.API.STREAM.INFO.KV_<bucket>`, `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.>`, `$KV.<bucket>.>` | an idempotent consumer opens its bucket, reads and records event ids |
+//! | `$JS.API.STREAM.INFO.KV_EVENTHUB_REPLAYS`, `$JS.API.DIRECT.GET.KV_EVENTHUB_REPLAYS.$KV.EVENTHUB_REPLAYS.>` | a consumer checks a dead-letter replay mark against its record (it sees the replayed payload anyway) |
 //! | subscribe `_INBOX_<service>.>` | replies and deliveries, on the inbox prefix the SDK sets per service |
 //!
 //! Creating or updating a stream is never granted to a service, not even its idempotency
 //! bucket: a stream's subjects are in the request body, and a stream on another service's inbox
 //! prefix captures that service's deliveries. Operators create the buckets
 //! (`eventhub config apply`).
+
+/// The bucket of dead-letter replay records (`eventhub::dlq::REPLAY_BUCKET`).
+const REPLAY_BUCKET: &str = "EVENTHUB_REPLAYS";
 
 use super::{
     ACCOUNT, ADVISORY_STREAM, DLQ_STREAM, SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Service,
@@ -281,6 +285,17 @@ fn service_permissions(s: &Service) -> Permissions {
             push(&mut allow, format!("$KV.{bucket}.>"));
         }
         bare_creates.push(format!("$JS.API.CONSUMER.CREATE.{stream}.{durable}"));
+    }
+    if !s.consumes.is_empty() {
+        // Replay marks are checked against the records the replayer wrote (read only).
+        push(
+            &mut allow,
+            format!("$JS.API.STREAM.INFO.KV_{REPLAY_BUCKET}"),
+        );
+        push(
+            &mut allow,
+            format!("$JS.API.DIRECT.GET.KV_{REPLAY_BUCKET}.$KV.{REPLAY_BUCKET}.>"),
+        );
     }
     if s.health {
         push(&mut allow, "$JS.API.STREAM.NAMES".into());
