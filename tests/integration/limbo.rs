@@ -487,3 +487,37 @@ async fn the_claim_of_an_instance_that_died_expires_and_the_redelivery_is_handle
     assert_eq!(stats.handled, 1, "{stats:?}");
     assert_eq!(stats.duplicates_skipped, 0, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_dead_letter_whose_headers_name_another_durable_cannot_be_replayed_into_it() {
+    let (_server, client) = server_and_client("profile").await;
+    client.provision().await.unwrap();
+    // A service may write its own durable's dead letters; this one names another durable in
+    // the headers, hoping an operator's replay delivers it there.
+    let stored = foreign(
+        &client,
+        "dlq.profile__user_created.events.user.created.v2",
+        &[
+            ("eventhub-dlq-consumer", "payments__user_created"),
+            ("eventhub-dlq-subject", "events.user.created.v2"),
+            ("eventhub-dlq-stream", "IDENTITY"),
+            ("eventhub-dlq-sequence", "1"),
+            ("eventhub-dlq-reason", "rejected"),
+        ],
+        valid_v2("planted@example.com"),
+    )
+    .await
+    .unwrap();
+    let letter = client.dead_letters().get(stored.sequence).await.unwrap();
+    assert!(letter.consumer.is_empty(), "{letter:?}");
+    assert!(letter.error.contains("forged entry"), "{}", letter.error);
+    let err = client
+        .dead_letters()
+        .replay(stored.sequence)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), eventhub::DeadLetterErrorKind::Corrupt, "{err}");
+    // Nothing reached the stream.
+    let identity = client.jetstream().get_stream("IDENTITY").await.unwrap();
+    assert_eq!(identity.cached_info().state.messages, 0);
+}

@@ -326,6 +326,7 @@ impl DeadLetters {
             let (seq, stored_pending) = (info.stream_sequence, info.pending);
             let mut entry =
                 DeadLetter::from_parts(seq, message.headers.as_ref(), message.payload.clone());
+            entry.check_stored_on(message.subject.as_str());
             self.resolve_payload(&mut entry).await;
             out.push(entry);
             remaining -= 1;
@@ -349,6 +350,7 @@ impl DeadLetters {
         match stream.get_raw_message(id).await {
             Ok(m) => {
                 let mut entry = DeadLetter::from_parts(id, Some(&m.headers), m.payload);
+                entry.check_stored_on(m.subject.as_str());
                 self.resolve_payload(&mut entry).await;
                 Ok(entry)
             }
@@ -400,7 +402,8 @@ impl DeadLetters {
                 DeadLetterErrorKind::Corrupt,
                 format!(
                     "dead letter {id} lacks its original subject or consumer headers \
-                     ({}, {}); it was not written by eventhub and cannot be replayed",
+                     ({}, {}), or they name another consumer or subject than the one it is \
+                     stored under; it was not written by eventhub and cannot be replayed",
                     headers::DLQ_SUBJECT,
                     headers::DLQ_CONSUMER
                 ),
@@ -537,6 +540,24 @@ fn not_found(id: u64) -> DeadLetterError {
 }
 
 impl DeadLetter {
+    /// An entry is stored on `dlq.<consumer>.<subject>` of the consumer and subject its headers
+    /// name; permissions let a service write only its own durables' dead letters. Headers that
+    /// name another consumer or subject were forged (a service writing an entry for another
+    /// service's durable): the entry keeps only what its subject proves, so a replay cannot
+    /// deliver it into another service's durable.
+    fn check_stored_on(&mut self, stored: &str) {
+        let expected = format!("{DLQ_PREFIX}.{}.{}", self.consumer, self.subject);
+        if stored != expected {
+            self.error = format!(
+                "forged entry: its headers name consumer `{}` and subject `{}`, but it is stored \
+                 on `{stored}`; {}",
+                self.consumer, self.subject, self.error
+            );
+            self.consumer = String::new();
+            self.subject = String::new();
+        }
+    }
+
     fn from_parts(id: u64, h: Option<&HeaderMap>, payload: Bytes) -> Self {
         let get = |name: &str| {
             h.and_then(|h| h.get(name))
