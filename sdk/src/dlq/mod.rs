@@ -150,6 +150,10 @@ const PAYLOAD_HEADER: &str = headers::DLQ_PAYLOAD;
 const HEADERS_OMITTED: &str = "eventhub-dlq-headers-omitted";
 /// Room kept below `max_payload` for what the size estimate may miss.
 const SIZE_MARGIN: usize = 256;
+/// The largest header block a stream stores (nats-server refuses more with error 10097,
+/// whatever `max_payload` is): a message stored with headers near it would not fit in a dead
+/// letter or a replay that adds its own.
+const MAX_HEADERS: usize = 65_535;
 
 /// Whether the server acts on a header of this name (`Nats-Expected-Stream`, `Nats-TTL`…): it
 /// must not reach the DLQ stream, or a replay's stream, as it was.
@@ -419,7 +423,10 @@ impl DeadLetters {
             .unwrap_or_else(|| format!("{}:{}", entry.stream, entry.sequence));
         // The marks, least needed last: at the size limit they are dropped in that order.
         let budget = self.client.max_payload().saturating_sub(SIZE_MARGIN);
-        let fits = |h: &HeaderMap| wire_size(h) + entry.payload.len() <= budget;
+        let fits = |h: &HeaderMap| {
+            wire_size(h) + entry.payload.len() <= budget
+                && wire_size(h) <= MAX_HEADERS - SIZE_MARGIN
+        };
         let mut marked = h.clone();
         marked.insert(headers::REPLAY_OF, format!("{DLQ_STREAM}:{id}").as_str());
         marked.insert(headers::REPLAY_FOR, entry.consumer.as_str());
@@ -693,15 +700,21 @@ fn entry(
         }
     }
     let mut headers_size = own + wire_size(&originals) - wire_size(&HeaderMap::new());
-    if headers_size > budget {
-        // Only the original's headers eventhub reads are kept; the rest stay in the original.
+    let header_budget = budget.min(MAX_HEADERS - SIZE_MARGIN);
+    if headers_size > header_budget {
+        // Only the original's headers eventhub reads are kept (if even they fit); the rest
+        // stay in the original.
         let mut kept = HeaderMap::new();
+        kept.insert(HEADERS_OMITTED, "true");
         for name in [headers::ID, headers::TYPE, headers::CONTENT_TYPE] {
             if let Some(v) = originals.get(name) {
-                kept.insert(name, v.as_str());
+                let mut with = kept.clone();
+                with.insert(name, v.as_str());
+                if own + wire_size(&with) - wire_size(&HeaderMap::new()) <= header_budget {
+                    kept = with;
+                }
             }
         }
-        kept.insert(HEADERS_OMITTED, "true");
         originals = kept;
         headers_size = own + wire_size(&originals) - wire_size(&HeaderMap::new());
     }
@@ -904,6 +917,40 @@ mod tests {
                 assert!(letter.payload == payload, "{what}: payload read back");
             }
             assert_eq!(letter.event_id.as_deref(), Some("evt-1"), "{what}");
+        }
+    }
+
+    #[test]
+    fn every_entry_fits_the_header_block_a_stream_stores() {
+        // Stored in its stream with headers just under 64 KiB: the entry adds its own.
+        let mut near = HeaderMap::new();
+        near.insert(headers::ID, "evt-1");
+        near.insert("Nats-Expected-Stream", "IDENTITY");
+        let pad = MAX_HEADERS - wire_size(&near) - "x-padding: \r\n".len();
+        near.insert("x-padding", "p".repeat(pad).as_str());
+        assert_eq!(wire_size(&near), MAX_HEADERS);
+        // An id that alone nearly fills it.
+        let mut long_id = HeaderMap::new();
+        long_id.insert(headers::ID, "i".repeat(MAX_HEADERS - 100).as_str());
+        for (what, h, id) in [
+            ("headers at 64 KiB", &near, Some("evt-1")),
+            ("a 64 KiB event id", &long_id, None),
+        ] {
+            let (entry, stored) = entry(
+                &failed(h, b"{}".to_vec()),
+                &DeadLetterReason::Poison,
+                &"e".repeat(5000),
+                1 << 20,
+            );
+            assert!(
+                wire_size(&entry) <= MAX_HEADERS,
+                "{what}: {}",
+                wire_size(&entry)
+            );
+            assert_eq!(entry.get(HEADERS_OMITTED).map(|v| v.as_str()), Some("true"));
+            let letter = DeadLetter::from_parts(1, Some(&entry), stored);
+            assert_eq!(letter.event_id.as_deref(), id, "{what}");
+            assert_eq!(&letter.payload[..], b"{}", "{what}");
         }
     }
 
