@@ -8,7 +8,7 @@
 //!
 //! `--short` is the CI size (a few seconds per scenario); without it, the long run (100k-event
 //! backlog, 10k events per fault). The `adversarial` scenario sends `--count` inputs (2,000 short,
-//! 10k long) drawn from `--seed` (random, and printed, when not given).
+//! 50k long) drawn from `--seed` (random, and printed, when not given).
 
 mod adversarial;
 mod ledger;

@@ -54,7 +54,7 @@ impl Scale {
         slow_for: Duration::from_secs(10),
         consumer_kills: 20,
         limit: Duration::from_secs(600),
-        adversarial: 10_000,
+        adversarial: 50_000,
         seed: None,
     };
 }

@@ -239,6 +239,85 @@ async fn a_long_event_id_does_not_cut_an_idempotent_consumer_off() {
     );
 }
 
+#[tokio::test]
+async fn reading_and_replaying_a_dead_letter_keeps_every_header_value() {
+    let (server, client) = server_and_client("profile").await;
+    client.provision().await.unwrap();
+    let mut dlq = DlqWatch::start(&client).await;
+    let (handle, _handled) =
+        record::<user::CreatedV2, _>(&client, quick(), |env| env.email.clone()).await;
+    let other = connect(&server, "auth").await;
+    // Two content types: a consumer reads the first (unsupported: poison).
+    foreign(
+        &other,
+        &[
+            ("ce-id", "two-types"),
+            ("content-type", "text/plain"),
+            ("content-type", "application/json"),
+        ],
+        serde_json::to_vec(&user_created_v2("two@example.com")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let entry = dlq.next(10).await;
+    let id = entry.info().unwrap().stream_sequence;
+    let letter = client.dead_letters().get(id).await.unwrap();
+    let types: Vec<&str> = letter
+        .headers
+        .get_all("content-type")
+        .map(|v| v.as_str())
+        .collect();
+    assert_eq!(types, ["text/plain", "application/json"], "get({id})");
+    // The replay is the same event: poison for the same reason.
+    client.dead_letters().replay(id).await.unwrap();
+    let again = dlq.next(10).await;
+    let error = again
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(eventhub::headers::DLQ_ERROR))
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_default();
+    assert!(error.contains("content-type `text/plain`"), "{error}");
+    handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_producer_cannot_pre_empt_a_replay() {
+    let (server, client) = server_and_client("profile").await;
+    client.provision().await.unwrap();
+    let mut dlq = DlqWatch::start(&client).await;
+    let (handle, _handled) =
+        record::<user::CreatedV2, _>(&client, quick(), |env| env.email.clone()).await;
+    let other = connect(&server, "auth").await;
+    // The message id a replay of dead letter 1 of event `x` once got: `x:replay:1`. A producer
+    // who sends it first made the stream drop the replay as a duplicate, and the dead letter
+    // was deleted all the same.
+    let stored = foreign(
+        &other,
+        &[("ce-id", "x"), ("Nats-Msg-Id", "x:replay:1")],
+        b"{not json".to_vec(),
+    )
+    .await
+    .unwrap();
+    let entry = dlq.next(10).await;
+    assert_eq!(entry.info().unwrap().stream_sequence, 1);
+    let replayed = client.dead_letters().replay(1).await.unwrap();
+    assert!(!replayed.duplicate, "{replayed:?}");
+    assert!(replayed.sequence > stored, "{replayed:?}");
+    // It reached the consumer again (still poison).
+    let again = dlq.next(10).await;
+    assert_eq!(
+        again
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(eventhub::headers::DLQ_SEQUENCE))
+            .map(|v| v.as_str().to_string()),
+        Some(replayed.sequence.to_string())
+    );
+    // Replaying it again (as after a failed delete) does not publish it twice.
+    handle.shutdown().await;
+}
+
 /// Publishes over a bare TCP connection, as any NATS client can: `HPUB` with `header_lines`
 /// (each `Name: value\r\n`) as bytes. Returns the JetStream reply.
 async fn publish_over_the_wire(

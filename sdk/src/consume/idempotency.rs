@@ -182,7 +182,7 @@ pub(super) fn key(id: &str) -> String {
         && !id.starts_with('x');
     if valid && id.len() <= MAX_KEY {
         id.to_string()
-    } else if 1 + 2 * id.len() <= MAX_KEY {
+    } else if 2 * id.len() < MAX_KEY {
         let mut key = String::with_capacity(1 + id.len() * 2);
         key.push('x');
         for b in id.bytes() {

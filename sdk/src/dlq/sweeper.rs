@@ -14,16 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
-use async_nats::jetstream::response::Response;
-use async_nats::jetstream::{self, AckKind, ErrorCode};
+use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{DeadLetterReason, Failed, write};
+use super::{DeadLetterReason, Failed, read_original, write};
 use crate::client::Client;
 use crate::consume::stopped;
 use crate::error::{DeadLetterError, DeadLetterErrorKind};
@@ -280,121 +278,5 @@ impl Sweeper {
                 retry
             }
         }
-    }
-}
-
-/// A stored message as the sweeper reads it.
-#[derive(Debug)]
-struct Original {
-    subject: String,
-    headers: HeaderMap,
-    payload: bytes::Bytes,
-}
-
-/// Reads message `sequence` of `stream` through the stream's message-get API; `None` when it
-/// is no longer there. The header block is parsed here ([`parse_headers`]), not by async-nats,
-/// whose reader keeps one value per name (a repeated `ce-id` would lose all but its last) and
-/// refuses blocks other clients can store (a name with a space, a value that is not UTF-8).
-async fn read_original(
-    client: &Client,
-    stream: &str,
-    sequence: u64,
-) -> Result<Option<Original>, String> {
-    use base64::Engine;
-    #[derive(Deserialize)]
-    struct Got {
-        message: jetstream::stream::RawMessage,
-    }
-    let response: Response<Got> = client
-        .jetstream()
-        .request(
-            format!("STREAM.MSG.GET.{stream}"),
-            &serde_json::json!({ "seq": sequence }),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let raw = match response {
-        Response::Ok(got) => got.message,
-        Response::Err { error } if error.error_code() == ErrorCode::NO_MESSAGE_FOUND => {
-            return Ok(None);
-        }
-        Response::Err { error } => return Err(error.to_string()),
-    };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let payload = b64.decode(&raw.payload).map_err(|e| e.to_string())?;
-    let headers = match raw.headers.as_deref() {
-        Some(h) if !h.is_empty() => parse_headers(&b64.decode(h).map_err(|e| e.to_string())?),
-        _ => HeaderMap::new(),
-    };
-    Ok(Some(Original {
-        subject: raw.subject,
-        headers,
-        payload: payload.into(),
-    }))
-}
-
-/// A stored header block (`NATS/1.0\r\n`, `Name: value\r\n`…) as headers, every value kept
-/// in order. What no NATS header can hold is made readable rather than refused: bytes that are
-/// not UTF-8 become U+FFFD, and a name with bytes outside `!`..`~` (or a colon) has them
-/// percent-escaped (`Bad%20Name`).
-fn parse_headers(block: &[u8]) -> HeaderMap {
-    let text = String::from_utf8_lossy(block);
-    let mut headers = HeaderMap::new();
-    let mut last: Option<(String, String)> = None;
-    let flush = |h: &mut HeaderMap, entry: Option<(String, String)>| {
-        if let Some((name, value)) = entry {
-            h.append(name.as_str(), value.trim());
-        }
-    };
-    for line in text.split("\r\n").skip(1) {
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            // A continuation of the previous value (as async-nats reads it).
-            if let Some((_, value)) = &mut last {
-                value.push_str(line);
-                continue;
-            }
-        }
-        flush(&mut headers, last.take());
-        let (name, value) = line.split_once(':').unwrap_or((line, ""));
-        let mut escaped = String::with_capacity(name.len());
-        for c in name.chars() {
-            if c.is_ascii_graphic() && c != ':' {
-                escaped.push(c);
-            } else {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    escaped.push_str(&format!("%{b:02X}"));
-                }
-            }
-        }
-        if escaped.is_empty() {
-            escaped.push_str("%00");
-        }
-        // Only CR LF ends a line; a lone CR or LF cannot be in a header value.
-        let value = value.replace(['\r', '\n'], " ");
-        last = Some((escaped, value));
-    }
-    flush(&mut headers, last);
-    headers
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_headers;
-
-    #[test]
-    fn header_blocks_keep_every_value_and_survive_what_clients_refuse() {
-        let h = parse_headers(
-            b"NATS/1.0\r\nce-id: a\r\nce-id:  b \r\nBad Name: x\r\nx-bin: \xff!\r\nno-colon\r\n\r\n",
-        );
-        let all =
-            |n: &str| -> Vec<String> { h.get_all(n).map(|v| v.as_str().to_string()).collect() };
-        assert_eq!(all("ce-id"), ["a", "b"]);
-        assert_eq!(all("Bad%20Name"), ["x"]);
-        assert_eq!(all("x-bin"), ["\u{fffd}!"]);
-        assert_eq!(all("no-colon"), [""]);
     }
 }
