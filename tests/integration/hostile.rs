@@ -358,6 +358,35 @@ async fn publish_over_the_wire(
     }
 }
 
+#[tokio::test]
+async fn the_sweeper_dead_letters_a_message_whose_headers_async_nats_cannot_read() {
+    let (server, client) = server_and_client("ops").await;
+    client.provision().await.unwrap();
+    let _sweeper = Sweeper::new(&client).spawn().await.unwrap();
+    // Its consumer dies on it (here: its connection is closed at the delivery).
+    let crasher = crashing(&connect(&server, "crashing").await).await;
+    let reply = publish_over_the_wire(
+        &server.client_url(),
+        user::CreatedV2::SUBJECT,
+        b"X-Caf\xc3\xa9 Name: \xff\r\nce-id: unreadable\r\n",
+        b"{}",
+    )
+    .await;
+    assert!(reply.contains("\"seq\":1"), "stored: {reply}");
+    let letters = letters_of(&client, "crashing", 1).await;
+    let letter = &letters[0];
+    assert_eq!(letter.reason, DeadLetterReason::MaxDeliver);
+    assert_eq!(letter.event_id.as_deref(), Some("unreadable"));
+    // What no header can hold is made readable: the name escaped, the value's bad bytes
+    // replaced.
+    assert_eq!(
+        letter.headers.get("X-Caf%C3%A9%20Name").map(|v| v.as_str()),
+        Some("\u{fffd}")
+    );
+    assert_eq!(&letter.payload[..], b"{}");
+    crasher.abort();
+}
+
 /// nats.go and nats-py send header names and values async-nats refuses to read (a space or a
 /// non-ASCII letter in a name, a value that is not UTF-8); nats-server stores them. async-nats
 /// 0.51/0.52 then drops the consumer's whole connection at every delivery of such a message
