@@ -30,6 +30,8 @@ pub(crate) struct Row {
     pub(crate) duration: Duration,
     /// What else happened (errors seen, memory, redeliveries).
     pub(crate) notes: String,
+    /// A scenario's own table, printed after the summary (empty for most).
+    pub(crate) table: String,
 }
 
 /// Shared bookkeeping of one scenario.
@@ -111,6 +113,7 @@ impl Ledger {
             dlq: 0,
             duration: started.elapsed(),
             notes: String::new(),
+            table: String::new(),
         }
     }
 }

@@ -32,6 +32,10 @@ pub(crate) struct Scale {
     pub(crate) consumer_kills: usize,
     /// Upper bound for a scenario to settle.
     pub(crate) limit: Duration,
+    /// Inputs the adversarial scenario sends.
+    pub(crate) adversarial: usize,
+    /// Seed of the adversarial scenario's inputs (random when `None`).
+    pub(crate) seed: Option<u64>,
 }
 
 impl Scale {
@@ -41,6 +45,8 @@ impl Scale {
         slow_for: Duration::from_secs(2),
         consumer_kills: 4,
         limit: Duration::from_secs(60),
+        adversarial: 2_000,
+        seed: None,
     };
     pub(crate) const LONG: Scale = Scale {
         events: 10_000,
@@ -48,6 +54,8 @@ impl Scale {
         slow_for: Duration::from_secs(10),
         consumer_kills: 20,
         limit: Duration::from_secs(600),
+        adversarial: 50_000,
+        seed: None,
     };
 }
 

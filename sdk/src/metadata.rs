@@ -85,8 +85,8 @@ pub struct EnvelopeHeaders {
     #[serde(rename = "content-type")]
     #[schemars(schema_with = "content_type")]
     pub content_type: String,
-    /// JetStream's de-duplication id: the event id, or `<event id>:replay:<dead letter id>` on
-    /// a replay.
+    /// JetStream's de-duplication id: the event id, or
+    /// `EVENTHUB_DLQ:<dead letter id>:replay:<nonce>` on a replay.
     #[serde(rename = "Nats-Msg-Id")]
     #[schemars(schema_with = "any_string")]
     pub msg_id: String,

@@ -894,9 +894,10 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         tried,
         stored,
     );
-    // A dead letter written in a durable's own namespace whose headers name another durable: an
-    // operator replaying it publishes what the headers say.
-    let (mut tried, mut reached) = (0, 0);
+    // A dead letter written in a durable's own namespace whose headers name another durable: the
+    // SDK reads it as forged (its headers disagree with the subject it is stored under, which
+    // the permissions pin) and an operator's replay refuses it.
+    let attack = "forged dead letter, replayed by an operator into another's durable";
     for (service, c) in &consumers {
         let Some((_, target)) = theirs_of(&consumers, service, &s) else {
             continue;
@@ -911,32 +912,39 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         h.insert(headers::DLQ_SUBJECT, subject.as_str());
         h.insert(headers::DLQ_CONSUMER, target.durable.as_str());
         let own_subject = c.filters[0].replace('*', "v1");
-        tried += 1;
-        a.request(&format!("dlq.{}.{own_subject}", c.durable), Some(h), body)
-            .await;
+        let where_ = format!("dlq.{}.{own_subject}", c.durable);
+        a.request(&where_, Some(h), body).await;
         let entries = ops.dead_letters().list(&Default::default()).await.unwrap();
-        if let Some(e) = entries
+        let outcome = match entries
             .iter()
             .find(|e| e.event_id.as_deref() == Some(id.as_str()))
         {
-            ops.dead_letters().replay(e.id).await.unwrap();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-            while let Ok(Some((_, got))) = tokio::time::timeout_at(deadline, rx.recv()).await {
-                if got == id {
-                    reached += 1;
-                    break;
+            None => Outcome::Dropped("not stored".into()),
+            Some(e) => match ops.dead_letters().replay(e.id).await {
+                Err(err) if err.kind() == eventhub::DeadLetterErrorKind::Corrupt => {
+                    Outcome::Denied("replay refused: forged entry".into())
                 }
-            }
-        }
+                other => {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+                    let mut reached = false;
+                    while let Ok(Some((_, got))) =
+                        tokio::time::timeout_at(deadline, rx.recv()).await
+                    {
+                        if got == id {
+                            reached = true;
+                            break;
+                        }
+                    }
+                    if reached {
+                        Outcome::Leaked(format!("replayed into {}: {other:?}", target.durable))
+                    } else {
+                        Outcome::Dropped(format!("replay {other:?}, nothing delivered"))
+                    }
+                }
+            },
+        };
+        report.record(attack, service, &where_, outcome);
     }
-    report.gap(
-        "forged dead letter, replayed by an operator into another's durable",
-        "the SDK's replay trusts the entry's eventhub-dlq-subject/-consumer headers; needs \
-         DeadLetters::replay to refuse an entry whose headers disagree with its own subject \
-         (dlq.<durable>.<subject>), which the permissions pin",
-        tried,
-        reached,
-    );
     // The metrics grant (STREAM.INFO of the DLQ) answers a subjects filter over every durable.
     let (mut tried, mut seen_counts) = (0, 0);
     for a in attackers

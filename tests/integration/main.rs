@@ -5,6 +5,7 @@ mod consume;
 mod dlq;
 mod encryption;
 mod harness;
+mod hostile;
 mod idempotency;
 mod limbo;
 mod metadata;

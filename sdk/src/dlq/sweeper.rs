@@ -9,20 +9,19 @@
 //! de-duplication id the consumer would have used. Advisories wait in their stream while no
 //! sweeper runs, so none is missed; several sweepers share the durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{DeadLetterReason, Failed, write};
+use super::{DeadLetterReason, Failed, read_original, write};
 use crate::client::Client;
 use crate::consume::stopped;
 use crate::error::{DeadLetterError, DeadLetterErrorKind};
@@ -174,7 +173,6 @@ impl Sweeper {
         mut shutdown: watch::Receiver<bool>,
         counters: Arc<Counters>,
     ) {
-        let mut streams: HashMap<String, jetstream::stream::Stream> = HashMap::new();
         'outer: loop {
             let mut messages = match pull.messages().await {
                 Ok(m) => m,
@@ -199,7 +197,7 @@ impl Sweeper {
                     }
                     Some(Ok(message)) => {
                         counters.advisories.fetch_add(1, Ordering::Relaxed);
-                        let ack = self.sweep(&message, &mut streams, &counters).await;
+                        let ack = self.sweep(&message, &counters).await;
                         let _ = message.ack_with(ack).await;
                     }
                 }
@@ -208,12 +206,7 @@ impl Sweeper {
     }
 
     /// Handles one advisory; returns how to acknowledge it.
-    async fn sweep(
-        &self,
-        message: &jetstream::Message,
-        streams: &mut HashMap<String, jetstream::stream::Stream>,
-        counters: &Counters,
-    ) -> AckKind {
+    async fn sweep(&self, message: &jetstream::Message, counters: &Counters) -> AckKind {
         let advisory: MaxDeliveries = match serde_json::from_slice(&message.payload) {
             Ok(a) => a,
             Err(e) => {
@@ -235,45 +228,29 @@ impl Sweeper {
         let retry = AckKind::Nak(Some(Duration::from_secs(
             1u64 << (attempt - 1).clamp(0, 6) as u32,
         )));
-        if !streams.contains_key(&advisory.stream) {
-            match self.client.jetstream().get_stream(&advisory.stream).await {
-                Ok(s) => {
-                    streams.insert(advisory.stream.clone(), s);
+        let original =
+            match read_original(&self.client, &advisory.stream, advisory.stream_seq).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    tracing::error!(
+                        "eventhub sweeper: {} #{} exhausted its deliveries to {} but is no longer \
+                     in the stream (removed by its limits); it cannot be dead-lettered",
+                        advisory.stream,
+                        advisory.stream_seq,
+                        advisory.consumer
+                    );
+                    counters.gone.fetch_add(1, Ordering::Relaxed);
+                    return AckKind::Ack;
                 }
                 Err(e) => {
                     tracing::warn!(
-                        "eventhub sweeper: cannot open stream {}: {e}",
-                        advisory.stream
+                        "eventhub sweeper: cannot read {} #{}: {e}",
+                        advisory.stream,
+                        advisory.stream_seq
                     );
                     return retry;
                 }
-            }
-        }
-        let Some(stream) = streams.get(&advisory.stream) else {
-            return retry;
-        };
-        let original = match stream.get_raw_message(advisory.stream_seq).await {
-            Ok(m) => m,
-            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
-                tracing::error!(
-                    "eventhub sweeper: {} #{} exhausted its deliveries to {} but is no longer \
-                     in the stream (removed by its limits); it cannot be dead-lettered",
-                    advisory.stream,
-                    advisory.stream_seq,
-                    advisory.consumer
-                );
-                counters.gone.fetch_add(1, Ordering::Relaxed);
-                return AckKind::Ack;
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "eventhub sweeper: cannot read {} #{}: {e}",
-                    advisory.stream,
-                    advisory.stream_seq
-                );
-                return retry;
-            }
-        };
+            };
         let failed = Failed {
             subject: original.subject.as_str(),
             headers: Some(&original.headers),
