@@ -129,7 +129,7 @@ fn geomean(rows: &[Row], ratio: impl Fn(&Row) -> f64) -> f64 {
 pub(crate) fn run(json_output: bool) -> anyhow::Result<()> {
     let mut bench = Bench::default();
     let started = Instant::now();
-    eventhub::events::for_each_event(&mut bench);
+    eventhub_catalog::events::for_each_event(&mut bench);
     if !bench.problems.is_empty() {
         bail!("{}", bench.problems.join("\n"));
     }

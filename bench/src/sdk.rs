@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use eventhub::events::order;
 use eventhub::{
     Client, ConnectOptions, Consumable, ConsumerHandle, ConsumerOptions, DecodeError, Discard,
     Event, Family, ProvisionOptions, PublishOptions, RawEvent, Retention, StartFrom, Storage,
     StreamSpec,
 };
+use eventhub_catalog::events::order;
 use tokio::sync::Notify;
 
 use crate::measure::{Meter, Run};
@@ -34,7 +34,7 @@ pub(crate) async fn provision(
 ) -> anyhow::Result<()> {
     let mut options = ProvisionOptions {
         replicas,
-        ..Default::default()
+        ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
     };
     options.streams.extend_from_slice(extra);
     client.provision_with(&options).await.context("provision")?;

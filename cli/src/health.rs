@@ -34,7 +34,7 @@ impl std::error::Error for Unhealthy {}
 
 /// The streams that must exist: the declared ones and eventhub's own.
 fn expected_streams() -> Vec<&'static str> {
-    eventhub::events::STREAMS
+    eventhub_catalog::events::STREAMS
         .iter()
         .map(|s| s.name)
         .chain([eventhub::DLQ_STREAM, eventhub::ADVISORY_STREAM])

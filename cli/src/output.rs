@@ -82,7 +82,7 @@ pub(crate) fn payload_json(
     let proto = media == eventhub::PROTOBUF || media == "application/x-protobuf";
     if proto
         && let Some((t, v)) = event
-        && let Some(info) = eventhub::events::CATALOG
+        && let Some(info) = eventhub_catalog::events::CATALOG
             .iter()
             .find(|i| i.event_type == t && i.version == v)
         && let Ok(value) = eventhub::proto::decode_value(info.proto, payload)

@@ -34,7 +34,7 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
         .provision_with(&ProvisionOptions {
             replicas: options.replicas,
             dry_run,
-            ..Default::default()
+            ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
         })
         .await?;
     let orphans = orphan_consumers(&client).await?;
@@ -93,14 +93,16 @@ async fn orphan_consumers(
     client: &eventhub::Client,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut out = Vec::new();
-    for spec in eventhub::events::STREAMS {
+    for spec in eventhub_catalog::events::STREAMS {
         let Ok(stream) = client.jetstream().get_stream(spec.name).await else {
             continue;
         };
         let infos: Vec<_> = stream.consumers().try_collect().await?;
         for i in infos {
             if let Some(ty) = i.config.metadata.get("eventhub.event_type")
-                && !eventhub::events::CATALOG.iter().any(|e| e.event_type == ty)
+                && !eventhub_catalog::events::CATALOG
+                    .iter()
+                    .any(|e| e.event_type == ty)
             {
                 out.push((spec.name.to_string(), i.name.clone(), ty.clone()));
             }

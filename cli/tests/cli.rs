@@ -4,9 +4,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use eventhub::events::user;
-use eventhub::testing::NatsServer;
 use eventhub::{Client, ConnectOptions, ConsumerOptions, HandlerError};
+use eventhub_catalog::events::user;
+use eventhub_testkit::NatsServer;
 use serde_json::Value;
 
 /// What one run of the binary printed.
@@ -103,7 +103,10 @@ fn user_json(email: &str) -> Value {
 /// Dead letters for `count` events rejected by the `profile` service.
 async fn rejected(server: &NatsServer, count: usize) -> Client {
     let profile = client(server, "profile").await;
-    profile.provision().await.unwrap();
+    profile
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .unwrap();
     let handle = profile
         .consumer::<user::CreatedV2>(
             ConsumerOptions::default().fetch_expires(Duration::from_millis(300)),
@@ -192,7 +195,7 @@ async fn topology_plan_then_apply_is_idempotent_and_shows_drift() {
 async fn streams_and_consumers_show_messages_and_progress() {
     let server = NatsServer::start();
     let c = client(&server, "auth").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     // payments handles one event, then stops; a second waits for it.
     let payments = client(&server, "payments").await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -363,7 +366,7 @@ async fn replay_all_moves_a_large_set_and_leaves_the_dlq_empty() {
 async fn publish_validates_against_the_schema_before_sending() {
     let server = NatsServer::start();
     let c = client(&server, "ops").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
 
     let payload = user_json("cli@example.com").to_string();
     let receipt = eventhub(&server, &["publish", "user.created@v2", &payload, "--json"])
@@ -477,7 +480,7 @@ fn uuid_like() -> String {
 async fn tail_prints_decoded_events_from_history_and_live() {
     let server = NatsServer::start();
     let c = client(&server, "auth").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let first = c
         .publisher()
         .publish(&user_created("old@example.com"))
@@ -606,7 +609,7 @@ async fn health_exits_0_when_healthy_and_1_on_missing_streams_lag_or_no_server()
     assert!(run.stdout.contains("IDENTITY") && run.stdout.contains("MISSING"));
 
     let c = client(&server, "profile").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let health = eventhub(&server, &["health", "--json"]).ok().json();
     assert_eq!(health["healthy"], true);
     assert_eq!(health["connected"], true);
@@ -660,7 +663,7 @@ async fn the_doctor_finds_events_in_limbo() {
     use futures::StreamExt;
     let server = NatsServer::start();
     let c = client(&server, "profile").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let js = c.jetstream();
     let healthy = eventhub(&server, &["health", "--json"]).ok().json();
     assert_eq!(healthy["findings"], serde_json::json!([]));
@@ -806,7 +809,7 @@ fn an_unreachable_server_is_said_once() {
 async fn untrusted_bytes_never_reach_the_terminal_raw() {
     let server = NatsServer::start();
     let c = client(&server, "profile").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let handle = c
         .consumer::<user::CreatedV2>(ConsumerOptions::default())
         .await

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use eventhub::events::user;
-use eventhub::testing::{NatsServer, STORE_DIR_PLACEHOLDER};
 use eventhub::{Client, ConnectErrorKind, ConnectOptions, ConsumerOptions, HandlerError};
+use eventhub_catalog::events::user;
+use eventhub_testkit::{NatsServer, STORE_DIR_PLACEHOLDER};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -230,7 +230,7 @@ async fn nkeys_are_generated_rotated_and_retired() {
         with_seed(&server, "ops", &keys.join("ops.nk"))
             .await
             .unwrap()
-            .provision()
+            .provision(&eventhub_catalog::TOPOLOGY)
             .await
             .unwrap();
         let payments = with_seed(&server, "payments", &keys.join("payments.nk"))

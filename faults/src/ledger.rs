@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::events::user;
 use eventhub::{Client, PublishOptions, new_event_id};
+use eventhub_catalog::events::user;
 use tokio::sync::Notify;
 
 /// What one scenario counted.

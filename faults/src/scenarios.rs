@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use eventhub::events::user;
-use eventhub::testing::{Cluster, NatsServer};
 use eventhub::{
     Client, ConnectOptions, ConsumerHandle, ConsumerOptions, DeadLetterFilter, DeadLetterReason,
     Envelope, Event, ProvisionOptions, headers,
 };
+use eventhub_catalog::events::user;
+use eventhub_testkit::{Cluster, NatsServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 
@@ -134,7 +134,7 @@ async fn server_with_auth() -> anyhow::Result<(NatsServer, String, Client)> {
     let server = NatsServer::builder().start()?;
     let url = server.client_url();
     let auth = connect(&url, "auth").await?;
-    auth.provision().await?;
+    auth.provision(&eventhub_catalog::TOPOLOGY).await?;
     Ok((server, url, auth))
 }
 
@@ -261,7 +261,7 @@ pub(crate) async fn cluster_leader_kill(scale: Scale) -> anyhow::Result<Row> {
     let auth = connect(&url, "auth").await?;
     auth.provision_with(&ProvisionOptions {
         replicas: Some(3),
-        ..Default::default()
+        ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
     })
     .await?;
     let ledger = Arc::new(Ledger::default());
@@ -315,7 +315,7 @@ pub(crate) async fn network_cut(scale: Scale) -> anyhow::Result<Row> {
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], server.port()))).await?;
     let url = proxy.url();
     let auth = connect(&url, "auth").await?;
-    auth.provision().await?;
+    auth.provision(&eventhub_catalog::TOPOLOGY).await?;
     let ledger = Arc::new(Ledger::default());
     let handle = consume(&connect(&url, "profile").await?, &ledger).await?;
     let (publisher, mut progress) =

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use crate::crypto::{Keyring, KeyringError};
 use crate::error::{ConnectError, ConnectErrorKind, ProvisionError};
 use crate::publish::{Codec, Publisher};
-use crate::topology::{self, ProvisionOptions, ProvisionReport};
+use crate::topology::{self, ProvisionOptions, ProvisionReport, Topology};
 
 /// Where to connect when `NATS_URL` is not set.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -196,7 +196,7 @@ impl ConnectOptions {
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use eventhub::{Client, ConnectOptions};
 /// let client = Client::connect(ConnectOptions::new("auth")).await?;
-/// client.provision().await?;
+/// println!("connected as {}", client.service());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -441,10 +441,11 @@ impl Client {
         crate::dlq::DeadLetters::new(self.clone())
     }
 
-    /// Creates or updates every declared stream plus eventhub's dead-letter and advisory
-    /// streams. Idempotent; the report lists drift found and fixed.
-    pub async fn provision(&self) -> Result<ProvisionReport, ProvisionError> {
-        self.provision_with(&ProvisionOptions::default()).await
+    /// Creates or updates a catalog's streams (its generated `TOPOLOGY`) plus eventhub's
+    /// dead-letter and advisory streams. Idempotent; the report lists drift found and fixed,
+    /// and what it left alone because another catalog has a say in it.
+    pub async fn provision(&self, topology: &Topology) -> Result<ProvisionReport, ProvisionError> {
+        self.provision_with(&ProvisionOptions::new(topology)).await
     }
 
     /// [`Client::provision`] with options (a dry run, other streams, a replica override).

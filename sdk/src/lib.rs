@@ -1,10 +1,11 @@
 //! eventhub: typed events between services over NATS JetStream.
 //!
-//! - [`events`] holds the Rust types generated at build time from the JSON Schemas in
-//!   `schemas/`: one struct per event version (`events::user::CreatedV1`), one enum per family
-//!   (`events::user::Created`), subject constants, the [`events::CATALOG`] and the declared
-//!   [`events::STREAMS`].
-//! - [`Client`] connects a service; [`Client::provision`] creates or updates the streams.
+//! - The runtime knows no catalog: event types are generated from JSON Schemas by
+//!   `eventhub-codegen` into the crate that owns them (a catalog crate, like
+//!   `eventhub-catalog` for this repository's schemas), which implement [`Event`] and
+//!   [`Consumable`].
+//! - [`Client`] connects a service; [`Client::provision`] creates or updates a catalog's streams
+//!   (its generated `TOPOLOGY`).
 //! - [`Publisher`] publishes typed events with CloudEvents headers and de-duplication ids, as
 //!   JSON or, with [`Codec::Protobuf`], as [protobuf](proto); consumers decode either by the
 //!   `content-type` header.
@@ -21,17 +22,14 @@
 //!   tools in other languages (shipped as files in `sdk/metadata/`).
 //!
 //! ```no_run
-//! use eventhub::{Client, ConnectOptions, events::user::CreatedV1};
-//! # async fn demo(event: CreatedV1) -> Result<(), Box<dyn std::error::Error>> {
+//! use eventhub::{Client, ConnectOptions, Event, Topology};
+//! # async fn demo<E: Event>(event: E, topology: Topology) -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::connect(ConnectOptions::new("auth")).await?;
-//! client.provision().await?;
+//! client.provision(&topology).await?;
 //! let receipt = client.publisher().publish(&event).await?;
 //! assert!(!receipt.duplicate);
 //! # Ok(()) }
 //! ```
-
-// Generated code names the runtime `::eventhub`, also from inside this crate.
-extern crate self as eventhub;
 
 mod client;
 mod consume;
@@ -47,15 +45,7 @@ mod publish;
 pub mod schema;
 mod topology;
 pub mod trace;
-mod upcast;
-
-#[cfg(feature = "testing")]
-pub mod testing;
-
-/// The event types generated from `schemas/` (see the crate docs).
-pub mod events {
-    include!(concat!(env!("OUT_DIR"), "/events.rs"));
-}
+pub mod upcast;
 
 pub use client::{Client, ConnectOptions, DEFAULT_URL, service_inbox_prefix, service_password_var};
 pub use consume::{

@@ -180,47 +180,25 @@ impl Drop for Running {
 }
 
 /// The counters of one client.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Registry {
-    /// Publish counters of every event type of the catalog, made with the client: a publish
-    /// finds its counters without taking a lock.
-    catalog: BTreeMap<&'static str, Arc<PublishCounters>>,
-    /// Publish counters of event types outside the catalog (a hand-written [`Event`]
-    /// implementation), created on first use.
-    ///
-    /// [`Event`]: crate::Event
-    others: RwLock<BTreeMap<&'static str, Arc<PublishCounters>>>,
+    /// Publish counters by event type, created on first use.
+    publishes: RwLock<BTreeMap<&'static str, Arc<PublishCounters>>>,
     consumers: Mutex<BTreeMap<String, Arc<ConsumerCounters>>>,
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Self {
-            catalog: crate::events::CATALOG
-                .iter()
-                .map(|info| (info.event_type, Arc::default()))
-                .collect(),
-            others: RwLock::default(),
-            consumers: Mutex::default(),
-        }
-    }
 }
 
 impl Registry {
     /// The publish counters of `event_type`.
     pub(crate) fn publishes(&self, event_type: &'static str) -> Arc<PublishCounters> {
-        if let Some(c) = self.catalog.get(event_type) {
-            return c.clone();
-        }
         if let Some(c) = self
-            .others
+            .publishes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(event_type)
         {
             return c.clone();
         }
-        self.others
+        self.publishes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(event_type)
@@ -256,6 +234,14 @@ impl Registry {
             .clone()
     }
 
+    /// The streams of the consumers this client started.
+    pub(crate) fn consumer_streams(&self) -> Vec<String> {
+        self.consumer_list()
+            .iter()
+            .map(|c| c.stream.to_string())
+            .collect()
+    }
+
     fn consumer_list(&self) -> Vec<Arc<ConsumerCounters>> {
         self.consumers
             .lock()
@@ -267,21 +253,14 @@ impl Registry {
 
     /// Counters of the event types published (or tried) so far, by event type.
     fn publish_list(&self) -> Vec<(&'static str, Arc<PublishCounters>)> {
-        let mut list: Vec<_> = self
-            .catalog
+        // Sorted already (a BTreeMap).
+        self.publishes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|(_, c)| c.used())
             .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        list.extend(
-            self.others
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .map(|(k, v)| (*k, v.clone())),
-        );
-        list.sort_by_key(|(k, _)| *k);
-        list
+            .collect()
     }
 }
 
@@ -512,8 +491,9 @@ async fn consumer_info(
 pub struct HealthOptions {
     /// A consumer whose lag (pending plus ack pending) is above this is unhealthy. Default 1000.
     pub max_lag: u64,
-    /// Streams that must exist. Default (`None`): every declared stream plus `EVENTHUB_DLQ` and
-    /// `EVENTHUB_ADVISORIES`.
+    /// Streams that must exist. Default (`None`): the streams of the consumers this client
+    /// started, plus `EVENTHUB_DLQ` and `EVENTHUB_ADVISORIES` (pass a catalog's stream names to
+    /// check them all).
     pub streams: Option<Vec<String>>,
 }
 
@@ -579,11 +559,14 @@ impl Client {
         let connected = self.is_connected();
         let names: Vec<String> = match &options.streams {
             Some(names) => names.clone(),
-            None => crate::events::STREAMS
-                .iter()
-                .map(|s| s.name.to_string())
-                .chain([DLQ_STREAM.to_string(), ADVISORY_STREAM.to_string()])
-                .collect(),
+            // The streams this client's consumers read, and eventhub's own.
+            None => {
+                let mut names: Vec<String> = self.registry().consumer_streams();
+                names.extend([DLQ_STREAM.to_string(), ADVISORY_STREAM.to_string()]);
+                names.sort();
+                names.dedup();
+                names
+            }
         };
         // One listing request, not one per stream: a health check should stay cheap and, when
         // the server just went away, wait for one request timeout at most.
@@ -825,27 +808,16 @@ mod tests {
     }
 
     #[test]
-    fn publish_counters_of_catalog_types_are_found_without_a_lock() {
-        let registry = Arc::new(Registry::default());
-        // With the map of other event types locked for writing, a catalog type's counters are
-        // still found: its lookup takes no lock.
-        let held = registry.others.write().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let r = registry.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(r.publishes("user.created"));
-        });
-        let found = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the counters of user.created, found while the lock is held");
-        drop(held);
-        assert!(Arc::ptr_eq(&found, &registry.publishes("user.created")));
-
-        // Listed once something is counted, like a type outside the catalog.
+    fn publish_counters_are_made_once_per_type_and_listed_once_used() {
+        let registry = Registry::default();
+        let created = registry.publishes("user.created");
+        assert!(Arc::ptr_eq(&created, &registry.publishes("user.created")));
         assert!(registry.publish_list().is_empty());
-        found.published.fetch_add(1, Ordering::Relaxed);
-        let custom = registry.publishes("custom.thing");
-        assert!(Arc::ptr_eq(&custom, &registry.publishes("custom.thing")));
+        created.published.fetch_add(1, Ordering::Relaxed);
+        registry
+            .publishes("custom.thing")
+            .published
+            .fetch_add(1, Ordering::Relaxed);
         let listed: Vec<&str> = registry.publish_list().iter().map(|(t, _)| *t).collect();
         assert_eq!(listed, ["custom.thing", "user.created"]);
     }

@@ -92,9 +92,7 @@ pub struct Receipt {
 /// Publishes typed events for one service. Cheap to clone.
 ///
 /// ```no_run
-/// # async fn demo(client: eventhub::Client) -> Result<(), eventhub::PublishError> {
-/// use eventhub::events::user::CreatedV1;
-/// # let event: CreatedV1 = todo!();
+/// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::PublishError> {
 /// let receipt = client.publisher().publish(&event).await?;
 /// println!("stored as {} #{}", receipt.stream, receipt.sequence);
 /// # Ok(()) }
@@ -140,7 +138,7 @@ impl Publisher {
     /// [`PublishOptions::codec`]).
     ///
     /// ```no_run
-    /// # async fn demo(client: eventhub::Client, event: eventhub::events::user::CreatedV1) -> Result<(), eventhub::PublishError> {
+    /// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::PublishError> {
     /// use eventhub::Codec;
     /// let publisher = client.publisher().with_codec(Codec::Protobuf);
     /// publisher.publish(&event).await?; // content-type: application/protobuf
@@ -195,8 +193,8 @@ impl Publisher {
         self.publish_encoded(target, payload, options).await
     }
 
-    /// Publishes a JSON payload as an event of the catalog (`info` from
-    /// [`events::CATALOG`](crate::events::CATALOG)), with the same headers, checks and retries
+    /// Publishes a JSON payload as an event of a catalog (`info` from its generated `CATALOG`, or
+    /// a catalog loaded at run time), with the same headers, checks and retries
     /// as [`Publisher::publish_with`]. For tools that handle events without their Rust types
     /// (the `eventhub` CLI); the payload is sent as given (as JSON, or encoded with
     /// `info.proto` for [`Codec::Protobuf`]): validate it against `info.schema` first.
@@ -444,27 +442,15 @@ impl Publisher {
         headers: usize,
     ) -> Result<(), PublishError> {
         let total = payload + headers;
-        let server_limit = self.client.max_payload();
-        let stream_limit = crate::events::STREAMS
-            .iter()
-            .find(|s| s.name == target.stream)
-            .and_then(|s| s.max_msg_size)
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let (limit, stream_is_lower) = match stream_limit {
-            Some(s) if s < server_limit => (s, true),
-            _ => (server_limit, false),
-        };
+        // A stream's own max_msg_size, when lower, is the server's to refuse (mapped to the same
+        // kind, naming the stream): the runtime does not know every catalog's streams.
+        let limit = self.client.max_payload();
         if total > limit {
-            let what = if stream_is_lower {
-                format!("max_msg_size of stream {}", target.stream)
-            } else {
-                "the server's max_payload".to_string()
-            };
             return Err(PublishError::new(
                 PublishErrorKind::PayloadTooLarge,
                 format!(
                     "{} v{} (id {id}) is {total} bytes ({payload} payload + {headers} headers), \
-                     over {what} of {limit} bytes; nothing was sent",
+                     over the server's max_payload of {limit} bytes; nothing was sent",
                     target.event_type, target.version
                 ),
             ));
@@ -698,7 +684,7 @@ fn map_publish_error(
 /// every failure with the event it belongs to.
 ///
 /// ```no_run
-/// # async fn demo(client: eventhub::Client, events: Vec<eventhub::events::user::CreatedV1>) -> Result<(), eventhub::PublishError> {
+/// # async fn demo<E: eventhub::Event>(client: eventhub::Client, events: Vec<E>) -> Result<(), eventhub::PublishError> {
 /// let mut pipeline = client.publisher().pipeline(1024);
 /// for event in &events {
 ///     pipeline.send(event).await?;

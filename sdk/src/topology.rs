@@ -209,12 +209,6 @@ impl ProvisionOptions {
     }
 }
 
-impl Default for ProvisionOptions {
-    fn default() -> Self {
-        Self::new(&crate::events::TOPOLOGY)
-    }
-}
-
 /// What provisioning did (or, in a dry run, would do) to one stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamAction {

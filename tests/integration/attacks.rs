@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_nats::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use eventhub::events::{payment, photo, user};
 use eventhub::{Client, ConsumerHandle, Event, HandlerError, headers};
+use eventhub_catalog::events::{payment, photo, user};
 use eventhub_codegen::services::{Consumer, Role};
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
@@ -587,7 +587,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
             streams.push(format!("KV_{}", c.idempotency_bucket()));
         }
     }
-    let catalog_subjects: Vec<(String, String, String)> = eventhub::events::CATALOG
+    let catalog_subjects: Vec<(String, String, String)> = eventhub_catalog::events::CATALOG
         .iter()
         .map(|e| {
             (

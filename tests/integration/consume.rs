@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::events::{payment, user};
 use eventhub::{Backoff, ConsumerOptions, HandlerError, PublishOptions};
+use eventhub_catalog::events::{payment, user};
 use tokio::sync::{Notify, mpsc};
 
 use crate::support::{
@@ -33,7 +33,7 @@ fn seen<E>(env: &eventhub::Envelope<E>) -> Seen {
 #[tokio::test]
 async fn two_services_each_handle_every_event_once_and_instances_share_the_work() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut published = BTreeSet::new();
     for i in 0..20 {
         let r = auth
@@ -143,7 +143,7 @@ async fn two_services_each_handle_every_event_once_and_instances_share_the_work(
 #[tokio::test]
 async fn a_retryable_failure_is_redelivered_after_the_backoff_then_acked() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let delays = [Duration::from_millis(300), Duration::from_millis(700)];
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = client
@@ -200,7 +200,7 @@ async fn a_retryable_failure_is_redelivered_after_the_backoff_then_acked() {
 #[tokio::test]
 async fn a_panicking_handler_is_retried_and_the_consumer_lives_on() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = client
         .consumer::<user::CreatedV2>(quick().concurrency(1))
@@ -237,7 +237,7 @@ async fn a_panicking_handler_is_retried_and_the_consumer_lives_on() {
 #[tokio::test]
 async fn a_handler_over_its_timeout_is_cancelled_and_retried() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = client
         .consumer::<user::CreatedV2>(quick().handler_timeout(Some(Duration::from_millis(200))))
@@ -266,7 +266,7 @@ async fn a_handler_over_its_timeout_is_cancelled_and_retried() {
 #[tokio::test]
 async fn a_long_handler_keeps_its_event_with_in_progress_acks() {
     let (_server, client) = server_and_client("photo").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = client
         .consumer::<user::CreatedV2>(quick().ack_wait(Duration::from_millis(500)))
@@ -295,7 +295,7 @@ async fn a_long_handler_keeps_its_event_with_in_progress_acks() {
 #[tokio::test]
 async fn events_waiting_for_a_busy_handler_are_kept_alive_too() {
     let (server, client) = server_and_client("photo").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let options = quick()
         .ack_wait(Duration::from_millis(500))
         .concurrency(1)
@@ -356,7 +356,7 @@ async fn events_waiting_for_a_busy_handler_are_kept_alive_too() {
 #[tokio::test]
 async fn a_consumer_stopped_mid_handling_leaves_the_event_for_the_next_one() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let options = || quick().ack_wait(Duration::from_secs(1));
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let crashed = client
@@ -395,7 +395,7 @@ async fn a_consumer_stopped_mid_handling_leaves_the_event_for_the_next_one() {
 #[tokio::test]
 async fn a_shutdown_mid_burst_accounts_for_every_event_received() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut pipeline = client.publisher().pipeline(512);
     for i in 0..300 {
         pipeline
@@ -429,7 +429,7 @@ async fn a_shutdown_mid_burst_accounts_for_every_event_received() {
 #[tokio::test]
 async fn graceful_shutdown_lets_running_handlers_finish_and_leaves_nothing_unacked() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut published = BTreeSet::new();
     for i in 0..10 {
         let r = client
@@ -509,7 +509,7 @@ async fn graceful_shutdown_lets_running_handlers_finish_and_leaves_nothing_unack
 #[tokio::test]
 async fn publishers_and_consumers_resume_after_a_server_restart() {
     let (mut server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let consumer_client = connect(&server, "profile").await;
     let (handle, mut rx) =
         record::<user::CreatedV2, _>(&consumer_client, quick(), |env| env.meta().id.clone()).await;
@@ -548,7 +548,7 @@ async fn publishers_and_consumers_resume_after_a_server_restart() {
 #[tokio::test]
 async fn events_published_by_a_handler_carry_the_correlation_and_causation() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let payments = connect(&server, "payments").await;
     let payments_handle = payments
         .consumer::<user::CreatedV2>(quick())
@@ -611,7 +611,7 @@ async fn a_consumer_without_its_stream_names_it() {
 #[tokio::test]
 async fn expired_pull_requests_are_replaced_at_once_and_never_pile_up() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (_guard, logs) = capture_logs();
     let (handle, mut rx) = record::<user::CreatedV2, _>(
         &client,
@@ -646,7 +646,7 @@ async fn expired_pull_requests_are_replaced_at_once_and_never_pile_up() {
 #[tokio::test]
 async fn a_consumer_whose_durable_is_deleted_creates_it_again_and_goes_on() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (handle, mut rx) =
         record::<user::CreatedV2, _>(&client, quick(), |env| env.meta().id.clone()).await;
     let publisher = client.publisher();

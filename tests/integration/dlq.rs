@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use eventhub::events::user;
 use eventhub::{DeadLetterFilter, DeadLetterReason, Event, HandlerError, Sweeper, headers};
+use eventhub_catalog::events::user;
 use tokio::sync::mpsc;
 
 use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, user_created_v2};
@@ -14,7 +14,7 @@ use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, 
 #[tokio::test]
 async fn an_always_failing_event_is_dead_lettered_after_max_deliver_and_replay_handles_it() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let fixed = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -117,7 +117,7 @@ async fn an_always_failing_event_is_dead_lettered_after_max_deliver_and_replay_h
 #[tokio::test]
 async fn a_rejected_event_is_dead_lettered_at_once() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let handle = client
         .consumer::<user::CreatedV2>(quick())
@@ -158,7 +158,7 @@ async fn a_rejected_event_is_dead_lettered_at_once() {
 #[tokio::test]
 async fn poison_payloads_are_dead_lettered_after_one_delivery_and_good_events_flow() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (handle, mut rx) =
         record::<user::Created, _>(&client, quick().concurrency(1), |env| env.meta().id.clone())
             .await;
@@ -249,7 +249,7 @@ async fn poison_payloads_are_dead_lettered_after_one_delivery_and_good_events_fl
 #[tokio::test]
 async fn the_sweeper_dead_letters_an_event_whose_consumer_died_on_its_last_attempt() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let sweeper = Sweeper::new(&client).spawn().await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -316,7 +316,7 @@ async fn the_sweeper_dead_letters_an_event_whose_consumer_died_on_its_last_attem
 #[tokio::test]
 async fn dead_letters_are_listed_by_consumer_type_and_time_and_deleted() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let h1 = client
         .consumer::<user::CreatedV2>(quick())

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use eventhub::testing::{Cluster, NatsServer};
 use eventhub::{Client, ConnectOptions, ProvisionOptions};
+use eventhub_testkit::{Cluster, NatsServer};
 
 use crate::support::{server_and_client, user_created_v1};
 
@@ -16,7 +16,7 @@ async fn stored_messages(client: &Client, stream: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_and_kill_keep_the_store_and_clients_reconnect() {
     let (mut server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let publisher = client.publisher();
     publisher
         .publish(&user_created_v1("a@example.com"))
@@ -52,7 +52,7 @@ async fn a_three_node_cluster_replicates_streams() {
     client
         .provision_with(&ProvisionOptions {
             replicas: Some(3),
-            ..Default::default()
+            ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
         })
         .await
         .expect("R3 streams on a cluster");

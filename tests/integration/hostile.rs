@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
-use eventhub::events::user;
 use eventhub::{Consumable, DeadLetterFilter, DeadLetterReason, Event, Sweeper};
+use eventhub_catalog::events::user;
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -105,7 +105,7 @@ async fn letters_of(
 #[tokio::test]
 async fn a_message_stored_with_64_kib_of_headers_is_dead_lettered() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let _sweeper = Sweeper::new(&client).spawn().await.unwrap();
     let crasher = crashing(&client).await;
     let (handle, _handled) =
@@ -155,7 +155,7 @@ async fn a_message_stored_with_64_kib_of_headers_is_dead_lettered() {
 #[tokio::test]
 async fn the_sweepers_dead_letter_keeps_every_header_value() {
     let (server, client) = server_and_client("ops").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let _sweeper = Sweeper::new(&client).spawn().await.unwrap();
     let crasher = crashing(&client).await;
     let other = connect(&server, "auth").await;
@@ -192,7 +192,7 @@ async fn the_sweepers_dead_letter_keeps_every_header_value() {
 #[tokio::test]
 async fn a_long_event_id_does_not_cut_an_idempotent_consumer_off() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (handle, mut handled) = record::<user::CreatedV2, _>(
         &client,
         quick()
@@ -242,7 +242,7 @@ async fn a_long_event_id_does_not_cut_an_idempotent_consumer_off() {
 #[tokio::test]
 async fn reading_and_replaying_a_dead_letter_keeps_every_header_value() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let (handle, _handled) =
         record::<user::CreatedV2, _>(&client, quick(), |env| env.email.clone()).await;
@@ -284,7 +284,7 @@ async fn reading_and_replaying_a_dead_letter_keeps_every_header_value() {
 #[tokio::test]
 async fn a_producer_cannot_pre_empt_a_replay() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let (handle, _handled) =
         record::<user::CreatedV2, _>(&client, quick(), |env| env.email.clone()).await;
@@ -361,7 +361,7 @@ async fn publish_over_the_wire(
 #[tokio::test]
 async fn the_sweeper_dead_letters_a_message_whose_headers_async_nats_cannot_read() {
     let (server, client) = server_and_client("ops").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let _sweeper = Sweeper::new(&client).spawn().await.unwrap();
     // Its consumer dies on it (here: its connection is closed at the delivery).
     let crasher = crashing(&connect(&server, "crashing").await).await;
@@ -399,7 +399,7 @@ async fn the_sweeper_dead_letters_a_message_whose_headers_async_nats_cannot_read
 #[ignore = "async-nats closes the connection on header lines it cannot parse; needs a fix there"]
 async fn headers_other_clients_can_send_do_not_stall_a_consumer() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (handle, mut handled) = record::<user::CreatedV2, _>(
         &client,
         quick().ack_wait(Duration::from_secs(1)).max_deliver(3),

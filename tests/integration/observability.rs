@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventhub::events::{payment, user};
 use eventhub::{HandlerError, HealthOptions, PublishOptions, TraceContext, headers};
+use eventhub_catalog::events::{payment, user};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, user_created_v2};
 
-fn payment_for(user_id: &eventhub::events::shared::UserId) -> payment::CreatedV1 {
+fn payment_for(user_id: &eventhub_catalog::events::shared::UserId) -> payment::CreatedV1 {
     serde_json::from_value(serde_json::json!({
         "payment_id": uuid::Uuid::now_v7(),
         "user_id": user_id,
@@ -25,7 +25,7 @@ fn payment_for(user_id: &eventhub::events::shared::UserId) -> payment::CreatedV1
 #[tokio::test]
 async fn a_trace_id_is_carried_from_the_publisher_to_two_services_and_their_follow_ups() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
 
     // Two services consume user.created; payments publishes a follow-up, admin consumes it.
     let profile = connect(&server, "profile").await;
@@ -177,7 +177,7 @@ fn sample(body: &str, series: &str) -> f64 {
 async fn metrics_scraped_over_http_count_what_happened() {
     const N: usize = 10;
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let endpoint = client.serve_metrics("127.0.0.1:0").await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
 
@@ -358,7 +358,7 @@ async fn health_reports_lag_over_the_threshold_and_a_lost_server() {
     assert!(health.connected && !health.healthy, "{health:?}");
     assert!(health.streams.iter().all(|s| !s.present), "{health:?}");
 
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let endpoint = client
         .serve_metrics_with("127.0.0.1:0", options.clone())
         .await
@@ -523,7 +523,7 @@ async fn publish_and_handle_spans_carry_the_event_the_trace_and_the_outcome() {
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let handle = client
         .consumer::<user::CreatedV2>(quick())
         .await

@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 
 use async_nats::HeaderMap;
-use eventhub::events::user;
 use eventhub::proto::{Kind, Message, Shape};
 use eventhub::{
     Client, Codec, ConnectOptions, DeadLetterReason, DecodeErrorKind, Event, EventInfo,
     EventVisitor, PublishOptions, RawEvent, headers,
 };
+use eventhub_catalog::events::user;
 use serde_json::Value;
 
 use crate::support::{
@@ -121,8 +121,8 @@ impl EventVisitor for RoundTrip {
 #[test]
 fn every_catalog_event_round_trips_through_protobuf() {
     let mut check = RoundTrip::default();
-    eventhub::events::for_each_event(&mut check);
-    assert_eq!(check.events, eventhub::events::CATALOG.len());
+    eventhub_catalog::events::for_each_event(&mut check);
+    assert_eq!(check.events, eventhub_catalog::events::CATALOG.len());
     assert!(check.problems.is_empty(), "{}", check.problems.join("\n"));
     assert!(check.instances >= check.events);
 }
@@ -130,7 +130,7 @@ fn every_catalog_event_round_trips_through_protobuf() {
 #[test]
 fn the_fixtures_set_every_field_of_every_message() {
     let mut missing = Vec::new();
-    for info in eventhub::events::CATALOG {
+    for info in eventhub_catalog::events::CATALOG {
         let Ok(items) = fixtures(info) else {
             continue; // reported by the round-trip test
         };
@@ -212,12 +212,12 @@ fn fields_of(
 /// descriptors its fields with their numbers, and nothing else.
 #[test]
 fn the_proto_file_matches_the_descriptors() {
-    let text = eventhub::events::PROTO_FILE;
+    let text = eventhub_catalog::events::PROTO_FILE;
     assert!(text.contains("\nsyntax = \"proto3\";\n"), "{text}");
     assert!(text.contains("\npackage eventhub.events;\n"), "{text}");
     let parsed = parse_proto(text);
     let mut expected = Vec::new();
-    for info in eventhub::events::CATALOG {
+    for info in eventhub_catalog::events::CATALOG {
         let mut visited = BTreeSet::new();
         declared_messages(info.proto, &mut visited, &mut expected);
     }
@@ -308,7 +308,7 @@ fn parse_proto(text: &str) -> Vec<Declared> {
 #[tokio::test]
 async fn json_and_protobuf_producers_share_a_stream() {
     let (server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let protobuf = Client::connect(
         ConnectOptions::new("signup")
             .url(server.client_url())
@@ -402,7 +402,7 @@ async fn json_and_protobuf_producers_share_a_stream() {
 #[tokio::test]
 async fn a_malformed_protobuf_payload_is_poison_naming_the_field() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let (handle, mut rx) =
         record::<user::Created, _>(&client, quick().concurrency(1), |env| env.meta().id.clone())

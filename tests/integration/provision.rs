@@ -12,9 +12,12 @@ use crate::support::server_and_client;
 async fn provisioning_creates_every_stream_then_changes_nothing() {
     let (_server, client) = server_and_client("ops").await;
 
-    let first = client.provision().await.expect("provision");
+    let first = client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect("provision");
     let names: Vec<&str> = first.streams.iter().map(|s| s.name.as_str()).collect();
-    for declared in eventhub::events::STREAMS {
+    for declared in eventhub_catalog::events::STREAMS {
         assert!(
             names.contains(&declared.name),
             "{} not provisioned",
@@ -30,7 +33,10 @@ async fn provisioning_creates_every_stream_then_changes_nothing() {
         "{first}"
     );
 
-    let second = client.provision().await.expect("provision again");
+    let second = client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect("provision again");
     assert!(!second.changed(), "second run changed something:\n{second}");
     assert!(
         second
@@ -44,7 +50,7 @@ async fn provisioning_creates_every_stream_then_changes_nothing() {
     let mut identity = client.jetstream().get_stream("IDENTITY").await.unwrap();
     let config = &identity.info().await.unwrap().config;
     // Exactly the catalog's subjects, one per event version: nothing else is stored.
-    let mut expected: Vec<&str> = eventhub::events::CATALOG
+    let mut expected: Vec<&str> = eventhub_catalog::events::CATALOG
         .iter()
         .filter(|e| e.stream == "IDENTITY")
         .map(|e| e.subject)
@@ -65,7 +71,10 @@ async fn provisioning_creates_every_stream_then_changes_nothing() {
 #[tokio::test]
 async fn drift_made_by_hand_is_reported_and_fixed() {
     let (_server, client) = server_and_client("ops").await;
-    client.provision().await.expect("provision");
+    client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect("provision");
 
     // An operator changes a stream by hand.
     let js = client.jetstream();
@@ -83,7 +92,7 @@ async fn drift_made_by_hand_is_reported_and_fixed() {
     let plan = client
         .provision_with(&ProvisionOptions {
             dry_run: true,
-            ..Default::default()
+            ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
         })
         .await
         .expect("plan");
@@ -105,7 +114,10 @@ async fn drift_made_by_hand_is_reported_and_fixed() {
         .clone();
     assert_eq!(still.max_age, Duration::from_secs(3600));
 
-    let applied = client.provision().await.expect("provision");
+    let applied = client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect("provision");
     let payments = applied
         .streams
         .iter()
@@ -123,22 +135,31 @@ async fn drift_made_by_hand_is_reported_and_fixed() {
     assert_eq!(fixed.max_age, Duration::from_secs(365 * 86_400));
     assert!(!fixed.subjects.contains(&"events.refund.>".to_string()));
 
-    assert!(!client.provision().await.unwrap().changed());
+    assert!(
+        !client
+            .provision(&eventhub_catalog::TOPOLOGY)
+            .await
+            .unwrap()
+            .changed()
+    );
 }
 
 #[tokio::test]
 async fn storage_drift_cannot_be_fixed_in_place_and_says_so() {
     let (_server, client) = server_and_client("ops").await;
-    let mut spec = eventhub::events::STREAMS[0];
+    let mut spec = eventhub_catalog::events::STREAMS[0];
     spec.storage = eventhub::Storage::Memory;
     client
         .provision_with(&ProvisionOptions {
             streams: vec![spec],
-            ..Default::default()
+            ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
         })
         .await
         .expect("create as memory");
-    let err = client.provision().await.expect_err("storage cannot change");
+    let err = client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect_err("storage cannot change");
     assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Conflict);
     assert!(
         err.to_string()
@@ -188,7 +209,7 @@ async fn catalogs_sharing_a_stream_never_remove_each_others_subjects() {
         "{early}"
     );
 
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let team = client
         .provision_with(&ProvisionOptions::new(&TEAM))
         .await
@@ -202,7 +223,7 @@ async fn catalogs_sharing_a_stream_never_remove_each_others_subjects() {
     );
 
     // The org applies its topology again: the team's subject stays, nothing changes.
-    let again = client.provision().await.unwrap();
+    let again = client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     assert!(!again.changed(), "{again}");
     assert!(
         orders_subjects(&client)
@@ -247,7 +268,7 @@ async fn catalogs_sharing_a_stream_never_remove_each_others_subjects() {
 #[tokio::test]
 async fn a_stream_two_catalogs_claim_is_a_conflict_not_a_fix() {
     let (_server, client) = server_and_client("ops").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     const RIVAL: Topology = Topology {
         catalog: "rival",
         streams: &[StreamSpec {

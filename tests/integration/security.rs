@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::events::{payment, user};
-use eventhub::testing::{NatsServer, STORE_DIR_PLACEHOLDER};
 use eventhub::{
     Client, ConnectErrorKind, ConnectOptions, ConsumeErrorKind, DeadLetterFilter, DeadLetterReason,
     HandlerError, HealthOptions, PublishErrorKind, Sweeper, headers,
 };
+use eventhub_catalog::events::{payment, user};
 use eventhub_codegen::services::Services;
 use eventhub_codegen::services::nats::{Auth, NatsConfig};
+use eventhub_testkit::{NatsServer, STORE_DIR_PLACEHOLDER};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::sync::mpsc;
 
@@ -81,7 +81,7 @@ fn tls_server(pki: &Pki, verify_clients: bool) -> NatsServer {
 }
 
 async fn provision_and_publish(client: &Client) {
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let receipt = client
         .publisher()
         .publish(&user_created_v2("tls@example.com"))
@@ -230,7 +230,7 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
     let server = permissioned_server();
     as_user(&server, "ops", "ops")
         .await
-        .provision()
+        .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .unwrap();
 
@@ -240,14 +240,15 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
         .await
         .expect("auth may publish user events");
     let started = std::time::Instant::now();
-    let payment: eventhub::events::payment::CreatedV1 = serde_json::from_value(serde_json::json!({
-        "payment_id": uuid::Uuid::now_v7(),
-        "user_id": uuid::Uuid::now_v7(),
-        "amount": { "amount_minor": 100, "currency": "EUR" },
-        "method": "card",
-        "created_at": "2026-11-23T10:00:00Z"
-    }))
-    .unwrap();
+    let payment: eventhub_catalog::events::payment::CreatedV1 =
+        serde_json::from_value(serde_json::json!({
+            "payment_id": uuid::Uuid::now_v7(),
+            "user_id": uuid::Uuid::now_v7(),
+            "amount": { "amount_minor": 100, "currency": "EUR" },
+            "method": "card",
+            "created_at": "2026-11-23T10:00:00Z"
+        }))
+        .unwrap();
     let err = auth
         .publisher()
         .publish(&payment)
@@ -269,7 +270,7 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
     let profile = as_user(&server, "profile", "profile").await;
     let started = std::time::Instant::now();
     let err = profile
-        .consumer::<eventhub::events::user::Created>(eventhub::ConsumerOptions::default())
+        .consumer::<eventhub_catalog::events::user::Created>(eventhub::ConsumerOptions::default())
         .await
         .expect_err("profile may not create consumers");
     assert_eq!(
@@ -342,7 +343,9 @@ impl Secured {
     /// (what `eventhub topology apply` and `eventhub config apply` do).
     pub(crate) async fn ops(&self) -> Client {
         let ops = self.connect("ops").await;
-        ops.provision().await.expect("ops provisions");
+        ops.provision(&eventhub_catalog::TOPOLOGY)
+            .await
+            .expect("ops provisions");
         for service in &self.services.services {
             for c in &service.consumes {
                 if let Some(window) = c.idempotency {
@@ -363,7 +366,7 @@ async fn the_repository_nats_conf_is_valid() {
     let client = s.connect("ops").await;
     // JetStream is on (the configuration's block, not the harness's flags)...
     client
-        .provision()
+        .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .expect("JetStream enabled by nats.conf");
     // ...with the explicit limits it declares.
@@ -419,7 +422,7 @@ async fn the_repository_nats_conf_is_valid() {
     // Only operators provision; a service is refused at once, with the subject and its user.
     let started = Instant::now();
     let err = auth
-        .provision()
+        .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .expect_err("services cannot change streams");
     assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Rejected, "{err}");
@@ -810,7 +813,12 @@ async fn the_generated_config_with_nkeys_admits_each_user_by_its_seed() {
                 .nkey_seed(pairs[user].seed().unwrap()),
         )
     };
-    connect("ops").await.unwrap().provision().await.unwrap();
+    connect("ops")
+        .await
+        .unwrap()
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let profile = connect("profile").await.expect("profile's seed");
     let handle = profile

@@ -1,8 +1,8 @@
 //! Helpers shared by the integration tests.
 
-use eventhub::events::{shared, user};
-use eventhub::testing::NatsServer;
 use eventhub::{Client, ConnectOptions};
+use eventhub_catalog::events::{shared, user};
+use eventhub_testkit::NatsServer;
 
 /// A fresh server and a client of `service` connected to it.
 pub(crate) async fn server_and_client(service: &str) -> (NatsServer, Client) {

@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use eventhub::events::{payment, user};
 use eventhub::{
     Backoff, Client, ConnectOptions, ConsumerHandle, ConsumerOptions, DeadLetterFilter, Envelope,
     Event, HandlerError, PublishOptions, StreamAction, Sweeper, headers,
 };
+use eventhub_catalog::events::{payment, user};
 use tokio::sync::mpsc;
 
 /// What the services report to the demo's main loop.
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
          admin consumes payment.created\n",
         auth.url()
     );
-    let report = ops.provision().await?;
+    let report = ops.provision(&eventhub_catalog::TOPOLOGY).await?;
     let changed = report
         .streams
         .iter()

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use async_nats::jetstream;
-use eventhub::testing::NatsServer;
 use eventhub::{Client, ConnectOptions, DeadLetterFilter};
+use eventhub_testkit::NatsServer;
 use inputs::Generator;
 use ledger::Observed;
 use rig::Rig;
@@ -59,7 +59,7 @@ pub(crate) async fn adversarial(scale: Scale) -> anyhow::Result<Row> {
     let server = NatsServer::builder().start()?;
     let url = server.client_url();
     let auth = Client::connect(ConnectOptions::new("auth").url(&url)).await?;
-    auth.provision().await?;
+    auth.provision(&eventhub_catalog::TOPOLOGY).await?;
     let max_payload = auth.nats().server_info().max_payload;
     // The oracle assumes IDENTITY enables none of the features headers can ask for.
     let identity = auth

@@ -10,11 +10,11 @@ use anyhow::Context;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self};
 use eventhub::dlq::{SWEEPER_DURABLE, SweeperHandle, SweeperStats};
-use eventhub::events::user;
 use eventhub::{
     ADVISORY_STREAM, Client, ConnectOptions, Consumable, ConsumerHandle, ConsumerOptions,
     ConsumerStats, DLQ_STREAM, Envelope, Sweeper, headers,
 };
+use eventhub_catalog::events::user;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 

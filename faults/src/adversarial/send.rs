@@ -3,8 +3,8 @@
 
 use anyhow::bail;
 use async_nats::jetstream::{self, context::PublishErrorKind};
-use eventhub::events::user;
 use eventhub::{DLQ_STREAM, DeadLetter, Publisher, headers};
+use eventhub_catalog::events::user;
 
 use super::inputs::{Class, Generator, Input, Via};
 use super::ledger::{Disagreement, Header, Sent};
@@ -48,7 +48,7 @@ fn describe(p: &Publish) -> String {
 
 /// Whether a stream of the catalog captures `subject` in IDENTITY.
 fn captured(subject: &str) -> bool {
-    eventhub::events::CATALOG
+    eventhub_catalog::events::CATALOG
         .iter()
         .any(|e| e.subject == subject && e.stream == oracle::STREAM)
 }

@@ -56,8 +56,9 @@ const MANAGED: &str = "eventhub.managed";
 
 impl Client {
     /// Creates or updates the durable consumer of `E` for this service and returns it, ready
-    /// to run a handler. `E` is one event version (`events::user::CreatedV2`) or a family
-    /// (`events::user::Created`: every version, as an enum).
+    /// to run a handler. `E` is one event version (a generated struct such as
+    /// `events::user::CreatedV2`) or a family (the generated enum `events::user::Created`:
+    /// every version).
     ///
     /// Updating applies the new ack wait, max deliver, max ack pending and filter subjects;
     /// where a durable starts ([`StartFrom`]) is fixed when it is created.

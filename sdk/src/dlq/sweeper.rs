@@ -36,7 +36,7 @@ pub const SWEEPER_DURABLE: &str = "eventhub_sweeper";
 #[derive(Debug, Clone)]
 pub struct Sweeper {
     client: Client,
-    streams: HashSet<String>,
+    streams: Option<HashSet<String>>,
 }
 
 /// Counts of what a sweeper did.
@@ -103,24 +103,21 @@ struct MaxDeliveries {
 }
 
 impl Sweeper {
-    /// A sweeper for the declared streams ([`events::STREAMS`](crate::events::STREAMS)).
+    /// A sweeper for every stream: any durable's exhausted event is dead-lettered.
     pub fn new(client: &Client) -> Self {
         Self {
             client: client.clone(),
-            streams: crate::events::STREAMS
-                .iter()
-                .map(|s| s.name.to_string())
-                .collect(),
+            streams: None,
         }
     }
 
-    /// Sweeps these streams instead of the declared ones.
+    /// Sweeps only these streams (advisories of others are acknowledged and left alone).
     pub fn streams<I, S>(mut self, streams: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.streams = streams.into_iter().map(Into::into).collect();
+        self.streams = Some(streams.into_iter().map(Into::into).collect());
         self
     }
 
@@ -218,7 +215,11 @@ impl Sweeper {
                 return AckKind::Ack;
             }
         };
-        if !self.streams.contains(&advisory.stream) {
+        if self
+            .streams
+            .as_ref()
+            .is_some_and(|s| !s.contains(&advisory.stream))
+        {
             counters.ignored.fetch_add(1, Ordering::Relaxed);
             return AckKind::Ack;
         }

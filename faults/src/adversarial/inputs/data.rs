@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::Generator;
 use crate::adversarial::oracle::{Data, Encoding, Fault};
-use eventhub::events::user;
+use eventhub_catalog::events::user;
 
 impl Generator {
     /// A valid `user.created` v2 object (also valid as v1: v1 ignores `locale` and

@@ -8,7 +8,7 @@ use data::json_data;
 use std::fmt;
 
 use eventhub::Event;
-use eventhub::events::user;
+use eventhub_catalog::events::user;
 use serde_json::{Value, json};
 
 use super::oracle::{self, Data, Encoding, Fault, StreamState};

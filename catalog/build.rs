@@ -1,4 +1,5 @@
-//! Generates `events.rs` from the JSON Schemas in `schemas/` (or `$EVENTHUB_SCHEMAS_DIR`).
+//! Generates the organisation's event types from the JSON Schemas in `../schemas/` (or
+//! `$EVENTHUB_SCHEMAS_DIR`).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,5 @@
-//! A real nats-server for integration tests (feature `testing`).
+//! A real nats-server for integration tests, the way async-nats tests itself: a dev-dependency,
+//! kept out of the client crate.
 //!
 //! Each [`NatsServer`] is its own process on a random loopback port with a fresh store
 //! directory, killed and cleaned up on drop, so tests run in parallel and never share state.
@@ -6,16 +7,16 @@
 //! [`Cluster`] starts three (or more) routed nodes with JetStream clustering.
 //!
 //! The binary is looked up in `$NATS_SERVER_BIN`, then `.tools/nats-server/bin/nats-server` in
-//! this repository (where `scripts/install-nats-server` puts it), then `PATH`.
+//! the current directory or any directory above it (where eventhub's
+//! `scripts/install-nats-server` puts it; `cargo test` runs in the package's directory, so this
+//! works from a git dependency too), then `PATH`. None found: the error says how to install it.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use eventhub::testing::NatsServer;
+//! # fn demo() {
+//! use eventhub_testkit::NatsServer;
 //! let server = NatsServer::start();
-//! let client = eventhub::Client::connect(
-//!     eventhub::ConnectOptions::new("test").url(server.client_url()),
-//! ).await?;
-//! # Ok(()) }
+//! let url = server.client_url(); // nats://127.0.0.1:<port>, for ConnectOptions::url
+//! # }
 //! ```
 
 use std::fmt;
@@ -65,8 +66,12 @@ fn find_binary() -> Result<PathBuf, HarnessError> {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         candidates.push(PathBuf::from(p));
     }
-    candidates
-        .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/nats-server/bin/nats-server"));
+    if let Ok(here) = std::env::current_dir() {
+        candidates.extend(
+            here.ancestors()
+                .map(|d| d.join(".tools/nats-server/bin/nats-server")),
+        );
+    }
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).map(|d| d.join("nats-server")));
     }

@@ -1,0 +1,27 @@
+//! The organisation's event catalog: the Rust types generated at build time from the JSON
+//! Schemas in `schemas/` (one struct per event version, one enum per family, subject constants),
+//! the declared streams ([`TOPOLOGY`]), every event with its bundled schema ([`CATALOG`]), and the
+//! conversions between versions.
+//!
+//! The runtime, [`eventhub`], knows no catalog: a service depends on it and on the catalog
+//! crate(s) whose events it publishes or consumes.
+//!
+//! ```no_run
+//! use eventhub::{Client, ConnectOptions};
+//! use eventhub_catalog::{TOPOLOGY, events::user};
+//! # async fn demo(event: user::CreatedV2) -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect(ConnectOptions::new("auth")).await?;
+//! client.provision(&TOPOLOGY).await?;
+//! let receipt = client.publisher().publish(&event).await?;
+//! assert!(!receipt.duplicate);
+//! # Ok(()) }
+//! ```
+
+/// The event types generated from `schemas/`.
+pub mod events {
+    include!(concat!(env!("OUT_DIR"), "/events.rs"));
+}
+
+mod upcast;
+
+pub use events::{CATALOG, PROTO_FILE, STREAMS, TOPOLOGY, for_each_event};
