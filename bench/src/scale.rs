@@ -3,7 +3,8 @@
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use eventhub::{Consumable, Event};
+use eventhub::Consumable;
+use eventhub::Event;
 use eventhub_catalog::events::{config, order};
 
 use crate::measure::{Report, Row, Run, Section};

@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
-use eventhub::{Client, Consumable, Event};
+use eventhub::Client;
+use eventhub::Consumable;
+use eventhub::Event;
 use futures::StreamExt;
 use tokio::sync::Notify;
 

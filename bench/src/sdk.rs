@@ -8,11 +8,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use eventhub::{
-    Client, ConnectOptions, Consumable, ConsumerHandle, ConsumerOptions, DecodeError, Discard,
-    Event, Family, ProvisionOptions, PublishOptions, RawEvent, Retention, StartFrom, Storage,
-    StreamSpec,
-};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::Consumable;
+use eventhub::ConsumerHandle;
+use eventhub::ConsumerOptions;
+use eventhub::Event;
+use eventhub::Family;
+use eventhub::PublishOptions;
+use eventhub::StartFrom;
+use eventhub::StreamSpec;
+use eventhub::error::DecodeError;
+use eventhub::topology::Discard;
+use eventhub::topology::ProvisionOptions;
+use eventhub::topology::Retention;
+use eventhub::topology::Storage;
+use eventhub::wire::RawEvent;
 use eventhub_catalog::events::order;
 use tokio::sync::Notify;
 
@@ -256,7 +267,7 @@ macro_rules! bench_streams {
                 const SUBJECT: &'static str = concat!("events.bench.s", $n, ".v1");
                 const SCHEMA_ID: &'static str = concat!("urn:eventhub:schema:bench.s", $n, ":v1");
                 const STREAM: &'static str = concat!("BENCH_S", $n);
-                const PROTO: &'static eventhub::proto::Message = <order::PlacedV1 as Event>::PROTO;
+                const PROTO: &'static eventhub::wire::proto::Message = <order::PlacedV1 as Event>::PROTO;
                 // The typical event's schema: these types carry it under other subjects.
                 const INFO: &'static eventhub::EventInfo = <order::PlacedV1 as Event>::INFO;
             }

@@ -1,7 +1,9 @@
 //! `eventhub dlq list|show|replay|purge`.
 
+use eventhub::DeadLetter;
+use eventhub::dlq::DeadLetterFilter;
 use eventhub::dlq::PayloadStorage;
-use eventhub::{DeadLetter, DeadLetterFilter, headers};
+use eventhub::wire::headers;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 

@@ -75,8 +75,8 @@ pub(crate) async fn open(client: &eventhub::Client, name: &str) -> anyhow::Resul
             let declared = eventhub_catalog::events::STREAMS
                 .iter()
                 .any(|s| s.name == name)
-                || name == eventhub::DLQ_STREAM
-                || name == eventhub::ADVISORY_STREAM;
+                || name == eventhub::topology::DLQ_STREAM
+                || name == eventhub::topology::ADVISORY_STREAM;
             if declared {
                 anyhow::bail!("stream {name} not found: run `eventhub topology apply`")
             } else {

@@ -1,6 +1,8 @@
 //! `eventhub topology plan` / `apply`.
 
-use eventhub::{ProvisionOptions, ProvisionReport, StreamAction};
+use eventhub::topology::ProvisionOptions;
+use eventhub::topology::ProvisionReport;
+use eventhub::topology::StreamAction;
 use futures::TryStreamExt;
 use serde_json::json;
 

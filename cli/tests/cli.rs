@@ -4,7 +4,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use eventhub::{Client, ConnectOptions, ConsumerOptions, HandlerError};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::ConsumerOptions;
+use eventhub::HandlerError;
 use eventhub_catalog::events::user;
 use eventhub_testkit::NatsServer;
 use serde_json::Value;
@@ -329,7 +332,7 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() {
     assert_eq!(
         stored
             .headers
-            .get(eventhub::headers::REPLAY_OF)
+            .get(eventhub::wire::headers::REPLAY_OF)
             .unwrap()
             .as_str(),
         format!("EVENTHUB_DLQ:{}", ids[0])
@@ -688,7 +691,10 @@ async fn the_doctor_finds_events_in_limbo() {
         .unwrap();
     let mut first = dying.fetch().max_messages(1).messages().await.unwrap();
     first.next().await.unwrap().unwrap(); // never acked
-    let advisories = js.get_stream(eventhub::ADVISORY_STREAM).await.unwrap();
+    let advisories = js
+        .get_stream(eventhub::topology::ADVISORY_STREAM)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         // The server notices the exhausted event when the consumer is asked again.

@@ -5,7 +5,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::{Client, PublishOptions, new_event_id};
+use eventhub::Client;
+use eventhub::PublishOptions;
+use eventhub::wire::headers::new_event_id;
 use eventhub_catalog::events::user;
 use tokio::sync::Notify;
 

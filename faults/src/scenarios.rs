@@ -7,10 +7,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use eventhub::{
-    Client, ConnectOptions, ConsumerHandle, ConsumerOptions, DeadLetterFilter, DeadLetterReason,
-    Envelope, Event, ProvisionOptions, headers,
-};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::ConsumerHandle;
+use eventhub::ConsumerOptions;
+use eventhub::Envelope;
+use eventhub::Event;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::topology::ProvisionOptions;
+use eventhub::wire::headers;
 use eventhub_catalog::events::user;
 use eventhub_testkit::{Cluster, NatsServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -499,7 +505,7 @@ pub(crate) async fn bad_input_storm(scale: Scale) -> anyhow::Result<Row> {
             let mut big = event("storm-big", i);
             big.referral_code = Some("x".repeat(2 * 1024 * 1024));
             match publisher.publish(&big).await {
-                Err(e) if e.kind() == eventhub::PublishErrorKind::PayloadTooLarge => {
+                Err(e) if e.kind() == eventhub::error::PublishErrorKind::PayloadTooLarge => {
                     oversized_refused += 1;
                     if oversized_error.is_empty() {
                         oversized_error = e.to_string();

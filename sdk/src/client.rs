@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use tokio::sync::Notify;
 
-use crate::crypto::{Keyring, KeyringError};
-use crate::error::{ConnectError, ConnectErrorKind, ProvisionError};
-use crate::publish::{Codec, Publisher};
-use crate::topology::{self, ProvisionOptions, ProvisionReport, Topology};
+use crate::error::{ConnectError, ConnectErrorKind};
+use crate::wire::codec::Codec;
+use crate::wire::crypto::{Keyring, KeyringError};
 
 /// Where to connect when `NATS_URL` is not set.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -31,7 +30,7 @@ pub struct ConnectOptions {
     /// Publishes awaiting their ack at once, across the connection; further publishes wait.
     /// Default 4096.
     pub max_acks_in_flight: usize,
-    /// Attempts of [`Publisher::publish`] when the ack times out or the connection is down
+    /// Attempts of [`Publisher::publish`](crate::Publisher::publish) when the ack times out or the connection is down
     /// (e.g. while a server restarts), the first included; every attempt reuses the event id,
     /// so the stream stores the event once. Default 4 (waits of 0.25 s, 0.5 s, 1 s between).
     pub publish_attempts: u32,
@@ -49,10 +48,10 @@ pub struct ConnectOptions {
     /// Client certificate and key (PEM) for mutual TLS. Default: `$NATS_CERT` and `$NATS_KEY`.
     pub tls_client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// How this service's publishers encode events unless told otherwise
-    /// ([`Publisher::with_codec`], [`PublishOptions::codec`](crate::PublishOptions::codec)).
+    /// ([`Publisher::with_codec`](crate::Publisher::with_codec), [`PublishOptions::codec`](crate::PublishOptions::codec)).
     /// Default JSON. Consumers decode either codec, by the `content-type` header.
     pub codec: Codec,
-    /// The keys of the fields schemas mark `x-sensitive` ([`crate::crypto`]): the active one
+    /// The keys of the fields schemas mark `x-sensitive` ([`crate::wire::crypto`]): the active one
     /// encrypts what this service publishes, each one decrypts what it encrypted. Default: read
     /// by [`Keyring::from_env`] (`EVENTHUB_ENCRYPTION_KEYS` or `EVENTHUB_ENCRYPTION_KEY_FILE`,
     /// with `EVENTHUB_ENCRYPTION_KEY_ACTIVE`); `Ok(None)` when they are unset. An `Err` (a
@@ -217,7 +216,7 @@ struct Inner {
     publish_attempts: u32,
     codec: Codec,
     keyring: Option<Keyring>,
-    registry: crate::metrics::Registry,
+    registry: crate::counters::Registry,
 }
 
 impl Client {
@@ -400,7 +399,7 @@ impl Client {
                 service: options.service.into(),
                 url: options.url,
                 permissions,
-                registry: crate::metrics::Registry::default(),
+                registry: crate::counters::Registry::default(),
             }),
         })
     }
@@ -431,52 +430,6 @@ impl Client {
         &self.inner.js
     }
 
-    /// A publisher for this service.
-    pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.clone())
-    }
-
-    /// The dead-letter queue: list, read, replay and delete entries.
-    pub fn dead_letters(&self) -> crate::dlq::DeadLetters {
-        crate::dlq::DeadLetters::new(self.clone())
-    }
-
-    /// Creates or updates a catalog's streams (its generated `TOPOLOGY`) plus eventhub's
-    /// dead-letter and advisory streams. Idempotent; the report lists drift found and fixed,
-    /// and what it left alone because another catalog has a say in it.
-    pub async fn provision(&self, topology: &Topology) -> Result<ProvisionReport, ProvisionError> {
-        self.provision_with(&ProvisionOptions::new(topology)).await
-    }
-
-    /// [`Client::provision`] with options (a dry run, other streams, a replica override).
-    pub async fn provision_with(
-        &self,
-        options: &ProvisionOptions,
-    ) -> Result<ProvisionReport, ProvisionError> {
-        // A forbidden JetStream API call is answered with an asynchronous permissions
-        // violation, not a reply: race it, so a service without the right fails now.
-        let since = Instant::now();
-        let result = tokio::select! {
-            result = topology::provision(&self.inner.js, options) => result,
-            subject = self.permissions().first_denied_since(since) => Err(ProvisionError::new(
-                crate::ProvisionErrorKind::Rejected,
-                format!(
-                    "service `{}` ({}) may not use `{subject}`: provisioning needs the JetStream \
-                     API of the streams (in nats.conf, the `ops` user); the server refused it \
-                     (permissions violation)",
-                    self.service(),
-                    self.identity()
-                ),
-            )),
-        };
-        if let Ok(report) = &result {
-            for (stream, conflict) in report.conflicts() {
-                tracing::warn!(service = %self.service(), "eventhub: stream {stream} left alone: {conflict}");
-            }
-        }
-        result
-    }
-
     pub(crate) fn service_arc(&self) -> &Arc<str> {
         &self.inner.service
     }
@@ -490,7 +443,7 @@ impl Client {
         self.inner.max_payload
     }
 
-    pub(crate) fn registry(&self) -> &crate::metrics::Registry {
+    pub(crate) fn registry(&self) -> &crate::counters::Registry {
         &self.inner.registry
     }
 

@@ -169,3 +169,68 @@ pub type ProvisionError = Error<ProvisionErrorKind>;
 pub type ConsumeError = Error<ConsumeErrorKind>;
 /// Error of a dead-letter operation.
 pub type DeadLetterError = Error<DeadLetterErrorKind>;
+
+/// What made a message undecodable. Such a message is *poison*: retrying cannot help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// The payload is not JSON.
+    InvalidJson,
+    /// The payload is JSON but not of the event's shape (missing field, wrong type, bad value).
+    SchemaMismatch,
+    /// The subject names a version this build does not know.
+    UnknownVersion,
+    /// The subject is not an event subject (`events.<type>.v<N>`), or names another type.
+    UnknownEventType,
+    /// The content type is not one eventhub decodes.
+    UnsupportedContentType,
+    /// The content type is protobuf but the payload is not a valid encoding of the event's
+    /// message (truncated, wrong wire type for a field, a string that is not UTF-8).
+    InvalidProtobuf,
+    /// A field marked `x-sensitive` does not decrypt with the key the event names, although
+    /// the consumer holds it: the ciphertext was altered, moved from another field or event, or
+    /// is not ciphertext at all (see [`crate::wire::crypto`]).
+    Decryption,
+}
+
+/// A message that cannot be decoded into the expected event type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    kind: DecodeErrorKind,
+    detail: String,
+}
+
+impl DecodeError {
+    pub(crate) fn new(kind: DecodeErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The subject names a version outside `known`. Used by generated code.
+    pub fn unknown_version(event_type: &str, version: u32, known: &[u32]) -> Self {
+        let known: Vec<String> = known.iter().map(|v| format!("v{v}")).collect();
+        Self::new(
+            DecodeErrorKind::UnknownVersion,
+            format!(
+                "unknown version v{version} of {event_type} (this consumer knows {}); rebuild it \
+                 with the new schema, then replay the dead letter",
+                known.join(", ")
+            ),
+        )
+    }
+
+    /// What made the message undecodable.
+    pub fn kind(&self) -> DecodeErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for DecodeError {}

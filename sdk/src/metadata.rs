@@ -29,8 +29,8 @@ use schemars::schema::{InstanceType, RootSchema, Schema, SchemaObject};
 use serde::{Deserialize, Serialize};
 
 use crate::dlq::DeadLetterReason;
-use crate::envelope::JSON;
 use crate::topology::DLQ_STREAM;
+use crate::wire::codec::JSON;
 
 /// The headers eventhub writes on every event it publishes (and keeps on a replay of one).
 ///
@@ -404,7 +404,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::envelope::headers;
+    use crate::wire::headers;
 
     /// The committed files are what the types generate.
     #[test]

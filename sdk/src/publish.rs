@@ -12,38 +12,16 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use crate::client::Client;
-use crate::envelope::{OutgoingHeaders, new_event_id, wire_size};
+use crate::counters::PublishCounters;
 use crate::error::{PublishError, PublishErrorKind};
-use crate::event::{Event, EventInfo};
-use crate::metrics::PublishCounters;
-use crate::proto::Message;
-use crate::trace::{SpanId, TraceContext};
+use crate::wire::codec::Codec;
+use crate::wire::headers::{OutgoingHeaders, new_event_id, wire_size};
+use crate::wire::proto::Message;
+use crate::wire::trace::{SpanId, TraceContext};
+use crate::wire::{Event, EventInfo};
 
 /// JetStream's error code for a message above the stream's `max_msg_size`.
 const MESSAGE_TOO_LARGE: u64 = 10054;
-
-/// How an event's payload is encoded, announced by its `content-type` header. Consumers decode
-/// by that header, so producers of either codec can share a stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Codec {
-    /// JSON (`application/json`), the default: readable, and what the schemas describe.
-    #[default]
-    Json,
-    /// Protobuf (`application/protobuf`): smaller payloads, with each event's message generated
-    /// from its schema (see [`crate::proto`]).
-    Protobuf,
-}
-
-impl Codec {
-    /// The `content-type` of payloads in this codec.
-    pub const fn content_type(self) -> &'static str {
-        match self {
-            Codec::Json => crate::envelope::JSON,
-            Codec::Protobuf => crate::envelope::PROTOBUF,
-        }
-    }
-}
 
 /// Per-publish settings. All optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,7 +37,7 @@ pub struct PublishOptions {
     pub causation_id: Option<String>,
     /// The event time (`ce-time`). Default: now.
     pub time: Option<DateTime<Utc>>,
-    /// The payload encoding. Default: the publisher's ([`Publisher::with_codec`]), which is
+    /// The payload encoding. Default: the publisher's ([`Publisher::with_codec`](crate::Publisher::with_codec)), which is
     /// the client's ([`ConnectOptions::codec`](crate::ConnectOptions::codec), JSON unless set).
     pub codec: Option<Codec>,
     /// The trace to continue, e.g. parsed with [`TraceContext::parse`] from an incoming HTTP
@@ -92,7 +70,7 @@ pub struct Receipt {
 /// Publishes typed events for one service. Cheap to clone.
 ///
 /// ```no_run
-/// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::PublishError> {
+/// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::error::PublishError> {
 /// let receipt = client.publisher().publish(&event).await?;
 /// println!("stored as {} #{}", receipt.stream, receipt.sequence);
 /// # Ok(()) }
@@ -138,7 +116,7 @@ impl Publisher {
     /// [`PublishOptions::codec`]).
     ///
     /// ```no_run
-    /// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::PublishError> {
+    /// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::error::PublishError> {
     /// use eventhub::Codec;
     /// let publisher = client.publisher().with_codec(Codec::Protobuf);
     /// publisher.publish(&event).await?; // content-type: application/protobuf
@@ -176,7 +154,7 @@ impl Publisher {
         self.publish_with(event, PublishOptions::default()).await
     }
 
-    /// [`Publisher::publish`] with options (event id, correlation, causation, time).
+    /// [`Publisher::publish`](crate::Publisher::publish) with options (event id, correlation, causation, time).
     ///
     /// A timeout or a lost connection is retried (see
     /// [`ConnectOptions::publish_attempts`](crate::ConnectOptions::publish_attempts)) with the
@@ -372,7 +350,13 @@ impl Publisher {
         if target.sensitive.is_empty() {
             return target.encode(&value, id, self.codec_of(options));
         }
-        let sealed = crate::crypto::seal(&self.client, target, id, value)?;
+        let sealing = crate::wire::crypto::Sealing {
+            event_type: target.event_type,
+            version: target.version,
+            sensitive: target.sensitive,
+            service: self.client.service(),
+        };
+        let sealed = crate::wire::crypto::seal(self.client.keyring(), &sealing, id, value)?;
         target.encode(&sealed, id, self.codec_of(options))
     }
 
@@ -406,9 +390,9 @@ impl Publisher {
             content_type: self.codec_of(options).content_type(),
             trace: &trace,
         }
-        .build(&target);
+        .build(target.event_type, target.schema_id);
         if !target.sensitive.is_empty() {
-            crate::crypto::mark(&mut headers, &self.client);
+            crate::wire::crypto::mark(&mut headers, self.client.keyring());
         }
         self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
         let sent_at = Instant::now();
@@ -469,10 +453,10 @@ pub(crate) struct Target {
     pub(crate) schema_id: &'static str,
     pub(crate) stream: &'static str,
     pub(crate) proto: &'static Message,
-    /// The fields encrypted before encoding ([`Event::SENSITIVE`]).
+    /// The fields encrypted before encoding ([`Event::SENSITIVE`](crate::Event::SENSITIVE)).
     pub(crate) sensitive: &'static [&'static str],
     /// Its compiled schema: what is published is checked against it first.
-    pub(crate) validator: &'static crate::schema::Validator,
+    pub(crate) validator: &'static crate::wire::schema::Validator,
 }
 
 impl Target {
@@ -498,7 +482,7 @@ impl Target {
             stream: info.stream,
             proto: info.proto,
             sensitive: info.sensitive,
-            validator: crate::schema::Validator::cached(info),
+            validator: crate::wire::schema::Validator::cached(info.schema, info.sensitive),
         }
     }
 
@@ -524,7 +508,7 @@ impl Target {
             Codec::Json => serde_json::to_vec(value)
                 .map(Bytes::from)
                 .map_err(|e| failed(e.into())),
-            Codec::Protobuf => crate::proto::encode_serialize(self.proto, value)
+            Codec::Protobuf => crate::wire::proto::encode_serialize(self.proto, value)
                 .map(Bytes::from)
                 .map_err(|e| failed(e.into())),
         }
@@ -684,7 +668,7 @@ fn map_publish_error(
 /// every failure with the event it belongs to.
 ///
 /// ```no_run
-/// # async fn demo<E: eventhub::Event>(client: eventhub::Client, events: Vec<E>) -> Result<(), eventhub::PublishError> {
+/// # async fn demo<E: eventhub::Event>(client: eventhub::Client, events: Vec<E>) -> Result<(), eventhub::error::PublishError> {
 /// let mut pipeline = client.publisher().pipeline(1024);
 /// for event in &events {
 ///     pipeline.send(event).await?;

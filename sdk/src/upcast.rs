@@ -8,7 +8,7 @@
 //! ```ignore
 //! use eventhub::{Client, ConsumerOptions, Upcasted};
 //! use eventhub_catalog::events::user;
-//! # async fn demo(client: Client) -> Result<(), eventhub::ConsumeError> {
+//! # async fn demo(client: Client) -> Result<(), eventhub::error::ConsumeError> {
 //! client
 //!     .consumer::<Upcasted<user::Created, user::CreatedV2>>(ConsumerOptions::default())
 //!     .await?
@@ -30,8 +30,9 @@
 use std::fmt;
 use std::ops::Deref;
 
-use crate::crypto::Decryptor;
-use crate::event::{Consumable, DecodeError, Family, RawEvent};
+use crate::error::DecodeError;
+use crate::wire::crypto::Decryptor;
+use crate::wire::{Consumable, Family, RawEvent};
 
 /// Converts a family's value, whatever its version, into `T`. Generated for every family
 /// enum, for every `T` all its versions convert into.

@@ -16,7 +16,11 @@ use std::time::Duration;
 
 use async_nats::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use eventhub::{Client, ConsumerHandle, Event, HandlerError, headers};
+use eventhub::Client;
+use eventhub::ConsumerHandle;
+use eventhub::Event;
+use eventhub::HandlerError;
+use eventhub::wire::headers;
 use eventhub_catalog::events::{payment, photo, user};
 use eventhub_codegen::services::{Consumer, Role};
 use futures::{FutureExt, StreamExt};
@@ -150,7 +154,7 @@ impl Attacker {
         let sink = violations.clone();
         let client =
             async_nats::ConnectOptions::with_user_and_password(name.to_string(), password(name))
-                .custom_inbox_prefix(eventhub::service_inbox_prefix(name))
+                .custom_inbox_prefix(eventhub::client::service_inbox_prefix(name))
                 .event_callback(move |event| {
                     let sink = sink.clone();
                     async move {
@@ -432,7 +436,7 @@ fn event_headers(source: &str, id: &str, event_type: &str) -> HeaderMap {
     h.insert(headers::MSG_ID, id);
     h.insert(headers::TYPE, event_type);
     h.insert(headers::SOURCE, source);
-    h.insert(headers::CONTENT_TYPE, eventhub::JSON);
+    h.insert(headers::CONTENT_TYPE, eventhub::wire::codec::JSON);
     h
 }
 
@@ -472,7 +476,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
             .unwrap();
     let mut control = BTreeMap::new();
     for (service, _) in &consumers {
-        let prefix = eventhub::service_inbox_prefix(service);
+        let prefix = eventhub::client::service_inbox_prefix(service);
         if !control.contains_key(service) {
             let sub = control_client
                 .subscribe(format!("{prefix}.>"))
@@ -493,7 +497,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         for other in names.iter().filter(|n| **n != a.name) {
             subjects.push((
                 "read deliveries: subscribe another's inbox prefix",
-                format!("{}.>", eventhub::service_inbox_prefix(other)),
+                format!("{}.>", eventhub::client::service_inbox_prefix(other)),
             ));
         }
         for subject in ["events.>", "dlq.>", "$JS.API.>", "$JS.ACK.>", "$KV.>"] {
@@ -579,8 +583,8 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
     let before = state(&ops).await;
     let mut streams: Vec<String> = s.services.streams.clone();
     streams.extend([
-        eventhub::DLQ_STREAM.to_string(),
-        eventhub::ADVISORY_STREAM.to_string(),
+        eventhub::topology::DLQ_STREAM.to_string(),
+        eventhub::topology::ADVISORY_STREAM.to_string(),
     ]);
     for (_, c) in &consumers {
         if c.idempotency.is_some() {
@@ -804,14 +808,14 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
             "admin API: delete consumers",
             format!(
                 "$JS.API.CONSUMER.DELETE.{}.{}",
-                eventhub::ADVISORY_STREAM,
+                eventhub::topology::ADVISORY_STREAM,
                 eventhub::dlq::SWEEPER_DURABLE
             ),
             None,
             Value::Null,
         ));
         for other in names.iter().filter(|n| *n != me) {
-            let capture = json!({ "subjects": [format!("{}.>", eventhub::service_inbox_prefix(other))], "storage": "memory" });
+            let capture = json!({ "subjects": [format!("{}.>", eventhub::client::service_inbox_prefix(other))], "storage": "memory" });
             let mut named = |name: String| {
                 let mut body = capture.clone();
                 body["name"] = json!(name);
@@ -829,17 +833,17 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         }
         for (subject, body) in [
             (
-                format!("$JS.API.STREAM.MSG.GET.{}", eventhub::DLQ_STREAM),
+                format!("$JS.API.STREAM.MSG.GET.{}", eventhub::topology::DLQ_STREAM),
                 json!({ "seq": 1 }),
             ),
             (
-                format!("$JS.API.DIRECT.GET.{}", eventhub::DLQ_STREAM),
+                format!("$JS.API.DIRECT.GET.{}", eventhub::topology::DLQ_STREAM),
                 json!({ "seq": 1 }),
             ),
             (
-                format!("$JS.API.CONSUMER.CREATE.{}", eventhub::DLQ_STREAM),
+                format!("$JS.API.CONSUMER.CREATE.{}", eventhub::topology::DLQ_STREAM),
                 create(
-                    eventhub::DLQ_STREAM,
+                    eventhub::topology::DLQ_STREAM,
                     json!({ "filter_subject": "dlq.>", "ack_policy": "none" }),
                 ),
             ),
@@ -921,7 +925,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         {
             None => Outcome::Dropped("not stored".into()),
             Some(e) => match ops.dead_letters().replay(e.id).await {
-                Err(err) if err.kind() == eventhub::DeadLetterErrorKind::Corrupt => {
+                Err(err) if err.kind() == eventhub::error::DeadLetterErrorKind::Corrupt => {
                     Outcome::Denied("replay refused: forged entry".into())
                 }
                 other => {
@@ -954,7 +958,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         tried += 1;
         let outcome = a
             .request(
-                &format!("$JS.API.STREAM.INFO.{}", eventhub::DLQ_STREAM),
+                &format!("$JS.API.STREAM.INFO.{}", eventhub::topology::DLQ_STREAM),
                 None,
                 json!({ "subjects_filter": "dlq.>" }),
             )

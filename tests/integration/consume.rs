@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::{Backoff, ConsumerOptions, HandlerError, PublishOptions};
+use eventhub::Backoff;
+use eventhub::ConsumerOptions;
+use eventhub::HandlerError;
+use eventhub::PublishOptions;
 use eventhub_catalog::events::{payment, user};
 use tokio::sync::{Notify, mpsc};
 
@@ -596,13 +599,13 @@ async fn a_consumer_without_its_stream_names_it() {
         .consumer::<user::Created>(ConsumerOptions::default())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), eventhub::ConsumeErrorKind::NoStream);
+    assert_eq!(err.kind(), eventhub::error::ConsumeErrorKind::NoStream);
     assert!(err.to_string().contains("IDENTITY"), "{err}");
     let err = client
         .consumer::<user::Created>(ConsumerOptions::default().max_deliver(0))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), eventhub::ConsumeErrorKind::InvalidConfig);
+    assert_eq!(err.kind(), eventhub::error::ConsumeErrorKind::InvalidConfig);
 }
 
 /// Every pull request of an idle consumer expires empty; the server says how many events it did

@@ -5,7 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use eventhub::{DeadLetterFilter, DeadLetterReason, Event, HandlerError, Sweeper, headers};
+use eventhub::Event;
+use eventhub::HandlerError;
+use eventhub::Sweeper;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::wire::headers;
 use eventhub_catalog::events::user;
 use tokio::sync::mpsc;
 
@@ -99,7 +104,7 @@ async fn an_always_failing_event_is_dead_lettered_after_max_deliver_and_replay_h
         "the same event"
     );
     let err = client.dead_letters().get(entry.id).await.unwrap_err();
-    assert_eq!(err.kind(), eventhub::DeadLetterErrorKind::NotFound);
+    assert_eq!(err.kind(), eventhub::error::DeadLetterErrorKind::NotFound);
 
     let stats = handle.shutdown().await;
     assert_eq!(
@@ -397,7 +402,7 @@ async fn dead_letters_are_listed_by_consumer_type_and_time_and_deleted() {
         3
     );
     let err = dl.delete(all[0].id).await.unwrap_err();
-    assert_eq!(err.kind(), eventhub::DeadLetterErrorKind::NotFound);
+    assert_eq!(err.kind(), eventhub::error::DeadLetterErrorKind::NotFound);
 }
 
 async fn reject(_: eventhub::Envelope<user::CreatedV2>) -> Result<(), HandlerError> {

@@ -6,10 +6,16 @@ use std::sync::atomic::Ordering;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use eventhub::{
-    Client, Codec, ConnectOptions, DeadLetterReason, Event, Keyring, PublishErrorKind,
-    PublishOptions, Receipt, headers,
-};
+use eventhub::Client;
+use eventhub::Codec;
+use eventhub::ConnectOptions;
+use eventhub::Event;
+use eventhub::Keyring;
+use eventhub::PublishOptions;
+use eventhub::Receipt;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::error::PublishErrorKind;
+use eventhub::wire::headers;
 use eventhub_catalog::events::user;
 use serde_json::Value;
 
@@ -193,7 +199,7 @@ async fn stored_events_hold_ciphertext_in_json_and_protobuf() {
             .unwrap();
         let value: Value = match codec {
             Codec::Json => serde_json::from_slice(&payload).unwrap(),
-            _ => eventhub::proto::decode_value(info.proto, &payload).unwrap(),
+            _ => eventhub::wire::proto::decode_value(info.proto, &payload).unwrap(),
         };
         assert_eq!(value["mailing_address"]["city"], "London", "{codec:?}");
         assert_eq!(value["changed_by"], "user");

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use eventhub::{Client, ConnectOptions, ProvisionOptions};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::topology::ProvisionOptions;
 use eventhub_testkit::{Cluster, NatsServer};
 
 use crate::support::{server_and_client, user_created_v1};
@@ -81,7 +83,7 @@ async fn connecting_to_a_server_that_is_down_names_the_url() {
     )
     .await
     .expect_err("nothing listens");
-    assert_eq!(err.kind(), eventhub::ConnectErrorKind::Unreachable);
+    assert_eq!(err.kind(), eventhub::error::ConnectErrorKind::Unreachable);
     assert!(
         err.to_string()
             .contains(&format!("cannot reach NATS at {url}")),

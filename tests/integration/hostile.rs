@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
-use eventhub::{Consumable, DeadLetterFilter, DeadLetterReason, Event, Sweeper};
+use eventhub::Consumable;
+use eventhub::Event;
+use eventhub::Sweeper;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
 use eventhub_catalog::events::user;
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -274,7 +278,7 @@ async fn reading_and_replaying_a_dead_letter_keeps_every_header_value() {
     let error = again
         .headers
         .as_ref()
-        .and_then(|h| h.get(eventhub::headers::DLQ_ERROR))
+        .and_then(|h| h.get(eventhub::wire::headers::DLQ_ERROR))
         .map(|v| v.as_str().to_string())
         .unwrap_or_default();
     assert!(error.contains("content-type `text/plain`"), "{error}");
@@ -310,7 +314,7 @@ async fn a_producer_cannot_pre_empt_a_replay() {
         again
             .headers
             .as_ref()
-            .and_then(|h| h.get(eventhub::headers::DLQ_SEQUENCE))
+            .and_then(|h| h.get(eventhub::wire::headers::DLQ_SEQUENCE))
             .map(|v| v.as_str().to_string()),
         Some(replayed.sequence.to_string())
     );

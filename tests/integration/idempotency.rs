@@ -5,9 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use eventhub::{
-    Client, ConsumerOptions, Envelope, Event, HandlerError, IDEMPOTENCY_PREFIX, headers,
-};
+use eventhub::Client;
+use eventhub::ConsumerOptions;
+use eventhub::Envelope;
+use eventhub::Event;
+use eventhub::HandlerError;
+use eventhub::consume::IDEMPOTENCY_PREFIX;
+use eventhub::wire::headers;
 use eventhub_catalog::events::user;
 
 use crate::support::{connect, next, quick, server_and_client, user_created_v2};

@@ -9,7 +9,10 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
-use eventhub::{ConsumerOptions, DeadLetterFilter, DeadLetterReason, Event};
+use eventhub::ConsumerOptions;
+use eventhub::Event;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
 use eventhub_catalog::events::user;
 
 use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, user_created_v2};
@@ -399,7 +402,7 @@ async fn what_the_schema_refuses_is_dead_lettered_and_what_it_allows_is_handled(
         let error = entry
             .headers
             .as_ref()
-            .and_then(|h| h.get(eventhub::headers::DLQ_ERROR))
+            .and_then(|h| h.get(eventhub::wire::headers::DLQ_ERROR))
             .map(|v| v.as_str().to_string())
             .unwrap_or_default();
         assert!(error.contains(pointer), "{what}: {error}");
@@ -516,7 +519,11 @@ async fn a_dead_letter_whose_headers_name_another_durable_cannot_be_replayed_int
         .replay(stored.sequence)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), eventhub::DeadLetterErrorKind::Corrupt, "{err}");
+    assert_eq!(
+        err.kind(),
+        eventhub::error::DeadLetterErrorKind::Corrupt,
+        "{err}"
+    );
     // Nothing reached the stream.
     let identity = client.jetstream().get_stream("IDENTITY").await.unwrap();
     assert_eq!(identity.cached_info().state.messages, 0);

@@ -2,8 +2,12 @@
 //! the headers of published events, replays and dead letters, read back raw from the streams.
 
 use async_nats::HeaderMap;
+use eventhub::Client;
+use eventhub::HandlerError;
+use eventhub::PublishOptions;
 use eventhub::metadata::{DeadLetterHeaders, EnvelopeHeaders, MetadataSchema};
-use eventhub::{Client, DLQ_STREAM, HandlerError, PublishOptions, headers};
+use eventhub::topology::DLQ_STREAM;
+use eventhub::wire::headers;
 use eventhub_catalog::events::{CATALOG, user};
 use serde_json::{Map, Value, json};
 

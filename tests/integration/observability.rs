@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventhub::{HandlerError, HealthOptions, PublishOptions, TraceContext, headers};
+use eventhub::HandlerError;
+use eventhub::PublishOptions;
+use eventhub::TraceContext;
+use eventhub::metrics::HealthOptions;
+use eventhub::wire::headers;
 use eventhub_catalog::events::{payment, user};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
@@ -119,7 +123,7 @@ async fn a_trace_id_is_carried_from_the_publisher_to_two_services_and_their_foll
     // and its follow-up starts a new trace.
     let mut h = async_nats::HeaderMap::new();
     h.insert(headers::TRACEPARENT, "00-not-a-trace-01");
-    h.insert(headers::CONTENT_TYPE, eventhub::JSON);
+    h.insert(headers::CONTENT_TYPE, eventhub::wire::codec::JSON);
     let payload = serde_json::to_vec(&user_created_v2("raw@example.com")).unwrap();
     auth.jetstream()
         .publish_with_headers(

@@ -2,9 +2,14 @@
 
 use std::time::Duration;
 
-use eventhub::{
-    DLQ_STREAM, Discard, ProvisionOptions, Retention, Storage, StreamAction, StreamSpec, Topology,
-};
+use eventhub::StreamSpec;
+use eventhub::Topology;
+use eventhub::topology::DLQ_STREAM;
+use eventhub::topology::Discard;
+use eventhub::topology::ProvisionOptions;
+use eventhub::topology::Retention;
+use eventhub::topology::Storage;
+use eventhub::topology::StreamAction;
 
 use crate::support::server_and_client;
 
@@ -148,7 +153,7 @@ async fn drift_made_by_hand_is_reported_and_fixed() {
 async fn storage_drift_cannot_be_fixed_in_place_and_says_so() {
     let (_server, client) = server_and_client("ops").await;
     let mut spec = eventhub_catalog::events::STREAMS[0];
-    spec.storage = eventhub::Storage::Memory;
+    spec.storage = eventhub::topology::Storage::Memory;
     client
         .provision_with(&ProvisionOptions {
             streams: vec![spec],
@@ -160,7 +165,7 @@ async fn storage_drift_cannot_be_fixed_in_place_and_says_so() {
         .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .expect_err("storage cannot change");
-    assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Conflict);
+    assert_eq!(err.kind(), eventhub::error::ProvisionErrorKind::Conflict);
     assert!(
         err.to_string()
             .contains("stream IDENTITY uses Memory storage on the server but File is declared"),

@@ -1,6 +1,10 @@
 //! Publishing typed events.
 
-use eventhub::{Consumable, Event, PublishOptions, RawEvent, headers};
+use eventhub::Consumable;
+use eventhub::Event;
+use eventhub::PublishOptions;
+use eventhub::wire::RawEvent;
+use eventhub::wire::headers;
 use eventhub_catalog::events::user;
 
 use crate::support::{server_and_client, user_created_v1};
@@ -64,7 +68,7 @@ async fn the_same_event_id_twice_is_stored_once() {
     client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let event = user_created_v1("ada@example.com");
     let options = PublishOptions {
-        id: Some(eventhub::new_event_id()),
+        id: Some(eventhub::wire::headers::new_event_id()),
         correlation_id: Some("signup-42".into()),
         ..Default::default()
     };
@@ -92,7 +96,7 @@ async fn publishing_before_provisioning_names_the_missing_stream() {
         .publish(&user_created_v1("ada@example.com"))
         .await
         .expect_err("no stream yet");
-    assert_eq!(err.kind(), eventhub::PublishErrorKind::NoStream);
+    assert_eq!(err.kind(), eventhub::error::PublishErrorKind::NoStream);
     assert!(
         err.to_string()
             .contains("no stream answered for `events.user.created.v1`"),
@@ -110,9 +114,9 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
         .find(|s| s.name == "IDENTITY")
         .unwrap();
     client
-        .provision_with(&eventhub::ProvisionOptions {
+        .provision_with(&eventhub::topology::ProvisionOptions {
             streams: vec![identity],
-            ..eventhub::ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
+            ..eventhub::topology::ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
         })
         .await
         .unwrap();
@@ -168,7 +172,7 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
         assert_eq!(f.subject, "events.order.placed.v1");
         assert_eq!(
             f.error.kind(),
-            eventhub::PublishErrorKind::NoStream,
+            eventhub::error::PublishErrorKind::NoStream,
             "{}",
             f.error
         );

@@ -7,10 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::{
-    Client, ConnectErrorKind, ConnectOptions, ConsumeErrorKind, DeadLetterFilter, DeadLetterReason,
-    HandlerError, HealthOptions, PublishErrorKind, Sweeper, headers,
-};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::HandlerError;
+use eventhub::Sweeper;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::error::ConnectErrorKind;
+use eventhub::error::ConsumeErrorKind;
+use eventhub::error::PublishErrorKind;
+use eventhub::metrics::HealthOptions;
+use eventhub::wire::headers;
 use eventhub_catalog::events::{payment, user};
 use eventhub_codegen::services::Services;
 use eventhub_codegen::services::nats::{Auth, NatsConfig};
@@ -256,7 +263,7 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
         .expect_err("auth may not publish payment events");
     assert_eq!(
         err.kind(),
-        eventhub::PublishErrorKind::PermissionDenied,
+        eventhub::error::PublishErrorKind::PermissionDenied,
         "{err}"
     );
     let text = err.to_string();
@@ -275,7 +282,7 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
         .expect_err("profile may not create consumers");
     assert_eq!(
         err.kind(),
-        eventhub::ConsumeErrorKind::PermissionDenied,
+        eventhub::error::ConsumeErrorKind::PermissionDenied,
         "{err}"
     );
     let text = err.to_string();
@@ -319,7 +326,7 @@ impl Secured {
                 .unwrap()
                 .replace(".nats-data", STORE_DIR_PLACEHOLDER);
         for user in services.users() {
-            let var = format!("${}", eventhub::service_password_var(&user.name));
+            let var = format!("${}", eventhub::client::service_password_var(&user.name));
             assert!(conf.contains(&var), "nats.conf reads {var}");
             conf = conf.replace(&var, &format!("\"{}\"", password(&user.name)));
         }
@@ -350,7 +357,9 @@ impl Secured {
             for c in &service.consumes {
                 if let Some(window) = c.idempotency {
                     ops.jetstream()
-                        .create_key_value(eventhub::idempotency_bucket_config(&c.durable, window))
+                        .create_key_value(eventhub::consume::idempotency_bucket_config(
+                            &c.durable, window,
+                        ))
                         .await
                         .expect("ops creates the idempotency bucket");
                 }
@@ -425,7 +434,11 @@ async fn the_repository_nats_conf_is_valid() {
         .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .expect_err("services cannot change streams");
-    assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Rejected, "{err}");
+    assert_eq!(
+        err.kind(),
+        eventhub::error::ProvisionErrorKind::Rejected,
+        "{err}"
+    );
     assert!(err.to_string().contains("$JS.API.STREAM"), "{err}");
     assert!(err.to_string().contains("user `auth`"), "{err}");
     assert!(
@@ -440,9 +453,12 @@ async fn each_service_gets_its_own_inbox_prefix() {
     let connect = |options: ConnectOptions| Client::connect(options.url(server.client_url()));
     let auth = connect(ConnectOptions::new("auth")).await.unwrap();
     assert!(auth.nats().new_inbox().starts_with("_INBOX_auth."));
-    assert_eq!(eventhub::service_inbox_prefix("auth"), "_INBOX_auth");
     assert_eq!(
-        eventhub::service_inbox_prefix("auth"),
+        eventhub::client::service_inbox_prefix("auth"),
+        "_INBOX_auth"
+    );
+    assert_eq!(
+        eventhub::client::service_inbox_prefix("auth"),
         eventhub_codegen::services::inbox_prefix("auth"),
         "the SDK and the generated permissions agree"
     );

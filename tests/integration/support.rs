@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
-use eventhub::{Client, ConnectOptions};
+use eventhub::Client;
+use eventhub::ConnectOptions;
 use eventhub_catalog::events::{shared, user};
 use eventhub_testkit::NatsServer;
 
@@ -74,7 +75,7 @@ impl DlqWatch {
     pub(crate) async fn start(client: &Client) -> Self {
         let stream = client
             .jetstream()
-            .get_stream(eventhub::DLQ_STREAM)
+            .get_stream(eventhub::topology::DLQ_STREAM)
             .await
             .expect("the DLQ stream");
         let consumer = stream

@@ -1,7 +1,8 @@
 //! Several versions of one event on one stream: family consumers receive the version enum,
 //! upcasting consumers receive one type whatever version was published.
 
-use eventhub::{Envelope, Upcasted};
+use eventhub::Envelope;
+use eventhub::Upcasted;
 use eventhub_catalog::events::user;
 
 use crate::support::{

@@ -262,12 +262,17 @@ pub mod shop {
         const SUBJECT: &'static str = "events.shop.cart.checked-out.v1";
         const SCHEMA_ID: &'static str = "urn:eventhub:schema:shop.cart.checked-out:v1";
         const STREAM: &'static str = "SHOP";
-        const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V1;
+        const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
-        fn validator() -> &'static ::eventhub::schema::Validator {
-            static VALIDATOR: ::std::sync::OnceLock<::eventhub::schema::Validator> = ::std::sync::OnceLock::new();
+        fn validator() -> &'static ::eventhub::wire::schema::Validator {
+            static VALIDATOR: ::std::sync::OnceLock<
+                ::eventhub::wire::schema::Validator,
+            > = ::std::sync::OnceLock::new();
             VALIDATOR
-                .get_or_init(|| ::eventhub::schema::Validator::for_event(Self::INFO))
+                .get_or_init(|| ::eventhub::wire::schema::Validator::for_event(
+                    Self::INFO.schema,
+                    Self::INFO.sensitive,
+                ))
         }
     }
     impl ::eventhub::Consumable for CartCheckedOutV1 {
@@ -279,13 +284,13 @@ pub mod shop {
         };
         fn decode(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
                 1 => raw.decode_event::<Self>(),
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.cart.checked-out",
                             other,
                             &[1],
@@ -304,13 +309,18 @@ pub mod shop {
         const SUBJECT: &'static str = "events.shop.cart.checked-out.v2";
         const SCHEMA_ID: &'static str = "urn:eventhub:schema:shop.cart.checked-out:v2";
         const STREAM: &'static str = "SHOP";
-        const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V2;
+        const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V2;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[1];
         const SENSITIVE: &'static [&'static str] = &["/delivery_note"];
-        fn validator() -> &'static ::eventhub::schema::Validator {
-            static VALIDATOR: ::std::sync::OnceLock<::eventhub::schema::Validator> = ::std::sync::OnceLock::new();
+        fn validator() -> &'static ::eventhub::wire::schema::Validator {
+            static VALIDATOR: ::std::sync::OnceLock<
+                ::eventhub::wire::schema::Validator,
+            > = ::std::sync::OnceLock::new();
             VALIDATOR
-                .get_or_init(|| ::eventhub::schema::Validator::for_event(Self::INFO))
+                .get_or_init(|| ::eventhub::wire::schema::Validator::for_event(
+                    Self::INFO.schema,
+                    Self::INFO.sensitive,
+                ))
         }
     }
     impl ::eventhub::Consumable for CartCheckedOutV2 {
@@ -323,13 +333,13 @@ pub mod shop {
         const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
                 2 => raw.decode_event::<Self>(),
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.cart.checked-out",
                             other,
                             &[2],
@@ -340,14 +350,14 @@ pub mod shop {
         }
         fn decode_decrypting(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-            decryptor: &::eventhub::Decryptor<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+            decryptor: &::eventhub::wire::crypto::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
-                2 => decryptor.decode::<Self>(raw),
+                2 => ::eventhub::wire::decode_decrypting::<Self>(raw, decryptor),
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.cart.checked-out",
                             other,
                             &[2],
@@ -380,14 +390,14 @@ pub mod shop {
         const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
                 1 => raw.decode_event::<CartCheckedOutV1>().map(Self::V1),
                 2 => raw.decode_event::<CartCheckedOutV2>().map(Self::V2),
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.cart.checked-out",
                             other,
                             <Self as ::eventhub::Consumable>::FAMILY.versions,
@@ -398,15 +408,25 @@ pub mod shop {
         }
         fn decode_decrypting(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-            decryptor: &::eventhub::Decryptor<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+            decryptor: &::eventhub::wire::crypto::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
-                1 => decryptor.decode::<CartCheckedOutV1>(raw).map(Self::V1),
-                2 => decryptor.decode::<CartCheckedOutV2>(raw).map(Self::V2),
+                1 => {
+                    ::eventhub::wire::decode_decrypting::<
+                        CartCheckedOutV1,
+                    >(raw, decryptor)
+                        .map(Self::V1)
+                }
+                2 => {
+                    ::eventhub::wire::decode_decrypting::<
+                        CartCheckedOutV2,
+                    >(raw, decryptor)
+                        .map(Self::V2)
+                }
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.cart.checked-out",
                             other,
                             <Self as ::eventhub::Consumable>::FAMILY.versions,
@@ -434,7 +454,7 @@ pub mod shop {
     }
     /// Converts whichever version arrived into `T`, given a conversion from every
     /// version (`From<V1> for V2`…): a handler written for one version receives all.
-    impl<T> ::eventhub::Upcast<T> for CartCheckedOut
+    impl<T> ::eventhub::upcast::Upcast<T> for CartCheckedOut
     where
         CartCheckedOutV1: ::std::convert::Into<T>,
         CartCheckedOutV2: ::std::convert::Into<T>,
@@ -452,13 +472,18 @@ pub mod shop {
         const SUBJECT: &'static str = "events.shop.order-placed.v1";
         const SCHEMA_ID: &'static str = "https://schemas.example.com/shop/order-placed/v1";
         const STREAM: &'static str = "SHOP";
-        const PROTO: &'static ::eventhub::proto::Message = &super::descriptors::SHOP_ORDER_PLACED_V1;
+        const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHOP_ORDER_PLACED_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[2];
         const SENSITIVE: &'static [&'static str] = &["/lines/*/engraving"];
-        fn validator() -> &'static ::eventhub::schema::Validator {
-            static VALIDATOR: ::std::sync::OnceLock<::eventhub::schema::Validator> = ::std::sync::OnceLock::new();
+        fn validator() -> &'static ::eventhub::wire::schema::Validator {
+            static VALIDATOR: ::std::sync::OnceLock<
+                ::eventhub::wire::schema::Validator,
+            > = ::std::sync::OnceLock::new();
             VALIDATOR
-                .get_or_init(|| ::eventhub::schema::Validator::for_event(Self::INFO))
+                .get_or_init(|| ::eventhub::wire::schema::Validator::for_event(
+                    Self::INFO.schema,
+                    Self::INFO.sensitive,
+                ))
         }
     }
     impl ::eventhub::Consumable for OrderPlacedV1 {
@@ -471,13 +496,13 @@ pub mod shop {
         const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
                 1 => raw.decode_event::<Self>(),
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.order-placed",
                             other,
                             &[1],
@@ -488,14 +513,14 @@ pub mod shop {
         }
         fn decode_decrypting(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-            decryptor: &::eventhub::Decryptor<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+            decryptor: &::eventhub::wire::crypto::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
-                1 => decryptor.decode::<Self>(raw),
+                1 => ::eventhub::wire::decode_decrypting::<Self>(raw, decryptor),
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.order-placed",
                             other,
                             &[1],
@@ -526,13 +551,13 @@ pub mod shop {
         const HAS_SENSITIVE_FIELDS: bool = true;
         fn decode(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
                 1 => raw.decode_event::<OrderPlacedV1>().map(Self::V1),
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.order-placed",
                             other,
                             <Self as ::eventhub::Consumable>::FAMILY.versions,
@@ -543,14 +568,17 @@ pub mod shop {
         }
         fn decode_decrypting(
             version: u32,
-            raw: &::eventhub::RawEvent<'_>,
-            decryptor: &::eventhub::Decryptor<'_>,
-        ) -> ::std::result::Result<Self, ::eventhub::DecodeError> {
+            raw: &::eventhub::wire::RawEvent<'_>,
+            decryptor: &::eventhub::wire::crypto::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
             match version {
-                1 => decryptor.decode::<OrderPlacedV1>(raw).map(Self::V1),
+                1 => {
+                    ::eventhub::wire::decode_decrypting::<OrderPlacedV1>(raw, decryptor)
+                        .map(Self::V1)
+                }
                 other => {
                     ::std::result::Result::Err(
-                        ::eventhub::DecodeError::unknown_version(
+                        ::eventhub::error::DecodeError::unknown_version(
                             "shop.order-placed",
                             other,
                             <Self as ::eventhub::Consumable>::FAMILY.versions,
@@ -572,7 +600,7 @@ pub mod shop {
     }
     /// Converts whichever version arrived into `T`, given a conversion from every
     /// version (`From<V1> for V2`…): a handler written for one version receives all.
-    impl<T> ::eventhub::Upcast<T> for OrderPlaced
+    impl<T> ::eventhub::upcast::Upcast<T> for OrderPlaced
     where
         OrderPlacedV1: ::std::convert::Into<T>,
     {
@@ -634,23 +662,23 @@ pub const CATALOG: &[::eventhub::EventInfo] = &[
 /// wrappers and map entries it contains. `Event::PROTO` and `EventInfo::proto` point here.
 pub mod descriptors {
     /// `shop.cart.checked-out v1`: the event's message.
-    pub static SHOP_CART_CHECKED_OUT_V1: ::eventhub::proto::Message = ::eventhub::proto::Message {
+    pub static SHOP_CART_CHECKED_OUT_V1: ::eventhub::wire::proto::Message = ::eventhub::wire::proto::Message {
         name: "eventhub.events.ShopCartCheckedOutV1",
         pointer: "",
-        shape: ::eventhub::proto::Shape::Object,
+        shape: ::eventhub::wire::proto::Shape::Object,
         fields: &[
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "cart_id",
                 number: 1,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "items",
                 number: 2,
-                kind: ::eventhub::proto::Kind::Uint64,
+                kind: ::eventhub::wire::proto::Kind::Uint64,
                 repeated: false,
                 required: false,
                 nullable: false,
@@ -659,39 +687,39 @@ pub mod descriptors {
         reserved: &[],
     };
     /// `shop.cart.checked-out v2`: the event's message.
-    pub static SHOP_CART_CHECKED_OUT_V2: ::eventhub::proto::Message = ::eventhub::proto::Message {
+    pub static SHOP_CART_CHECKED_OUT_V2: ::eventhub::wire::proto::Message = ::eventhub::wire::proto::Message {
         name: "eventhub.events.ShopCartCheckedOutV2",
         pointer: "",
-        shape: ::eventhub::proto::Shape::Object,
+        shape: ::eventhub::wire::proto::Shape::Object,
         fields: &[
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "cart_id",
                 number: 1,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "customer_id",
                 number: 2,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "delivery_note",
                 number: 3,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: false,
                 nullable: true,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "items",
                 number: 4,
-                kind: ::eventhub::proto::Kind::Uint64,
+                kind: ::eventhub::wire::proto::Kind::Uint64,
                 repeated: false,
                 required: false,
                 nullable: false,
@@ -700,67 +728,69 @@ pub mod descriptors {
         reserved: &[],
     };
     /// `shop.order-placed v1`: the event's message.
-    pub static SHOP_ORDER_PLACED_V1: ::eventhub::proto::Message = ::eventhub::proto::Message {
+    pub static SHOP_ORDER_PLACED_V1: ::eventhub::wire::proto::Message = ::eventhub::wire::proto::Message {
         name: "eventhub.events.ShopOrderPlacedV1",
         pointer: "",
-        shape: ::eventhub::proto::Shape::Object,
+        shape: ::eventhub::wire::proto::Shape::Object,
         fields: &[
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "attributes",
                 number: 1,
-                kind: ::eventhub::proto::Kind::Map(
+                kind: ::eventhub::wire::proto::Kind::Map(
                     &SHOP_ORDER_PLACED_V1__ATTRIBUTES_ENTRY,
                 ),
                 repeated: false,
                 required: false,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "channel",
                 number: 2,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: false,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "coupon",
                 number: 3,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: false,
                 nullable: true,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "lines",
                 number: 4,
-                kind: ::eventhub::proto::Kind::Message(
+                kind: ::eventhub::wire::proto::Kind::Message(
                     &SHOP_ORDER_PLACED_V1__ORDER_PLACED_V1_LINE,
                 ),
                 repeated: true,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "order_id",
                 number: 5,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "placed_at",
                 number: 6,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "total",
                 number: 7,
-                kind: ::eventhub::proto::Kind::Message(&SHOP_ORDER_PLACED_V1__MONEY),
+                kind: ::eventhub::wire::proto::Kind::Message(
+                    &SHOP_ORDER_PLACED_V1__MONEY,
+                ),
                 repeated: false,
                 required: true,
                 nullable: false,
@@ -769,39 +799,41 @@ pub mod descriptors {
         reserved: &[],
     };
     /// `shop.order-placed v1`: the object at `/$defs/OrderPlacedV1Line`.
-    pub static SHOP_ORDER_PLACED_V1__ORDER_PLACED_V1_LINE: ::eventhub::proto::Message = ::eventhub::proto::Message {
+    pub static SHOP_ORDER_PLACED_V1__ORDER_PLACED_V1_LINE: ::eventhub::wire::proto::Message = ::eventhub::wire::proto::Message {
         name: "eventhub.events.ShopOrderPlacedV1.OrderPlacedV1Line",
         pointer: "/$defs/OrderPlacedV1Line",
-        shape: ::eventhub::proto::Shape::Object,
+        shape: ::eventhub::wire::proto::Shape::Object,
         fields: &[
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "engraving",
                 number: 1,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: false,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "price",
                 number: 2,
-                kind: ::eventhub::proto::Kind::Message(&SHOP_ORDER_PLACED_V1__MONEY),
+                kind: ::eventhub::wire::proto::Kind::Message(
+                    &SHOP_ORDER_PLACED_V1__MONEY,
+                ),
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "quantity",
                 number: 3,
-                kind: ::eventhub::proto::Kind::Uint64,
+                kind: ::eventhub::wire::proto::Kind::Uint64,
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "sku",
                 number: 4,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
@@ -810,23 +842,23 @@ pub mod descriptors {
         reserved: &[],
     };
     /// `shop.order-placed v1`: the object at `/$defs/Money`.
-    pub static SHOP_ORDER_PLACED_V1__MONEY: ::eventhub::proto::Message = ::eventhub::proto::Message {
+    pub static SHOP_ORDER_PLACED_V1__MONEY: ::eventhub::wire::proto::Message = ::eventhub::wire::proto::Message {
         name: "eventhub.events.ShopOrderPlacedV1.Money",
         pointer: "/$defs/Money",
-        shape: ::eventhub::proto::Shape::Object,
+        shape: ::eventhub::wire::proto::Shape::Object,
         fields: &[
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "amount_minor",
                 number: 1,
-                kind: ::eventhub::proto::Kind::Uint64,
+                kind: ::eventhub::wire::proto::Kind::Uint64,
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "currency",
                 number: 2,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
@@ -835,23 +867,23 @@ pub mod descriptors {
         reserved: &[],
     };
     /// `shop.order-placed v1`: an entry of the map at `/properties/attributes`.
-    pub static SHOP_ORDER_PLACED_V1__ATTRIBUTES_ENTRY: ::eventhub::proto::Message = ::eventhub::proto::Message {
+    pub static SHOP_ORDER_PLACED_V1__ATTRIBUTES_ENTRY: ::eventhub::wire::proto::Message = ::eventhub::wire::proto::Message {
         name: "eventhub.events.ShopOrderPlacedV1.AttributesEntry",
         pointer: "/properties/attributes",
-        shape: ::eventhub::proto::Shape::MapEntry,
+        shape: ::eventhub::wire::proto::Shape::MapEntry,
         fields: &[
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "key",
                 number: 1,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
             },
-            ::eventhub::proto::Field {
+            ::eventhub::wire::proto::Field {
                 name: "value",
                 number: 2,
-                kind: ::eventhub::proto::Kind::String,
+                kind: ::eventhub::wire::proto::Kind::String,
                 repeated: false,
                 required: true,
                 nullable: false,
@@ -865,7 +897,7 @@ pub mod descriptors {
 pub const PROTO_FILE: &str = "// @generated by eventhub-codegen from the JSON Schemas in `schemas/`. Do not edit.\n//\n// Every event version as a protobuf message: the payload eventhub publishes with\n// `content-type: application/protobuf`. Field numbers stay stable across compatible\n// schema changes; numbers of removed properties are reserved.\n//\n// - A field is present exactly when the JSON property is, zero values included (hence\n//   `optional`); a missing repeated or map field is an empty array or object.\n// - A `string` field marked \"JSON text\" carries a value the schema leaves open (any\n//   JSON, oneOf, anyOf) as its JSON text.\n// - Wrapper messages (one field, `value`) hold array items or map values that are\n//   arrays, maps or nullable, and nullable arrays and maps.\n\nsyntax = \"proto3\";\n\npackage eventhub.events;\n\n// `shop.cart.checked-out` v1 on `events.shop.cart.checked-out.v1` (schema urn:eventhub:schema:shop.cart.checked-out:v1).\nmessage ShopCartCheckedOutV1 {\n  // The cart.\n  optional string cart_id = 1;\n  // Number of items.\n  optional uint64 items = 2;\n}\n\n// `shop.cart.checked-out` v2 on `events.shop.cart.checked-out.v2` (schema urn:eventhub:schema:shop.cart.checked-out:v2).\nmessage ShopCartCheckedOutV2 {\n  // The cart.\n  optional string cart_id = 1;\n  // Who checked out.\n  optional string customer_id = 2;\n  // Note for the courier (door codes…): encrypted.\n  optional string delivery_note = 3;\n  // Number of items.\n  optional uint64 items = 4;\n}\n\n// `shop.order-placed` v1 on `events.shop.order-placed.v1` (schema https://schemas.example.com/shop/order-placed/v1).\nmessage ShopOrderPlacedV1 {\n  // Free-form tags.\n  map<string, string> attributes = 1;\n  // Where it was placed.\n  optional string channel = 2;\n  // Coupon code, if any.\n  optional string coupon = 3;\n  // What was bought.\n  repeated OrderPlacedV1Line lines = 4;\n  // The order.\n  optional string order_id = 5;\n  // When.\n  optional string placed_at = 6;\n  // Minor units of a currency.\n  Money total = 7;\n\n  // `/$defs/OrderPlacedV1Line`\n  message OrderPlacedV1Line {\n    // Text engraved on the item: encrypted.\n    optional string engraving = 1;\n    // Minor units of a currency.\n    Money price = 2;\n    // How many.\n    optional uint64 quantity = 3;\n    // Stock keeping unit.\n    optional string sku = 4;\n  }\n\n  // `/$defs/Money`\n  message Money {\n    // Amount in minor units.\n    optional uint64 amount_minor = 1;\n    // ISO 4217 code.\n    optional string currency = 2;\n  }\n}\n";
 /// Calls `visitor` with every event type of the catalog, in catalog order, with its
 /// entry: for code that must cover every event (tests, benchmarks, tools).
-pub fn for_each_event<V: ::eventhub::EventVisitor>(visitor: &mut V) {
+pub fn for_each_event<V: ::eventhub::wire::EventVisitor>(visitor: &mut V) {
     visitor.visit::<shop::CartCheckedOutV1>(&CATALOG[0]);
     visitor.visit::<shop::CartCheckedOutV2>(&CATALOG[1]);
     visitor.visit::<shop::OrderPlacedV1>(&CATALOG[2]);
@@ -882,17 +914,17 @@ pub const STREAMS: &[::eventhub::StreamSpec] = &[
             "events.shop.cart.checked-out.v2",
             "events.shop.order-placed.v1",
         ],
-        retention: ::eventhub::Retention::Limits,
-        storage: ::eventhub::Storage::File,
+        retention: ::eventhub::topology::Retention::Limits,
+        storage: ::eventhub::topology::Storage::File,
         max_age: ::std::time::Duration::from_millis(2592000000),
         replicas: 1,
         duplicate_window: ::std::time::Duration::from_millis(120000),
         max_msg_size: ::std::option::Option::Some(65536),
         max_bytes: ::std::option::Option::None,
-        discard: ::eventhub::Discard::Old,
+        discard: ::eventhub::topology::Discard::Old,
     },
 ];
-/// This catalog's name and streams, for [`Client::provision`](#rt::Client::provision).
+/// This catalog's name and streams, for `Client::provision`.
 pub const TOPOLOGY: ::eventhub::Topology = ::eventhub::Topology {
     catalog: "default",
     streams: STREAMS,

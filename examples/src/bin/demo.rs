@@ -18,10 +18,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use eventhub::{
-    Backoff, Client, ConnectOptions, ConsumerHandle, ConsumerOptions, DeadLetterFilter, Envelope,
-    Event, HandlerError, PublishOptions, StreamAction, Sweeper, headers,
-};
+use eventhub::Backoff;
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::ConsumerHandle;
+use eventhub::ConsumerOptions;
+use eventhub::Envelope;
+use eventhub::Event;
+use eventhub::HandlerError;
+use eventhub::PublishOptions;
+use eventhub::Sweeper;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::topology::StreamAction;
+use eventhub::wire::headers;
 use eventhub_catalog::events::{payment, user};
 use tokio::sync::mpsc;
 
@@ -113,11 +122,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let mut h = async_nats::HeaderMap::new();
-    let bad_id = eventhub::new_event_id();
+    let bad_id = eventhub::wire::headers::new_event_id();
     h.insert(headers::ID, bad_id.as_str());
     h.insert(headers::MSG_ID, bad_id.as_str());
     h.insert(headers::SOURCE, "auth");
-    h.insert(headers::CONTENT_TYPE, eventhub::JSON);
+    h.insert(headers::CONTENT_TYPE, eventhub::wire::codec::JSON);
     auth.jetstream()
         .publish_with_headers(
             <user::CreatedV2 as Event>::SUBJECT,

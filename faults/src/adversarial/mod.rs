@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use async_nats::jetstream;
-use eventhub::{Client, ConnectOptions, DeadLetterFilter};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::dlq::DeadLetterFilter;
 use eventhub_testkit::NatsServer;
 use inputs::Generator;
 use ledger::Observed;

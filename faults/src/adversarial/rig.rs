@@ -9,11 +9,18 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::Consumable;
+use eventhub::ConsumerHandle;
+use eventhub::ConsumerOptions;
+use eventhub::Envelope;
+use eventhub::Sweeper;
+use eventhub::consume::ConsumerStats;
 use eventhub::dlq::{SWEEPER_DURABLE, SweeperHandle, SweeperStats};
-use eventhub::{
-    ADVISORY_STREAM, Client, ConnectOptions, Consumable, ConsumerHandle, ConsumerOptions,
-    ConsumerStats, DLQ_STREAM, Envelope, Sweeper, headers,
-};
+use eventhub::topology::ADVISORY_STREAM;
+use eventhub::topology::DLQ_STREAM;
+use eventhub::wire::headers;
 use eventhub_catalog::events::user;
 use futures::StreamExt;
 use tokio::task::JoinHandle;

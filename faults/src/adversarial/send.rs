@@ -3,7 +3,10 @@
 
 use anyhow::bail;
 use async_nats::jetstream::{self, context::PublishErrorKind};
-use eventhub::{DLQ_STREAM, DeadLetter, Publisher, headers};
+use eventhub::DeadLetter;
+use eventhub::Publisher;
+use eventhub::topology::DLQ_STREAM;
+use eventhub::wire::headers;
 use eventhub_catalog::events::user;
 
 use super::inputs::{Class, Generator, Input, Via};
@@ -175,7 +178,7 @@ impl Sender {
                 (expected, sequence, received, key)
             }
         };
-        let version = eventhub::parse_subject(&input.subject).map_or(0, |(_, v)| v);
+        let version = eventhub::wire::parse_subject(&input.subject).map_or(0, |(_, v)| v);
         let reading = match input.via {
             Via::Sdk(_) => Ok(()),
             Via::Raw(_) => oracle::consume(version, &received, &input.data),
@@ -258,7 +261,7 @@ impl Sender {
     ) -> anyhow::Result<()> {
         let poison = client
             .dead_letters()
-            .list(&eventhub::DeadLetterFilter {
+            .list(&eventhub::dlq::DeadLetterFilter {
                 consumer: Some(PLAIN.into()),
                 limit: Some(n),
                 ..Default::default()
@@ -273,7 +276,7 @@ impl Sender {
                 continue;
             };
             let data = original.input.data.clone();
-            let version = eventhub::parse_subject(&letter.subject).map_or(0, |(_, v)| v);
+            let version = eventhub::wire::parse_subject(&letter.subject).map_or(0, |(_, v)| v);
             let replayed = client.dead_letters().replay(letter.id).await?;
             self.state.stored(&letter.subject, replayed.sequence, &[]);
             // What the replay carries: the original's headers but those the server acts on

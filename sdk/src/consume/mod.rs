@@ -13,17 +13,19 @@
 //! A dead letter is acknowledged by the dead-letter stream before the event is `Term`ed, so an
 //! event leaves its consumer only once it is stored elsewhere.
 
+mod envelope;
 mod handler;
 mod idempotency;
 mod options;
 mod pull;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
@@ -39,14 +41,19 @@ use tracing::Instrument;
 
 use crate::client::Client;
 use crate::dlq::{self, DeadLetterReason};
-use crate::envelope::{Envelope, Known, Metadata};
+use crate::error::DecodeError;
+use crate::wire::crypto::{Decryptor, Keyring};
+use crate::wire::headers::{self, Known};
+use async_nats::HeaderMap;
+
+use crate::counters::ConsumerCounters;
 use crate::error::{ConsumeError, ConsumeErrorKind};
-use crate::event::{Consumable, RawEvent, parse_subject};
-use crate::metrics::ConsumerCounters;
 use crate::publish::Publisher;
-use crate::trace::TraceContext;
+use crate::wire::trace::TraceContext;
+use crate::wire::{Consumable, RawEvent, parse_subject};
 use pull::{Arrival, Puller};
 
+pub use envelope::{Envelope, Metadata};
 pub use handler::HandlerError;
 pub use idempotency::{IDEMPOTENCY_PREFIX, bucket_config as idempotency_bucket_config};
 pub use options::{Backoff, ConsumerOptions, StartFrom};
@@ -54,22 +61,17 @@ pub use options::{Backoff, ConsumerOptions, StartFrom};
 /// Metadata key marking consumers eventhub manages.
 const MANAGED: &str = "eventhub.managed";
 
-impl Client {
-    /// Creates or updates the durable consumer of `E` for this service and returns it, ready
-    /// to run a handler. `E` is one event version (a generated struct such as
-    /// `events::user::CreatedV2`) or a family (the generated enum `events::user::Created`:
-    /// every version).
-    ///
-    /// Updating applies the new ack wait, max deliver, max ack pending and filter subjects;
-    /// where a durable starts ([`StartFrom`]) is fixed when it is created.
-    pub async fn consumer<E: Consumable>(
-        &self,
+impl<E: Consumable> Consumer<E> {
+    /// Creates or updates the durable consumer of `E` for `client`'s service (see
+    /// [`Client::consumer`]).
+    pub(crate) async fn create(
+        client: &Client,
         options: ConsumerOptions,
     ) -> Result<Consumer<E>, ConsumeError> {
         let name = options
             .name
             .clone()
-            .unwrap_or_else(|| options::default_name(self.service(), E::FAMILY.event_type));
+            .unwrap_or_else(|| options::default_name(client.service(), E::FAMILY.event_type));
         validate(&name, &options)?;
         // One filter subject travels in the create subject
         // (`$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>`), so the server's permissions
@@ -82,7 +84,7 @@ impl Client {
             durable_name: Some(name.clone()),
             description: Some(format!(
                 "eventhub: {} handles {}",
-                self.service(),
+                client.service(),
                 E::FAMILY.event_type
             )),
             ack_policy: AckPolicy::Explicit,
@@ -97,7 +99,7 @@ impl Client {
             },
             metadata: [
                 (MANAGED.to_string(), "true".to_string()),
-                ("eventhub.service".to_string(), self.service().to_string()),
+                ("eventhub.service".to_string(), client.service().to_string()),
                 (
                     "eventhub.event_type".to_string(),
                     E::FAMILY.event_type.to_string(),
@@ -110,29 +112,35 @@ impl Client {
         // permissions violation, not a reply: race it, so it fails now and says what.
         let since = std::time::Instant::now();
         let pull = async {
-            ensure(self, E::FAMILY.stream, &config).await?;
+            ensure(client, E::FAMILY.stream, &config).await?;
             let slots = Arc::new(Semaphore::new(options.concurrency + options.prefetch));
-            let puller = Puller::new(self, E::FAMILY.stream, &name, slots, options.fetch_expires)
-                .await
-                .map_err(|e| {
-                    ConsumeError::with_source(
-                        ConsumeErrorKind::Unreachable,
-                        format!(
-                            "consumer {name} cannot subscribe its inbox at {}",
-                            self.url()
-                        ),
-                        e,
-                    )
-                })?;
+            let puller = Puller::new(
+                client,
+                E::FAMILY.stream,
+                &name,
+                slots,
+                options.fetch_expires,
+            )
+            .await
+            .map_err(|e| {
+                ConsumeError::with_source(
+                    ConsumeErrorKind::Unreachable,
+                    format!(
+                        "consumer {name} cannot subscribe its inbox at {}",
+                        client.url()
+                    ),
+                    e,
+                )
+            })?;
             let guard = match options.idempotency_window {
-                Some(window) => Some(Guard::open(self, &name, window, options.ack_wait).await?),
+                Some(window) => Some(Guard::open(client, &name, window, options.ack_wait).await?),
                 None => None,
             };
             Ok::<_, ConsumeError>((puller, guard))
         };
         let (puller, guard) = tokio::select! {
             result = pull => result?,
-            subject = self.permissions().first_denied_since(since) => {
+            subject = client.permissions().first_denied_since(since) => {
                 // Creating the bucket starts with the account's limits (`$JS.API.INFO`).
                 let bucket = subject == "$JS.API.INFO"
                     || subject.starts_with(&format!("$JS.API.STREAM.UPDATE.KV_{IDEMPOTENCY_PREFIX}"))
@@ -150,14 +158,14 @@ impl Client {
                     format!(
                         "service `{}` ({}) may not use `{subject}`, which consumer {name} needs: \
                          the server refused it (permissions violation); {fix}",
-                        self.service(),
-                        self.identity()
+                        client.service(),
+                        client.identity()
                     ),
                 ));
             }
         };
         Ok(Consumer {
-            client: self.clone(),
+            client: client.clone(),
             name,
             stream: E::FAMILY.stream,
             config,
@@ -434,7 +442,7 @@ impl<E: Consumable> Consumer<E> {
     pub fn spawn<F, Fut>(self, handler: F) -> ConsumerHandle
     where
         F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+        Fut: Future<Output = Result<(), crate::consume::HandlerError>> + Send + 'static,
     {
         let (tx, rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
@@ -465,7 +473,7 @@ impl<E: Consumable> Consumer<E> {
     pub async fn run<F, Fut, S>(self, handler: F, shutdown: S) -> ConsumerStats
     where
         F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+        Fut: Future<Output = Result<(), crate::consume::HandlerError>> + Send + 'static,
         S: Future + Send,
     {
         let handle = self.spawn(handler);
@@ -482,7 +490,7 @@ impl<E: Consumable> Consumer<E> {
     ) -> ConsumerStats
     where
         F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+        Fut: Future<Output = Result<(), crate::consume::HandlerError>> + Send + 'static,
     {
         let Consumer {
             client,
@@ -671,7 +679,7 @@ async fn give_back(message: jetstream::Message, counters: Arc<Counters>) {
 /// What came of one handler run.
 enum Outcome {
     Handled,
-    Failed(crate::HandlerError),
+    Failed(crate::consume::HandlerError),
     Panicked(String),
     TimedOut(Duration),
 }
@@ -683,7 +691,7 @@ async fn process<E, F, Fut>(
 ) where
     E: Consumable,
     F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+    Fut: Future<Output = Result<(), crate::consume::HandlerError>> + Send + 'static,
 {
     let _held = held;
     let (stream, sequence, delivered, published) = match message.info() {
@@ -740,7 +748,7 @@ async fn process<E, F, Fut>(
                 payload: &message.payload,
             };
             let event = if E::HAS_SENSITIVE_FIELDS {
-                crate::crypto::decode::<E>(&shared.client, &shared.name, version, &raw, hdrs)
+                decode_with_keys::<E>(&shared.client, &shared.name, version, &raw, hdrs)
             } else {
                 E::decode(version, &raw)
             };
@@ -944,6 +952,62 @@ async fn process<E, F, Fut>(
     settle(&shared, &message, &failed, outcome)
         .instrument(span)
         .await;
+}
+
+/// Decodes a received event of a type with sensitive fields: decrypted when the consumer holds
+/// the key its header names, as stored (ciphertext in those fields) when it does not.
+fn decode_with_keys<E: Consumable>(
+    client: &Client,
+    consumer: &str,
+    version: u32,
+    raw: &RawEvent<'_>,
+    hdrs: Option<&HeaderMap>,
+) -> Result<E, DecodeError> {
+    let header = |name: &str| hdrs?.get(name).map(|v| v.as_str());
+    let Some(key_id) = header(headers::ENCRYPTION_KEY) else {
+        return E::decode(version, raw);
+    };
+    match client.keyring() {
+        Some(keyring) if keyring.contains(key_id) => {
+            let decryptor =
+                Decryptor::new(keyring, key_id, header(headers::ID).unwrap_or_default());
+            E::decode_decrypting(version, raw, &decryptor)
+        }
+        keyring => {
+            note_missing_key(consumer, E::FAMILY.event_type, key_id, keyring);
+            E::decode(version, raw)
+        }
+    }
+}
+
+/// Says once per consumer and key that its handler gets ciphertext.
+fn note_missing_key(consumer: &str, event_type: &str, key_id: &str, keyring: Option<&Keyring>) {
+    // Bounded by consumers × keys; most processes never insert anything.
+    static NOTED: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+    let first = NOTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((consumer.to_string(), key_id.to_string()));
+    if !first {
+        return;
+    }
+    match keyring {
+        // A service without keys may well be meant to see ciphertext only.
+        None => tracing::debug!(
+            consumer,
+            key_id,
+            "eventhub: {event_type} events are encrypted with key `{key_id}` and this service \
+             holds no keys: its handler receives the x-sensitive fields as ciphertext"
+        ),
+        Some(keyring) => tracing::warn!(
+            consumer,
+            key_id,
+            "eventhub: {event_type} events are encrypted with key `{key_id}`, which this \
+             service's keyring (active key `{}`) lacks: its handler receives the x-sensitive \
+             fields as ciphertext; add the key to decrypt them",
+            keyring.active_key_id()
+        ),
+    }
 }
 
 /// Whether some subject matches both patterns (`*` one token, `>` the rest).

@@ -38,17 +38,17 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 
 use crate::client::Client;
-use crate::envelope::{headers, wire_size};
 use crate::error::{DeadLetterError, DeadLetterErrorKind};
-use crate::event::parse_subject;
 use crate::topology::{DLQ_PREFIX, DLQ_STREAM};
+use crate::wire::headers::{self, wire_size};
+use crate::wire::parse_subject;
 
 pub use sweeper::{SWEEPER_DURABLE, Sweeper, SweeperHandle, SweeperStats};
 
 /// Why an event was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DeadLetterReason {
-    /// The handler rejected it ([`HandlerError::reject`](crate::HandlerError::reject)).
+    /// The handler rejected it ([`HandlerError::reject`](crate::consume::HandlerError::reject)).
     Rejected,
     /// It could not be decoded: not JSON, not of the schema's shape, unknown version or type,
     /// unsupported content type. Never retried.
@@ -450,7 +450,7 @@ impl DeadLetters {
             consumer: entry.consumer.clone(),
             subject: entry.subject.clone(),
             digest: ReplayRecord::digest(&entry.payload),
-            nonce: crate::envelope::new_event_id(),
+            nonce: crate::wire::headers::new_event_id(),
         };
         // An earlier replay of this very entry (its delete failed) left its record: the same
         // nonce makes the same message id, which the stream drops as a repeat.

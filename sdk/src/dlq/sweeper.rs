@@ -23,7 +23,6 @@ use tokio::task::JoinHandle;
 
 use super::{DeadLetterReason, Failed, read_original, write};
 use crate::client::Client;
-use crate::consume::stopped;
 use crate::error::{DeadLetterError, DeadLetterErrorKind};
 use crate::topology::ADVISORY_STREAM;
 
@@ -285,4 +284,9 @@ impl Sweeper {
             }
         }
     }
+}
+
+/// Resolves once a shutdown is requested (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -3,7 +3,7 @@
 //! Every generated event type can travel as protobuf as well as JSON. Its messages are derived
 //! at build time from the event's JSON Schema, with field numbers that stay stable across
 //! compatible schema changes; each event type points at its [`Message`] descriptor
-//! ([`Event::PROTO`], [`EventInfo::proto`](crate::EventInfo::proto)), and
+//! ([`Event::PROTO`](crate::Event::PROTO), [`EventInfo::proto`](crate::EventInfo::proto)), and
 //! A catalog's generated `PROTO_FILE` is the `.proto` text for other languages.
 //!
 //! Encoding and decoding go straight between the event and the wire format, driven by the
@@ -30,8 +30,9 @@
 //!
 //! ```
 //! # fn demo<E: eventhub::Event + PartialEq>(event: E) {
-//! let bytes = eventhub::proto::encode(&event).unwrap();
-//! assert_eq!(eventhub::proto::decode::<E>(&bytes).unwrap(), event);
+//! use eventhub::wire::proto;
+//! let bytes = proto::encode(E::PROTO, &event).unwrap();
+//! assert_eq!(proto::decode::<E>(E::PROTO, &bytes).unwrap(), event);
 //! # }
 //! ```
 
@@ -43,7 +44,7 @@ use prost::encoding::{
 };
 use serde_json::{Map, Value};
 
-use crate::event::{DecodeError, DecodeErrorKind, Event};
+use crate::error::{DecodeError, DecodeErrorKind};
 
 mod de;
 mod ser;
@@ -241,9 +242,12 @@ impl Fail {
     }
 }
 
-/// Encodes `event` as the protobuf message [`E::PROTO`](Event::PROTO).
-pub fn encode<E: Event>(event: &E) -> Result<Vec<u8>, EncodeError> {
-    encode_serialize(E::PROTO, event)
+/// Encodes `value` (an event: its type's `Event::PROTO` is the message) as `message`.
+pub fn encode<T: serde::Serialize + ?Sized>(
+    message: &'static Message,
+    value: &T,
+) -> Result<Vec<u8>, EncodeError> {
+    encode_serialize(message, value)
 }
 
 /// Encodes any serializable value as `message` (used for events and for JSON values of
@@ -292,7 +296,7 @@ struct Writer {
 }
 
 fn expected(what: &str, found: &Value) -> Fail {
-    let found = crate::event::json_kind(found);
+    let found = crate::wire::codec::json_kind(found);
     Fail::new(format!("expected {what}, found {found}"))
 }
 
@@ -467,26 +471,33 @@ impl Writer {
 
 /// Decodes a protobuf payload of `E`.
 ///
-/// A payload that is not a valid encoding of [`E::PROTO`](Event::PROTO) is
+/// Decodes `payload` as `message` into `E` (an event: its type's `Event::PROTO` is the
+/// message). A payload that is not a valid encoding of `message` is
 /// [`DecodeErrorKind::InvalidProtobuf`]; one that is, but does not make an `E` (a missing
 /// required property, a value out of range), is [`DecodeErrorKind::SchemaMismatch`]. Both name
 /// where.
-pub fn decode<E: Event>(payload: &[u8]) -> Result<E, DecodeError> {
+pub fn decode<E: serde::de::DeserializeOwned>(
+    message: &'static Message,
+    payload: &[u8],
+) -> Result<E, DecodeError> {
     let fast = E::deserialize(de::MessageDe {
-        message: E::PROTO,
+        message,
         bytes: payload,
     });
     match fast {
         Ok(event) => Ok(event),
         // Decode again through the JSON value, which locates and classifies the failure.
-        Err(_) => decode_via_value(payload),
+        Err(_) => decode_via_value(message, payload),
     }
 }
 
 /// Decodes through the payload's JSON value: slower than the direct path, and it names where a
 /// payload is malformed or does not match the schema.
-fn decode_via_value<E: Event>(payload: &[u8]) -> Result<E, DecodeError> {
-    let value = decode_value(E::PROTO, payload)?;
+fn decode_via_value<E: serde::de::DeserializeOwned>(
+    message: &'static Message,
+    payload: &[u8],
+) -> Result<E, DecodeError> {
+    let value = decode_value(message, payload)?;
     E::deserialize(&value).map_err(|e| {
         // Deserialize again only on failure, tracking the path to name the offending field.
         let path = match serde_path_to_error::deserialize::<_, E>(&value) {

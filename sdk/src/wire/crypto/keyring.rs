@@ -37,7 +37,7 @@ const MAX_ID_LEN: usize = 64;
 /// assert_eq!(keys.active_key_id(), "2026-06");
 /// assert!(keys.contains("2026-01"));                 // still decrypts older events
 /// let keys = keys.with_active("2026-01")?;          // or choose explicitly
-/// # Ok::<(), eventhub::KeyringError>(())
+/// # Ok::<(), eventhub::wire::crypto::KeyringError>(())
 /// ```
 ///
 /// `Debug` shows the key ids only; the key bytes are wiped from memory when dropped.
