@@ -258,8 +258,15 @@ async fn streams_and_consumers_show_messages_and_progress() {
     let p = &consumers[0];
     assert_eq!(p["name"], "payments__user_created");
     assert_eq!(p["managed_by_eventhub"], true);
-    assert_eq!(p["num_pending"], 1, "the second event waits");
-    assert_eq!(p["num_ack_pending"], 0);
+    // The second event waits: undelivered, or (about 2% of runs) delivered to a pull request the
+    // stopped instance left open on the server, which JetStream does not withdraw when the
+    // requester unsubscribes; it is then redelivered after the ack wait. Either way it is
+    // unacknowledged work, which is what `lag` counts.
+    let waiting = (p["num_pending"].as_u64(), p["num_ack_pending"].as_u64());
+    assert!(
+        waiting == (Some(1), Some(0)) || waiting == (Some(0), Some(1)),
+        "the second event waits: {p}"
+    );
     assert_eq!(p["ack_floor_sequence"], 1);
     assert_eq!(p["lag"], 1);
     let all = eventhub(&server, &["consumers"]).ok();

@@ -683,3 +683,67 @@ async fn a_consumer_whose_durable_is_deleted_creates_it_again_and_goes_on() {
         .await
         .expect("the durable exists again");
 }
+
+#[tokio::test]
+async fn layers_wrap_the_handler_and_replace_the_built_in_ones() {
+    use eventhub::consume::TimeoutLayer;
+    use tower::util::MapRequestLayer;
+    let (_server, client) = server_and_client("profile").await;
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    // A layer of the user's (any tower layer): it sees every envelope before the handler.
+    let seen_by_layer = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen_by_layer.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // The built-in timeout off, the user's own (shorter) one in its place.
+    let handle = client
+        .consumer::<user::CreatedV2>(quick().handler_timeout(None).max_deliver(2))
+        .await
+        .unwrap()
+        .layer(MapRequestLayer::new(
+            move |env: eventhub::Envelope<user::CreatedV2>| {
+                log.lock().unwrap().push(env.meta().id.clone());
+                env
+            },
+        ))
+        .layer(TimeoutLayer::new(Duration::from_millis(200)))
+        .spawn(move |env| {
+            let tx = tx.clone();
+            async move {
+                let slow = env.email.starts_with("slow");
+                let _ = tx.send((env.meta().id.clone(), env.meta().delivered));
+                if slow {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            }
+        });
+    let quick_one = client
+        .publisher()
+        .publish(&user_created_v2("quick@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx, 10).await, (quick_one.id.clone(), 1));
+    let slow_one = client
+        .publisher()
+        .publish(&user_created_v2("slow@example.com"))
+        .await
+        .unwrap();
+    // Timed out by the user's layer, retried, dead-lettered after the second delivery.
+    assert_eq!(next(&mut rx, 10).await, (slow_one.id.clone(), 1));
+    assert_eq!(next(&mut rx, 10).await, (slow_one.id.clone(), 2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handle.stats().dead_lettered < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            handle.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.timeouts, 2, "{stats:?}");
+    assert_eq!(
+        *seen_by_layer.lock().unwrap(),
+        [quick_one.id.clone(), slow_one.id.clone(), slow_one.id]
+    );
+}

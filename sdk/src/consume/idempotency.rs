@@ -26,7 +26,7 @@ const CLAIM: &[u8] = b"claim";
 
 /// The bucket of one idempotent consumer.
 #[derive(Debug, Clone)]
-pub(super) struct Guard {
+pub(crate) struct Guard {
     client: Client,
     kv: kv::Store,
     bucket: String,
