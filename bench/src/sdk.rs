@@ -43,10 +43,8 @@ pub(crate) async fn provision(
     replicas: Option<usize>,
     extra: &[StreamSpec],
 ) -> anyhow::Result<()> {
-    let mut options = ProvisionOptions {
-        replicas,
-        ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
-    };
+    let mut options = ProvisionOptions::new(&eventhub_catalog::TOPOLOGY);
+    options.replicas = replicas;
     options.streams.extend_from_slice(extra);
     client.provision_with(&options).await.context("provision")?;
     Ok(())
@@ -93,13 +91,7 @@ pub(crate) async fn publish_numbered<E: Event>(
     let mut pipeline = client.publisher().pipeline(WINDOW);
     for i in 0..n {
         pipeline
-            .send_with(
-                event,
-                PublishOptions {
-                    id: Some(format!("{prefix}{i}")),
-                    ..Default::default()
-                },
-            )
+            .send_with(event, PublishOptions::default().id(format!("{prefix}{i}")))
             .await?;
     }
     let report = pipeline.finish().await;
@@ -182,10 +174,7 @@ pub(crate) async fn latency<E: Event + Consumable>(
             pipeline
                 .send_with(
                     event,
-                    PublishOptions {
-                        id: Some(format!("lat-{}-{sent}", clock.run)),
-                        ..Default::default()
-                    },
+                    PublishOptions::default().id(format!("lat-{}-{sent}", clock.run)),
                 )
                 .await?;
             sent += 1;

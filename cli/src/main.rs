@@ -73,7 +73,7 @@ struct ServerArgs {
 
 impl ServerArgs {
     async fn connect(&self) -> anyhow::Result<Client> {
-        let mut options = ConnectOptions::new(&self.service).url(&self.server);
+        let mut options = ConnectOptions::from_env(&self.service).url(&self.server);
         options.user_password = self.user.clone().zip(self.password.clone()).or_else(|| {
             // With no credentials given, the operator user of nats.conf.
             let anything = self.token.is_some() || self.creds.is_some() || self.nkey_seed.is_some();

@@ -33,10 +33,10 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
         Command::Apply(o) => (o, false),
     };
     let report = client
-        .provision_with(&ProvisionOptions {
-            replicas: options.replicas,
-            dry_run,
-            ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
+        .provision_with(&{
+            let mut provision = ProvisionOptions::new(&eventhub_catalog::TOPOLOGY).dry_run(dry_run);
+            provision.replicas = options.replicas;
+            provision
         })
         .await?;
     let orphans = orphan_consumers(&client).await?;

@@ -146,10 +146,7 @@ pub(crate) async fn publish_n(
         let ev = event(run, i);
         let id = new_event_id();
         loop {
-            let options = PublishOptions {
-                id: Some(id.clone()),
-                ..Default::default()
-            };
+            let options = PublishOptions::default().id(id.clone());
             match publisher.publish_with(&ev, options).await {
                 Ok(_) => {
                     ledger.acked(id);

@@ -265,11 +265,8 @@ pub(crate) async fn cluster_leader_kill(scale: Scale) -> anyhow::Result<Row> {
     let mut cluster = Cluster::try_start(3)?;
     let url = cluster.client_url();
     let auth = connect(&url, "auth").await?;
-    auth.provision_with(&ProvisionOptions {
-        replicas: Some(3),
-        ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
-    })
-    .await?;
+    auth.provision_with(&ProvisionOptions::new(&eventhub_catalog::TOPOLOGY).replicas(3))
+        .await?;
     let ledger = Arc::new(Ledger::default());
     let handle = consume(&connect(&url, "profile").await?, &ledger).await?;
     let (publisher, mut progress) =
@@ -531,10 +528,7 @@ pub(crate) async fn bad_input_storm(scale: Scale) -> anyhow::Result<Row> {
         if stats.dead_lettered as usize >= bad || Instant::now() > deadline {
             break auth
                 .dead_letters()
-                .list(&DeadLetterFilter {
-                    consumer: Some("profile__user_created".into()),
-                    ..Default::default()
-                })
+                .list(&DeadLetterFilter::default().consumer("profile__user_created"))
                 .await?;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -14,11 +14,12 @@ use crate::wire::crypto::{Keyring, KeyringError};
 /// Where to connect when `NATS_URL` is not set.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
-/// How a service connects. Plain data: build with [`ConnectOptions::new`] and the setters, or
-/// struct update syntax.
+/// How a service connects: [`ConnectOptions::new`] (defaults, no environment) or
+/// [`ConnectOptions::from_env`] (what the eventhub binaries do), then the setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectOptions {
-    /// Server URL(s), comma-separated. Default: `$NATS_URL`, else [`DEFAULT_URL`].
+    /// Server URL(s), comma-separated. Default [`DEFAULT_URL`] ([`ConnectOptions::from_env`]: `$NATS_URL`).
     pub url: String,
     /// The service's name: the `ce-source` of what it publishes and the prefix of its durable
     /// consumers. Lowercase letters, digits and `-`.
@@ -34,26 +35,28 @@ pub struct ConnectOptions {
     /// (e.g. while a server restarts), the first included; every attempt reuses the event id,
     /// so the stream stores the event once. Default 4 (waits of 0.25 s, 0.5 s, 1 s between).
     pub publish_attempts: u32,
-    /// User and password. Default: `$NATS_USER` / `$NATS_PASSWORD`.
+    /// User and password. [`ConnectOptions::from_env`]: `$NATS_USER` / `$NATS_PASSWORD`.
     pub user_password: Option<(String, String)>,
-    /// Token. Default: `$NATS_TOKEN`.
+    /// Token. [`ConnectOptions::from_env`]: `$NATS_TOKEN`.
     pub token: Option<String>,
-    /// Path of a `.creds` file (JWT + nkey seed). Default: `$NATS_CREDS`.
+    /// Path of a `.creds` file (JWT + nkey seed). [`ConnectOptions::from_env`]: `$NATS_CREDS`.
     pub credentials_file: Option<String>,
-    /// An nkey seed (`SU…`) to sign the server's challenge with. Default: `$NATS_NKEY_SEED`.
+    /// An nkey seed (`SU…`) to sign the server's challenge with. [`ConnectOptions::from_env`]:
+    /// `$NATS_NKEY_SEED`.
     pub nkey_seed: Option<String>,
     /// PEM file of the CA(s) that signed the server's certificate; setting it requires TLS.
-    /// Default: `$NATS_CA`.
+    /// [`ConnectOptions::from_env`]: `$NATS_CA`.
     pub tls_ca: Option<std::path::PathBuf>,
-    /// Client certificate and key (PEM) for mutual TLS. Default: `$NATS_CERT` and `$NATS_KEY`.
+    /// Client certificate and key (PEM) for mutual TLS. [`ConnectOptions::from_env`]: `$NATS_CERT` and
+    /// `$NATS_KEY`.
     pub tls_client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// How this service's publishers encode events unless told otherwise
     /// ([`Publisher::with_codec`](crate::Publisher::with_codec), [`PublishOptions::codec`](crate::PublishOptions::codec)).
     /// Default JSON. Consumers decode either codec, by the `content-type` header.
     pub codec: Codec,
     /// The keys of the fields schemas mark `x-sensitive` ([`crate::wire::crypto`]): the active one
-    /// encrypts what this service publishes, each one decrypts what it encrypted. Default: read
-    /// by [`Keyring::from_env`] (`EVENTHUB_ENCRYPTION_KEYS` or `EVENTHUB_ENCRYPTION_KEY_FILE`,
+    /// encrypts what this service publishes, each one decrypts what it encrypted. Default none;
+    /// [`ConnectOptions::from_env`] reads them with [`Keyring::from_env`] (`EVENTHUB_ENCRYPTION_KEYS` or `EVENTHUB_ENCRYPTION_KEY_FILE`,
     /// with `EVENTHUB_ENCRYPTION_KEY_ACTIVE`); `Ok(None)` when they are unset. An `Err` (a
     /// malformed variable or key file) makes [`Client::connect`] fail with
     /// [`ConnectErrorKind::InvalidOptions`], naming it.
@@ -67,37 +70,56 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// Options for `service`, reading `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`,
-    /// `NATS_CREDS`, `NATS_NKEY_SEED`, `NATS_CA` and `NATS_CERT`/`NATS_KEY` from the environment,
-    /// and the encryption keys ([`Keyring::from_env`]).
-    /// Without `NATS_USER`, a set `EVENTHUB_<SERVICE>_PASSWORD` (service name upper-cased, `-`
-    /// as `_`) logs in as the user named like the service, as `nats.conf` declares them.
+    /// Options for `service` with the defaults: [`DEFAULT_URL`], no credentials, no TLS, no
+    /// encryption keys, JSON. Reads nothing from the environment (see
+    /// [`ConnectOptions::from_env`]).
     pub fn new(service: impl Into<String>) -> Self {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let service = service.into();
         Self {
-            url: env("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_string()),
-            service: service.clone(),
+            url: DEFAULT_URL.to_string(),
+            service: service.into(),
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             max_acks_in_flight: 4096,
             publish_attempts: 4,
-            user_password: env("NATS_USER").zip(env("NATS_PASSWORD")).or_else(|| {
-                // One user per service, named like it (nats.conf): its password from
-                // EVENTHUB_<SERVICE>_PASSWORD.
-                env(&service_password_var(&service)).map(|p| (service.clone(), p))
-            }),
-            token: env("NATS_TOKEN"),
-            credentials_file: env("NATS_CREDS"),
-            nkey_seed: env("NATS_NKEY_SEED"),
-            tls_ca: env("NATS_CA").map(Into::into),
-            tls_client_cert: env("NATS_CERT")
-                .zip(env("NATS_KEY"))
-                .map(|(c, k)| (c.into(), k.into())),
+            user_password: None,
+            token: None,
+            credentials_file: None,
+            nkey_seed: None,
+            tls_ca: None,
+            tls_client_cert: None,
             codec: Codec::Json,
-            keyring: Keyring::from_env(),
+            keyring: Ok(None),
             inbox_prefix: None,
         }
+    }
+
+    /// Options for `service` from the environment, as the eventhub binaries read it:
+    /// `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CREDS`, `NATS_NKEY_SEED`,
+    /// `NATS_CA`, `NATS_CERT`/`NATS_KEY`, and the encryption keys ([`Keyring::from_env`]).
+    /// Without `NATS_USER`, a set `EVENTHUB_<SERVICE>_PASSWORD` (service name upper-cased, `-`
+    /// as `_`, [`service_password_var`]) logs in as the user named like the service, as
+    /// `eventhub config nats` declares them. Unset or empty variables keep the defaults of
+    /// [`ConnectOptions::new`].
+    pub fn from_env(service: impl Into<String>) -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut options = Self::new(service);
+        let service = options.service.clone();
+        if let Some(url) = env("NATS_URL") {
+            options.url = url;
+        }
+        options.user_password = env("NATS_USER").zip(env("NATS_PASSWORD")).or_else(|| {
+            // One user per service, named like it: its password from EVENTHUB_<SERVICE>_PASSWORD.
+            env(&service_password_var(&service)).map(|p| (service.clone(), p))
+        });
+        options.token = env("NATS_TOKEN");
+        options.credentials_file = env("NATS_CREDS");
+        options.nkey_seed = env("NATS_NKEY_SEED");
+        options.tls_ca = env("NATS_CA").map(Into::into);
+        options.tls_client_cert = env("NATS_CERT")
+            .zip(env("NATS_KEY"))
+            .map(|(c, k)| (c.into(), k.into()));
+        options.keyring = Keyring::from_env();
+        options
     }
 
     /// Sets the prefix of this connection's inboxes (default `_INBOX_<service>`; see the field
@@ -185,6 +207,30 @@ impl ConnectOptions {
     /// Sets the JetStream request timeout.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets how long the first connection attempt may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how many publishes may await their ack at once.
+    pub fn max_acks_in_flight(mut self, max: usize) -> Self {
+        self.max_acks_in_flight = max;
+        self
+    }
+
+    /// Sets a token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets the path of a `.creds` file (JWT + nkey seed).
+    pub fn credentials_file(mut self, path: impl Into<String>) -> Self {
+        self.credentials_file = Some(path.into());
         self
     }
 }
@@ -373,10 +419,7 @@ impl Client {
                 ),
                 _ => ConnectError::with_source(
                     ConnectErrorKind::Unreachable,
-                    format!(
-                        "cannot reach NATS at {url} (is nats-server running? `scripts/demo` \
-                         starts one with nats.conf; set NATS_URL to use another)"
-                    ),
+                    format!("cannot reach NATS at {url}: no server answered"),
                     e,
                 ),
             }

@@ -262,6 +262,7 @@ async fn consumer_info(
 
 /// What [`Client::health`] checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HealthOptions {
     /// A consumer whose lag (pending plus ack pending) is above this is unhealthy. Default 1000.
     pub max_lag: u64,
@@ -269,6 +270,24 @@ pub struct HealthOptions {
     /// started, plus `EVENTHUB_DLQ` and `EVENTHUB_ADVISORIES` (pass a catalog's stream names to
     /// check them all).
     pub streams: Option<Vec<String>>,
+}
+
+impl HealthOptions {
+    /// A consumer lagging by more than `max_lag` events is unhealthy.
+    pub fn max_lag(mut self, max_lag: u64) -> Self {
+        self.max_lag = max_lag;
+        self
+    }
+
+    /// These streams must exist.
+    pub fn streams<I, S>(mut self, streams: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.streams = Some(streams.into_iter().map(Into::into).collect());
+        self
+    }
 }
 
 impl Default for HealthOptions {

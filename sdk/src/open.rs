@@ -42,8 +42,7 @@ impl Client {
                 ProvisionErrorKind::Rejected,
                 format!(
                     "service `{}` ({}) may not use `{subject}`: provisioning needs the JetStream \
-                     API of the streams (in nats.conf, the `ops` user); the server refused it \
-                     (permissions violation)",
+                     API of the streams, and the server refused it (permissions violation)",
                     self.service(),
                     self.identity()
                 ),

@@ -25,6 +25,7 @@ const MESSAGE_TOO_LARGE: u64 = 10054;
 
 /// Per-publish settings. All optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PublishOptions {
     /// The event id (and `Nats-Msg-Id`). Set it to make a retried publish idempotent: the
     /// stream stores an id once within its duplicate window. Default: a new UUIDv7.
@@ -44,6 +45,44 @@ pub struct PublishOptions {
     /// request's `traceparent`: the event gets a new span in that trace with it as parent.
     /// Default: the publisher's (inside a handler: the handled event's), else a new trace.
     pub trace_parent: Option<TraceContext>,
+}
+
+impl PublishOptions {
+    /// Sets the event id (and `Nats-Msg-Id`): a retried publish with the same id is stored once.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the flow's correlation id.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the id of the event that caused this one.
+    pub fn causation_id(mut self, id: impl Into<String>) -> Self {
+        self.causation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the event time (`ce-time`).
+    pub fn time(mut self, time: DateTime<Utc>) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// Sets the payload encoding for this publish.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// Continues this trace (e.g. from an incoming request's `traceparent`).
+    pub fn trace_parent(mut self, parent: TraceContext) -> Self {
+        self.trace_parent = Some(parent);
+        self
+    }
 }
 
 /// The server's acknowledgement of a stored event.
@@ -588,7 +627,7 @@ fn permission_denied(client: &Client, subject: &str) -> PublishError {
         PublishErrorKind::PermissionDenied,
         format!(
             "service `{}` ({}) may not publish to `{subject}`: the server refused it \
-             (permissions violation); grant the subject to this service's user in nats.conf",
+             (permissions violation)",
             client.service(),
             client.identity()
         ),

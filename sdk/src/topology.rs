@@ -181,6 +181,7 @@ pub(crate) const SUBJECTS_KEY_PREFIX: &str = "eventhub.subjects.";
 
 /// How to provision.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProvisionOptions {
     /// The catalog whose streams these are (see [`Topology::catalog`]).
     pub catalog: String,
@@ -192,6 +193,26 @@ pub struct ProvisionOptions {
     pub replicas: Option<usize>,
     /// Only compare; change nothing (a plan).
     pub dry_run: bool,
+}
+
+impl ProvisionOptions {
+    /// Sets the replicas of every stream (3 in a cluster), overriding the declarations.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = Some(replicas);
+        self
+    }
+
+    /// Only compares (a plan); changes nothing.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Also provisions `stream` (e.g. one of a catalog of tests or benchmarks).
+    pub fn stream(mut self, stream: StreamSpec) -> Self {
+        self.streams.push(stream);
+        self
+    }
 }
 
 impl ProvisionOptions {

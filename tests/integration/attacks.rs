@@ -319,10 +319,8 @@ fn payload(event_type: &str, marker: &str) -> (String, Value) {
 
 async fn publish<E: Event>(client: &Client, body: Value, id: Option<String>) -> String {
     let event: E = serde_json::from_value(body).unwrap();
-    let options = eventhub::PublishOptions {
-        id,
-        ..Default::default()
-    };
+    let mut options = eventhub::PublishOptions::default();
+    options.id = id;
     client
         .publisher()
         .publish_with(&event, options)

@@ -51,10 +51,7 @@ async fn two_services_each_handle_every_event_once_and_instances_share_the_work(
         .publisher()
         .publish_with(
             &user_created_v2("dup@example.com"),
-            PublishOptions {
-                id: Some(published.first().unwrap().clone()),
-                ..Default::default()
-            },
+            PublishOptions::default().id(published.first().unwrap().clone()),
         )
         .await
         .unwrap();
@@ -576,10 +573,7 @@ async fn events_published_by_a_handler_carry_the_correlation_and_causation() {
         .publisher()
         .publish_with(
             &user_created_v2("flow@example.com"),
-            PublishOptions {
-                correlation_id: Some(flow.clone()),
-                ..Default::default()
-            },
+            PublishOptions::default().correlation_id(flow.clone()),
         )
         .await
         .unwrap();

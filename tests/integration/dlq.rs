@@ -211,10 +211,7 @@ async fn poison_payloads_are_dead_lettered_after_one_delivery_and_good_events_fl
 
     let entries = client
         .dead_letters()
-        .list(&DeadLetterFilter {
-            consumer: Some("profile__user_created".into()),
-            ..Default::default()
-        })
+        .list(&DeadLetterFilter::default().consumer("profile__user_created"))
         .await
         .unwrap();
     let by_id = |id: &str| {
@@ -356,11 +353,12 @@ async fn dead_letters_are_listed_by_consumer_type_and_time_and_deleted() {
     let all = dl.list(&DeadLetterFilter::default()).await.unwrap();
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
-    let by = |consumer: Option<&str>, ty: Option<&str>, since| DeadLetterFilter {
-        consumer: consumer.map(str::to_string),
-        event_type: ty.map(str::to_string),
-        since,
-        limit: None,
+    let by = |consumer: Option<&str>, ty: Option<&str>, since| {
+        let mut filter = DeadLetterFilter::default();
+        filter.consumer = consumer.map(str::to_string);
+        filter.event_type = ty.map(str::to_string);
+        filter.since = since;
+        filter
     };
     let profile = dl
         .list(&by(Some("profile__user_created"), None, None))
@@ -390,10 +388,7 @@ async fn dead_letters_are_listed_by_consumer_type_and_time_and_deleted() {
         dl.list(&by(None, None, Some(since))).await.unwrap().len(),
         2
     );
-    let limited = DeadLetterFilter {
-        limit: Some(3),
-        ..Default::default()
-    };
+    let limited = DeadLetterFilter::default().limit(3);
     assert_eq!(dl.list(&limited).await.unwrap().len(), 3);
 
     dl.delete(all[0].id).await.unwrap();

@@ -52,10 +52,7 @@ async fn a_three_node_cluster_replicates_streams() {
         .await
         .unwrap();
     client
-        .provision_with(&ProvisionOptions {
-            replicas: Some(3),
-            ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
-        })
+        .provision_with(&ProvisionOptions::new(&eventhub_catalog::TOPOLOGY).replicas(3))
         .await
         .expect("R3 streams on a cluster");
     let receipt = client

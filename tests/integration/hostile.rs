@@ -88,10 +88,7 @@ async fn letters_of(
     loop {
         let letters = client
             .dead_letters()
-            .list(&DeadLetterFilter {
-                consumer: Some(consumer.into()),
-                ..Default::default()
-            })
+            .list(&DeadLetterFilter::default().consumer(consumer))
             .await
             .unwrap();
         if letters.len() >= n {

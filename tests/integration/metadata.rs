@@ -118,11 +118,9 @@ async fn published_event_headers_match_the_envelope_schema() {
     let caused = publisher
         .publish_with(
             &user_created_v2("grace@example.com"),
-            PublishOptions {
-                correlation_id: Some("signup-42".into()),
-                causation_id: Some(plain.id.clone()),
-                ..Default::default()
-            },
+            PublishOptions::default()
+                .correlation_id("signup-42")
+                .causation_id(plain.id.clone()),
         )
         .await
         .unwrap();

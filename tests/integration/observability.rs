@@ -102,10 +102,7 @@ async fn a_trace_id_is_carried_from_the_publisher_to_two_services_and_their_foll
         .publisher()
         .publish_with(
             &user_created_v2("grace@example.com"),
-            PublishOptions {
-                trace_parent: Some(incoming),
-                ..Default::default()
-            },
+            PublishOptions::default().trace_parent(incoming),
         )
         .await
         .unwrap();
@@ -353,10 +350,7 @@ async fn metrics_scraped_over_http_count_what_happened() {
 #[tokio::test]
 async fn health_reports_lag_over_the_threshold_and_a_lost_server() {
     let (mut server, client) = server_and_client("profile").await;
-    let options = HealthOptions {
-        max_lag: 5,
-        ..Default::default()
-    };
+    let options = HealthOptions::default().max_lag(5);
     // Before provisioning, the streams are missing.
     let health = client.health(&options).await;
     assert!(health.connected && !health.healthy, "{health:?}");

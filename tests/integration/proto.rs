@@ -355,10 +355,7 @@ async fn json_and_protobuf_producers_share_a_stream() {
                 .publisher()
                 .publish_with(
                     &chosen_per_publish,
-                    PublishOptions {
-                        codec: Some(Codec::Protobuf),
-                        ..Default::default()
-                    },
+                    PublishOptions::default().codec(Codec::Protobuf),
                 )
                 .await
                 .unwrap(),

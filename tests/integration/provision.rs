@@ -95,10 +95,7 @@ async fn drift_made_by_hand_is_reported_and_fixed() {
     js.update_stream(config).await.expect("manual update");
 
     let plan = client
-        .provision_with(&ProvisionOptions {
-            dry_run: true,
-            ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
-        })
+        .provision_with(&ProvisionOptions::new(&eventhub_catalog::TOPOLOGY).dry_run(true))
         .await
         .expect("plan");
     let payments = plan.streams.iter().find(|s| s.name == "PAYMENTS").unwrap();
@@ -155,9 +152,10 @@ async fn storage_drift_cannot_be_fixed_in_place_and_says_so() {
     let mut spec = eventhub_catalog::events::STREAMS[0];
     spec.storage = eventhub::topology::Storage::Memory;
     client
-        .provision_with(&ProvisionOptions {
-            streams: vec![spec],
-            ..ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
+        .provision_with(&{
+            let mut options = ProvisionOptions::new(&eventhub_catalog::TOPOLOGY);
+            options.streams = vec![spec];
+            options
         })
         .await
         .expect("create as memory");

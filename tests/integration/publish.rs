@@ -67,11 +67,9 @@ async fn the_same_event_id_twice_is_stored_once() {
     let (_server, client) = server_and_client("auth").await;
     client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let event = user_created_v1("ada@example.com");
-    let options = PublishOptions {
-        id: Some(eventhub::wire::headers::new_event_id()),
-        correlation_id: Some("signup-42".into()),
-        ..Default::default()
-    };
+    let options = PublishOptions::default()
+        .id(eventhub::wire::headers::new_event_id())
+        .correlation_id("signup-42");
     let publisher = client.publisher();
     let first = publisher
         .publish_with(&event, options.clone())
@@ -114,9 +112,11 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
         .find(|s| s.name == "IDENTITY")
         .unwrap();
     client
-        .provision_with(&eventhub::topology::ProvisionOptions {
-            streams: vec![identity],
-            ..eventhub::topology::ProvisionOptions::new(&eventhub_catalog::TOPOLOGY)
+        .provision_with(&{
+            let mut options =
+                eventhub::topology::ProvisionOptions::new(&eventhub_catalog::TOPOLOGY);
+            options.streams = vec![identity];
+            options
         })
         .await
         .unwrap();
@@ -149,13 +149,11 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
     }
     // The first user event again, same id: stored once, counted as a duplicate.
     pipeline
-        .send_with(
-            &user_created_v1("again@example.com"),
-            PublishOptions {
-                id: first_user_id.clone(),
-                ..Default::default()
-            },
-        )
+        .send_with(&user_created_v1("again@example.com"), {
+            let mut options = PublishOptions::default();
+            options.id = first_user_id.clone();
+            options
+        })
         .await
         .unwrap();
     let report = pipeline.finish().await;

@@ -54,7 +54,7 @@ fn short(id: &str) -> &str {
 async fn main() -> anyhow::Result<()> {
     let started = chrono::Utc::now();
     let connect = |service: &'static str| async move {
-        Client::connect(ConnectOptions::new(service))
+        Client::connect(ConnectOptions::from_env(service))
             .await
             .with_context(|| format!("service {service}"))
     };
@@ -107,13 +107,7 @@ async fn main() -> anyhow::Result<()> {
         expected.insert(("profile", receipt.id.clone()));
         if email.starts_with("ada") {
             let again = publisher
-                .publish_with(
-                    &event,
-                    PublishOptions {
-                        id: Some(receipt.id.clone()),
-                        ..Default::default()
-                    },
-                )
+                .publish_with(&event, PublishOptions::default().id(receipt.id.clone()))
                 .await?;
             println!(
                 "[auth]     published it again with the same id -> duplicate: {} (stored once)",
@@ -158,10 +152,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // And for the malformed event to reach the dead letters of both consumers.
     let dead_letters = ops.dead_letters();
-    let filter = DeadLetterFilter {
-        since: Some(started),
-        ..Default::default()
-    };
+    let filter = DeadLetterFilter::default().since(started);
     let entries = loop {
         let entries: Vec<_> = dead_letters
             .list(&filter)

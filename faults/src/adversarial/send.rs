@@ -261,11 +261,11 @@ impl Sender {
     ) -> anyhow::Result<()> {
         let poison = client
             .dead_letters()
-            .list(&eventhub::dlq::DeadLetterFilter {
-                consumer: Some(PLAIN.into()),
-                limit: Some(n),
-                ..Default::default()
-            })
+            .list(
+                &eventhub::dlq::DeadLetterFilter::default()
+                    .consumer(PLAIN)
+                    .limit(n),
+            )
             .await?;
         for letter in &poison {
             let Some(original) = self

@@ -144,12 +144,10 @@ impl<E: Consumable> Consumer<E> {
                     || subject.starts_with(&format!("$JS.API.STREAM.UPDATE.KV_{IDEMPOTENCY_PREFIX}"))
                     || subject.starts_with(&format!("$JS.API.STREAM.CREATE.KV_{IDEMPOTENCY_PREFIX}"));
                 let fix = if bucket && options.idempotency_window.is_some() {
-                    "services may not create or change streams: declare the consumer's \
-                     `idempotency` window in schemas/services.json (the same as in the code) and \
-                     have an operator create the bucket (`eventhub config apply`)"
+                    "the service may not create its idempotency bucket; it must exist \
+                     already, with the consumer's idempotency window (declared for the service)"
                 } else {
-                    "declare it in schemas/services.json and regenerate nats.conf \
-                     (`eventhub config nats`)"
+                    "the service's permissions do not declare this consumer"
                 };
                 return Err(ConsumeError::new(
                     ConsumeErrorKind::PermissionDenied,

@@ -169,6 +169,7 @@ fn stored_aside(name: &str) -> bool {
 
 /// Which entries [`DeadLetters::list`] returns. Empty: all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeadLetterFilter {
     /// Only entries of this durable consumer.
     pub consumer: Option<String>,
@@ -178,6 +179,32 @@ pub struct DeadLetterFilter {
     pub since: Option<DateTime<Utc>>,
     /// At most this many entries (the oldest first).
     pub limit: Option<usize>,
+}
+
+impl DeadLetterFilter {
+    /// Only entries of this durable consumer.
+    pub fn consumer(mut self, consumer: impl Into<String>) -> Self {
+        self.consumer = Some(consumer.into());
+        self
+    }
+
+    /// Only entries of this event type (`user.created`).
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Only entries dead-lettered at or after `since`.
+    pub fn since(mut self, since: DateTime<Utc>) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// At most `limit` entries (the oldest first).
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
 }
 
 impl DeadLetterFilter {
