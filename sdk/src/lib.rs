@@ -51,6 +51,7 @@ pub mod metadata;
 pub mod metrics;
 mod open;
 pub mod publish;
+pub mod testing;
 pub mod topology;
 pub mod upcast;
 pub mod wire;

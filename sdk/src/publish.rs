@@ -116,7 +116,7 @@ pub struct Receipt {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    client: Client,
+    sink: Sink,
     correlation_id: Option<Arc<str>>,
     causation_id: Option<Arc<str>>,
     codec: Codec,
@@ -127,7 +127,7 @@ impl Publisher {
     pub(crate) fn new(client: Client) -> Self {
         Self {
             codec: client.codec(),
-            client,
+            sink: Sink::Nats(client),
             correlation_id: None,
             causation_id: None,
             trace_parent: None,
@@ -143,7 +143,7 @@ impl Publisher {
         trace_parent: Option<TraceContext>,
     ) -> Self {
         Self {
-            client: self.client.clone(),
+            sink: self.sink.clone(),
             correlation_id: Some(correlation_id.into()),
             causation_id: Some(causation_id.into()),
             codec: self.codec,
@@ -183,9 +183,25 @@ impl Publisher {
         )
     }
 
-    /// The client this publisher uses.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// A publisher whose events `recording` keeps instead of sending them
+    /// ([`crate::testing::RecordingPublisher`]).
+    pub(crate) fn recording(recording: Arc<Recording>) -> Self {
+        Self {
+            codec: Codec::Json,
+            sink: Sink::Recording(recording),
+            correlation_id: None,
+            causation_id: None,
+            trace_parent: None,
+        }
+    }
+
+    /// The client this publisher uses; `None` for a publisher of
+    /// [`crate::testing::RecordingPublisher`].
+    pub fn client(&self) -> Option<&Client> {
+        match &self.sink {
+            Sink::Nats(client) => Some(client),
+            Sink::Recording(_) => None,
+        }
     }
 
     /// Publishes `event` on its subject and waits for the stream to store it.
@@ -254,10 +270,10 @@ impl Publisher {
         if let Some(parent) = parent {
             span.record("parent_span_id", tracing::field::display(parent.span_id()));
         }
-        let counters = self.client.registry().publishes(target.event_type);
+        let counters = self.sink.registry().publishes(target.event_type);
         let parent = parent.map(|p| p.span_id());
         let result = async {
-            let attempts = self.client.publish_attempts();
+            let attempts = self.sink.publish_attempts();
             let mut attempt = 1;
             loop {
                 let sent = self
@@ -393,9 +409,9 @@ impl Publisher {
             event_type: target.event_type,
             version: target.version,
             sensitive: target.sensitive,
-            service: self.client.service(),
+            service: self.sink.service_arc(),
         };
-        let sealed = crate::wire::crypto::seal(self.client.keyring(), &sealing, id, value)?;
+        let sealed = crate::wire::crypto::seal(self.sink.keyring(), &sealing, id, value)?;
         target.encode(&sealed, id, self.codec_of(options))
     }
 
@@ -422,7 +438,7 @@ impl Publisher {
             .or(self.causation_id.as_deref());
         let mut headers = OutgoingHeaders {
             id: &id,
-            source: self.client.service_arc(),
+            source: self.sink.service_arc(),
             time: options.time.unwrap_or_else(Utc::now),
             correlation_id: correlation,
             causation_id: causation,
@@ -431,25 +447,31 @@ impl Publisher {
         }
         .build(target.event_type, target.schema_id);
         if !target.sensitive.is_empty() {
-            crate::wire::crypto::mark(&mut headers, self.client.keyring());
+            crate::wire::crypto::mark(&mut headers, self.sink.keyring());
         }
         self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
         let sent_at = Instant::now();
-        let ack = self
-            .client
-            .jetstream()
-            .publish_with_headers(target.subject, headers, payload)
-            .await
-            .map_err(|e| {
-                map_publish_error(&self.client, e, target.subject, target.stream, &id, sent_at)
-            })?;
+        let ack = match &self.sink {
+            Sink::Nats(client) => Ack::Nats {
+                future: client
+                    .jetstream()
+                    .publish_with_headers(target.subject, headers, payload)
+                    .await
+                    .map_err(|e| {
+                        map_publish_error(client, e, target.subject, target.stream, &id, sent_at)
+                    })?,
+                client: client.clone(),
+            },
+            Sink::Recording(recording) => {
+                Ack::Recorded(recording.record(target, &id, headers, payload))
+            }
+        };
         Ok(PendingAck {
             id,
             subject: target.subject,
             stream: target.stream,
             ack,
             sent_at,
-            client: self.client.clone(),
             trace,
             parent,
             counters: counters.clone(),
@@ -467,7 +489,7 @@ impl Publisher {
         let total = payload + headers;
         // A stream's own max_msg_size, when lower, is the server's to refuse (mapped to the same
         // kind, naming the stream): the runtime does not know every catalog's streams.
-        let limit = self.client.max_payload();
+        let limit = self.sink.max_payload();
         if total > limit {
             return Err(PublishError::new(
                 PublishErrorKind::PayloadTooLarge,
@@ -569,9 +591,8 @@ struct PendingAck {
     id: String,
     subject: &'static str,
     stream: &'static str,
-    ack: PublishAckFuture,
+    ack: Ack,
     sent_at: Instant,
-    client: Client,
     trace: TraceContext,
     parent: Option<SpanId>,
     /// Where the latency of an acknowledged publish is recorded.
@@ -594,21 +615,24 @@ impl PendingAck {
     }
 
     /// Waits for the ack (or a permission violation); returns the id either way.
-    async fn settle(self) -> (String, Result<PublishAck, PublishError>) {
+    async fn settle(self) -> (String, Result<Stored, PublishError>) {
         let PendingAck {
             id,
             subject,
             stream,
             ack,
             sent_at,
-            client,
             counters,
             ..
         } = self;
+        let (future, client) = match ack {
+            Ack::Nats { future, client } => (future, client),
+            Ack::Recorded(stored) => return (id, Ok(stored)),
+        };
         let permissions = client.permissions();
         let result = tokio::select! {
             biased;
-            r = std::future::IntoFuture::into_future(ack) => r,
+            r = std::future::IntoFuture::into_future(future) => r,
             () = permissions.wait_denied(subject, sent_at) => {
                 return (id, Err(permission_denied(&client, subject)));
             }
@@ -616,8 +640,13 @@ impl PendingAck {
         if result.is_ok() {
             counters.latency.observe(sent_at.elapsed());
         }
-        let result =
-            result.map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at));
+        let result = result
+            .map(|ack: PublishAck| Stored {
+                stream: ack.stream,
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            })
+            .map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at));
         (id, result)
     }
 }
@@ -774,7 +803,7 @@ impl Pipeline {
         let counters = match &self.counters {
             Some((ty, counters)) if *ty == E::TYPE => counters.clone(),
             _ => {
-                let counters = self.publisher.client.registry().publishes(E::TYPE);
+                let counters = self.publisher.sink.registry().publishes(E::TYPE);
                 self.counters = Some((E::TYPE, counters.clone()));
                 counters
             }
@@ -832,6 +861,135 @@ impl Drop for Pipeline {
                 failures = self.report.failures.len(),
                 "eventhub pipeline dropped without finish(): outcomes of these publishes are unknown"
             );
+        }
+    }
+}
+
+/// Where a publisher's events go.
+#[derive(Debug, Clone)]
+enum Sink {
+    /// The JetStream of a connected client.
+    Nats(Client),
+    /// A recording, for handler tests without a server.
+    Recording(Arc<Recording>),
+}
+
+impl Sink {
+    fn service_arc(&self) -> &Arc<str> {
+        match self {
+            Sink::Nats(client) => client.service_arc(),
+            Sink::Recording(recording) => &recording.service,
+        }
+    }
+
+    fn keyring(&self) -> Option<&crate::wire::crypto::Keyring> {
+        match self {
+            Sink::Nats(client) => client.keyring(),
+            Sink::Recording(recording) => recording.keyring.as_ref(),
+        }
+    }
+
+    fn registry(&self) -> &crate::counters::Registry {
+        match self {
+            Sink::Nats(client) => client.registry(),
+            Sink::Recording(recording) => &recording.registry,
+        }
+    }
+
+    fn publish_attempts(&self) -> u32 {
+        match self {
+            Sink::Nats(client) => client.publish_attempts(),
+            Sink::Recording(_) => 1,
+        }
+    }
+
+    fn max_payload(&self) -> usize {
+        match self {
+            Sink::Nats(client) => client.max_payload(),
+            Sink::Recording(_) => Recording::MAX_PAYLOAD,
+        }
+    }
+}
+
+/// The ack a sent event waits for.
+enum Ack {
+    Nats {
+        future: PublishAckFuture,
+        client: Client,
+    },
+    Recorded(Stored),
+}
+
+/// Where an acknowledged event was stored.
+struct Stored {
+    stream: String,
+    sequence: u64,
+    duplicate: bool,
+}
+
+/// Events a recording publisher kept: what [`crate::testing::RecordingPublisher`] shows.
+#[derive(Debug, Default)]
+pub(crate) struct Recording {
+    pub(crate) service: Arc<str>,
+    pub(crate) keyring: Option<crate::wire::crypto::Keyring>,
+    registry: crate::counters::Registry,
+    pub(crate) messages: std::sync::Mutex<Vec<RecordedMessage>>,
+}
+
+/// One message as it would have been sent.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordedMessage {
+    pub(crate) subject: &'static str,
+    pub(crate) stream: &'static str,
+    pub(crate) sequence: u64,
+    pub(crate) id: String,
+    pub(crate) headers: async_nats::HeaderMap,
+    pub(crate) payload: Bytes,
+}
+
+impl Recording {
+    /// NATS' default `max_payload`: a recorded event that would not fit a default server is
+    /// refused as it would be.
+    const MAX_PAYLOAD: usize = 1024 * 1024;
+
+    pub(crate) fn new(service: &str, keyring: Option<crate::wire::crypto::Keyring>) -> Self {
+        Self {
+            service: service.into(),
+            keyring,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps a message; one whose id was recorded before is a duplicate, as within a stream's
+    /// duplicate window.
+    fn record(
+        &self,
+        target: Target,
+        id: &str,
+        headers: async_nats::HeaderMap,
+        payload: Bytes,
+    ) -> Stored {
+        let mut messages = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(first) = messages.iter().find(|m| m.id == id) {
+            return Stored {
+                stream: first.stream.to_string(),
+                sequence: first.sequence,
+                duplicate: true,
+            };
+        }
+        let sequence = messages.len() as u64 + 1;
+        messages.push(RecordedMessage {
+            subject: target.subject,
+            stream: target.stream,
+            sequence,
+            id: id.to_string(),
+            headers,
+            payload,
+        });
+        Stored {
+            stream: target.stream.to_string(),
+            sequence,
+            duplicate: false,
         }
     }
 }

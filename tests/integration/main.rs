@@ -15,4 +15,5 @@ mod provision;
 mod publish;
 mod security;
 mod support;
+mod testing;
 mod versions;
