@@ -180,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let client = sdk::connect(&url).await?;
+    let signed = sdk::connect_signed(&url).await?;
     sdk::provision(&client, None, &[]).await?;
     let raw = async_nats::connect(&url).await.context("connect raw")?;
     let js = async_nats::jetstream::new(raw);
@@ -194,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let env = scenarios::Env {
         client: &client,
+        signed: &signed,
         js: &js,
         plan,
     };

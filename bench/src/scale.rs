@@ -67,6 +67,7 @@ pub(crate) async fn cluster(
     let js = jetstream::new(async_nats::connect(urls.as_slice()).await?);
     let r3 = Env {
         client: &client,
+        signed: &client,
         js: &js,
         plan: env.plan,
     };

@@ -31,6 +31,24 @@ use crate::measure::{Meter, Run};
 use crate::scenarios::{Clock, WINDOW, env_number};
 
 /// A client of service `bench` at `url`.
+/// A client of service `bench` signing what it publishes with a new nkey and verifying, with
+/// that key trusted, what it consumes.
+pub(crate) async fn connect_signed(url: &str) -> anyhow::Result<Client> {
+    let seed = nkeys::KeyPair::new_user()
+        .seed()
+        .context("make a signing key")?;
+    let signer = eventhub::wire::signing::Signer::from_seed(&seed)?;
+    let trust = eventhub::wire::signing::Trust::new().service("bench", [signer.public_key()])?;
+    Client::connect(
+        ConnectOptions::new("bench")
+            .url(url)
+            .signing_seed(seed)
+            .trust(trust),
+    )
+    .await
+    .context("connect")
+}
+
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
     Client::connect(ConnectOptions::new("bench").url(url))
         .await

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use crate::error::{ConnectError, ConnectErrorKind};
 use crate::wire::codec::Codec;
 use crate::wire::crypto::{Keyring, KeyringError};
+use crate::wire::signing::{Signer, Trust};
 
 /// Where to connect when `NATS_URL` is not set.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -67,6 +68,13 @@ pub struct ConnectOptions {
     /// so no service can read another's deliveries; set `Some("_INBOX")` for a server whose
     /// permissions grant the NATS default `_INBOX.>`.
     pub inbox_prefix: Option<String>,
+    /// The nkey seed (`SU…`) this service signs its events with ([`crate::wire::signing`]).
+    /// Default none; [`ConnectOptions::from_env`]: `$EVENTHUB_SIGNING_SEED`, else
+    /// `$NATS_NKEY_SEED` (the service's own nkey, whose public key the declaration lists).
+    pub signing_seed: Option<String>,
+    /// The services whose events consumers of this client verify; a forged event is
+    /// dead-lettered with reason `forged`. Default none (nothing verified).
+    pub trust: Option<Trust>,
 }
 
 impl ConnectOptions {
@@ -90,6 +98,8 @@ impl ConnectOptions {
             codec: Codec::Json,
             keyring: Ok(None),
             inbox_prefix: None,
+            signing_seed: None,
+            trust: None,
         }
     }
 
@@ -119,6 +129,7 @@ impl ConnectOptions {
             .zip(env("NATS_KEY"))
             .map(|(c, k)| (c.into(), k.into()));
         options.keyring = Keyring::from_env();
+        options.signing_seed = env("EVENTHUB_SIGNING_SEED").or_else(|| options.nkey_seed.clone());
         options
     }
 
@@ -210,6 +221,18 @@ impl ConnectOptions {
         self
     }
 
+    /// Signs every event this service publishes with the nkey of `seed` (`SU…`).
+    pub fn signing_seed(mut self, seed: impl Into<String>) -> Self {
+        self.signing_seed = Some(seed.into());
+        self
+    }
+
+    /// Verifies the signatures of consumed events against `trust`.
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
     /// Sets how long the first connection attempt may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -262,6 +285,8 @@ struct Inner {
     publish_attempts: u32,
     codec: Codec,
     keyring: Option<Keyring>,
+    signer: Option<Signer>,
+    trust: Option<Trust>,
     registry: crate::counters::Registry,
 }
 
@@ -344,6 +369,13 @@ impl Client {
                 )
             })?;
         }
+        let signer =
+            match &options.signing_seed {
+                Some(seed) => Some(Signer::from_seed(seed).map_err(|e| {
+                    ConnectError::new(ConnectErrorKind::InvalidOptions, e.to_string())
+                })?),
+                None => None,
+            };
         if let Some(seed) = &options.nkey_seed {
             if nkeys::KeyPair::from_seed(seed).is_err() {
                 return Err(ConnectError::new(
@@ -436,6 +468,8 @@ impl Client {
                 publish_attempts: options.publish_attempts.max(1),
                 codec: options.codec,
                 keyring,
+                signer,
+                trust: options.trust.clone(),
                 nats,
                 js,
                 identity: identity(&options),
@@ -445,6 +479,16 @@ impl Client {
                 registry: crate::counters::Registry::default(),
             }),
         })
+    }
+
+    /// What signs this service's events, if it signs them ([`ConnectOptions::signing_seed`]).
+    pub fn signer(&self) -> Option<&Signer> {
+        self.inner.signer.as_ref()
+    }
+
+    /// The services whose events this client's consumers verify ([`ConnectOptions::trust`]).
+    pub fn trust(&self) -> Option<&Trust> {
+        self.inner.trust.as_ref()
     }
 
     /// The service name.

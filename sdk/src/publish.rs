@@ -449,6 +449,10 @@ impl Publisher {
         if !target.sensitive.is_empty() {
             crate::wire::crypto::mark(&mut headers, self.sink.keyring());
         }
+        if let Some(signer) = self.sink.signer() {
+            let signature = signer.sign(self.sink.service_arc(), &id, target.subject, &payload);
+            headers.insert(crate::wire::signing::SIGNATURE, signature.as_str());
+        }
         self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
         let sent_at = Instant::now();
         let ack = match &self.sink {
@@ -896,6 +900,13 @@ impl Sink {
         }
     }
 
+    fn signer(&self) -> Option<&crate::wire::signing::Signer> {
+        match self {
+            Sink::Nats(client) => client.signer(),
+            Sink::Recording(recording) => recording.signer.as_ref(),
+        }
+    }
+
     fn publish_attempts(&self) -> u32 {
         match self {
             Sink::Nats(client) => client.publish_attempts(),
@@ -932,6 +943,7 @@ struct Stored {
 pub(crate) struct Recording {
     pub(crate) service: Arc<str>,
     pub(crate) keyring: Option<crate::wire::crypto::Keyring>,
+    pub(crate) signer: Option<crate::wire::signing::Signer>,
     registry: crate::counters::Registry,
     pub(crate) messages: std::sync::Mutex<Vec<RecordedMessage>>,
 }

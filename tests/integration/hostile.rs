@@ -9,14 +9,14 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use eventhub::Consumable;
 use eventhub::Event;
 use eventhub::Sweeper;
-use eventhub::dlq::DeadLetterFilter;
 use eventhub::dlq::DeadLetterReason;
 use eventhub_catalog::events::user;
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::{
-    DlqWatch, connect, consumer_counts, next, quick, record, server_and_client, user_created_v2,
+    DlqWatch, connect, consumer_counts, letters_of, next, quick, record, server_and_client,
+    user_created_v2,
 };
 
 /// The largest header block a stream stores.
@@ -76,31 +76,6 @@ async fn crashing(client: &eventhub::Client) -> tokio::task::JoinHandle<()> {
             }
         }
     })
-}
-
-/// The dead letters of `consumer`, once there are `n` (failing after 20 s).
-async fn letters_of(
-    client: &eventhub::Client,
-    consumer: &str,
-    n: usize,
-) -> Vec<eventhub::DeadLetter> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let letters = client
-            .dead_letters()
-            .list(&DeadLetterFilter::default().consumer(consumer))
-            .await
-            .unwrap();
-        if letters.len() >= n {
-            return letters;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{consumer}: {} of {n} dead letters",
-            letters.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod proto;
 mod provision;
 mod publish;
 mod security;
+mod signing;
 mod support;
 mod testing;
 mod versions;

@@ -160,3 +160,28 @@ pub(crate) fn capture_logs() -> (
         .finish();
     (tracing::subscriber::set_default(subscriber), buffer)
 }
+
+/// The dead letters of `consumer`, once there are `n` (failing after 20 s).
+pub(crate) async fn letters_of(
+    client: &eventhub::Client,
+    consumer: &str,
+    n: usize,
+) -> Vec<eventhub::DeadLetter> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let letters = client
+            .dead_letters()
+            .list(&eventhub::dlq::DeadLetterFilter::default().consumer(consumer))
+            .await
+            .unwrap();
+        if letters.len() >= n {
+            return letters;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{consumer}: {} of {n} dead letters",
+            letters.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -16,6 +16,9 @@ pub enum Outcome<'a> {
     /// The message could not be decoded (not JSON, not of the schema, unknown version or type,
     /// unsupported content type, a field that does not decrypt); the handler never saw it.
     Undecodable(&'a str),
+    /// Its signature does not prove its source ([`crate::wire::signing`]); the handler never
+    /// saw it.
+    Forged(&'a str),
 }
 
 /// What the consumer does with the delivery.
@@ -39,7 +42,8 @@ pub enum Decision {
     },
 }
 
-/// The rules: success or a skip acks; an undecodable message is poison at once; a rejection is
+/// The rules: success or a skip acks; an undecodable message is poison at once, a forged one
+/// forged at once; a rejection is
 /// dead-lettered at once; any other failure (an error, a panic, a timeout) is retried until the
 /// last allowed delivery (`delivered >= max_deliver`), which is dead-lettered as `max-deliver`.
 pub fn decide(outcome: Outcome<'_>, delivered: u64, max_deliver: u64) -> Decision {
@@ -48,6 +52,12 @@ pub fn decide(outcome: Outcome<'_>, delivered: u64, max_deliver: u64) -> Decisio
         Outcome::Undecodable(why) => {
             return Decision::DeadLetter {
                 reason: DeadLetterReason::Poison,
+                error: why.to_string(),
+            };
+        }
+        Outcome::Forged(why) => {
+            return Decision::DeadLetter {
+                reason: DeadLetterReason::Forged,
                 error: why.to_string(),
             };
         }
@@ -118,6 +128,13 @@ mod tests {
                 1,
                 5,
                 dl(DeadLetterReason::Poison, "not JSON"),
+            ),
+            (
+                "forged, even on a first delivery",
+                Outcome::Forged("not signed"),
+                1,
+                5,
+                dl(DeadLetterReason::Forged, "not signed"),
             ),
             (
                 "rejected",

@@ -113,6 +113,17 @@ pub(super) async fn process<E, S>(
         deliveries: delivered,
     };
 
+    // Who sent it, proven before anything else reads it.
+    if let Some(trust) = shared.client.trust()
+        && let Err(why) = trust.verify(&shared_headers, message.subject.as_str(), &message.payload)
+    {
+        Counters::bump(&counters.forged);
+        tracing::warn!(consumer = %shared.name, "eventhub: {stream} #{sequence} is forged: {why}");
+        let decision = decide(Outcome::Forged(&why), delivered, max_deliver(&shared));
+        carry_out(&shared, &message, &failed, decision, None).await;
+        return;
+    }
+
     // Decode before waiting for a worker: a poison message is set aside at once.
     let decoded = match parse_subject(message.subject.as_str()) {
         Some((ty, version)) if ty == E::FAMILY.event_type => {

@@ -314,6 +314,9 @@ pub struct ConsumerStats {
     /// Events marked as a dead-letter replay for another consumer without a matching replay
     /// record (a forged or stale mark): handled like any event, and logged.
     pub forged_replay_marks: u64,
+    /// Events whose signature does not prove their source, dead-lettered as `forged`
+    /// ([`crate::wire::signing`]).
+    pub forged: u64,
     /// Events received but not handled because of a shutdown, returned at once for another
     /// instance.
     pub returned: u64,
@@ -333,6 +336,7 @@ struct Counters {
     timeouts: AtomicU64,
     replays_skipped: AtomicU64,
     forged_replay_marks: AtomicU64,
+    forged: AtomicU64,
     returned: AtomicU64,
     duplicates_skipped: AtomicU64,
 }
@@ -354,6 +358,7 @@ impl Counters {
             timeouts: get(&self.timeouts),
             replays_skipped: get(&self.replays_skipped),
             forged_replay_marks: get(&self.forged_replay_marks),
+            forged: get(&self.forged),
             returned: get(&self.returned),
             duplicates_skipped: get(&self.duplicates_skipped),
         }

@@ -56,17 +56,21 @@ pub enum DeadLetterReason {
     /// Its last allowed delivery failed, or a consumer stopped during it (found by the
     /// [`Sweeper`]).
     MaxDeliver,
+    /// Its `ce-source` names a service that signs its events, and it is unsigned or its
+    /// signature does not verify ([`crate::wire::signing`]). Never handled.
+    Forged,
     /// A reason written by a newer eventhub.
     Other(String),
 }
 
 impl DeadLetterReason {
-    /// The header value: `rejected`, `poison`, `max-deliver`.
+    /// The header value: `rejected`, `poison`, `max-deliver`, `forged`.
     pub fn as_str(&self) -> &str {
         match self {
             DeadLetterReason::Rejected => "rejected",
             DeadLetterReason::Poison => "poison",
             DeadLetterReason::MaxDeliver => "max-deliver",
+            DeadLetterReason::Forged => "forged",
             DeadLetterReason::Other(s) => s,
         }
     }
@@ -80,6 +84,7 @@ impl FromStr for DeadLetterReason {
             "rejected" => DeadLetterReason::Rejected,
             "poison" => DeadLetterReason::Poison,
             "max-deliver" => DeadLetterReason::MaxDeliver,
+            "forged" => DeadLetterReason::Forged,
             other => DeadLetterReason::Other(other.to_string()),
         })
     }

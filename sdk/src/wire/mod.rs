@@ -9,6 +9,7 @@ mod event;
 pub mod headers;
 pub mod proto;
 pub mod schema;
+pub mod signing;
 pub mod trace;
 
 pub use event::{
