@@ -580,6 +580,9 @@ pub(crate) struct PermissionWatch {
 impl PermissionWatch {
     const KEEP: Duration = Duration::from_secs(30);
 
+    /// Notes a server `-ERR`. async-nats hands these over as text only
+    /// (`ServerError::Other`), so the server's wording is parsed: `Permissions Violation for
+    /// Publish to "<subject>"` (or `Subscription to`).
     fn record(&self, server_message: &str) {
         let lower = server_message.to_ascii_lowercase();
         if !lower.contains("permissions violation") {
@@ -637,16 +640,25 @@ impl PermissionWatch {
     }
 }
 
-/// Whether a connect error comes from the TLS handshake (an untrusted or refused certificate).
+/// Whether a connect error comes from the TLS handshake (an untrusted or refused certificate):
+/// async-nats reports it as an I/O error whose payload is the `rustls::Error`.
 fn tls_failure(e: &async_nats::ConnectError) -> bool {
-    let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        text.push_str(&format!(" {s} {s:?}"));
+        if s.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips its payload: look at the payload itself.
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
         source = s.source();
     }
-    let text = text.to_ascii_lowercase();
-    text.contains("certificate") || text.contains("handshake") || text.contains("tls")
+    false
 }
 
 fn identity(options: &ConnectOptions) -> String {

@@ -9,14 +9,19 @@ use std::fmt;
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error of one eventhub operation. `K` is the operation's kind enum, e.g.
-/// [`PublishErrorKind`].
-pub struct Error<K> {
+/// [`PublishErrorKind`]. Prints the explanation only; the underlying error is
+/// [`source`](std::error::Error::source) (print the chain with `anyhow`'s `{:#}` or by walking
+/// `source()`).
+#[derive(thiserror::Error)]
+#[error("{detail}")]
+pub struct Error<K: fmt::Debug> {
     kind: K,
     detail: String,
+    #[source]
     source: Option<Source>,
 }
 
-impl<K: Copy> Error<K> {
+impl<K: Copy + fmt::Debug> Error<K> {
     pub(crate) fn new(kind: K, detail: impl Into<String>) -> Self {
         Self {
             kind,
@@ -55,22 +60,6 @@ impl<K: fmt::Debug> fmt::Debug for Error<K> {
             .field("detail", &self.detail)
             .field("source", &self.source)
             .finish()
-    }
-}
-
-/// Prints the explanation only; the underlying error is [`source`](std::error::Error::source)
-/// (print the chain with `anyhow`'s `{:#}` or by walking `source()`).
-impl<K> fmt::Display for Error<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)
-    }
-}
-
-impl<K: fmt::Debug> std::error::Error for Error<K> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -194,7 +183,8 @@ pub enum DecodeErrorKind {
 }
 
 /// A message that cannot be decoded into the expected event type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
 pub struct DecodeError {
     kind: DecodeErrorKind,
     detail: String,
@@ -226,11 +216,3 @@ impl DecodeError {
         self.kind
     }
 }
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)
-    }
-}
-
-impl std::error::Error for DecodeError {}

@@ -44,16 +44,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STORE_DIR_PLACEHOLDER: &str = "@STORE_DIR@";
 
 /// Why a server could not be started.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
 pub struct HarnessError(String);
-
-impl fmt::Display for HarnessError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HarnessError {}
 
 /// The nats-server binary to run, found once per process.
 pub fn nats_server_binary() -> Result<PathBuf, HarnessError> {

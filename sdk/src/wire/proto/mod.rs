@@ -180,7 +180,11 @@ impl fmt::Debug for Kind {
 
 /// A value that does not fit the protobuf message of its event (only possible for values that
 /// do not match the schema: a typed event always encodes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot encode as protobuf{}: {detail}",
+    if path.is_empty() { String::new() } else { format!(" at `{path}`") }
+)]
 pub struct EncodeError {
     path: String,
     detail: String,
@@ -192,22 +196,6 @@ impl EncodeError {
         &self.path
     }
 }
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "cannot encode as protobuf: {}", self.detail)
-        } else {
-            write!(
-                f,
-                "cannot encode as protobuf at `{}`: {}",
-                self.path, self.detail
-            )
-        }
-    }
-}
-
-impl std::error::Error for EncodeError {}
 
 /// A failure somewhere inside a value, with the path built on the way out (so success pays
 /// nothing for it).
