@@ -29,6 +29,8 @@ use eventhub::ConnectOptions;
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    catalogs: schemas::CatalogArgs,
     /// Print JSON (one document, or one object per line for `tail`) instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -146,20 +148,38 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+async fn run(
+    command: Command,
+    server: &ServerArgs,
+    catalogs: &schemas::CatalogArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    match command {
+        Command::Streams { command } => streams::run(server, command, json).await,
+        Command::Consumers { stream } => consumers::run(server, stream, json).await,
+        Command::Topology { command } => topology::run(server, command, json).await,
+        Command::Dlq { command } => dlq::run(server, command, json).await,
+        Command::Publish(args) => publish::run(server, args, json).await,
+        Command::Tail(args) => tail::run(server, args, json).await,
+        Command::Health(args) => health::run(server, args, json).await,
+        Command::Schemas { command } => schemas::run(command, catalogs, json),
+        Command::Config { command } => config::run(server, command, json).await,
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
-    let result = match cli.command {
-        Command::Streams { command } => streams::run(&cli.server, command, json).await,
-        Command::Consumers { stream } => consumers::run(&cli.server, stream, json).await,
-        Command::Topology { command } => topology::run(&cli.server, command, json).await,
-        Command::Dlq { command } => dlq::run(&cli.server, command, json).await,
-        Command::Publish(args) => publish::run(&cli.server, args, json).await,
-        Command::Tail(args) => tail::run(&cli.server, args, json).await,
-        Command::Health(args) => health::run(&cli.server, args, json).await,
-        Command::Schemas { command } => schemas::run(command, json),
-        Command::Config { command } => config::run(&cli.server, command, json).await,
+    let activated = match &cli.command {
+        Command::Publish(_) | Command::Tail(_) | Command::Dlq { .. } => {
+            schemas::activate(&cli.catalogs)
+        }
+        _ => Ok(()),
+    };
+    let result = match (activated, cli.command) {
+        (Err(e), _) => Err(e),
+        (Ok(()), command) => run(command, &cli.server, &cli.catalogs, json).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -80,9 +80,11 @@ pub(crate) fn payload_json(
         })
         .unwrap_or_default();
     let proto = media == eventhub::wire::codec::PROTOBUF || media == "application/x-protobuf";
+    // A catalog read at run time has no protobuf descriptors: such payloads show as bytes.
     if proto
+        && !crate::schemas::is_runtime()
         && let Some((t, v)) = event
-        && let Some(info) = eventhub_catalog::events::CATALOG
+        && let Some(info) = crate::schemas::events()
             .iter()
             .find(|i| i.event_type == t && i.version == v)
         && let Ok(value) = eventhub::wire::proto::decode_value(info.proto, payload)

@@ -2,6 +2,7 @@
 //! `TYPE[@vN]`.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use eventhub::EventInfo;
 use eventhub_catalog::events::CATALOG;
@@ -13,14 +14,96 @@ use serde_json::json;
 use crate::output::say;
 use crate::output::{Table, print_json};
 
-/// Which catalogs a command reads, when not the one compiled in.
+/// Which catalogs the commands read, when not the one compiled in.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct CatalogArgs {
-    /// A catalog directory laid out like `schemas/` (repeatable: catalogs are merged). Default:
-    /// the directories in `EVENTHUB_SCHEMAS` (separated like PATH), else the catalog this binary
-    /// was built with (`export`: `EVENTHUB_SCHEMAS_DIR`, else `./schemas`).
-    #[arg(long = "schemas", value_name = "DIR")]
+    /// A catalog directory laid out like `schemas/` (repeatable: catalogs are merged), read at
+    /// run time by publish, tail, dlq and schemas. Default: the directories in
+    /// `EVENTHUB_SCHEMAS` (separated like PATH), else the catalog this binary was built with
+    /// (`schemas export`: `EVENTHUB_SCHEMAS_DIR`, else `./schemas`).
+    #[arg(long = "schemas", value_name = "DIR", global = true)]
     dirs: Vec<PathBuf>,
+}
+
+/// The catalogs given at run time, as [`EventInfo`]s; unset: the compiled-in catalog.
+static RUNTIME: OnceLock<Vec<EventInfo>> = OnceLock::new();
+
+/// Makes the catalogs given (if any) the ones `find`, `events` and the decoders use.
+pub(crate) fn activate(args: &CatalogArgs) -> anyhow::Result<()> {
+    let catalogs = args.load()?;
+    if catalogs.is_empty() {
+        return Ok(());
+    }
+    let mut infos = Vec::new();
+    for catalog in &catalogs {
+        for entry in catalog.events() {
+            infos.push(runtime_info(catalog, &entry)?);
+        }
+    }
+    let _ = RUNTIME.set(infos);
+    Ok(())
+}
+
+/// Whether the events come from catalogs read at run time (no protobuf descriptors).
+pub(crate) fn is_runtime() -> bool {
+    RUNTIME.get().is_some()
+}
+
+/// Every event the commands know: the catalogs given, else the compiled-in one.
+pub(crate) fn events() -> &'static [EventInfo] {
+    RUNTIME.get().map_or(CATALOG, Vec::as_slice)
+}
+
+/// The streams of [`events`], each once.
+pub(crate) fn streams() -> Vec<&'static str> {
+    let mut streams: Vec<&'static str> = events().iter().map(|e| e.stream).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    streams
+}
+
+/// An [`EventInfo`] for an event of a catalog read at run time. The strings live as long as
+/// the process (a command's run). Its protobuf message is empty: payloads of such an event are
+/// published and shown as JSON only.
+fn runtime_info(
+    catalog: &Catalog,
+    entry: &eventhub_codegen::EventEntry,
+) -> anyhow::Result<EventInfo> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let schema = catalog
+        .bundled_schema(&entry.event_type, entry.version)
+        .ok_or_else(|| anyhow::anyhow!("{} v{} has no schema", entry.event_type, entry.version))?;
+    // Encryption must not be lost: an event whose sensitive fields cannot be listed is refused.
+    let sensitive = catalog
+        .sensitive_fields(&entry.event_type, entry.version)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} v{}: its x-sensitive fields cannot be listed",
+                entry.event_type,
+                entry.version
+            )
+        })?;
+    let sensitive: Vec<&'static str> = sensitive.into_iter().map(leak).collect();
+    let name = leak(format!("{}.v{}", entry.event_type, entry.version));
+    let proto: &'static eventhub::wire::proto::Message =
+        Box::leak(Box::new(eventhub::wire::proto::Message {
+            name,
+            pointer: "",
+            shape: eventhub::wire::proto::Shape::Object,
+            fields: &[],
+            reserved: &[],
+        }));
+    Ok(EventInfo {
+        event_type: leak(entry.event_type.clone()),
+        version: entry.version,
+        subject: leak(entry.subject.clone()),
+        stream: leak(entry.stream.clone()),
+        schema_id: leak(schema["$id"].as_str().unwrap_or_default().to_string()),
+        rust_type: leak(entry.rust_type.clone()),
+        schema: leak(schema.to_string()),
+        proto,
+        sensitive: Box::leak(sensitive.into_boxed_slice()),
+    })
 }
 
 impl CatalogArgs {
@@ -47,17 +130,12 @@ impl CatalogArgs {
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Every event type and version of the catalog (by default the one this binary knows).
-    List {
-        #[command(flatten)]
-        catalogs: CatalogArgs,
-    },
+    List,
     /// The JSON Schema of an event (references bundled): `TYPE` (latest version) or
     /// `TYPE@vN`.
     Show {
         /// e.g. `user.created` or `user.created@v1`.
         event: String,
-        #[command(flatten)]
-        catalogs: CatalogArgs,
     },
     /// Compares the catalog with its released state (`released.lock`): exit 0 when every
     /// change to a released version is compatible, 1 when any is breaking.
@@ -95,8 +173,6 @@ pub(crate) struct ExportArgs {
     /// The output directory (created if needed; files are written only when they change).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    #[command(flatten)]
-    catalogs: CatalogArgs,
     /// Example payloads to show (HTML, AsyncAPI): `<type>.v<N>.json` files holding one payload
     /// or an array, like `tests/fixtures/events/`. Each is validated against its schema.
     #[arg(long, value_name = "DIR")]
@@ -196,16 +272,16 @@ fn verdict(report: &Report, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn run(command: Command, json: bool) -> anyhow::Result<()> {
+pub(crate) fn run(command: Command, catalogs: &CatalogArgs, json: bool) -> anyhow::Result<()> {
     match command {
-        Command::List { catalogs } if !catalogs.given().is_empty() => {
+        Command::List if !catalogs.given().is_empty() => {
             list_loaded(&catalogs.load()?, json)?;
         }
-        Command::Show { event, catalogs } if !catalogs.given().is_empty() => {
+        Command::Show { event } if !catalogs.given().is_empty() => {
             show_loaded(&catalogs.load()?, &event, json)?;
         }
-        Command::Export(args) => export_files(args, json)?,
-        Command::List { .. } => {
+        Command::Export(args) => export_files(args, catalogs, json)?,
+        Command::List => {
             if json {
                 print_json(&json!(
                     CATALOG
@@ -381,8 +457,8 @@ fn show_loaded(catalogs: &[Catalog], spec: &str, json: bool) -> anyhow::Result<(
 }
 
 /// `schemas export`: renders with `eventhub_codegen::export`, writes what changed.
-fn export_files(args: ExportArgs, json: bool) -> anyhow::Result<()> {
-    let mut catalogs = args.catalogs.load()?;
+fn export_files(args: ExportArgs, given: &CatalogArgs, json: bool) -> anyhow::Result<()> {
+    let mut catalogs = given.load()?;
     if catalogs.is_empty() {
         let dir = std::env::var_os("EVENTHUB_SCHEMAS_DIR")
             .map_or_else(|| PathBuf::from("schemas"), PathBuf::from);
@@ -517,9 +593,9 @@ fn examples(
 /// The catalog entry of `TYPE` (its latest version) or `TYPE@vN`.
 pub(crate) fn find(spec: &str) -> anyhow::Result<&'static EventInfo> {
     let (ty, version) = parse(spec)?;
-    let versions: Vec<&EventInfo> = CATALOG.iter().filter(|e| e.event_type == ty).collect();
+    let versions: Vec<&EventInfo> = events().iter().filter(|e| e.event_type == ty).collect();
     if versions.is_empty() {
-        let mut known: Vec<&str> = CATALOG.iter().map(|e| e.event_type).collect();
+        let mut known: Vec<&str> = events().iter().map(|e| e.event_type).collect();
         known.dedup();
         let hint = known
             .iter()

@@ -34,8 +34,8 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
     // Filter subjects per stream.
     let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if args.targets.is_empty() {
-        for s in eventhub_catalog::events::STREAMS {
-            by_stream.entry(s.name.to_string()).or_default();
+        for s in crate::schemas::streams() {
+            by_stream.entry(s.to_string()).or_default();
         }
     }
     for target in &args.targets {

@@ -361,3 +361,58 @@ fn export_refuses_bad_input_with_a_clear_error() {
     .fails(1, "no event user.craeted v1 in the catalog");
     assert!(!out.exists(), "nothing is written when the input is bad");
 }
+
+/// `--schemas` makes publish, tail and dlq read a team's catalog at run time: the CLI publishes
+/// (validated) and tails an event the binary was not built with.
+#[test]
+fn publish_and_tail_an_event_of_a_catalog_given_at_run_time() {
+    let root = tempdir("runtime");
+    let team = team_catalog(&root);
+    let team_s = team.to_str().unwrap();
+    let server = eventhub_testkit::NatsServer::start();
+    let url = server.client_url();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "SHIPPING".into(),
+            subjects: vec!["events.shipping.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let at = |args: &[&str]| {
+        let mut all = vec!["--server", url.as_str(), "--schemas", team_s];
+        all.extend_from_slice(args);
+        eventhub(&root, &[], &all)
+    };
+    let payload = r#"{"carrier":"DHL","cost":{"amount_minor":500,"currency":"EUR"}}"#;
+    let published = at(&["publish", "shipping.dispatched", payload, "--json"])
+        .ok()
+        .json();
+    assert_eq!(published["stream"], "SHIPPING");
+    assert_eq!(published["subject"], "events.shipping.dispatched.v1");
+    // Validated against the team's schema, every problem named.
+    at(&["publish", "shipping.dispatched", r#"{"carrier":5}"#]).fails(1, "carrier");
+    // The compiled-in catalog does not know it.
+    eventhub(
+        &root,
+        &[],
+        &["--server", &url, "publish", "shipping.dispatched", payload],
+    )
+    .fails(1, "unknown event type `shipping.dispatched`");
+
+    let tailed = at(&[
+        "tail",
+        "shipping.dispatched",
+        "--since",
+        "1h",
+        "--count",
+        "1",
+        "--json",
+    ])
+    .ok();
+    let line: Value = serde_json::from_str(tailed.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["data"]["carrier"], "DHL", "{line}");
+    assert_eq!(line["id"], published["id"], "{line}");
+}

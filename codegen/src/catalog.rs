@@ -152,6 +152,12 @@ impl Catalog {
             .collect()
     }
 
+    /// The fields of one event version marked `x-sensitive` (JSON pointers into the payload, as
+    /// the generated `SENSITIVE`); `None` for an unknown event.
+    pub fn sensitive_fields(&self, event_type: &str, version: u32) -> Option<Vec<String>> {
+        crate::sensitive::paths(&self.bundled_schema(event_type, version)?).ok()
+    }
+
     /// The self-contained JSON Schema of one event version: references point into its own
     /// `$defs`, which carry every shared definition it uses. Tools in other languages can
     /// validate payloads with it.
