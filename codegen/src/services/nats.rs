@@ -210,7 +210,7 @@ impl<'a> NatsConfig<'a> {
         );
         out.push_str(
             "#\n\
-             # The model (README \"Connecting securely\"):\n\
+             # The model (docs/security.md):\n\
              #   - account EVENTS holds the event system (JetStream on). Each service is one user,\n\
              #     named like it, that may publish only the events it owns, use only the JetStream\n\
              #     API of its own durables (created with their own filter subjects), write only its\n\
