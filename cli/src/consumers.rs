@@ -12,6 +12,99 @@ use crate::ServerArgs;
 use crate::output::say;
 use crate::output::{Table, duration, print_json};
 
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Stops deliveries to a durable consumer until a time (events wait in the stream; the
+    /// consumer's instances keep running and resume by themselves).
+    Pause {
+        /// The consumer, e.g. `payments__user_created`.
+        name: String,
+        /// For this long (30s, 15m, 2h, 7d) or until this RFC 3339 time.
+        #[arg(long, value_parser = parse_until)]
+        until: chrono::DateTime<Utc>,
+        /// Its stream (default: the stream that has a consumer of that name).
+        #[arg(long)]
+        stream: Option<String>,
+    },
+    /// Restarts deliveries to a paused consumer now.
+    Resume {
+        /// The consumer.
+        name: String,
+        /// Its stream (default: the stream that has a consumer of that name).
+        #[arg(long)]
+        stream: Option<String>,
+    },
+}
+
+/// `--until`: a duration from now, or a time, which must be in the future.
+fn parse_until(s: &str) -> Result<chrono::DateTime<Utc>, String> {
+    let at = match chrono::DateTime::parse_from_rfc3339(s) {
+        Ok(t) => t.with_timezone(&Utc),
+        // A duration back from now, turned forward.
+        Err(_) => Utc::now() + (Utc::now() - crate::output::parse_since(s)?),
+    };
+    if at <= Utc::now() {
+        return Err(format!("`{s}` is in the past: pause until a later time"));
+    }
+    Ok(at)
+}
+
+/// `consumers pause|resume`.
+pub(crate) async fn control(
+    server: &ServerArgs,
+    command: Command,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = server.connect().await?;
+    let (name, stream, until) = match command {
+        Command::Pause {
+            name,
+            until,
+            stream,
+        } => (name, stream, Some(until)),
+        Command::Resume { name, stream } => (name, stream, None),
+    };
+    let stream = match stream {
+        Some(s) => crate::streams::open(&client, &s).await?,
+        None => stream_of(&client, &name).await?,
+    };
+    let response = match until {
+        Some(until) => stream.pause_consumer(&name, until).await,
+        None => stream.resume_consumer(&name).await,
+    }
+    .map_err(|e| anyhow::anyhow!("cannot pause or resume consumer {name}: {e}"))?;
+    let stream_name = stream.cached_info().config.name.clone();
+    if json {
+        print_json(&json!({
+            "stream": stream_name,
+            "name": name,
+            "paused": response.paused,
+            "pause_remaining_secs": response.pause_remaining.map(|d| d.as_secs_f64()),
+        }));
+    } else if response.paused {
+        say!(
+            "{stream_name} / {name}: paused for {} (events wait in the stream)",
+            response.pause_remaining.map_or("-".into(), duration)
+        );
+    } else {
+        say!("{stream_name} / {name}: delivering");
+    }
+    Ok(())
+}
+
+/// The stream holding durable consumer `name`.
+async fn stream_of(client: &eventhub::Client, name: &str) -> anyhow::Result<Stream> {
+    let mut names: Vec<String> = client.jetstream().stream_names().try_collect().await?;
+    names.sort();
+    for s in names {
+        let stream = crate::streams::open(client, &s).await?;
+        if stream.consumer_info(name).await.is_ok() {
+            return Ok(stream);
+        }
+    }
+    anyhow::bail!("no stream has a consumer named {name}; `eventhub consumers` lists them")
+}
+
 pub(crate) async fn run(
     server: &ServerArgs,
     stream: Option<String>,
@@ -126,6 +219,10 @@ pub(crate) fn table(infos: &[Info]) -> Table {
             lag(i).to_string(),
             match stuck(i) {
                 Some(why) => why,
+                None if i.paused => format!(
+                    "paused ({} left)",
+                    i.pause_remaining.map_or("-".into(), duration)
+                ),
                 None if i.config.durable_name.is_none() => "ok (ephemeral)".to_string(),
                 None => "ok".to_string(),
             },
@@ -160,6 +257,8 @@ pub(crate) fn to_json(i: &Info) -> serde_json::Value {
         "last_ack_time": i.ack_floor.last_active,
         "lag": lag(i),
         "stuck": stuck(i),
+        "paused": i.paused,
+        "pause_remaining_secs": i.pause_remaining.map(|d| d.as_secs_f64()),
     })
 }
 

@@ -101,7 +101,12 @@ enum Command {
         command: Option<streams::Command>,
     },
     /// Durable consumers: pending, ack-pending, redelivered, waiting, lag; flags stuck ones.
+    /// `consumers pause NAME --until T` stops deliveries to a consumer until T; `consumers
+    /// resume NAME` restarts them.
+    #[command(args_conflicts_with_subcommands = true)]
     Consumers {
+        #[command(subcommand)]
+        command: Option<consumers::Command>,
         /// Only this stream's consumers.
         stream: Option<String>,
     },
@@ -156,7 +161,11 @@ async fn run(
 ) -> anyhow::Result<()> {
     match command {
         Command::Streams { command } => streams::run(server, command, json).await,
-        Command::Consumers { stream } => consumers::run(server, stream, json).await,
+        Command::Consumers {
+            command: Some(command),
+            ..
+        } => consumers::control(server, command, json).await,
+        Command::Consumers { stream, .. } => consumers::run(server, stream, json).await,
         Command::Topology { command } => topology::run(server, command, json).await,
         Command::Dlq { command } => dlq::run(server, command, json).await,
         Command::Publish(args) => publish::run(server, args, json).await,

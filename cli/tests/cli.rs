@@ -992,3 +992,78 @@ fn schemas_check_diff_and_release_gate_breaking_changes() {
     assert_eq!(check.stdout, "no changes\n");
     std::fs::remove_dir_all(root).ok();
 }
+
+/// `consumers pause` holds deliveries while the consumer's instances keep asking; `consumers
+/// resume` releases them. The event waits in the stream, nothing is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_consumer_receives_nothing_until_it_is_resumed() {
+    let server = NatsServer::start();
+    let auth = client(&server, "auth").await;
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    let payments = client(&server, "payments").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = payments
+        .consumer::<user::CreatedV2>(
+            ConsumerOptions::default().fetch_expires(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap()
+        .spawn(move |env| {
+            let _ = tx.send(env.meta().id.clone());
+            async { Ok(()) }
+        });
+    let paused = eventhub(
+        &server,
+        &[
+            "consumers",
+            "pause",
+            "payments__user_created",
+            "--until",
+            "1h",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert_eq!(paused["stream"], "IDENTITY");
+    let receipt = auth
+        .publisher()
+        .publish(&user_created("a@example.com"))
+        .await
+        .unwrap();
+    // Paused: the instance's pull waits beside a pending event that is not delivered.
+    let stream = auth.jetstream().get_stream("IDENTITY").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = stream
+            .consumer_info("payments__user_created")
+            .await
+            .unwrap();
+        assert_eq!(info.num_ack_pending, 0, "delivered while paused: {info:?}");
+        if info.num_pending == 1 && info.num_waiting > 0 {
+            assert!(info.paused);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{info:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rx.try_recv().is_err(), "handled while paused");
+    let listed = eventhub(&server, &["consumers", "IDENTITY"]).ok();
+    assert!(listed.stdout.contains("paused ("), "{}", listed.stdout);
+
+    eventhub(&server, &["consumers", "resume", "payments__user_created"]).ok();
+    let handled = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("delivered after resume")
+        .unwrap();
+    assert_eq!(handled, receipt.id);
+    handle.shutdown().await;
+    eventhub(&server, &["consumers", "pause", "nobody", "--until", "1m"])
+        .fails(1, "no stream has a consumer named nobody");
+    let past = eventhub(
+        &server,
+        &["consumers", "pause", "x", "--until", "2020-01-01T00:00:00Z"],
+    );
+    assert_eq!(past.code, 2, "{}", past.stderr);
+}
