@@ -517,6 +517,7 @@ pub(crate) struct Target {
     pub(crate) subject: &'static str,
     pub(crate) schema_id: &'static str,
     pub(crate) stream: &'static str,
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) proto: &'static Message,
     /// The fields encrypted before encoding ([`Event::SENSITIVE`](crate::Event::SENSITIVE)).
     pub(crate) sensitive: &'static [&'static str],
@@ -573,9 +574,14 @@ impl Target {
             Codec::Json => serde_json::to_vec(value)
                 .map(Bytes::from)
                 .map_err(|e| failed(e.into())),
+            #[cfg(feature = "protobuf")]
             Codec::Protobuf => crate::wire::proto::encode_serialize(self.proto, value)
                 .map(Bytes::from)
                 .map_err(|e| failed(e.into())),
+            #[cfg(not(feature = "protobuf"))]
+            Codec::Protobuf => Err(failed(
+                "this build of eventhub has no protobuf codec (cargo feature `protobuf`)".into(),
+            )),
         }
     }
 }

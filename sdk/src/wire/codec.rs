@@ -8,6 +8,7 @@ pub const JSON: &str = "application/json";
 pub const PROTOBUF: &str = "application/protobuf";
 
 /// The older name of the protobuf media type, still read.
+#[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
 pub(crate) const X_PROTOBUF: &str = "application/x-protobuf";
 
 /// How an event's payload is encoded, announced by its `content-type` header. Consumers decode

@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{DecodeError, DecodeErrorKind};
-use crate::wire::codec::{JSON, PROTOBUF, X_PROTOBUF, media_type};
+use crate::wire::codec::{JSON, media_type};
+#[cfg(feature = "protobuf")]
+use crate::wire::codec::{PROTOBUF, X_PROTOBUF};
 use crate::wire::crypto::Decryptor;
 
 /// One version of one event type, generated from `schemas/<domain>/<name>.v<N>.json`.
@@ -153,6 +155,7 @@ impl RawEvent<'_> {
             )
         };
         match self.content_type.map(media_type) {
+            #[cfg(feature = "protobuf")]
             Some(t) if t.eq_ignore_ascii_case(PROTOBUF) || t.eq_ignore_ascii_case(X_PROTOBUF) => {
                 let event: E = crate::wire::proto::decode::<E>(E::PROTO, self.payload)?;
                 // Checked like JSON: the schema describes the data, whatever its encoding.
@@ -164,10 +167,14 @@ impl RawEvent<'_> {
             }
             None => self.decode_checked::<E>(invalid),
             Some(t) if t.eq_ignore_ascii_case(JSON) => self.decode_checked::<E>(invalid),
+            #[cfg(feature = "protobuf")]
             Some(other) => Err(unsupported(
                 other,
                 "application/json or application/protobuf",
             )),
+            // Built without the protobuf codec: a protobuf payload is as foreign as any other.
+            #[cfg(not(feature = "protobuf"))]
+            Some(other) => Err(unsupported(other, "application/json")),
         }
     }
 
