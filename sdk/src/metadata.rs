@@ -62,16 +62,25 @@ pub struct EnvelopeHeaders {
     #[serde(rename = "ce-time")]
     #[schemars(schema_with = "date_time")]
     pub time: String,
-    /// The schema id of the event version: the `$id` of its JSON Schema in the catalog, by
-    /// default `urn:eventhub:schema:<type>:v<N>`.
-    #[serde(rename = "ce-dataschema")]
+    /// The schema id of the event version: the `$id` of its JSON Schema in the catalog.
+    /// Absent when it is the default, `urn:eventhub:schema:<type>:v<N>` (written by eventhub
+    /// versions before the lean wire format).
+    #[serde(
+        rename = "ce-dataschema",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(schema_with = "data_schema")]
-    pub dataschema: String,
+    pub dataschema: Option<String>,
     /// Id shared by every event of one business flow: set by the publisher, inherited by
-    /// follow-up events, else the event's own id.
-    #[serde(rename = "ce-correlationid")]
+    /// follow-up events. Absent when it is the event's own id (a flow's first event).
+    #[serde(
+        rename = "ce-correlationid",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(schema_with = "any_string")]
-    pub correlationid: String,
+    pub correlationid: Option<String>,
     /// Id of the event whose handling caused this one; absent on events not published from a
     /// handler (or with an explicit causation).
     #[serde(
@@ -81,10 +90,14 @@ pub struct EnvelopeHeaders {
     )]
     #[schemars(schema_with = "any_string")]
     pub causationid: Option<String>,
-    /// Media type of the payload.
-    #[serde(rename = "content-type")]
+    /// Media type of the payload. Absent means `application/json`.
+    #[serde(
+        rename = "content-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(schema_with = "content_type")]
-    pub content_type: String,
+    pub content_type: Option<String>,
     /// JetStream's de-duplication id: the event id, or
     /// `EVENTHUB_DLQ:<dead letter id>:replay:<nonce>` on a replay.
     #[serde(rename = "Nats-Msg-Id")]
@@ -462,20 +475,21 @@ mod tests {
     #[test]
     fn every_header_eventhub_writes_is_described() {
         use MetadataSchema::{DeadLetterHeaders, EnvelopeHeaders};
-        // Everything a publish writes is required; the causation and the replay headers are
-        // not always there.
+        // What every publish writes is required; what the lean wire format leaves out when it
+        // is the default (content type, schema id, correlation id), the causation and the
+        // replay headers are not always there.
         let publish = set(&[
             headers::SPECVERSION,
             headers::ID,
             headers::TYPE,
             headers::SOURCE,
             headers::TIME,
-            headers::DATASCHEMA,
-            headers::CORRELATION_ID,
-            headers::CONTENT_TYPE,
             headers::MSG_ID,
         ]);
         let optional = set(&[
+            headers::DATASCHEMA,
+            headers::CORRELATION_ID,
+            headers::CONTENT_TYPE,
             headers::TRACEPARENT,
             headers::ENCRYPTION_KEY,
             headers::CAUSATION_ID,

@@ -445,7 +445,7 @@ impl Publisher {
             content_type: self.codec_of(options).content_type(),
             trace: &trace,
         }
-        .build(target.event_type, target.schema_id);
+        .build(target.event_type, target.version, target.schema_id);
         if !target.sensitive.is_empty() {
             crate::wire::crypto::mark(&mut headers, self.sink.keyring());
         }

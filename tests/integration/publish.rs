@@ -29,19 +29,15 @@ async fn a_published_event_reads_back_equal_with_its_headers() {
     assert_eq!(h(headers::MSG_ID).as_deref(), Some(receipt.id.as_str()));
     assert_eq!(h(headers::TYPE).as_deref(), Some("user.created"));
     assert_eq!(h(headers::SOURCE).as_deref(), Some("auth"));
+    // The lean wire format leaves out what a reader infers: the default schema id, JSON, and
+    // for a new flow a correlation id equal to the event id; nothing caused it.
     assert_eq!(
-        h(headers::DATASCHEMA).as_deref(),
-        Some(user::CreatedV1::SCHEMA_ID)
+        user::CreatedV1::SCHEMA_ID,
+        eventhub::wire::headers::default_schema_id("user.created", 1)
     );
-    assert_eq!(
-        h(headers::CONTENT_TYPE).as_deref(),
-        Some("application/json")
-    );
-    // A new flow: the event is its own correlation, and nothing caused it.
-    assert_eq!(
-        h(headers::CORRELATION_ID).as_deref(),
-        Some(receipt.id.as_str())
-    );
+    assert_eq!(h(headers::DATASCHEMA), None);
+    assert_eq!(h(headers::CONTENT_TYPE), None);
+    assert_eq!(h(headers::CORRELATION_ID), None);
     assert_eq!(h(headers::CAUSATION_ID), None);
     let time = chrono::DateTime::parse_from_rfc3339(&h(headers::TIME).unwrap()).unwrap();
     assert!((chrono::Utc::now() - time.to_utc()).num_seconds().abs() < 60);
@@ -175,4 +171,62 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
             f.error
         );
     }
+}
+
+/// Events stored before the lean wire format (every header written out) and events published
+/// in it read the same: same event, same correlation, same metadata.
+#[tokio::test]
+async fn events_in_the_full_and_the_lean_header_form_read_the_same() {
+    let (_server, client) = server_and_client("auth").await;
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    let (handle, mut rx) = crate::support::record::<user::CreatedV1, _>(
+        &client,
+        crate::support::quick().name("compat__user_created"),
+        |env| (env.event().clone(), env.meta().clone()),
+    )
+    .await;
+    // The full form, as eventhub wrote it before: content type, schema id and a correlation
+    // id equal to the event id all written out.
+    let event = user_created_v1("full@example.com");
+    let id = eventhub::wire::headers::new_event_id();
+    let mut full = async_nats::HeaderMap::new();
+    for (name, value) in [
+        (headers::SPECVERSION, "1.0"),
+        (headers::ID, id.as_str()),
+        (headers::TYPE, "user.created"),
+        (headers::SOURCE, "auth"),
+        (headers::TIME, "2026-11-23T10:00:00.000000Z"),
+        (headers::DATASCHEMA, user::CreatedV1::SCHEMA_ID),
+        (headers::CONTENT_TYPE, "application/json"),
+        (headers::CORRELATION_ID, id.as_str()),
+        (headers::MSG_ID, id.as_str()),
+    ] {
+        full.insert(name, value);
+    }
+    client
+        .jetstream()
+        .publish_with_headers(
+            user::CreatedV1::SUBJECT,
+            full,
+            serde_json::to_vec(&event).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let lean = client.publisher().publish(&event).await.unwrap();
+
+    let (full_event, full_meta) = crate::support::next(&mut rx, 10).await;
+    let (lean_event, lean_meta) = crate::support::next(&mut rx, 10).await;
+    assert_eq!(full_event, event);
+    assert_eq!(lean_event, event);
+    assert_eq!(full_meta.correlation_id.as_deref(), Some(id.as_str()));
+    assert_eq!(lean_meta.correlation_id.as_deref(), Some(lean.id.as_str()));
+    for meta in [&full_meta, &lean_meta] {
+        assert_eq!(meta.event_type, "user.created");
+        assert_eq!(meta.version, 1);
+        assert_eq!(meta.source.as_deref(), Some("auth"));
+        assert_eq!(meta.causation_id, None);
+    }
+    handle.shutdown().await;
 }

@@ -499,7 +499,9 @@ fn metadata(
         stream,
         sequence,
         delivered,
-        correlation_id: owned(known.correlation_id),
+        // The lean wire format leaves out a correlation id equal to the event id: an event
+        // with an id and no correlation starts its own flow.
+        correlation_id: owned(known.correlation_id.or(known.id)),
         causation_id: owned(known.causation_id),
         trace: known.traceparent.and_then(TraceContext::parse),
         headers: headers_map.clone(),

@@ -30,7 +30,9 @@ pub struct Metadata {
     pub sequence: u64,
     /// How many times it has been delivered to this consumer, this delivery included.
     pub delivered: u64,
-    /// Correlation id of the flow, if any.
+    /// Correlation id of the flow: `ce-correlationid`, or for an event that has a `ce-id` and
+    /// no correlation id (the lean wire format leaves out one equal to the id), its own id.
+    /// `None` for a message without either.
     pub correlation_id: Option<String>,
     /// Id of the event whose handling caused this one, if any.
     pub causation_id: Option<String>,

@@ -141,7 +141,12 @@ pub(crate) struct OutgoingHeaders<'a> {
 }
 
 impl OutgoingHeaders<'_> {
-    pub(crate) fn build(&self, event_type: &str, schema_id: &str) -> HeaderMap {
+    /// The headers of an event of `event_type` version `version` whose schema id is
+    /// `schema_id`. What a reader can infer is left out (the lean wire format): `content-type`
+    /// when JSON, `ce-dataschema` when it is the default id of the type and version,
+    /// `ce-correlationid` when it equals the event id. Readers take the absent header as that
+    /// value, so events of both forms read the same.
+    pub(crate) fn build(&self, event_type: &str, version: u32, schema_id: &str) -> HeaderMap {
         // Names are constants (no allocation or validation per event); the time is formatted
         // straight into the value it becomes.
         use names::*;
@@ -155,9 +160,15 @@ impl OutgoingHeaders<'_> {
             self.time
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         );
-        h.insert(DATASCHEMA, schema_id);
-        h.insert(CONTENT_TYPE, self.content_type);
-        h.insert(CORRELATION_ID, self.correlation_id);
+        if !is_default_schema_id(schema_id, event_type, version) {
+            h.insert(DATASCHEMA, schema_id);
+        }
+        if self.content_type != crate::wire::codec::JSON {
+            h.insert(CONTENT_TYPE, self.content_type);
+        }
+        if self.correlation_id != self.id {
+            h.insert(CORRELATION_ID, self.correlation_id);
+        }
         if let Some(c) = self.causation_id {
             h.insert(CAUSATION_ID, c);
         }
@@ -165,6 +176,24 @@ impl OutgoingHeaders<'_> {
         h.insert(TRACEPARENT, self.trace.header());
         h
     }
+}
+
+/// The schema id a catalog gives an event version unless its schema sets another `$id`.
+pub const DEFAULT_SCHEMA_PREFIX: &str = "urn:eventhub:schema:";
+
+/// The schema id of `event_type` version `version` when its schema sets no `$id`:
+/// `urn:eventhub:schema:<type>:v<N>`. An event without `ce-dataschema` has this one.
+pub fn default_schema_id(event_type: &str, version: u32) -> String {
+    format!("{DEFAULT_SCHEMA_PREFIX}{event_type}:v{version}")
+}
+
+/// Whether `schema_id` is [`default_schema_id`] (compared without formatting one).
+fn is_default_schema_id(schema_id: &str, event_type: &str, version: u32) -> bool {
+    schema_id
+        .strip_prefix(DEFAULT_SCHEMA_PREFIX)
+        .and_then(|rest| rest.strip_prefix(event_type))
+        .and_then(|rest| rest.strip_prefix(":v"))
+        .is_some_and(|n| !n.starts_with('0') && n.parse::<u32>() == Ok(version))
 }
 
 /// Size of `headers` on the wire (`NATS/1.0\r\n`, `Name: value\r\n` each, `\r\n`), which counts
@@ -177,4 +206,77 @@ pub(crate) fn wire_size(h: &HeaderMap) -> usize {
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(correlation: &str, content_type: &'static str, schema_id: &str) -> HeaderMap {
+        let trace = TraceContext::root();
+        OutgoingHeaders {
+            id: "e1",
+            source: "auth",
+            time: Utc::now(),
+            correlation_id: correlation,
+            causation_id: None,
+            content_type,
+            trace: &trace,
+        }
+        .build("user.created", 2, schema_id)
+    }
+
+    #[test]
+    fn the_lean_form_leaves_out_what_a_reader_infers() {
+        let lean = headers(
+            "e1",
+            crate::wire::codec::JSON,
+            "urn:eventhub:schema:user.created:v2",
+        );
+        for absent in [CONTENT_TYPE, DATASCHEMA, CORRELATION_ID] {
+            assert!(lean.get(absent).is_none(), "{absent} written: {lean:?}");
+        }
+        for present in [SPECVERSION, ID, TYPE, SOURCE, TIME, MSG_ID, TRACEPARENT] {
+            assert!(lean.get(present).is_some(), "{present} missing: {lean:?}");
+        }
+        // What differs from the inferred value is written.
+        let full = headers(
+            "flow-7",
+            crate::wire::codec::PROTOBUF,
+            "https://schemas.example/u2",
+        );
+        assert_eq!(full.get(CORRELATION_ID).map(|v| v.as_str()), Some("flow-7"));
+        assert_eq!(
+            full.get(CONTENT_TYPE).map(|v| v.as_str()),
+            Some(crate::wire::codec::PROTOBUF)
+        );
+        assert_eq!(
+            full.get(DATASCHEMA).map(|v| v.as_str()),
+            Some("https://schemas.example/u2")
+        );
+        assert!(wire_size(&lean) + 100 < wire_size(&full));
+    }
+
+    #[test]
+    fn only_the_exact_default_schema_id_is_left_out() {
+        assert!(is_default_schema_id(
+            "urn:eventhub:schema:user.created:v2",
+            "user.created",
+            2
+        ));
+        for other in [
+            "urn:eventhub:schema:user.created:v02",
+            "urn:eventhub:schema:user.created:v21",
+            "urn:eventhub:schema:user.created:v2x",
+            "urn:eventhub:schema:user.createdx:v2",
+            "urn:eventhub:schema:user:v2",
+            "urn:other:user.created:v2",
+        ] {
+            assert!(!is_default_schema_id(other, "user.created", 2), "{other}");
+        }
+        assert_eq!(
+            default_schema_id("user.created", 2),
+            "urn:eventhub:schema:user.created:v2"
+        );
+    }
 }
