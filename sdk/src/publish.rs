@@ -168,6 +168,16 @@ impl Publisher {
         }
     }
 
+    /// This publisher continuing the trace `parent`: its events' `traceparent` is a child of
+    /// it (unless a publish says otherwise in [`PublishOptions::trace_parent`]). What a bridge
+    /// to a tracing system (the `eventhub-otel` crate) sets from the caller's current span.
+    pub fn with_trace_parent(&self, parent: TraceContext) -> Self {
+        Self {
+            trace_parent: Some(parent),
+            ..self.clone()
+        }
+    }
+
     /// The codec of events published without [`PublishOptions::codec`].
     pub fn codec(&self) -> Codec {
         self.codec
