@@ -230,8 +230,10 @@ fn signed_bytes(source: &str, id: &str, subject: &str, payload: &[u8]) -> Vec<u8
         out.extend_from_slice(part.as_bytes());
         out.push(b'\n');
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for byte in digest {
-        out.extend_from_slice(format!("{byte:02x}").as_bytes());
+        out.push(HEX[usize::from(byte >> 4)]);
+        out.push(HEX[usize::from(byte & 0xf)]);
     }
     out
 }
