@@ -3,15 +3,24 @@
 //! - [`aggregate`]: event-sourced aggregates — append with optimistic concurrency
 //!   ([`AppendError::Conflict`]), load by folding events through
 //!   [`Aggregate::apply`], snapshots in a key-value bucket, old event versions upcast on load.
+//! - [`request`]: typed request-reply — [`Request`] pairs a request with its response type and
+//!   schemas; [`RequestExt::request`] on a [`Client`](eventhub::Client) returns the typed
+//!   response or a typed error ([`RequestError`]: timeout, no responders, error reply);
+//!   [`RequestExt::respond`] serves them in a queue group with validation and panic isolation.
 //!
 //! Each module states its guarantees: what is exactly-once, what is at-least-once, and what
 //! happens when the server restarts in the middle.
 
 pub mod aggregate;
 mod recorded;
+pub mod request;
 
 pub use aggregate::{
     Aggregate, AppendError, DomainEvent, EventStore, ExecuteError, LoadError, Loaded, StoreError,
     StoreOptions,
 };
 pub use recorded::{EncodeError, Encoded, Recorded, VERSION_HEADER};
+pub use request::{
+    ErrorCode, ErrorReply, Incoming, Request, RequestError, RequestExt, RequestOptions,
+    Responder, ResponderOptions,
+};
