@@ -7,11 +7,15 @@
 //!   schemas; [`RequestExt::request`] on a [`Client`](eventhub::Client) returns the typed
 //!   response or a typed error ([`RequestError`]: timeout, no responders, error reply);
 //!   [`RequestExt::respond`] serves them in a queue group with validation and panic isolation.
+//! - [`projection`]: read models — a handler over a stream's events whose changes and
+//!   checkpoint are written to a key-value bucket in one atomic batch, resumable after a crash
+//!   without applying an event twice, and rebuilt from scratch, a sequence or a time.
 //!
 //! Each module states its guarantees: what is exactly-once, what is at-least-once, and what
 //! happens when the server restarts in the middle.
 
 pub mod aggregate;
+pub mod projection;
 mod recorded;
 pub mod request;
 
