@@ -346,7 +346,10 @@ impl<A> fmt::Debug for EventStore<A> {
 
 /// `ES_<TYPE>`: the stream of an aggregate type.
 pub fn stream_name(aggregate_type: &str) -> String {
-    format!("ES_{}", aggregate_type.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "ES_{}",
+        aggregate_type.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// `es.<type>.<id>`: the subject of one aggregate's events.
@@ -469,7 +472,8 @@ impl<A: Aggregate> EventStore<A> {
                 (h, e.payload.clone())
             })
             .collect();
-        let span = tracing::debug_span!("append", aggregate = %subject, expected, events = events.len());
+        let span =
+            tracing::debug_span!("append", aggregate = %subject, expected, events = events.len());
         let _enter = span.enter();
         let started = tokio::time::Instant::now();
         let mut attempt: u32 = 0;
@@ -536,7 +540,10 @@ impl<A: Aggregate> EventStore<A> {
         for (i, (headers, payload)) in messages.iter().enumerate() {
             let mut h = headers.clone();
             if i == 0 {
-                h.insert("Nats-Expected-Last-Subject-Sequence", expected_header.as_str());
+                h.insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    expected_header.as_str(),
+                );
             }
             if messages.len() > 1 {
                 h.insert("Nats-Batch-Id", batch_id.as_str());
@@ -740,8 +747,16 @@ impl<A: Aggregate> EventStore<A> {
             }
         };
         let written = match revision {
-            Some(r) => bucket.update(id, value, r).await.map(|_| ()).map_err(|e| e.to_string()),
-            None => bucket.create(id, value).await.map(|_| ()).map_err(|e| e.to_string()),
+            Some(r) => bucket
+                .update(id, value, r)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => bucket
+                .create(id, value)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         };
         if let Err(e) = written {
             tracing::debug!("snapshot of {id} not written: {e}");

@@ -10,6 +10,9 @@
 //! - [`projection`]: read models — a handler over a stream's events whose changes and
 //!   checkpoint are written to a key-value bucket in one atomic batch, resumable after a crash
 //!   without applying an event twice, and rebuilt from scratch, a sequence or a time.
+//! - [`saga`]: process managers — state per correlation id in a key-value bucket (compare-and-set),
+//!   steps triggered by events, timeouts the server schedules (`Nats-Schedule`) so they fire
+//!   with no instance running, and compensation.
 //!
 //! Each module states its guarantees: what is exactly-once, what is at-least-once, and what
 //! happens when the server restarts in the middle.
@@ -18,6 +21,7 @@ pub mod aggregate;
 pub mod projection;
 mod recorded;
 pub mod request;
+pub mod saga;
 
 pub use aggregate::{
     Aggregate, AppendError, DomainEvent, EventStore, ExecuteError, LoadError, Loaded, StoreError,
@@ -25,6 +29,6 @@ pub use aggregate::{
 };
 pub use recorded::{EncodeError, Encoded, Recorded, VERSION_HEADER};
 pub use request::{
-    ErrorCode, ErrorReply, Incoming, Request, RequestError, RequestExt, RequestOptions,
-    Responder, ResponderOptions,
+    ErrorCode, ErrorReply, Incoming, Request, RequestError, RequestExt, RequestOptions, Responder,
+    ResponderOptions,
 };

@@ -101,7 +101,9 @@ pub enum ProjectionError {
         error: ProjectError,
     },
     /// A change names a key that is not a valid key, or one starting with `_` (reserved).
-    #[error("projection {name}: key `{key}` is invalid (letters, digits, `-/_=.`, not starting with `_` or `.`)")]
+    #[error(
+        "projection {name}: key `{key}` is invalid (letters, digits, `-/_=.`, not starting with `_` or `.`)"
+    )]
     InvalidKey {
         /// The projection.
         name: String,
@@ -446,7 +448,9 @@ where
             };
             let Some(message) = message else { break };
             let message = message.map_err(|e| fail("cannot read the stream", &e))?;
-            let info = message.info().map_err(|e| fail("a message without info", &e))?;
+            let info = message
+                .info()
+                .map_err(|e| fail("a message without info", &e))?;
             let (sequence, published) = (info.stream_sequence, info.published);
             let Some(recorded) = Recorded::from_parts(
                 &message.subject,
@@ -463,14 +467,14 @@ where
                 continue;
             };
             let subject = recorded.subject.clone();
-            let changes = handler(recorded, task_view.clone()).await.map_err(|error| {
-                ProjectionError::Handler {
+            let changes = handler(recorded, task_view.clone())
+                .await
+                .map_err(|error| ProjectionError::Handler {
                     name: writer.name.clone(),
                     subject,
                     sequence,
                     error,
-                }
-            })?;
+                })?;
             if let Some(bad) = changes.iter().find(|c| !valid_key(c.key())) {
                 return Err(ProjectionError::InvalidKey {
                     name: writer.name.clone(),
@@ -530,7 +534,10 @@ impl Writer {
         .map_err(|e| fail(e.to_string()))?;
         let mut messages: Vec<(String, HeaderMap, Bytes)> = Vec::new();
         let mut h = HeaderMap::new();
-        h.insert("Nats-Expected-Last-Subject-Sequence", revision.to_string().as_str());
+        h.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            revision.to_string().as_str(),
+        );
         messages.push((
             format!("{}{CHECKPOINT_KEY}", self.bucket_subject),
             h,
@@ -554,7 +561,9 @@ impl Writer {
                 Ok(last) => return Ok(last + 1 - messages.len() as u64),
                 Err(Sent::Refused(code, description)) => {
                     if code == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE.0 {
-                        if attempt > 0 && let Some(rev) = self.committed(sequence).await {
+                        if attempt > 0
+                            && let Some(rev) = self.committed(sequence).await
+                        {
                             return Ok(rev);
                         }
                         return Err(ProjectionError::Fenced {
@@ -638,9 +647,7 @@ async fn send_batch(
             description: String,
         }
         return match serde_json::from_slice::<Ack>(&reply.payload) {
-            Ok(Ack {
-                error: Some(e), ..
-            }) => Err(Sent::Refused(e.err_code, e.description)),
+            Ok(Ack { error: Some(e), .. }) => Err(Sent::Refused(e.err_code, e.description)),
             Ok(Ack { seq: Some(seq), .. }) => Ok(seq),
             _ => Err(Sent::NoAnswer("an unexpected answer".into())),
         };
@@ -682,7 +689,10 @@ pub async fn rebuild(
                 .get_stream(stream)
                 .await
                 .map_err(|e| fail("cannot find the stream", &e))?;
-            let info = s.info().await.map_err(|e| fail("cannot read the stream", &e))?;
+            let info = s
+                .info()
+                .await
+                .map_err(|e| fail("cannot read the stream", &e))?;
             Checkpoint {
                 sequence: info.state.last_sequence,
                 start_time: None,

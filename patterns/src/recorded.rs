@@ -155,10 +155,7 @@ impl Recorded {
         h: Option<&HeaderMap>,
         payload: Bytes,
     ) -> Option<Self> {
-        let get = |name: &str| {
-            h.and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
+        let get = |name: &str| h.and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
         let from_subject = eventhub::wire::parse_subject(subject);
         let event_type = get(headers::TYPE).or(from_subject.map(|(t, _)| t.to_string()))?;
         let version = match get(VERSION_HEADER) {

@@ -559,7 +559,8 @@ fn prepare<R: Request>(
     h.insert(headers::CONTENT_TYPE, "application/json");
     h.insert(headers::CORRELATION_ID, correlation.as_str());
     h.insert(headers::TRACEPARENT, trace.header().as_str());
-    let span = tracing::debug_span!("request", %subject, request_id = %id, correlation_id = %correlation);
+    let span =
+        tracing::debug_span!("request", %subject, request_id = %id, correlation_id = %correlation);
     Ok((h, payload.into(), span))
 }
 
@@ -616,7 +617,10 @@ async fn answer<R, F, Fut>(
 {
     let Some(reply_to) = message.reply.clone() else {
         stats.no_reply_subject.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(subject = R::SUBJECT, "request without a reply subject dropped");
+        tracing::debug!(
+            subject = R::SUBJECT,
+            "request without a reply subject dropped"
+        );
         return;
     };
     let get = |name: &str| {

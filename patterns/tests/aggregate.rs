@@ -23,15 +23,22 @@ async fn eight_concurrent_writers_one_wins_each_round_and_the_state_is_a_sequent
     const ROUNDS: usize = 10;
     let server = NatsServer::start();
     let client = connect(&server, "accounts").await;
-    let store = EventStore::<User>::open(&client, no_snapshots()).await.unwrap();
-    store.append("u1", 0, &[created_v2("ada@example.com")]).await.unwrap();
+    let store = EventStore::<User>::open(&client, no_snapshots())
+        .await
+        .unwrap();
+    store
+        .append("u1", 0, &[created_v2("ada@example.com")])
+        .await
+        .unwrap();
 
     let barrier = Arc::new(Barrier::new(WRITERS));
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         // Each writer its own connection, like separate instances of a service.
         let client = connect(&server, "accounts").await;
-        let store = EventStore::<User>::open(&client, no_snapshots()).await.unwrap();
+        let store = EventStore::<User>::open(&client, no_snapshots())
+            .await
+            .unwrap();
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
@@ -91,9 +98,15 @@ async fn eight_concurrent_writers_one_wins_each_round_and_the_state_is_a_sequent
 async fn several_events_append_atomically_and_a_stale_batch_stores_nothing() {
     let server = NatsServer::start();
     let client = connect(&server, "accounts").await;
-    let store = EventStore::<User>::open(&client, no_snapshots()).await.unwrap();
+    let store = EventStore::<User>::open(&client, no_snapshots())
+        .await
+        .unwrap();
     let v = store
-        .append("u2", 0, &[created_v2("a@example.com"), renamed("a"), renamed("b")])
+        .append(
+            "u2",
+            0,
+            &[created_v2("a@example.com"), renamed("a"), renamed("b")],
+        )
         .await
         .unwrap();
     let loaded = store.load("u2").await.unwrap();
@@ -109,7 +122,10 @@ async fn several_events_append_atomically_and_a_stale_batch_stores_nothing() {
         "{err}"
     );
     // A new aggregate expects 0; an existing one anything but its version conflicts.
-    let err = store.append("u2", v - 1, &[renamed("x")]).await.unwrap_err();
+    let err = store
+        .append("u2", v - 1, &[renamed("x")])
+        .await
+        .unwrap_err();
     assert!(matches!(err, AppendError::Conflict { .. }), "{err}");
     let again = store.load("u2").await.unwrap();
     assert_eq!(again, loaded, "a refused append stored something");
@@ -122,18 +138,31 @@ async fn loads_with_and_without_snapshots_give_the_same_state() {
     let store = EventStore::<User>::open(&client, StoreOptions::default().snapshot_every(Some(5)))
         .await
         .unwrap();
-    let mut version = store.append("u3", 0, &[created_v2("s@example.com")]).await.unwrap();
+    let mut version = store
+        .append("u3", 0, &[created_v2("s@example.com")])
+        .await
+        .unwrap();
     for i in 0..22 {
-        version = store.append("u3", version, &[renamed(&format!("n{i}"))]).await.unwrap();
+        version = store
+            .append("u3", version, &[renamed(&format!("n{i}"))])
+            .await
+            .unwrap();
     }
     let first = store.load("u3").await.unwrap();
     assert_eq!(first.snapshot, None, "no snapshot existed yet");
     assert_eq!(first.events, 23);
     for i in 22..25 {
-        version = store.append("u3", version, &[renamed(&format!("n{i}"))]).await.unwrap();
+        version = store
+            .append("u3", version, &[renamed(&format!("n{i}"))])
+            .await
+            .unwrap();
     }
     let from_snapshot = store.load("u3").await.unwrap();
-    assert_eq!(from_snapshot.snapshot, Some(first.version), "the load wrote no snapshot");
+    assert_eq!(
+        from_snapshot.snapshot,
+        Some(first.version),
+        "the load wrote no snapshot"
+    );
     let from_events = store.load_from_events("u3").await.unwrap();
     assert_eq!(from_events.snapshot, None);
     assert_eq!(from_snapshot.state, from_events.state);
@@ -143,7 +172,9 @@ async fn loads_with_and_without_snapshots_give_the_same_state() {
     assert_eq!(from_events.version, version);
 
     // A store without snapshots reads the same history.
-    let plain = EventStore::<User>::open(&client, no_snapshots()).await.unwrap();
+    let plain = EventStore::<User>::open(&client, no_snapshots())
+        .await
+        .unwrap();
     assert_eq!(plain.load("u3").await.unwrap().state, from_events.state);
 }
 
@@ -173,7 +204,9 @@ impl Aggregate for OldUser {
 async fn a_v1_event_is_upcast_on_load() {
     let server = NatsServer::start();
     let client = connect(&server, "accounts").await;
-    let old = EventStore::<OldUser>::open(&client, no_snapshots()).await.unwrap();
+    let old = EventStore::<OldUser>::open(&client, no_snapshots())
+        .await
+        .unwrap();
     let v1: user::CreatedV1 = serde_json::from_value(serde_json::json!({
         "user_id": USER_ID, "email": "old@example.com", "display_name": "Old",
         "created_at": "2025-01-02T03:04:05Z"
@@ -189,10 +222,18 @@ async fn a_v1_event_is_upcast_on_load() {
         .direct_get_last_for_subject(aggregate_subject("user", "u4"))
         .await
         .unwrap();
-    assert_eq!(stored.headers.get("eventhub-version").unwrap().as_str(), "1");
+    assert_eq!(
+        stored.headers.get("eventhub-version").unwrap().as_str(),
+        "1"
+    );
 
-    let store = EventStore::<User>::open(&client, no_snapshots()).await.unwrap();
-    store.append("u4", version, &[renamed("New")]).await.unwrap();
+    let store = EventStore::<User>::open(&client, no_snapshots())
+        .await
+        .unwrap();
+    store
+        .append("u4", version, &[renamed("New")])
+        .await
+        .unwrap();
     let loaded = store.load("u4").await.unwrap();
     assert_eq!(loaded.state.email.as_deref(), Some("old@example.com"));
     // The catalog's v1 -> v2 conversion gives an undetermined locale.
@@ -204,7 +245,9 @@ async fn a_v1_event_is_upcast_on_load() {
 async fn invalid_ids_and_invalid_events_store_nothing() {
     let server = NatsServer::start();
     let client = connect(&server, "accounts").await;
-    let store = EventStore::<User>::open(&client, no_snapshots()).await.unwrap();
+    let store = EventStore::<User>::open(&client, no_snapshots())
+        .await
+        .unwrap();
     for id in ["a.b", "a*", "es.>", "", "a b"] {
         let err = store.append(id, 0, &[renamed("x")]).await.unwrap_err();
         assert!(matches!(err, AppendError::InvalidId(_)), "{id}: {err}");
@@ -214,7 +257,10 @@ async fn invalid_ids_and_invalid_events_store_nothing() {
         e.email = "not an email".into();
     }
     let err = store.append("u5", 0, &[bad]).await.unwrap_err();
-    assert!(matches!(err, AppendError::Encode(EncodeError::Invalid { .. })), "{err}");
+    assert!(
+        matches!(err, AppendError::Encode(EncodeError::Invalid { .. })),
+        "{err}"
+    );
     assert_eq!(store.load("u5").await.unwrap().version, 0);
 }
 
@@ -223,13 +269,18 @@ async fn a_server_restart_during_appends_loses_and_duplicates_nothing() {
     const EVENTS: u64 = 150;
     let mut server = NatsServer::start();
     let client = connect(&server, "accounts").await;
-    let store = EventStore::<User>::open(&client, no_snapshots()).await.unwrap();
+    let store = EventStore::<User>::open(&client, no_snapshots())
+        .await
+        .unwrap();
     let (appended, progress) = std::sync::mpsc::channel::<u64>();
 
     let writer = {
         let store = store.clone();
         tokio::spawn(async move {
-            let mut version = store.append("u6", 0, &[created_v2("r@example.com")]).await.unwrap();
+            let mut version = store
+                .append("u6", 0, &[created_v2("r@example.com")])
+                .await
+                .unwrap();
             for i in 0..EVENTS {
                 version = store
                     .append("u6", version, &[renamed(&format!("e{i}"))])
@@ -252,6 +303,9 @@ async fn a_server_restart_during_appends_loses_and_duplicates_nothing() {
 
     let loaded = store.load("u6").await.unwrap();
     let expected: Vec<String> = (0..EVENTS).map(|i| format!("e{i}")).collect();
-    assert_eq!(loaded.state.names, expected, "an event was lost or stored twice");
+    assert_eq!(
+        loaded.state.names, expected,
+        "an event was lost or stored twice"
+    );
     assert_eq!(loaded.events, EVENTS + 1);
 }

@@ -56,8 +56,7 @@ async fn renames(event: Recorded, view: View) -> Result<Vec<Change>, ProjectErro
 }
 
 fn options() -> ProjectionOptions {
-    ProjectionOptions::new("renames", user::UpdatedV1::STREAM)
-        .subjects([user::UpdatedV1::SUBJECT])
+    ProjectionOptions::new("renames", user::UpdatedV1::STREAM).subjects([user::UpdatedV1::SUBJECT])
 }
 
 async fn dump(view: &View) -> BTreeMap<String, serde_json::Value> {
@@ -80,12 +79,16 @@ async fn a_projection_killed_mid_way_resumes_without_applying_an_event_twice() {
     let (_server, client) = setup().await;
     let last = publish(&client, 0, 300).await;
     for kill_at in [37, 151, 222] {
-        let mut handle = projection::start(&client, options(), renames).await.unwrap();
+        let mut handle = projection::start(&client, options(), renames)
+            .await
+            .unwrap();
         handle.reached(kill_at).await.unwrap();
         // Killed wherever it is: in the handler, between handler and write, mid-write.
         handle.abort();
     }
-    let mut handle = projection::start(&client, options(), renames).await.unwrap();
+    let mut handle = projection::start(&client, options(), renames)
+        .await
+        .unwrap();
     handle.reached(last).await.unwrap();
     let model = dump(handle.view()).await;
     for user in USERS {
@@ -99,7 +102,9 @@ async fn a_projection_killed_mid_way_resumes_without_applying_an_event_twice() {
 async fn a_rebuild_gives_the_same_read_model_and_can_start_at_a_sequence_or_a_time() {
     let (_server, client) = setup().await;
     let last = publish(&client, 0, 60).await;
-    let mut handle = projection::start(&client, options(), renames).await.unwrap();
+    let mut handle = projection::start(&client, options(), renames)
+        .await
+        .unwrap();
     handle.reached(last).await.unwrap();
     let before = dump(handle.view()).await;
     handle.stop().await.unwrap();
@@ -107,7 +112,9 @@ async fn a_rebuild_gives_the_same_read_model_and_can_start_at_a_sequence_or_a_ti
     projection::rebuild(&client, "renames", user::UpdatedV1::STREAM, StartFrom::All)
         .await
         .unwrap();
-    let mut handle = projection::start(&client, options(), renames).await.unwrap();
+    let mut handle = projection::start(&client, options(), renames)
+        .await
+        .unwrap();
     handle.reached(last).await.unwrap();
     assert_eq!(dump(handle.view()).await, before);
     handle.stop().await.unwrap();
@@ -121,7 +128,9 @@ async fn a_rebuild_gives_the_same_read_model_and_can_start_at_a_sequence_or_a_ti
     )
     .await
     .unwrap();
-    let mut handle = projection::start(&client, options(), renames).await.unwrap();
+    let mut handle = projection::start(&client, options(), renames)
+        .await
+        .unwrap();
     handle.reached(last).await.unwrap();
     let model = dump(handle.view()).await;
     for user in USERS {
@@ -142,10 +151,17 @@ async fn a_rebuild_gives_the_same_read_model_and_can_start_at_a_sequence_or_a_ti
         .time;
     let cut = stored + chrono::Duration::nanoseconds(1);
     let last = publish(&client, 60, 6).await;
-    projection::rebuild(&client, "renames", user::UpdatedV1::STREAM, StartFrom::Time(cut))
+    projection::rebuild(
+        &client,
+        "renames",
+        user::UpdatedV1::STREAM,
+        StartFrom::Time(cut),
+    )
+    .await
+    .unwrap();
+    let mut handle = projection::start(&client, options(), renames)
         .await
         .unwrap();
-    let mut handle = projection::start(&client, options(), renames).await.unwrap();
     handle.reached(last).await.unwrap();
     let model = dump(handle.view()).await;
     for user in USERS {
@@ -158,8 +174,12 @@ async fn a_rebuild_gives_the_same_read_model_and_can_start_at_a_sequence_or_a_ti
 async fn a_second_instance_of_a_projection_is_fenced_off() {
     let (_server, client) = setup().await;
     // Both read the same (absent) checkpoint before any event exists.
-    let mut a = projection::start(&client, options(), renames).await.unwrap();
-    let mut b = projection::start(&client, options(), renames).await.unwrap();
+    let mut a = projection::start(&client, options(), renames)
+        .await
+        .unwrap();
+    let mut b = projection::start(&client, options(), renames)
+        .await
+        .unwrap();
     let last = publish(&client, 0, 30).await;
     let (ra, rb) = tokio::join!(a.reached(last), b.reached(last));
     let fenced = [&ra, &rb]

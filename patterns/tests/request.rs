@@ -59,9 +59,7 @@ async fn directory(name: &'static str, incoming: Incoming<Lookup>) -> Result<Fou
 }
 
 fn lookup(id: &str) -> Lookup {
-    Lookup {
-        user_id: id.into(),
-    }
+    Lookup { user_id: id.into() }
 }
 
 #[tokio::test]
@@ -70,10 +68,17 @@ async fn a_request_round_trips_with_correlation_and_trace() {
     let client = connect(&server, "users").await;
     let (seen, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
     let responder = client
-        .respond(ResponderOptions::default(), move |incoming: Incoming<Lookup>| {
-            let _ = seen.send((incoming.correlation_id.clone(), incoming.trace, incoming.source.clone()));
-            directory("a", incoming)
-        })
+        .respond(
+            ResponderOptions::default(),
+            move |incoming: Incoming<Lookup>| {
+                let _ = seen.send((
+                    incoming.correlation_id.clone(),
+                    incoming.trace,
+                    incoming.source.clone(),
+                ));
+                directory("a", incoming)
+            },
+        )
         .await
         .unwrap();
     let caller = connect(&server, "web").await;
@@ -84,14 +89,20 @@ async fn a_request_round_trips_with_correlation_and_trace() {
     caller
         .request_with(
             &lookup("u1"),
-            RequestOptions::default().correlation_id("flow-7").trace_parent(parent),
+            RequestOptions::default()
+                .correlation_id("flow-7")
+                .trace_parent(parent),
         )
         .await
         .unwrap();
     let _first = seen_rx.recv().await.unwrap();
     let (correlation, trace, source) = seen_rx.recv().await.unwrap();
     assert_eq!(correlation, "flow-7");
-    assert_eq!(trace.trace_id(), parent.trace_id(), "the trace was not continued");
+    assert_eq!(
+        trace.trace_id(),
+        parent.trace_id(),
+        "the trace was not continued"
+    );
     assert_eq!(source.as_deref(), Some("web"));
     assert_eq!(responder.stats().ok.load(Ordering::Relaxed), 2);
     responder.shutdown().await;
@@ -104,14 +115,20 @@ async fn no_responders_fails_at_once_and_a_slow_responder_times_out() {
     let started = std::time::Instant::now();
     let err = client.request(&lookup("u1")).await.unwrap_err();
     assert!(matches!(err, RequestError::NoResponders { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(2), "no-responders waited for the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no-responders waited for the timeout"
+    );
 
     let responder = client
         .respond(ResponderOptions::default(), |i| directory("a", i))
         .await
         .unwrap();
     let err = client
-        .request_with(&lookup("u9"), RequestOptions::default().timeout(Duration::from_millis(300)))
+        .request_with(
+            &lookup("u9"),
+            RequestOptions::default().timeout(Duration::from_millis(300)),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -169,7 +186,11 @@ async fn a_bad_request_payload_gets_a_typed_error_and_never_reaches_the_handler(
 
     // A foreign requester sends anything: not JSON, the wrong shape, an extra field.
     let raw = connect(&server, "foreign").await;
-    for payload in [&b"{not json"[..], br#"{"user_id":7}"#, br#"{"user_id":"u1","x":1}"#] {
+    for payload in [
+        &b"{not json"[..],
+        br#"{"user_id":7}"#,
+        br#"{"user_id":"u1","x":1}"#,
+    ] {
         let reply = raw
             .nats()
             .request(Lookup::SUBJECT, payload.to_vec().into())
@@ -196,15 +217,24 @@ async fn two_responders_in_one_queue_group_share_the_load_and_answer_each_reques
     let server = NatsServer::start();
     let a = connect(&server, "users").await;
     let b = connect(&server, "users").await;
-    let ra = a.respond(ResponderOptions::default(), |i| directory("a", i)).await.unwrap();
-    let rb = b.respond(ResponderOptions::default(), |i| directory("b", i)).await.unwrap();
+    let ra = a
+        .respond(ResponderOptions::default(), |i| directory("a", i))
+        .await
+        .unwrap();
+    let rb = b
+        .respond(ResponderOptions::default(), |i| directory("b", i))
+        .await
+        .unwrap();
     let caller = connect(&server, "web").await;
     let mut by = std::collections::HashMap::<String, u32>::new();
     for _ in 0..200 {
         let found = caller.request(&lookup("u1")).await.unwrap();
         *by.entry(found.by).or_default() += 1;
     }
-    let (na, nb) = (by.get("a").copied().unwrap_or(0), by.get("b").copied().unwrap_or(0));
+    let (na, nb) = (
+        by.get("a").copied().unwrap_or(0),
+        by.get("b").copied().unwrap_or(0),
+    );
     assert_eq!(na + nb, 200);
     // NATS picks a queue member at random per message: both get a fair share.
     assert!(na >= 50 && nb >= 50, "a answered {na}, b {nb}");

@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use eventhub::error::DecodeError;
-use eventhub::{Client, Consumable, ConnectOptions, Upcasted};
+use eventhub::{Client, ConnectOptions, Consumable, Upcasted};
 use eventhub_catalog::events::user;
 use eventhub_patterns::{Aggregate, DomainEvent, EncodeError, Encoded, Recorded};
 use serde::{Deserialize, Serialize};
