@@ -32,3 +32,8 @@ pub use request::{
     ErrorCode, ErrorReply, Incoming, Request, RequestError, RequestExt, RequestOptions, Responder,
     ResponderOptions,
 };
+
+/// The examples of `docs/patterns.md`, compiled as doc-tests so the guide cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/patterns.md")]
+mod guide {}

@@ -411,6 +411,45 @@ enum Input {
 }
 
 /// Runs saga `saga` until [`SagaHandle::stop`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use eventhub_patterns::Recorded;
+/// use eventhub_patterns::saga::{self, Saga, SagaOptions, SagaStatus, Step, StepError};
+///
+/// /// Waits for a payment's outcome; gives up after 15 minutes.
+/// struct Checkout;
+///
+/// impl Saga for Checkout {
+///     const NAME: &'static str = "checkout";
+///     type State = Vec<String>; // the events seen
+///
+///     fn on_event(&self, seen: &Vec<String>, e: &Recorded) -> Result<Step<Vec<String>>, StepError> {
+///         let mut seen = seen.clone();
+///         seen.push(e.event_type.clone());
+///         Ok(match e.event_type.as_str() {
+///             "payment.created" => Step::running(seen).timeout(Duration::from_secs(900), "pay"),
+///             "payment.status-changed" => Step::finished(seen, SagaStatus::Completed),
+///             _ => Step::ignore(),
+///         })
+///     }
+///
+///     fn on_timeout(&self, seen: &Vec<String>, _token: &str) -> Result<Step<Vec<String>>, StepError> {
+///         // Compensate here: `Step::finished(..).emit(&cancellation)?`.
+///         Ok(Step::finished(seen.clone(), SagaStatus::Compensated))
+///     }
+/// }
+///
+/// # async fn demo(client: eventhub::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let options = SagaOptions::new(
+///     "PAYMENTS",
+///     ["events.payment.created.v1", "events.payment.status-changed.v1"],
+/// );
+/// let running = saga::start(&client, Checkout, options).await?;
+/// let record = running.records().get::<Vec<String>>("some-correlation-id").await?;
+/// # running.stop().await;
+/// # Ok(()) }
+/// ```
 pub async fn start<S: Saga>(
     client: &Client,
     saga: S,
