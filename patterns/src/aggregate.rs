@@ -675,7 +675,7 @@ impl<A: Aggregate> EventStore<A> {
             let mut messages = consumer.messages().await.map_err(|e| read(e.into()))?;
             while let Some(message) = messages.next().await {
                 let message = message.map_err(|e| read(e.into()))?;
-                let info = message.info().map_err(|e| read(e))?;
+                let info = message.info().map_err(&read)?;
                 let sequence = info.stream_sequence;
                 let published = info.published;
                 let recorded = Recorded::from_parts(
