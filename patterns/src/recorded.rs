@@ -156,11 +156,11 @@ impl Recorded {
         payload: Bytes,
     ) -> Option<Self> {
         let get = |name: &str| h.and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
-        let from_subject = eventhub::wire::parse_subject(subject);
-        let event_type = get(headers::TYPE).or(from_subject.map(|(t, _)| t.to_string()))?;
-        let version = match get(VERSION_HEADER) {
-            Some(v) => v.parse().ok()?,
-            None => from_subject?.1,
+        // On an `events.<type>.v<N>` subject the subject decides (publish permissions are per
+        // subject; a header is whatever the producer wrote); elsewhere the headers do.
+        let (event_type, version) = match eventhub::wire::parse_subject(subject) {
+            Some((t, v)) => (t.to_string(), v),
+            None => (get(headers::TYPE)?, get(VERSION_HEADER)?.parse().ok()?),
         };
         Some(Self {
             id: get(headers::ID).unwrap_or_else(|| format!("{sequence}")),
@@ -184,5 +184,44 @@ impl Recorded {
             content_type: self.content_type.as_deref(),
             payload: &self.payload,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn the_subject_decides_type_and_version_where_it_names_them() {
+        let forged = headers(&[("ce-type", "payment.created"), (VERSION_HEADER, "9")]);
+        let r = Recorded::from_parts(
+            "events.user.updated.v1",
+            7,
+            Utc::now(),
+            Some(&forged),
+            Bytes::new(),
+        )
+        .unwrap();
+        assert_eq!((r.event_type.as_str(), r.version), ("user.updated", 1));
+
+        let stored = headers(&[("ce-type", "user.created"), (VERSION_HEADER, "2")]);
+        let r =
+            Recorded::from_parts("es.user.u1", 8, Utc::now(), Some(&stored), Bytes::new()).unwrap();
+        assert_eq!((r.event_type.as_str(), r.version), ("user.created", 2));
+
+        let no_version = headers(&[("ce-type", "user.created")]);
+        assert!(
+            Recorded::from_parts("es.user.u1", 9, Utc::now(), Some(&no_version), Bytes::new())
+                .is_none()
+        );
+        assert!(Recorded::from_parts("es.user.u1", 9, Utc::now(), None, Bytes::new()).is_none());
     }
 }
