@@ -1,7 +1,8 @@
 //! The patterns of `eventhub-patterns` beside the raw async-nats calls they wrap: typed
 //! request-reply vs `Client::request` to a raw echo responder (round trips/s and p99, one in
 //! flight); an aggregate append with its expected version vs a raw JetStream publish with
-//! `Nats-Expected-Last-Subject-Sequence` (awaited, one at a time); and loading an aggregate of
+//! `Nats-Expected-Last-Subject-Sequence` (awaited, one at a time); appends and conflicts per
+//! second with 4 writers on one aggregate (no raw side); and loading an aggregate of
 //! many events from its events and from a snapshot (informational: no raw side).
 
 use std::time::{Duration, Instant};
@@ -174,6 +175,51 @@ pub(crate) async fn run(
         "aggregate append with expected version, events/s",
         raw_append,
         sdk_append,
+    ));
+
+    // Contention: 4 writers on one aggregate, each loading, appending, and on a conflict
+    // loading again.
+    let per_writer = (n / 4).max(1);
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        let event = event.clone();
+        writers.push(tokio::spawn(async move {
+            let mut conflicts = 0u64;
+            let mut done = 0;
+            while done < per_writer {
+                let loaded = store.load("c3").await?;
+                match store
+                    .append("c3", loaded.version, &[Placed(event.clone())])
+                    .await
+                {
+                    Ok(_) => done += 1,
+                    Err(eventhub_patterns::AppendError::Conflict { .. }) => conflicts += 1,
+                    Err(e) => return Err(anyhow::Error::from(e)),
+                }
+            }
+            anyhow::Ok(conflicts)
+        }));
+    }
+    let mut conflicts = 0;
+    for w in writers {
+        conflicts += w.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    report.rows.push(Row::of(
+        Section::Scale,
+        "typical",
+        "aggregate, 4 writers on one: appends/s (load + append)",
+        f64::NAN,
+        (per_writer * 4) as f64 / secs,
+    ));
+    report.rows.push(Row::of(
+        Section::Scale,
+        "typical",
+        "aggregate, 4 writers on one: conflicts/s",
+        f64::NAN,
+        conflicts as f64 / secs,
     ));
 
     // Loading an aggregate of many events (appended 100 a batch), from its events and from a
