@@ -665,7 +665,7 @@ impl<S: Saga> Runner<S> {
                     "Nats-Schedule",
                     format!(
                         "@at {}",
-                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                     )
                     .as_str(),
                 );

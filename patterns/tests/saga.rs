@@ -278,6 +278,13 @@ async fn a_timeout_that_fires_while_no_instance_runs_is_handled_when_one_starts(
     .await
     .expect("the server did not fire the timeout");
     assert_eq!(&fired.payload[..], b"payment");
+    // Not before its deadline (the server's clock is this machine's).
+    let deadline = armed.timeout.as_ref().unwrap().at;
+    let published = fired.info().unwrap().published;
+    assert!(
+        published >= deadline - chrono::Duration::milliseconds(20),
+        "fired at {published}, deadline {deadline}"
+    );
     assert!(
         cancellations(&client).await.is_empty(),
         "compensated with no instance running"
