@@ -309,3 +309,48 @@ async fn a_server_restart_during_appends_loses_and_duplicates_nothing() {
     );
     assert_eq!(loaded.events, EVENTS + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_decides_again_on_a_conflict_until_every_command_is_applied() {
+    let server = NatsServer::start();
+    let client = connect(&server, "accounts").await;
+    let store = EventStore::<User>::open(&client, no_snapshots())
+        .await
+        .unwrap();
+    store
+        .append("u7", 0, &[created_v2("x@example.com")])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                let name = format!("w{w}-{i}");
+                store
+                    .execute("u7", 100, |user: &User| {
+                        // A command refused by the state: a name is taken once.
+                        if user.names.contains(&name) {
+                            return Err("taken");
+                        }
+                        Ok(vec![renamed(&name)])
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let loaded = store.load("u7").await.unwrap();
+    assert_eq!(loaded.state.names.len(), 20);
+    let err = store
+        .execute("u7", 3, |_: &User| Err::<Vec<UserEvent>, _>("refused"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        eventhub_patterns::ExecuteError::Rejected("refused")
+    ));
+}
