@@ -222,6 +222,7 @@ struct Checkpoint {
 /// A running projection.
 #[derive(Debug)]
 pub struct ProjectionHandle {
+    name: String,
     task: JoinHandle<Result<(), ProjectionError>>,
     position: watch::Receiver<u64>,
     stop: watch::Sender<bool>,
@@ -252,7 +253,7 @@ impl ProjectionHandle {
                 return match task.await {
                     Ok(Err(e)) => Err(e),
                     Ok(Ok(())) | Err(_) => Err(ProjectionError::JetStream {
-                        name: String::new(),
+                        name: self.name.clone(),
                         detail: format!("stopped before sequence {sequence}"),
                     }),
                 };
@@ -499,6 +500,7 @@ where
         Ok(())
     });
     Ok(ProjectionHandle {
+        name: options.name.clone(),
         task,
         position,
         stop,
