@@ -94,6 +94,10 @@ impl<E: Consumable> Consumer<E> {
             deliver_policy: match options.start_from {
                 StartFrom::All => DeliverPolicy::All,
                 StartFrom::New => DeliverPolicy::New,
+                StartFrom::Time(start_time) => DeliverPolicy::ByStartTime { start_time },
+                StartFrom::Sequence(start_sequence) => {
+                    DeliverPolicy::ByStartSequence { start_sequence }
+                }
             },
             metadata: [
                 (MANAGED.to_string(), "true".to_string()),

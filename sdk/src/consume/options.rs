@@ -94,6 +94,10 @@ pub enum StartFrom {
     All,
     /// Only events published after the durable is created.
     New,
+    /// Events stored at or after this time (JetStream's `by_start_time`).
+    Time(chrono::DateTime<chrono::Utc>),
+    /// Events from this stream sequence on (JetStream's `by_start_sequence`).
+    Sequence(u64),
 }
 
 /// Settings of a durable consumer. Build with [`ConsumerOptions::default`] and the setters.

@@ -1,0 +1,312 @@
+//! Sagas against a real nats-server: a payment saga that completes, compensates a failed
+//! payment, and compensates a payment that timed out while no instance was running.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use eventhub::{Client, Consumable, Event, PublishOptions};
+use eventhub_catalog::{
+    TOPOLOGY,
+    events::{payment, transaction},
+};
+use eventhub_patterns::Recorded;
+use eventhub_patterns::saga::{self, Saga, SagaOptions, SagaRecord, SagaStatus, Step, StepError};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+const PAYMENT: &str = "0190b8d2-5a8e-7c3e-9d5e-0000000000aa";
+
+/// Waits for a payment's outcome; cancels its ledger transaction when it fails or takes too
+/// long.
+struct PaymentSaga {
+    timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct PaymentState {
+    payment_id: Option<String>,
+    outcome: Option<String>,
+}
+
+fn cancel(payment_id: &str, reason: &str) -> Result<transaction::CancelledV1, StepError> {
+    serde_json::from_value(serde_json::json!({
+        "transaction_id": "0190b8d2-5a8e-7c3e-9d5e-0000000000bb",
+        "payment_id": payment_id, "reason": reason,
+        "cancelled_at": "2026-01-02T03:04:05Z"
+    }))
+    .map_err(|e| StepError(e.to_string()))
+}
+
+impl Saga for PaymentSaga {
+    const NAME: &'static str = "payment";
+    type State = PaymentState;
+
+    fn on_event(
+        &self,
+        state: &PaymentState,
+        event: &Recorded,
+    ) -> Result<Step<PaymentState>, StepError> {
+        let bad = |e: eventhub::error::DecodeError| StepError(e.to_string());
+        match event.event_type.as_str() {
+            "payment.created" => {
+                let e = payment::CreatedV1::decode(event.version, &event.raw()).map_err(bad)?;
+                let state = PaymentState {
+                    payment_id: Some(e.payment_id.0.to_string()),
+                    outcome: None,
+                };
+                Ok(Step::running(state).timeout(self.timeout, "payment"))
+            }
+            "payment.status-changed" if state.payment_id.is_some() => {
+                let e =
+                    payment::StatusChangedV1::decode(event.version, &event.raw()).map_err(bad)?;
+                let to = e.to.to_string();
+                let mut state = state.clone();
+                state.outcome = Some(to.clone());
+                match to.as_str() {
+                    "captured" => Ok(Step::finished(state, SagaStatus::Completed)),
+                    "failed" => {
+                        let id = state.payment_id.clone().unwrap();
+                        Step::finished(state, SagaStatus::Compensated)
+                            .emit(&cancel(&id, "payment failed")?)
+                            .map_err(|e| StepError(e.to_string()))
+                    }
+                    _ => Ok(Step::running(state)),
+                }
+            }
+            _ => Ok(Step::ignore()),
+        }
+    }
+
+    fn on_timeout(
+        &self,
+        state: &PaymentState,
+        _token: &str,
+    ) -> Result<Step<PaymentState>, StepError> {
+        let mut state = state.clone();
+        state.outcome = Some("timed out".into());
+        let id = state.payment_id.clone().unwrap_or_default();
+        Step::finished(state, SagaStatus::Compensated)
+            .emit(&cancel(&id, "payment timed out")?)
+            .map_err(|e| StepError(e.to_string()))
+    }
+}
+
+fn options() -> SagaOptions {
+    SagaOptions::new(
+        payment::CreatedV1::STREAM,
+        [
+            payment::CreatedV1::SUBJECT,
+            payment::StatusChangedV1::SUBJECT,
+        ],
+    )
+}
+
+async fn created(client: &Client, flow: &str) {
+    let e: payment::CreatedV1 = serde_json::from_value(serde_json::json!({
+        "payment_id": PAYMENT, "user_id": USER_ID,
+        "amount": {"amount_minor": 1999, "currency": "EUR"}, "method": "card",
+        "created_at": "2026-01-02T03:04:05Z"
+    }))
+    .unwrap();
+    client
+        .publisher()
+        .publish_with(&e, PublishOptions::default().correlation_id(flow))
+        .await
+        .unwrap();
+}
+
+async fn status(client: &Client, flow: &str, to: &str) -> u64 {
+    let e: payment::StatusChangedV1 = serde_json::from_value(serde_json::json!({
+        "payment_id": PAYMENT, "from": "authorized", "to": to,
+        "changed_at": "2026-01-02T03:04:05Z"
+    }))
+    .unwrap();
+    client
+        .publisher()
+        .publish_with(&e, PublishOptions::default().correlation_id(flow))
+        .await
+        .unwrap()
+        .sequence
+}
+
+/// Waits until the saga's input consumer has acknowledged everything up to `sequence`.
+async fn handled(client: &Client, sequence: u64) {
+    let stream = client
+        .jetstream()
+        .get_stream(payment::CreatedV1::STREAM)
+        .await
+        .unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("saga_payment").await.unwrap();
+    // The server reports acknowledgements only when asked: poll its consumer info.
+    while consumer.info().await.unwrap().ack_floor.stream_sequence < sequence {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The cancellations stored so far, with their correlation ids.
+async fn cancellations(client: &Client) -> Vec<(String, String)> {
+    let stream = client
+        .jetstream()
+        .get_stream(transaction::CancelledV1::STREAM)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut seq = 1;
+    while let Ok(m) = stream
+        .direct_get_next_for_subject(transaction::CancelledV1::SUBJECT, Some(seq))
+        .await
+    {
+        let h = |n: &str| {
+            m.headers
+                .get(n)
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_default()
+        };
+        out.push((h("ce-correlationid"), h("ce-causationid")));
+        seq = m.sequence + 1;
+    }
+    out
+}
+
+async fn setup() -> (NatsServer, Client) {
+    let server = NatsServer::start();
+    let client = connect(&server, "checkout").await;
+    client.provision(&TOPOLOGY).await.unwrap();
+    (server, client)
+}
+
+fn done(r: &SagaRecord<PaymentState>) -> bool {
+    r.status.is_terminal()
+}
+
+#[tokio::test]
+async fn a_saga_completes_and_compensates_a_failed_step_once() {
+    let (_server, client) = setup().await;
+    let handle = saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(60),
+        },
+        options(),
+    )
+    .await
+    .unwrap();
+    created(&client, "flow-ok").await;
+    status(&client, "flow-ok", "captured").await;
+    created(&client, "flow-ko").await;
+    status(&client, "flow-ko", "failed").await;
+
+    let ok = handle.records().wait_for("flow-ok", done).await.unwrap();
+    assert_eq!(ok.status, SagaStatus::Completed);
+    assert_eq!(ok.step, 2);
+    assert_eq!(ok.timeout, None, "a finished saga keeps no timer");
+    let ko = handle.records().wait_for("flow-ko", done).await.unwrap();
+    assert_eq!(ko.status, SagaStatus::Compensated);
+    assert_eq!(ko.state.outcome.as_deref(), Some("failed"));
+    assert_eq!(ko.history.len(), 2);
+
+    // Events after the end change nothing; a repeated failure does not compensate twice.
+    let last = status(&client, "flow-ko", "failed").await;
+    handled(&client, last).await;
+    handle.stop().await;
+    let cancelled = cancellations(&client).await;
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(cancelled[0].0, "flow-ko");
+    // The timer of the completed saga was removed from the saga's stream.
+    let timers = client
+        .jetstream()
+        .get_stream(saga::saga_stream("payment"))
+        .await
+        .unwrap();
+    assert!(
+        timers
+            .direct_get_last_for_subject("saga.payment.timer.flow-ok")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_that_fires_while_no_instance_runs_is_handled_when_one_starts() {
+    let (_server, client) = setup().await;
+    let handle = saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(1),
+        },
+        options(),
+    )
+    .await
+    .unwrap();
+    created(&client, "flow-late").await;
+    let armed = handle
+        .records()
+        .wait_for("flow-late", |r: &SagaRecord<PaymentState>| {
+            r.timeout.is_some()
+        })
+        .await
+        .unwrap();
+    assert_eq!(armed.status, SagaStatus::Running);
+    handle.stop().await;
+
+    // No instance runs; the server fires the timeout into the saga's stream.
+    let timers = client
+        .jetstream()
+        .get_stream(saga::saga_stream("payment"))
+        .await
+        .unwrap();
+    let watcher = timers
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "saga.payment.timeout.flow-late".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let fired = tokio::time::timeout(Duration::from_secs(10), async {
+        watcher
+            .messages()
+            .await
+            .unwrap()
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+    })
+    .await
+    .expect("the server did not fire the timeout");
+    assert_eq!(&fired.payload[..], b"payment");
+    // Not before its deadline (the server's clock is this machine's).
+    let deadline = armed.timeout.as_ref().unwrap().at;
+    let published = fired.info().unwrap().published;
+    assert!(
+        published >= deadline - chrono::Duration::milliseconds(20),
+        "fired at {published}, deadline {deadline}"
+    );
+    assert!(
+        cancellations(&client).await.is_empty(),
+        "compensated with no instance running"
+    );
+
+    let handle = saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(1),
+        },
+        options(),
+    )
+    .await
+    .unwrap();
+    let record = handle.records().wait_for("flow-late", done).await.unwrap();
+    assert_eq!(record.status, SagaStatus::Compensated);
+    assert_eq!(record.state.outcome.as_deref(), Some("timed out"));
+    // A late success changes nothing.
+    let last = status(&client, "flow-late", "captured").await;
+    handled(&client, last).await;
+    handle.stop().await;
+    let cancelled = cancellations(&client).await;
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(cancelled[0].0, "flow-late");
+}
