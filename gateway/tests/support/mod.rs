@@ -109,3 +109,36 @@ pub fn photo_uploaded(owner: &str) -> Value {
 pub fn envelope(event_type: &str, source: &str, data: Value) -> Value {
     json!({"eventType": event_type, "source": source, "data": data})
 }
+
+pub const INSTALL: &str = "scripts/install-test-tools";
+
+pub fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/js")
+}
+
+/// `node` with the npm `packages` of tools/js, or a failure saying how to install them.
+#[track_caller]
+pub fn require_js(packages: &[&str]) -> PathBuf {
+    let node = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("node"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "`node` is not installed (Debian package nodejs): run `{INSTALL}` (as root), or \
+                 `apt-get update && apt-get install -y nodejs npm`"
+            )
+        });
+    for package in packages {
+        let dir = js_dir().join("node_modules").join(package);
+        assert!(
+            dir.join("package.json").is_file(),
+            "npm package `{package}` is missing from {}: run `{INSTALL}` (it runs `npm ci` in \
+             tools/js)",
+            js_dir().display()
+        );
+    }
+    node
+}
