@@ -174,6 +174,14 @@ pub(crate) fn prepare(
             owner.map_or_else(|| "no service".to_string(), |o| format!("`{o}`"))
         )));
     }
+    if let Some(gateway) = &services.gateway
+        && !gateway.publishes_for.iter().any(|s| s == &caller.name)
+    {
+        return Err(ApiError::forbidden(format!(
+            "services.json does not let the gateway publish for `{}` (gateway.publishes_for)",
+            caller.name
+        )));
+    }
     if request.source != caller.name {
         return Err(ApiError::forbidden(format!(
             "`source` is `{}` but the caller is `{}`: a service publishes only as itself",
