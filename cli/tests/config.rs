@@ -306,7 +306,7 @@ async fn nkeys_are_generated_rotated_and_retired() {
 async fn operators_run_the_cli_under_the_generated_config() {
     let mut conf = std::fs::read_to_string(repo().join("nats.conf")).unwrap();
     for user in [
-        "ops", "auth", "payments", "profile", "admin", "photo", "sweeper", "sys",
+        "ops", "auth", "payments", "profile", "admin", "photo", "sweeper", "gateway", "sys",
     ] {
         let var = format!("${}", eventhub::client::service_password_var(user));
         conf = conf.replace(&var, &format!("\"{user}-secret\""));

@@ -162,17 +162,35 @@ pub(super) fn users(s: &Services) -> Vec<User> {
                 }
             }
         }
+        // Following events for WebSocket clients (`GET /v1/stream`): ordered consumers, whose
+        // names async-nats picks (none at first, `<random>_<n>` when it recreates one), on any
+        // stream; the gateway filters what each caller may read. Health: the stream names.
+        for stream in &s.streams {
+            push(&mut allow, format!("$JS.API.STREAM.INFO.{stream}"));
+            push(&mut allow, format!("$JS.API.CONSUMER.CREATE.{stream}"));
+            push(&mut allow, format!("$JS.API.CONSUMER.CREATE.{stream}.*"));
+            push(&mut allow, format!("$JS.API.CONSUMER.CREATE.{stream}.*.>"));
+            push(&mut allow, format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"));
+        }
+        push(&mut allow, "$JS.API.STREAM.NAMES".into());
+        // ...but never a declared durable: neither its filter nor its deliveries.
+        let mut durables = Vec::new();
+        for c in s.services.iter().flat_map(|x| &x.consumes) {
+            durables.push(format!("$JS.API.CONSUMER.CREATE.{}.{}", c.stream, c.durable));
+            durables.push(format!("$JS.API.CONSUMER.CREATE.{}.{}.>", c.stream, c.durable));
+            durables.push(format!("$JS.API.CONSUMER.MSG.NEXT.{}.{}", c.stream, c.durable));
+        }
         out.push(User {
             name: gw.name.clone(),
             role: Role::Gateway,
             account: ACCOUNT,
             summary: format!(
-                "gateway: publishes on behalf of {}",
+                "publishes on behalf of {}; follows every stream for WebSocket clients",
                 list_or_nothing(&gw.publishes_for)
             ),
             permissions: Some(Permissions {
                 publish_allow: allow,
-                publish_deny: denied([]),
+                publish_deny: denied(durables),
                 subscribe_allow: vec![format!("{}.>", inbox_prefix(&gw.name))],
             }),
         });
