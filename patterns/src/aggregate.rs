@@ -295,6 +295,10 @@ pub struct Loaded<A> {
     pub snapshot: Option<u64>,
 }
 
+/// Up to this many stream sequences to replay, a load reads message by message (direct gets)
+/// rather than through a consumer.
+const DIRECT_READS: u64 = 32;
+
 #[derive(Serialize, Deserialize)]
 struct Snapshot<S> {
     shape: u32,
@@ -660,61 +664,98 @@ impl<A: Aggregate> EventStore<A> {
             }
         }
         let mut replayed = 0u64;
-        if last > loaded.version {
+        let start = loaded.version + 1;
+        let mut fold = |sequence: u64,
+                        msg_subject: &str,
+                        published: chrono::DateTime<chrono::Utc>,
+                        headers: Option<&HeaderMap>,
+                        payload: Bytes|
+         -> Result<(), LoadError> {
+            let recorded = Recorded::from_parts(msg_subject, sequence, published, headers, payload)
+                .ok_or_else(|| LoadError::NotAnEvent {
+                    subject: subject.clone(),
+                    sequence,
+                })?;
+            let event = match A::Event::decode(&recorded) {
+                Some(Ok(event)) => event,
+                Some(Err(source)) => {
+                    return Err(LoadError::Decode {
+                        subject: subject.clone(),
+                        sequence,
+                        source,
+                    });
+                }
+                None => {
+                    return Err(LoadError::UnknownEvent {
+                        subject: subject.clone(),
+                        sequence,
+                        event_type: recorded.event_type,
+                        version: recorded.version,
+                    });
+                }
+            };
+            loaded.state.apply(event);
+            loaded.version = sequence;
+            loaded.events += 1;
+            replayed += 1;
+            Ok(())
+        };
+        if last >= start && last - start < DIRECT_READS {
+            // A few events (the usual case after a snapshot): read them one by one, without
+            // creating a consumer.
+            let mut next = start;
+            while next <= last {
+                let m = self
+                    .stream
+                    .direct_get_next_for_subject(subject.as_str(), Some(next))
+                    .await
+                    .map_err(|e| read(e.into()))?;
+                if m.sequence > last {
+                    break;
+                }
+                next = m.sequence + 1;
+                fold(m.sequence, &m.subject, m.time, Some(&m.headers), m.payload)?;
+            }
+        } else if last >= start {
             let consumer = self
                 .stream
                 .create_consumer(OrderedConfig {
                     filter_subject: subject.clone(),
                     deliver_policy: DeliverPolicy::ByStartSequence {
-                        start_sequence: loaded.version + 1,
+                        start_sequence: start,
                     },
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| read(e.into()))?;
-            let mut messages = consumer.messages().await.map_err(|e| read(e.into()))?;
-            while let Some(message) = messages.next().await {
-                let message = message.map_err(|e| read(e.into()))?;
-                let info = message.info().map_err(&read)?;
-                let sequence = info.stream_sequence;
-                let published = info.published;
-                let recorded = Recorded::from_parts(
-                    &message.subject,
-                    sequence,
-                    published,
-                    message.headers.as_ref(),
-                    message.payload.clone(),
-                )
-                .ok_or_else(|| LoadError::NotAnEvent {
-                    subject: subject.clone(),
-                    sequence,
-                })?;
-                let event = match A::Event::decode(&recorded) {
-                    Some(Ok(event)) => event,
-                    Some(Err(source)) => {
-                        return Err(LoadError::Decode {
-                            subject: subject.clone(),
-                            sequence,
-                            source,
-                        });
+            let name = consumer.cached_info().name.clone();
+            let replay = async {
+                let mut messages = consumer.messages().await.map_err(|e| read(e.into()))?;
+                while let Some(message) = messages.next().await {
+                    let message = message.map_err(|e| read(e.into()))?;
+                    let info = message.info().map_err(&read)?;
+                    let sequence = info.stream_sequence;
+                    let published = info.published;
+                    fold(
+                        sequence,
+                        &message.subject,
+                        published,
+                        message.headers.as_ref(),
+                        message.payload.clone(),
+                    )?;
+                    if sequence >= last {
+                        break;
                     }
-                    None => {
-                        return Err(LoadError::UnknownEvent {
-                            subject: subject.clone(),
-                            sequence,
-                            event_type: recorded.event_type,
-                            version: recorded.version,
-                        });
-                    }
-                };
-                loaded.state.apply(event);
-                loaded.version = sequence;
-                loaded.events += 1;
-                replayed += 1;
-                if sequence >= last {
-                    break;
                 }
+                Ok::<_, LoadError>(())
             }
+            .await;
+            // Consumers are a limited resource of the stream: one per load would pile up
+            // until the server's inactivity threshold removed them.
+            if let Err(e) = self.stream.delete_consumer(&name).await {
+                tracing::debug!(%subject, "cannot delete the load's consumer {name}: {e}");
+            }
+            replay?;
         }
         if let Some((bucket, every)) = snapshots
             && replayed >= *every

@@ -308,6 +308,9 @@ async fn a_server_restart_during_appends_loses_and_duplicates_nothing() {
         "an event was lost or stored twice"
     );
     assert_eq!(loaded.events, EVENTS + 1);
+    // The load read through a consumer (too many events for direct reads) and removed it.
+    let mut stream = client.jetstream().get_stream("ES_USER").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.consumer_count, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
