@@ -87,6 +87,41 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
         Self::decode(version, raw)
     }
 
+    /// Decodes a payload whose subject names `event_type` and `version`: what a consumer
+    /// calls. The default decodes [`Family::event_type`] only (with [`Consumable::decode`]) and
+    /// refuses any other type; the enum over a domain's families (`events::photo::Any`)
+    /// decodes each type of its domain it knows.
+    fn decode_typed(
+        event_type: &str,
+        version: u32,
+        raw: &RawEvent<'_>,
+    ) -> Result<Self, DecodeError> {
+        if event_type != Self::FAMILY.event_type {
+            return Err(DecodeError::unknown_event_type(
+                event_type,
+                &[Self::FAMILY.event_type],
+            ));
+        }
+        Self::decode(version, raw)
+    }
+
+    /// [`Consumable::decode_typed`] for a payload whose `x-sensitive` fields are encrypted
+    /// (see [`Consumable::decode_decrypting`]).
+    fn decode_typed_decrypting(
+        event_type: &str,
+        version: u32,
+        raw: &RawEvent<'_>,
+        decryptor: &crate::crypto::Decryptor<'_>,
+    ) -> Result<Self, DecodeError> {
+        if event_type != Self::FAMILY.event_type {
+            return Err(DecodeError::unknown_event_type(
+                event_type,
+                &[Self::FAMILY.event_type],
+            ));
+        }
+        Self::decode_decrypting(version, raw, decryptor)
+    }
+
     /// The version of this value.
     fn version(&self) -> u32;
 }
@@ -94,9 +129,11 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
 /// What a [`Consumable`] type covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Family {
-    /// The event type, e.g. `user.created`.
+    /// The event type, e.g. `user.created`; for the enum over a domain's families, the domain
+    /// (`photo`).
     pub event_type: &'static str,
-    /// The versions the type can decode.
+    /// The versions the type can decode (empty for the enum over a domain's families, whose
+    /// variants have their own).
     pub versions: &'static [u32],
     /// The subjects a consumer of the type filters on. A family enum uses a wildcard over
     /// versions (`events.user.created.*`), so an event of a version this build does not know is
@@ -290,6 +327,19 @@ impl DecodeError {
             format!(
                 "unknown version v{version} of {event_type} (this consumer knows {}); rebuild it \
                  with the new schema, then replay the dead letter",
+                known.join(", ")
+            ),
+        )
+    }
+
+    /// The subject names an event type outside `known` (the types a consumer decodes). Used
+    /// by generated code.
+    pub fn unknown_event_type(event_type: &str, known: &[&str]) -> Self {
+        Self::new(
+            DecodeErrorKind::UnknownEventType,
+            format!(
+                "event type `{event_type}` is not one this consumer decodes (it decodes {}); \
+                 if it is new, rebuild the consumer with its schema, then replay the dead letter",
                 known.join(", ")
             ),
         )

@@ -733,25 +733,21 @@ async fn process<E, F, Fut>(
 
     // Decode before waiting for a worker: a poison message is set aside at once.
     let decoded = match parse_subject(message.subject.as_str()) {
-        Some((ty, version)) if ty == E::FAMILY.event_type => {
+        // The type decides what it decodes: one type, or every type of a domain it knows.
+        Some((ty, version)) => {
             let raw = RawEvent {
                 content_type: known.content_type,
                 payload: &message.payload,
             };
             let event = if E::HAS_SENSITIVE_FIELDS {
-                crate::crypto::decode::<E>(&shared.client, &shared.name, version, &raw, hdrs)
+                crate::crypto::decode::<E>(&shared.client, &shared.name, ty, version, &raw, hdrs)
             } else {
-                E::decode(version, &raw)
+                E::decode_typed(ty, version, &raw)
             };
             event
                 .map(|event| (event, version))
                 .map_err(|e| format!("{}: {e}", message.subject))
         }
-        Some((ty, _)) => Err(format!(
-            "event type `{ty}` on `{}` is not {} (the only type this consumer decodes)",
-            message.subject,
-            E::FAMILY.event_type
-        )),
         None => Err(format!(
             "`{}` is not an event subject (events.<type>.v<N>)",
             message.subject

@@ -221,13 +221,14 @@ pub(crate) fn mark(h: &mut HeaderMap, client: &Client) {
 pub(crate) fn decode<E: Consumable>(
     client: &Client,
     consumer: &str,
+    event_type: &str,
     version: u32,
     raw: &RawEvent<'_>,
     hdrs: Option<&HeaderMap>,
 ) -> Result<E, DecodeError> {
     let header = |name: &str| hdrs?.get(name).map(|v| v.as_str());
     let Some(key_id) = header(headers::ENCRYPTION_KEY) else {
-        return E::decode(version, raw);
+        return E::decode_typed(event_type, version, raw);
     };
     match client.keyring() {
         Some(keyring) if keyring.contains(key_id) => {
@@ -236,11 +237,11 @@ pub(crate) fn decode<E: Consumable>(
                 key_id,
                 event_id: header(headers::ID).unwrap_or_default(),
             };
-            E::decode_decrypting(version, raw, &decryptor)
+            E::decode_typed_decrypting(event_type, version, raw, &decryptor)
         }
         keyring => {
-            note_missing_key(consumer, E::FAMILY.event_type, key_id, keyring);
-            E::decode(version, raw)
+            note_missing_key(consumer, event_type, key_id, keyring);
+            E::decode_typed(event_type, version, raw)
         }
     }
 }
