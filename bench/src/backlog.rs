@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
 use eventhub::Event;
-use eventhub::events::order;
+use eventhub_catalog::events::order;
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -2,14 +2,17 @@
 //!
 //! Each event type's fixture instances (`tests/fixtures/events/<type>.v<N>.json`, the ones the
 //! round-trip tests use) are encoded and decoded the way the SDK does it: encoding is what a
-//! publisher runs for the codec (`serde_json::to_vec`, `eventhub::proto::encode`), decoding is
+//! publisher runs for the codec (`serde_json::to_vec`, `eventhub::wire::proto::encode`), decoding is
 //! what a consumer runs (`RawEvent::decode_event` with the content type). No server involved.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use eventhub::{Event, EventInfo, EventVisitor, RawEvent};
+use eventhub::Event;
+use eventhub::EventInfo;
+use eventhub::wire::EventVisitor;
+use eventhub::wire::RawEvent;
 use serde_json::{Value, json};
 
 /// One measurement batch runs at least this long.
@@ -80,7 +83,7 @@ impl Bench {
             .collect::<Result<_, _>>()?;
         let proto: Vec<Vec<u8>> = events
             .iter()
-            .map(eventhub::proto::encode)
+            .map(|e| eventhub::wire::proto::encode(E::PROTO, e))
             .collect::<Result<_, _>>()?;
         let mean = |v: &[Vec<u8>]| v.iter().map(Vec::len).sum::<usize>() as f64 / v.len() as f64;
         let decode = |content_type: &'static str| {
@@ -101,10 +104,10 @@ impl Bench {
                 black_box(serde_json::to_vec(e).expect("encodes"));
             }),
             proto_encode_ns: ns_per_item(&events, |e| {
-                black_box(eventhub::proto::encode(e).expect("encodes"));
+                black_box(eventhub::wire::proto::encode(E::PROTO, e).expect("encodes"));
             }),
-            json_decode_ns: ns_per_item(&json, decode(eventhub::JSON)),
-            proto_decode_ns: ns_per_item(&proto, decode(eventhub::PROTOBUF)),
+            json_decode_ns: ns_per_item(&json, decode(eventhub::wire::codec::JSON)),
+            proto_decode_ns: ns_per_item(&proto, decode(eventhub::wire::codec::PROTOBUF)),
         })
     }
 }
@@ -129,7 +132,7 @@ fn geomean(rows: &[Row], ratio: impl Fn(&Row) -> f64) -> f64 {
 pub(crate) fn run(json_output: bool) -> anyhow::Result<()> {
     let mut bench = Bench::default();
     let started = Instant::now();
-    eventhub::events::for_each_event(&mut bench);
+    eventhub_catalog::events::for_each_event(&mut bench);
     if !bench.problems.is_empty() {
         bail!("{}", bench.problems.join("\n"));
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer;
-use eventhub::events::order;
+use eventhub_catalog::events::order;
 use futures::StreamExt;
 use tokio::sync::Notify;
 

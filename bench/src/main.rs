@@ -56,7 +56,7 @@ mod synthetic;
 use std::time::Duration;
 
 use anyhow::Context;
-use eventhub::events::{auth, order};
+use eventhub_catalog::events::{auth, order};
 
 use crate::measure::{Report, Row, Section, Target};
 
@@ -171,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     let (_server, url) = match std::env::var("NATS_URL") {
         Ok(url) if !url.is_empty() => (None, url),
         _ => {
-            let server = eventhub::testing::NatsServer::start();
+            let server = eventhub_testkit::NatsServer::start();
             let url = server.client_url();
             if let Some(pid) = server.pid() {
                 let _ = measure::SERVER_PID.set(pid);
@@ -180,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let client = sdk::connect(&url).await?;
+    let signed = sdk::connect_signed(&url).await?;
     sdk::provision(&client, None, &[]).await?;
     let raw = async_nats::connect(&url).await.context("connect raw")?;
     let js = async_nats::jetstream::new(raw);
@@ -194,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let env = scenarios::Env {
         client: &client,
+        signed: &signed,
         js: &js,
         plan,
     };
@@ -220,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
         },
         "parts": PARTS.iter().filter(|p| runs(p)).collect::<Vec<_>>(),
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "nats_server": eventhub::testing::NATS_SERVER_VERSION,
+        "nats_server": eventhub_testkit::NATS_SERVER_VERSION,
         "commit": git_commit(),
     })
     .as_object()

@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use anyhow::Context as _;
 use eventhub::Event;
-use eventhub::events::order;
+use eventhub_catalog::events::order;
 
 use crate::measure::{Report, Row, Run, Section, Target, Usage};
 use crate::scenarios::{Env, WINDOW, median_pair};

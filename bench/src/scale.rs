@@ -3,8 +3,9 @@
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use eventhub::events::{config, order};
-use eventhub::{Consumable, Event};
+use eventhub::Consumable;
+use eventhub::Event;
+use eventhub_catalog::events::{config, order};
 
 use crate::measure::{Report, Row, Run, Section};
 use crate::scenarios::{Env, Side, WINDOW, Wire, median_pair, sides, throughput};
@@ -55,7 +56,7 @@ pub(crate) async fn cluster(
     let n = env.plan.cluster_events;
     let rounds = env.plan.scale_rounds;
     eprintln!("scale: 3-node cluster, R3 beside R1, {n} events");
-    let cluster = tokio::task::spawn_blocking(|| eventhub::testing::Cluster::try_start(3))
+    let cluster = tokio::task::spawn_blocking(|| eventhub_testkit::Cluster::try_start(3))
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("start a 3-node cluster")?;
@@ -66,6 +67,7 @@ pub(crate) async fn cluster(
     let js = jetstream::new(async_nats::connect(urls.as_slice()).await?);
     let r3 = Env {
         client: &client,
+        signed: &client,
         js: &js,
         plan: env.plan,
     };

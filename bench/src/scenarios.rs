@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
-use eventhub::{Client, Consumable, Event};
+use eventhub::Client;
+use eventhub::Consumable;
+use eventhub::Event;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
@@ -58,6 +60,8 @@ impl Wire {
 
 pub(crate) struct Env<'a> {
     pub(crate) client: &'a Client,
+    /// A client that signs what it publishes and verifies what it consumes (ed25519).
+    pub(crate) signed: &'a Client,
     pub(crate) js: &'a jetstream::Context,
     pub(crate) plan: Plan,
 }
@@ -163,6 +167,52 @@ impl Env<'_> {
             "  wire format: vs raw bare (ev/s)",
             b.per_sec,
             bs.per_sec,
+            Target::None,
+        ));
+
+        eprintln!("{}: signed publish", E::TYPE);
+        // Signing (ed25519 over id, subject and the payload's SHA-256), beside the same SDK
+        // publish unsigned: what signatures cost.
+        let (mut plain, mut signed) = (Vec::new(), Vec::new());
+        for round in 0..self.plan.rounds {
+            for side in sides(round) {
+                self.purge::<E>().await?;
+                match side {
+                    Side::Raw => plain.push(sdk::publish(self.client, event, n, WINDOW).await?),
+                    Side::Sdk => signed.push(sdk::publish(self.signed, event, n, WINDOW).await?),
+                }
+            }
+        }
+        let (p, s) = median_pair(&plain, &signed, throughput);
+        rows.push(Row::new(
+            "signed publish pipelined; unsigned SDK beside (ev/s)",
+            p.per_sec,
+            s.per_sec,
+            Target::None,
+        ));
+
+        eprintln!("{}: verified consume", E::TYPE);
+        let consumed = self.plan.consumed;
+        self.purge::<E>().await?;
+        sdk::publish(self.signed, event, consumed, WINDOW).await?;
+        let (mut plain, mut verified) = (Vec::new(), Vec::new());
+        for round in 0..self.plan.rounds {
+            for side in sides(round) {
+                match side {
+                    Side::Raw => {
+                        plain.push(sdk::consume::<E>(self.client, self.js, consumed, 1).await?)
+                    }
+                    Side::Sdk => {
+                        verified.push(sdk::consume::<E>(self.signed, self.js, consumed, 1).await?)
+                    }
+                }
+            }
+        }
+        let (p, v) = median_pair(&plain, &verified, throughput);
+        rows.push(Row::new(
+            "verified consume, 1 handler; unverified SDK beside (ev/s)",
+            p.per_sec,
+            v.per_sec,
             Target::None,
         ));
 

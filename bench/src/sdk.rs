@@ -8,18 +8,47 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use eventhub::events::order;
-use eventhub::{
-    Client, ConnectOptions, Consumable, ConsumerHandle, ConsumerOptions, DecodeError, Discard,
-    Event, Family, ProvisionOptions, PublishOptions, RawEvent, Retention, StartFrom, Storage,
-    StreamSpec,
-};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::Consumable;
+use eventhub::ConsumerHandle;
+use eventhub::ConsumerOptions;
+use eventhub::Event;
+use eventhub::Family;
+use eventhub::PublishOptions;
+use eventhub::StartFrom;
+use eventhub::StreamSpec;
+use eventhub::error::DecodeError;
+use eventhub::topology::Discard;
+use eventhub::topology::ProvisionOptions;
+use eventhub::topology::Retention;
+use eventhub::topology::Storage;
+use eventhub::wire::RawEvent;
+use eventhub_catalog::events::order;
 use tokio::sync::Notify;
 
 use crate::measure::{Meter, Run};
 use crate::scenarios::{Clock, WINDOW, env_number};
 
 /// A client of service `bench` at `url`.
+/// A client of service `bench` signing what it publishes with a new nkey and verifying, with
+/// that key trusted, what it consumes.
+pub(crate) async fn connect_signed(url: &str) -> anyhow::Result<Client> {
+    let seed = nkeys::KeyPair::new_user()
+        .seed()
+        .context("make a signing key")?;
+    let signer = eventhub::wire::signing::Signer::from_seed(&seed)?;
+    let trust = eventhub::wire::signing::Trust::new().service("bench", [signer.public_key()])?;
+    Client::connect(
+        ConnectOptions::new("bench")
+            .url(url)
+            .signing_seed(seed)
+            .trust(trust),
+    )
+    .await
+    .context("connect")
+}
+
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
     Client::connect(ConnectOptions::new("bench").url(url))
         .await
@@ -32,10 +61,8 @@ pub(crate) async fn provision(
     replicas: Option<usize>,
     extra: &[StreamSpec],
 ) -> anyhow::Result<()> {
-    let mut options = ProvisionOptions {
-        replicas,
-        ..Default::default()
-    };
+    let mut options = ProvisionOptions::new(&eventhub_catalog::TOPOLOGY);
+    options.replicas = replicas;
     options.streams.extend_from_slice(extra);
     client.provision_with(&options).await.context("provision")?;
     Ok(())
@@ -82,13 +109,7 @@ pub(crate) async fn publish_numbered<E: Event>(
     let mut pipeline = client.publisher().pipeline(WINDOW);
     for i in 0..n {
         pipeline
-            .send_with(
-                event,
-                PublishOptions {
-                    id: Some(format!("{prefix}{i}")),
-                    ..Default::default()
-                },
-            )
+            .send_with(event, PublishOptions::default().id(format!("{prefix}{i}")))
             .await?;
     }
     let report = pipeline.finish().await;
@@ -171,10 +192,7 @@ pub(crate) async fn latency<E: Event + Consumable>(
             pipeline
                 .send_with(
                     event,
-                    PublishOptions {
-                        id: Some(format!("lat-{}-{sent}", clock.run)),
-                        ..Default::default()
-                    },
+                    PublishOptions::default().id(format!("lat-{}-{sent}", clock.run)),
                 )
                 .await?;
             sent += 1;
@@ -256,7 +274,7 @@ macro_rules! bench_streams {
                 const SUBJECT: &'static str = concat!("events.bench.s", $n, ".v1");
                 const SCHEMA_ID: &'static str = concat!("urn:eventhub:schema:bench.s", $n, ":v1");
                 const STREAM: &'static str = concat!("BENCH_S", $n);
-                const PROTO: &'static eventhub::proto::Message = <order::PlacedV1 as Event>::PROTO;
+                const PROTO: &'static eventhub::wire::proto::Message = <order::PlacedV1 as Event>::PROTO;
                 // The typical event's schema: these types carry it under other subjects.
                 const INFO: &'static eventhub::EventInfo = <order::PlacedV1 as Event>::INFO;
             }

@@ -373,7 +373,7 @@ async fn apply(server: &ServerArgs, s: &Services, json: bool) -> anyhow::Result<
             if action != "unchanged" {
                 client
                     .jetstream()
-                    .create_or_update_key_value(eventhub::idempotency_bucket_config(
+                    .create_or_update_key_value(eventhub::consume::idempotency_bucket_config(
                         &c.durable, window,
                     ))
                     .await

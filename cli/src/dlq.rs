@@ -1,7 +1,9 @@
 //! `eventhub dlq list|show|replay|purge`.
 
+use eventhub::DeadLetter;
+use eventhub::dlq::DeadLetterFilter;
 use eventhub::dlq::PayloadStorage;
-use eventhub::{DeadLetter, DeadLetterFilter, headers};
+use eventhub::wire::headers;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -67,11 +69,13 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
             limit,
         } => {
             let entries = dl
-                .list(&DeadLetterFilter {
-                    consumer,
-                    event_type,
-                    since,
-                    limit,
+                .list(&{
+                    let mut filter = DeadLetterFilter::default();
+                    filter.consumer = consumer;
+                    filter.event_type = event_type;
+                    filter.since = since;
+                    filter.limit = limit;
+                    filter
                 })
                 .await?;
             if json {
@@ -185,9 +189,10 @@ async fn select(
         return Err(Usage(format!("say which dead letters to {verb}: {choices}")).into());
     }
     let entries = dl
-        .list(&DeadLetterFilter {
-            consumer,
-            ..Default::default()
+        .list(&{
+            let mut filter = DeadLetterFilter::default();
+            filter.consumer = consumer;
+            filter
         })
         .await?;
     Ok(entries.iter().map(|e| e.id).collect())

@@ -80,19 +80,19 @@ pub(crate) async fn examine(
             .into_iter()
             .filter(|i| i.config.durable_name.is_some())
             .collect();
-        if name == eventhub::ADVISORY_STREAM {
+        if name == eventhub::topology::ADVISORY_STREAM {
             findings.extend(unswept(&stream, &durables, only).await?);
             continue;
         }
-        if name == eventhub::DLQ_STREAM {
+        if name == eventhub::topology::DLQ_STREAM {
             continue;
         }
         findings.extend(unread(&stream, &durables).await?);
     }
     if let Some(o) = only {
         // Exhausted events of this stream's consumers are counted in the advisory stream.
-        if o != eventhub::ADVISORY_STREAM
-            && let Ok(stream) = js.get_stream(eventhub::ADVISORY_STREAM).await
+        if o != eventhub::topology::ADVISORY_STREAM
+            && let Ok(stream) = js.get_stream(eventhub::topology::ADVISORY_STREAM).await
         {
             let durables: Vec<Info> = crate::consumers::of_stream(&stream).await?;
             findings.extend(unswept(&stream, &durables, Some(o)).await?);
@@ -219,7 +219,7 @@ async fn unswept(
             }
         }
         for ((origin, consumer), n) in per {
-            if only.is_some_and(|o| o != origin && o != eventhub::ADVISORY_STREAM) {
+            if only.is_some_and(|o| o != origin && o != eventhub::topology::ADVISORY_STREAM) {
                 continue;
             }
             out.push(Finding {
@@ -242,7 +242,7 @@ async fn unswept(
     {
         out.push(Finding {
             severity: Severity::Problem,
-            stream: eventhub::ADVISORY_STREAM.to_string(),
+            stream: eventhub::topology::ADVISORY_STREAM.to_string(),
             consumer: Some(s.name.clone()),
             what: format!(
                 "the sweeper retries {} advisory(ies): writing their dead letters fails (see its \

@@ -16,7 +16,7 @@ use crate::output::{Table, print_json};
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// A consumer whose lag (pending plus ack pending) is above this makes the system unhealthy.
-    #[arg(long, default_value_t = eventhub::HealthOptions::default().max_lag)]
+    #[arg(long, default_value_t = eventhub::metrics::HealthOptions::default().max_lag)]
     max_lag: u64,
 }
 
@@ -34,10 +34,13 @@ impl std::error::Error for Unhealthy {}
 
 /// The streams that must exist: the declared ones and eventhub's own.
 fn expected_streams() -> Vec<&'static str> {
-    eventhub::events::STREAMS
+    eventhub_catalog::events::STREAMS
         .iter()
         .map(|s| s.name)
-        .chain([eventhub::DLQ_STREAM, eventhub::ADVISORY_STREAM])
+        .chain([
+            eventhub::topology::DLQ_STREAM,
+            eventhub::topology::ADVISORY_STREAM,
+        ])
         .collect()
 }
 

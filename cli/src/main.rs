@@ -20,7 +20,8 @@ mod topology;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use eventhub::{Client, ConnectOptions};
+use eventhub::Client;
+use eventhub::ConnectOptions;
 
 /// Operate eventhub: streams, consumers, topology, dead letters, publish, tail, schemas.
 #[derive(Debug, Parser)]
@@ -39,7 +40,7 @@ struct Cli {
 #[derive(Debug, Clone, Args)]
 struct ServerArgs {
     /// NATS server URL(s), comma-separated.
-    #[arg(long, global = true, env = "NATS_URL", default_value = eventhub::DEFAULT_URL)]
+    #[arg(long, global = true, env = "NATS_URL", default_value = eventhub::client::DEFAULT_URL)]
     server: String,
     /// User name (with --password).
     #[arg(long, global = true, env = "NATS_USER")]
@@ -72,11 +73,11 @@ struct ServerArgs {
 
 impl ServerArgs {
     async fn connect(&self) -> anyhow::Result<Client> {
-        let mut options = ConnectOptions::new(&self.service).url(&self.server);
+        let mut options = ConnectOptions::from_env(&self.service).url(&self.server);
         options.user_password = self.user.clone().zip(self.password.clone()).or_else(|| {
             // With no credentials given, the operator user of nats.conf.
             let anything = self.token.is_some() || self.creds.is_some() || self.nkey_seed.is_some();
-            std::env::var(eventhub::service_password_var("ops"))
+            std::env::var(eventhub::client::service_password_var("ops"))
                 .ok()
                 .filter(|p| !p.is_empty() && !anything)
                 .map(|p| ("ops".to_string(), p))

@@ -79,13 +79,13 @@ pub(crate) fn payload_json(
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    let proto = media == eventhub::PROTOBUF || media == "application/x-protobuf";
+    let proto = media == eventhub::wire::codec::PROTOBUF || media == "application/x-protobuf";
     if proto
         && let Some((t, v)) = event
-        && let Some(info) = eventhub::events::CATALOG
+        && let Some(info) = eventhub_catalog::events::CATALOG
             .iter()
             .find(|i| i.event_type == t && i.version == v)
-        && let Ok(value) = eventhub::proto::decode_value(info.proto, payload)
+        && let Ok(value) = eventhub::wire::proto::decode_value(info.proto, payload)
     {
         return value;
     }

@@ -44,15 +44,12 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
     let client = server.connect().await?;
     let receipt = client
         .publisher()
-        .publish_json(
-            info,
-            &payload,
-            PublishOptions {
-                id: args.id,
-                correlation_id: args.correlation_id,
-                ..Default::default()
-            },
-        )
+        .publish_json(info, &payload, {
+            let mut options = PublishOptions::default();
+            options.id = args.id;
+            options.correlation_id = args.correlation_id;
+            options
+        })
         .await?;
     if json {
         print_json(&json!({

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use eventhub::EventInfo;
-use eventhub::events::CATALOG;
+use eventhub_catalog::events::CATALOG;
 use eventhub_codegen::Catalog;
 use eventhub_codegen::export::{self, Format, Options, Server};
 use eventhub_codegen::release::{self, Lock, Report, Status};
@@ -229,7 +229,7 @@ pub(crate) fn run(command: Command, json: bool) -> anyhow::Result<()> {
                     format!("v{}", e.version),
                     e.subject.to_string(),
                     e.stream.to_string(),
-                    format!("eventhub::events::{}", e.rust_type),
+                    format!("eventhub_catalog::events::{}", e.rust_type),
                 ]);
             }
             table.print();
@@ -241,7 +241,7 @@ pub(crate) fn run(command: Command, json: bool) -> anyhow::Result<()> {
                 print_json(&schema);
             } else {
                 say!(
-                    "# {} v{} on {} (stream {}, eventhub::events::{})",
+                    "# {} v{} on {} (stream {}, eventhub_catalog::events::{})",
                     info.event_type,
                     info.version,
                     info.subject,

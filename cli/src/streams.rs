@@ -72,9 +72,11 @@ pub(crate) async fn open(client: &eventhub::Client, name: &str) -> anyhow::Resul
     match client.jetstream().get_stream(name).await {
         Ok(s) => Ok(s),
         Err(e) if matches!(e.kind(), K::JetStream(_)) => {
-            let declared = eventhub::events::STREAMS.iter().any(|s| s.name == name)
-                || name == eventhub::DLQ_STREAM
-                || name == eventhub::ADVISORY_STREAM;
+            let declared = eventhub_catalog::events::STREAMS
+                .iter()
+                .any(|s| s.name == name)
+                || name == eventhub::topology::DLQ_STREAM
+                || name == eventhub::topology::ADVISORY_STREAM;
             if declared {
                 anyhow::bail!("stream {name} not found: run `eventhub topology apply`")
             } else {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_nats::jetstream::consumer::{self, DeliverPolicy};
-use eventhub::headers;
+use eventhub::wire::headers;
 use futures::{StreamExt, stream::BoxStream};
 use serde_json::json;
 
@@ -34,7 +34,7 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
     // Filter subjects per stream.
     let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if args.targets.is_empty() {
-        for s in eventhub::events::STREAMS {
+        for s in eventhub_catalog::events::STREAMS {
             by_stream.entry(s.name.to_string()).or_default();
         }
     }
@@ -118,7 +118,7 @@ fn print_event(message: &async_nats::jetstream::Message, json: bool) {
         Ok(i) => (i.stream.to_string(), i.stream_sequence, Some(i.published)),
         Err(_) => (String::new(), 0, None),
     };
-    let (event_type, version) = eventhub::parse_subject(message.subject.as_str())
+    let (event_type, version) = eventhub::wire::parse_subject(message.subject.as_str())
         .map(|(t, v)| (Some(t.to_string()), Some(v)))
         .unwrap_or((None, None));
     let data = crate::output::payload_json(

@@ -1,6 +1,8 @@
 //! `eventhub topology plan` / `apply`.
 
-use eventhub::{ProvisionOptions, ProvisionReport, StreamAction};
+use eventhub::topology::ProvisionOptions;
+use eventhub::topology::ProvisionReport;
+use eventhub::topology::StreamAction;
 use futures::TryStreamExt;
 use serde_json::json;
 
@@ -31,10 +33,10 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
         Command::Apply(o) => (o, false),
     };
     let report = client
-        .provision_with(&ProvisionOptions {
-            replicas: options.replicas,
-            dry_run,
-            ..Default::default()
+        .provision_with(&{
+            let mut provision = ProvisionOptions::new(&eventhub_catalog::TOPOLOGY).dry_run(dry_run);
+            provision.replicas = options.replicas;
+            provision
         })
         .await?;
     let orphans = orphan_consumers(&client).await?;
@@ -93,14 +95,16 @@ async fn orphan_consumers(
     client: &eventhub::Client,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut out = Vec::new();
-    for spec in eventhub::events::STREAMS {
+    for spec in eventhub_catalog::events::STREAMS {
         let Ok(stream) = client.jetstream().get_stream(spec.name).await else {
             continue;
         };
         let infos: Vec<_> = stream.consumers().try_collect().await?;
         for i in infos {
             if let Some(ty) = i.config.metadata.get("eventhub.event_type")
-                && !eventhub::events::CATALOG.iter().any(|e| e.event_type == ty)
+                && !eventhub_catalog::events::CATALOG
+                    .iter()
+                    .any(|e| e.event_type == ty)
             {
                 out.push((spec.name.to_string(), i.name.clone(), ty.clone()));
             }

@@ -4,9 +4,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use eventhub::events::user;
-use eventhub::testing::NatsServer;
-use eventhub::{Client, ConnectOptions, ConsumerOptions, HandlerError};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::ConsumerOptions;
+use eventhub::HandlerError;
+use eventhub_catalog::events::user;
+use eventhub_testkit::NatsServer;
 use serde_json::Value;
 
 /// What one run of the binary printed.
@@ -103,7 +106,10 @@ fn user_json(email: &str) -> Value {
 /// Dead letters for `count` events rejected by the `profile` service.
 async fn rejected(server: &NatsServer, count: usize) -> Client {
     let profile = client(server, "profile").await;
-    profile.provision().await.unwrap();
+    profile
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .unwrap();
     let handle = profile
         .consumer::<user::CreatedV2>(
             ConsumerOptions::default().fetch_expires(Duration::from_millis(300)),
@@ -192,7 +198,7 @@ async fn topology_plan_then_apply_is_idempotent_and_shows_drift() {
 async fn streams_and_consumers_show_messages_and_progress() {
     let server = NatsServer::start();
     let c = client(&server, "auth").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     // payments handles one event, then stops; a second waits for it.
     let payments = client(&server, "payments").await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -252,8 +258,15 @@ async fn streams_and_consumers_show_messages_and_progress() {
     let p = &consumers[0];
     assert_eq!(p["name"], "payments__user_created");
     assert_eq!(p["managed_by_eventhub"], true);
-    assert_eq!(p["num_pending"], 1, "the second event waits");
-    assert_eq!(p["num_ack_pending"], 0);
+    // The second event waits: undelivered, or (about 2% of runs) delivered to a pull request the
+    // stopped instance left open on the server, which JetStream does not withdraw when the
+    // requester unsubscribes; it is then redelivered after the ack wait. Either way it is
+    // unacknowledged work, which is what `lag` counts.
+    let waiting = (p["num_pending"].as_u64(), p["num_ack_pending"].as_u64());
+    assert!(
+        waiting == (Some(1), Some(0)) || waiting == (Some(0), Some(1)),
+        "the second event waits: {p}"
+    );
     assert_eq!(p["ack_floor_sequence"], 1);
     assert_eq!(p["lag"], 1);
     let all = eventhub(&server, &["consumers"]).ok();
@@ -326,7 +339,7 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() {
     assert_eq!(
         stored
             .headers
-            .get(eventhub::headers::REPLAY_OF)
+            .get(eventhub::wire::headers::REPLAY_OF)
             .unwrap()
             .as_str(),
         format!("EVENTHUB_DLQ:{}", ids[0])
@@ -363,7 +376,7 @@ async fn replay_all_moves_a_large_set_and_leaves_the_dlq_empty() {
 async fn publish_validates_against_the_schema_before_sending() {
     let server = NatsServer::start();
     let c = client(&server, "ops").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
 
     let payload = user_json("cli@example.com").to_string();
     let receipt = eventhub(&server, &["publish", "user.created@v2", &payload, "--json"])
@@ -477,7 +490,7 @@ fn uuid_like() -> String {
 async fn tail_prints_decoded_events_from_history_and_live() {
     let server = NatsServer::start();
     let c = client(&server, "auth").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let first = c
         .publisher()
         .publish(&user_created("old@example.com"))
@@ -606,7 +619,7 @@ async fn health_exits_0_when_healthy_and_1_on_missing_streams_lag_or_no_server()
     assert!(run.stdout.contains("IDENTITY") && run.stdout.contains("MISSING"));
 
     let c = client(&server, "profile").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let health = eventhub(&server, &["health", "--json"]).ok().json();
     assert_eq!(health["healthy"], true);
     assert_eq!(health["connected"], true);
@@ -660,7 +673,7 @@ async fn the_doctor_finds_events_in_limbo() {
     use futures::StreamExt;
     let server = NatsServer::start();
     let c = client(&server, "profile").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let js = c.jetstream();
     let healthy = eventhub(&server, &["health", "--json"]).ok().json();
     assert_eq!(healthy["findings"], serde_json::json!([]));
@@ -685,7 +698,10 @@ async fn the_doctor_finds_events_in_limbo() {
         .unwrap();
     let mut first = dying.fetch().max_messages(1).messages().await.unwrap();
     first.next().await.unwrap().unwrap(); // never acked
-    let advisories = js.get_stream(eventhub::ADVISORY_STREAM).await.unwrap();
+    let advisories = js
+        .get_stream(eventhub::topology::ADVISORY_STREAM)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         // The server notices the exhausted event when the consumer is asked again.
@@ -806,7 +822,7 @@ fn an_unreachable_server_is_said_once() {
 async fn untrusted_bytes_never_reach_the_terminal_raw() {
     let server = NatsServer::start();
     let c = client(&server, "profile").await;
-    c.provision().await.unwrap();
+    c.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let handle = c
         .consumer::<user::CreatedV2>(ConsumerOptions::default())
         .await

@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use eventhub::events::user;
-use eventhub::testing::{NatsServer, STORE_DIR_PLACEHOLDER};
-use eventhub::{Client, ConnectErrorKind, ConnectOptions, ConsumerOptions, HandlerError};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::ConsumerOptions;
+use eventhub::HandlerError;
+use eventhub::error::ConnectErrorKind;
+use eventhub_catalog::events::user;
+use eventhub_testkit::{NatsServer, STORE_DIR_PLACEHOLDER};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -168,7 +172,7 @@ async fn with_seed(
     server: &NatsServer,
     service: &str,
     seed_file: &Path,
-) -> Result<Client, eventhub::ConnectError> {
+) -> Result<Client, eventhub::error::ConnectError> {
     let seed = std::fs::read_to_string(seed_file).unwrap();
     Client::connect(
         ConnectOptions::new(service)
@@ -230,7 +234,7 @@ async fn nkeys_are_generated_rotated_and_retired() {
         with_seed(&server, "ops", &keys.join("ops.nk"))
             .await
             .unwrap()
-            .provision()
+            .provision(&eventhub_catalog::TOPOLOGY)
             .await
             .unwrap();
         let payments = with_seed(&server, "payments", &keys.join("payments.nk"))
@@ -304,7 +308,7 @@ async fn operators_run_the_cli_under_the_generated_config() {
     for user in [
         "ops", "auth", "payments", "profile", "admin", "photo", "sweeper", "sys",
     ] {
-        let var = format!("${}", eventhub::service_password_var(user));
+        let var = format!("${}", eventhub::client::service_password_var(user));
         conf = conf.replace(&var, &format!("\"{user}-secret\""));
     }
     let server = server(&conf);
@@ -338,7 +342,7 @@ async fn operators_run_the_cli_under_the_generated_config() {
     let ops = connect("ops").await.unwrap();
     let dlq = ops
         .jetstream()
-        .get_stream(eventhub::DLQ_STREAM)
+        .get_stream(eventhub::topology::DLQ_STREAM)
         .await
         .unwrap();
     let watch = dlq
@@ -358,7 +362,7 @@ async fn operators_run_the_cli_under_the_generated_config() {
             let replayed = env
                 .meta()
                 .headers
-                .get(eventhub::headers::REPLAY_OF)
+                .get(eventhub::wire::headers::REPLAY_OF)
                 .is_some();
             if replayed {
                 let _ = handled.send(());

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use eventhub::events::{CATALOG, PROTO_FILE};
+use eventhub_catalog::events::{CATALOG, PROTO_FILE};
 use serde_json::{Value, json};
 
 struct Run {

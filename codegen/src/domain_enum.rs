@@ -105,20 +105,20 @@ pub(crate) fn tokens(
             const HAS_SENSITIVE_FIELDS: bool =
                 false #(|| <#variants_of as #rt::Consumable>::HAS_SENSITIVE_FIELDS)*;
             /// A domain's events are told apart by their type: see `decode_typed`.
-            fn decode(version: u32, raw: &#rt::RawEvent<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+            fn decode(version: u32, raw: &#rt::wire::RawEvent<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
                 let _ = (version, raw);
-                ::std::result::Result::Err(#rt::DecodeError::unknown_event_type(#domain, &[#(#event_types),*]))
+                ::std::result::Result::Err(#rt::error::DecodeError::unknown_event_type(#domain, &[#(#event_types),*]))
             }
-            fn decode_typed(event_type: &str, version: u32, raw: &#rt::RawEvent<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+            fn decode_typed(event_type: &str, version: u32, raw: &#rt::wire::RawEvent<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
                 match event_type {
                     #(#decode_arms)*
-                    other => ::std::result::Result::Err(#rt::DecodeError::unknown_event_type(other, &[#(#event_types),*])),
+                    other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_event_type(other, &[#(#event_types),*])),
                 }
             }
-            fn decode_typed_decrypting(event_type: &str, version: u32, raw: &#rt::RawEvent<'_>, decryptor: &#rt::Decryptor<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+            fn decode_typed_decrypting(event_type: &str, version: u32, raw: &#rt::wire::RawEvent<'_>, decryptor: &#rt::wire::crypto::Decryptor<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
                 match event_type {
                     #(#decrypting_arms)*
-                    other => ::std::result::Result::Err(#rt::DecodeError::unknown_event_type(other, &[#(#event_types),*])),
+                    other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_event_type(other, &[#(#event_types),*])),
                 }
             }
             fn version(&self) -> u32 {

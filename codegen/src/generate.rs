@@ -507,10 +507,10 @@ fn domain_items(
                     quote! { const SENSITIVE: &'static [&'static str] = &[#(#paths),*]; },
                     quote! { const HAS_SENSITIVE_FIELDS: bool = true; },
                     quote! {
-                        fn decode_decrypting(version: u32, raw: &#rt::RawEvent<'_>, decryptor: &#rt::Decryptor<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+                        fn decode_decrypting(version: u32, raw: &#rt::wire::RawEvent<'_>, decryptor: &#rt::wire::crypto::Decryptor<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
                             match version {
-                                #version => decryptor.decode::<Self>(raw),
-                                other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, &[#version])),
+                                #version => #rt::wire::decode_decrypting::<Self>(raw, decryptor),
+                                other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_version(#event_type, other, &[#version])),
                             }
                         }
                     },
@@ -527,13 +527,13 @@ fn domain_items(
                     const SUBJECT: &'static str = #subject;
                     const SCHEMA_ID: &'static str = #schema_id;
                     const STREAM: &'static str = #stream;
-                    const PROTO: &'static #rt::proto::Message = &super::descriptors::#proto;
+                    const PROTO: &'static #rt::wire::proto::Message = &super::descriptors::#proto;
                     const INFO: &'static #rt::EventInfo = &super::CATALOG[#index];
                     #sensitive_const
-                    fn validator() -> &'static #rt::schema::Validator {
-                        static VALIDATOR: ::std::sync::OnceLock<#rt::schema::Validator> =
+                    fn validator() -> &'static #rt::wire::schema::Validator {
+                        static VALIDATOR: ::std::sync::OnceLock<#rt::wire::schema::Validator> =
                             ::std::sync::OnceLock::new();
-                        VALIDATOR.get_or_init(|| #rt::schema::Validator::for_event(Self::INFO))
+                        VALIDATOR.get_or_init(|| #rt::wire::schema::Validator::for_event(Self::INFO.schema, Self::INFO.sensitive))
                     }
                 }
                 impl #rt::Consumable for #ident {
@@ -544,10 +544,10 @@ fn domain_items(
                         stream: #stream,
                     };
                     #has_sensitive
-                    fn decode(version: u32, raw: &#rt::RawEvent<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+                    fn decode(version: u32, raw: &#rt::wire::RawEvent<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
                         match version {
                             #version => raw.decode_event::<Self>(),
-                            other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, &[#version])),
+                            other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_version(#event_type, other, &[#version])),
                         }
                     }
                     #decrypting
@@ -562,7 +562,7 @@ fn domain_items(
             });
             arms.push(quote! { #version => raw.decode_event::<#ident>().map(Self::#variant), });
             decrypting_arms
-                .push(quote! { #version => decryptor.decode::<#ident>(raw).map(Self::#variant), });
+                .push(quote! { #version => #rt::wire::decode_decrypting::<#ident>(raw, decryptor).map(Self::#variant), });
             version_arms.push(quote! { Self::#variant(_) => #version, });
             upcast_bounds.push(quote! { #ident: ::std::convert::Into<T> });
             upcast_arms.push(quote! { Self::#variant(event) => event.into(), });
@@ -579,10 +579,10 @@ fn domain_items(
             (
                 quote! { const HAS_SENSITIVE_FIELDS: bool = true; },
                 quote! {
-                    fn decode_decrypting(version: u32, raw: &#rt::RawEvent<'_>, decryptor: &#rt::Decryptor<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+                    fn decode_decrypting(version: u32, raw: &#rt::wire::RawEvent<'_>, decryptor: &#rt::wire::crypto::Decryptor<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
                         match version {
                             #(#decrypting_arms)*
-                            other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, <Self as #rt::Consumable>::FAMILY.versions)),
+                            other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_version(#event_type, other, <Self as #rt::Consumable>::FAMILY.versions)),
                         }
                     }
                 },
@@ -618,10 +618,10 @@ fn domain_items(
                     stream: #stream,
                 };
                 #family_has_sensitive
-                fn decode(version: u32, raw: &#rt::RawEvent<'_>) -> ::std::result::Result<Self, #rt::DecodeError> {
+                fn decode(version: u32, raw: &#rt::wire::RawEvent<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
                     match version {
                         #(#arms)*
-                        other => ::std::result::Result::Err(#rt::DecodeError::unknown_version(#event_type, other, <Self as #rt::Consumable>::FAMILY.versions)),
+                        other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_version(#event_type, other, <Self as #rt::Consumable>::FAMILY.versions)),
                     }
                 }
                 #family_decrypting
@@ -634,7 +634,7 @@ fn domain_items(
             #(#froms)*
             /// Converts whichever version arrived into `T`, given a conversion from every
             /// version (`From<V1> for V2`…): a handler written for one version receives all.
-            impl<T> #rt::Upcast<T> for #fam_ident
+            impl<T> #rt::upcast::Upcast<T> for #fam_ident
             where
                 #(#upcast_bounds,)*
             {
@@ -731,7 +731,7 @@ fn descriptors_items(rt: &syn::Path, catalog: &Catalog, protos: &[Model]) -> Tok
         pub const PROTO_FILE: &str = #text;
         /// Calls `visitor` with every event type of the catalog, in catalog order, with its
         /// entry: for code that must cover every event (tests, benchmarks, tools).
-        pub fn for_each_event<V: #rt::EventVisitor>(visitor: &mut V) {
+        pub fn for_each_event<V: #rt::wire::EventVisitor>(visitor: &mut V) {
             #(#visits)*
         }
     }
@@ -771,14 +771,14 @@ fn streams_const(rt: &syn::Path, catalog: &Catalog) -> TokenStream {
                 description: #description,
                 owned: #owned,
                 subjects: &[#(#subjects),*],
-                retention: #rt::Retention::#retention,
-                storage: #rt::Storage::#storage,
+                retention: #rt::topology::Retention::#retention,
+                storage: #rt::topology::Storage::#storage,
                 max_age: ::std::time::Duration::from_millis(#max_age),
                 replicas: #replicas,
                 duplicate_window: ::std::time::Duration::from_millis(#window),
                 max_msg_size: #max_msg_size,
                 max_bytes: #max_bytes,
-                discard: #rt::Discard::#discard,
+                discard: #rt::topology::Discard::#discard,
             }
         }
     });
@@ -787,7 +787,7 @@ fn streams_const(rt: &syn::Path, catalog: &Catalog) -> TokenStream {
         /// The streams declared in `schemas/streams.json`, each with exactly the subjects of
         /// this catalog's event versions.
         pub const STREAMS: &[#rt::StreamSpec] = &[#(#entries),*];
-        /// This catalog's name and streams, for [`Client::provision`](#rt::Client::provision).
+        /// This catalog's name and streams, for `Client::provision`.
         pub const TOPOLOGY: #rt::Topology = #rt::Topology {
             catalog: #name,
             streams: STREAMS,

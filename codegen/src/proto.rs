@@ -615,20 +615,20 @@ impl Model {
                 let kind = match f.kind {
                     Kind::Message(j) => {
                         let target = self.static_ident(j);
-                        quote!(#rt::proto::Kind::Message(&#target))
+                        quote!(#rt::wire::proto::Kind::Message(&#target))
                     }
                     Kind::Map(j) => {
                         let target = self.static_ident(j);
-                        quote!(#rt::proto::Kind::Map(&#target))
+                        quote!(#rt::wire::proto::Kind::Map(&#target))
                     }
                     other => {
                         let k = format_ident!("{other:?}");
-                        quote!(#rt::proto::Kind::#k)
+                        quote!(#rt::wire::proto::Kind::#k)
                     }
                 };
                 let (repeated, required, nullable) = (f.repeated, f.required, f.nullable);
                 quote! {
-                    #rt::proto::Field {
+                    #rt::wire::proto::Field {
                         name: #fname,
                         number: #number,
                         kind: #kind,
@@ -651,10 +651,10 @@ impl Model {
             };
             quote! {
                 #[doc = #doc]
-                pub static #ident: #rt::proto::Message = #rt::proto::Message {
+                pub static #ident: #rt::wire::proto::Message = #rt::wire::proto::Message {
                     name: #name,
                     pointer: #pointer,
-                    shape: #rt::proto::Shape::#shape,
+                    shape: #rt::wire::proto::Shape::#shape,
                     fields: &[#(#fields),*],
                     reserved: &[#(#reserved),*],
                 };

@@ -71,11 +71,11 @@ fn marks_on_properties_items_nested_objects_and_shared_definitions_become_paths(
     assert!(code.contains(&format!("sensitive: {paths}")), "{code}");
     assert!(code.contains("const HAS_SENSITIVE_FIELDS: bool = true;"));
     assert!(
-        code.contains("1 => decryptor.decode::<Self>(raw)"),
+        code.contains("1 => ::eventhub::wire::decode_decrypting::<Self>(raw, decryptor)"),
         "{code}"
     );
     assert!(
-        code.contains("1 => decryptor.decode::<XV1>(raw).map(Self::V1)"),
+        code.contains("::eventhub::wire::decode_decrypting::<XV1>(raw, decryptor) .map(Self::V1)"),
         "{code}"
     );
 }

@@ -421,3 +421,21 @@ fn nkey_mode_needs_a_key_per_user_and_writes_only_public_keys() {
         );
     }
 }
+
+#[test]
+fn services_with_declared_nkeys_are_the_ones_that_sign() {
+    let old = "UAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let new = "UBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    let mut doc = base();
+    // Two keys during a rotation; an operator's key is not a signing key.
+    doc["nkeys"] = json!({ "auth": [old, new], "ops": old });
+    let services = parse(doc).expect("valid");
+    let keys = services.signing_keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].0, "auth");
+    assert_eq!(keys[0].1, [old.to_string(), new.to_string()]);
+    assert!(
+        declared().signing_keys().is_empty(),
+        "the repository's declaration signs nothing yet"
+    );
+}

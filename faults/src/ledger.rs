@@ -5,8 +5,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::events::user;
-use eventhub::{Client, PublishOptions, new_event_id};
+use eventhub::Client;
+use eventhub::PublishOptions;
+use eventhub::wire::headers::new_event_id;
+use eventhub_catalog::events::user;
 use tokio::sync::Notify;
 
 /// What one scenario counted.
@@ -30,6 +32,8 @@ pub(crate) struct Row {
     pub(crate) duration: Duration,
     /// What else happened (errors seen, memory, redeliveries).
     pub(crate) notes: String,
+    /// A scenario's own table, printed after the summary (empty for most).
+    pub(crate) table: String,
 }
 
 /// Shared bookkeeping of one scenario.
@@ -111,6 +115,7 @@ impl Ledger {
             dlq: 0,
             duration: started.elapsed(),
             notes: String::new(),
+            table: String::new(),
         }
     }
 }
@@ -141,10 +146,7 @@ pub(crate) async fn publish_n(
         let ev = event(run, i);
         let id = new_event_id();
         loop {
-            let options = PublishOptions {
-                id: Some(id.clone()),
-                ..Default::default()
-            };
+            let options = PublishOptions::default().id(id.clone());
             match publisher.publish_with(&ev, options).await {
                 Ok(_) => {
                     ledger.acked(id);

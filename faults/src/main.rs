@@ -1,4 +1,5 @@
-//! `eventhub-faults [--short] [--json] [--only NAME]`: the fault-injection suite.
+//! `eventhub-faults [--short] [--json] [--only NAME] [--skip NAME]… [--seed N] [--count N]`:
+//! the fault-injection suite.
 //!
 //! Every scenario starts its own nats-server(s), injects its fault during real publishing and
 //! consuming, and counts by event id what the server acknowledged against what handlers
@@ -6,8 +7,10 @@
 //! lost (must be 0), dead letters, duration. Exit 1 when a scenario loses an event or fails.
 //!
 //! `--short` is the CI size (a few seconds per scenario); without it, the long run (100k-event
-//! backlog, 10k events per fault).
+//! backlog, 10k events per fault). The `adversarial` scenario sends `--count` inputs (2,000 short,
+//! 50k long) drawn from `--seed` (random, and printed, when not given).
 
+mod adversarial;
 mod ledger;
 mod proxy;
 mod scenarios;
@@ -27,6 +30,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("network-cut", |s| Box::pin(scenarios::network_cut(s))),
     ("slow-backlog", |s| Box::pin(scenarios::slow_backlog(s))),
     ("bad-input", |s| Box::pin(scenarios::bad_input_storm(s))),
+    ("adversarial", |s| Box::pin(adversarial::adversarial(s))),
 ];
 
 fn main() -> ExitCode {
@@ -45,32 +49,68 @@ fn main() -> ExitCode {
             }
         };
     }
-    let short = args.iter().any(|a| a == "--short");
-    let json = args.iter().any(|a| a == "--json");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1));
-    if let Some(bad) = args
-        .iter()
-        .find(|a| !matches!(a.as_str(), "--short" | "--json" | "--only") && Some(*a) != only)
-    {
+    let mut short = false;
+    let mut json = false;
+    let mut only = None;
+    let mut skip = Vec::new();
+    let mut seed = None;
+    let mut count = None;
+    let mut rest = args.iter();
+    let usage = |bad: &str| {
         eprintln!(
-            "usage: eventhub-faults [--short] [--json] [--only NAME]  (unknown argument {bad}; \
-             scenarios: {})",
+            "usage: eventhub-faults [--short] [--json] [--only NAME] [--skip NAME]… [--seed N] \
+             [--count N]  ({bad}; scenarios: {})",
             SCENARIOS
                 .iter()
                 .map(|(n, _)| *n)
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        return ExitCode::from(2);
+        ExitCode::from(2)
+    };
+    while let Some(arg) = rest.next() {
+        let mut value = |name: &str| rest.next().cloned().ok_or(format!("{name} needs a value"));
+        let parsed = match arg.as_str() {
+            "--short" => {
+                short = true;
+                Ok(())
+            }
+            "--json" => {
+                json = true;
+                Ok(())
+            }
+            "--only" => value("--only").map(|v| only = Some(v)),
+            "--skip" => value("--skip").map(|v| skip.push(v)),
+            "--seed" => value("--seed").and_then(|v| {
+                v.parse()
+                    .map(|n| seed = Some(n))
+                    .map_err(|e| format!("--seed {v}: {e}"))
+            }),
+            "--count" => value("--count").and_then(|v| {
+                v.parse()
+                    .map(|n| count = Some(n))
+                    .map_err(|e| format!("--count {v}: {e}"))
+            }),
+            other => Err(format!("unknown argument {other}")),
+        };
+        if let Err(bad) = parsed {
+            return usage(&bad);
+        }
     }
-    let scale = if short { Scale::SHORT } else { Scale::LONG };
+    for name in only.iter().chain(&skip) {
+        if !SCENARIOS.iter().any(|(n, _)| n == name) {
+            return usage(&format!("no scenario {name}"));
+        }
+    }
+    let mut scale = if short { Scale::SHORT } else { Scale::LONG };
+    scale.seed = seed;
+    if let Some(count) = count {
+        scale.adversarial = count;
+    }
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     for (name, run) in SCENARIOS {
-        if only.is_some_and(|o| o != name) {
+        if only.as_ref().is_some_and(|o| o != name) || skip.iter().any(|s| s == name) {
             continue;
         }
         eprintln!("running {name}…");
@@ -97,6 +137,7 @@ fn main() -> ExitCode {
                     "dlq": r.dlq,
                     "seconds": r.duration.as_secs_f64(),
                     "notes": r.notes,
+                    "table": r.table,
                 })
             })
             .collect();
@@ -138,5 +179,9 @@ fn print_table(rows: &[Row]) {
     println!();
     for r in rows {
         println!("{}: {}", r.scenario, r.notes);
+    }
+    for r in rows.iter().filter(|r| !r.table.is_empty()) {
+        println!();
+        print!("{}", r.table);
     }
 }

@@ -7,12 +7,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use eventhub::events::user;
-use eventhub::testing::{Cluster, NatsServer};
-use eventhub::{
-    Client, ConnectOptions, ConsumerHandle, ConsumerOptions, DeadLetterFilter, DeadLetterReason,
-    Envelope, Event, ProvisionOptions, headers,
-};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::ConsumerHandle;
+use eventhub::ConsumerOptions;
+use eventhub::Envelope;
+use eventhub::Event;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::topology::ProvisionOptions;
+use eventhub::wire::headers;
+use eventhub_catalog::events::user;
+use eventhub_testkit::{Cluster, NatsServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 
@@ -32,6 +38,10 @@ pub(crate) struct Scale {
     pub(crate) consumer_kills: usize,
     /// Upper bound for a scenario to settle.
     pub(crate) limit: Duration,
+    /// Inputs the adversarial scenario sends.
+    pub(crate) adversarial: usize,
+    /// Seed of the adversarial scenario's inputs (random when `None`).
+    pub(crate) seed: Option<u64>,
 }
 
 impl Scale {
@@ -41,6 +51,8 @@ impl Scale {
         slow_for: Duration::from_secs(2),
         consumer_kills: 4,
         limit: Duration::from_secs(60),
+        adversarial: 2_000,
+        seed: None,
     };
     pub(crate) const LONG: Scale = Scale {
         events: 10_000,
@@ -48,6 +60,8 @@ impl Scale {
         slow_for: Duration::from_secs(10),
         consumer_kills: 20,
         limit: Duration::from_secs(600),
+        adversarial: 50_000,
+        seed: None,
     };
 }
 
@@ -126,7 +140,7 @@ async fn server_with_auth() -> anyhow::Result<(NatsServer, String, Client)> {
     let server = NatsServer::builder().start()?;
     let url = server.client_url();
     let auth = connect(&url, "auth").await?;
-    auth.provision().await?;
+    auth.provision(&eventhub_catalog::TOPOLOGY).await?;
     Ok((server, url, auth))
 }
 
@@ -251,11 +265,8 @@ pub(crate) async fn cluster_leader_kill(scale: Scale) -> anyhow::Result<Row> {
     let mut cluster = Cluster::try_start(3)?;
     let url = cluster.client_url();
     let auth = connect(&url, "auth").await?;
-    auth.provision_with(&ProvisionOptions {
-        replicas: Some(3),
-        ..Default::default()
-    })
-    .await?;
+    auth.provision_with(&ProvisionOptions::new(&eventhub_catalog::TOPOLOGY).replicas(3))
+        .await?;
     let ledger = Arc::new(Ledger::default());
     let handle = consume(&connect(&url, "profile").await?, &ledger).await?;
     let (publisher, mut progress) =
@@ -307,7 +318,7 @@ pub(crate) async fn network_cut(scale: Scale) -> anyhow::Result<Row> {
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], server.port()))).await?;
     let url = proxy.url();
     let auth = connect(&url, "auth").await?;
-    auth.provision().await?;
+    auth.provision(&eventhub_catalog::TOPOLOGY).await?;
     let ledger = Arc::new(Ledger::default());
     let handle = consume(&connect(&url, "profile").await?, &ledger).await?;
     let (publisher, mut progress) =
@@ -491,7 +502,7 @@ pub(crate) async fn bad_input_storm(scale: Scale) -> anyhow::Result<Row> {
             let mut big = event("storm-big", i);
             big.referral_code = Some("x".repeat(2 * 1024 * 1024));
             match publisher.publish(&big).await {
-                Err(e) if e.kind() == eventhub::PublishErrorKind::PayloadTooLarge => {
+                Err(e) if e.kind() == eventhub::error::PublishErrorKind::PayloadTooLarge => {
                     oversized_refused += 1;
                     if oversized_error.is_empty() {
                         oversized_error = e.to_string();
@@ -517,10 +528,7 @@ pub(crate) async fn bad_input_storm(scale: Scale) -> anyhow::Result<Row> {
         if stats.dead_lettered as usize >= bad || Instant::now() > deadline {
             break auth
                 .dead_letters()
-                .list(&DeadLetterFilter {
-                    consumer: Some("profile__user_created".into()),
-                    ..Default::default()
-                })
+                .list(&DeadLetterFilter::default().consumer("profile__user_created"))
                 .await?;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,11 +1,12 @@
-//! CI runs the short fault suite: every scenario, nothing acknowledged lost.
+//! CI runs the short fault suite: every scenario, nothing acknowledged lost; and the short
+//! adversarial run, whose ledger must balance.
 
 use std::process::Command;
 
 #[test]
 fn the_short_fault_suite_loses_nothing() {
     let out = Command::new(env!("CARGO_BIN_EXE_eventhub-faults"))
-        .args(["--short", "--json"])
+        .args(["--short", "--json", "--skip", "adversarial"])
         .output()
         .expect("run eventhub-faults");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -25,5 +26,29 @@ fn the_short_fault_suite_loses_nothing() {
         .find(|s| s["scenario"] == "bad-input storm")
         .unwrap();
     assert!(storm["dlq"].as_u64().unwrap() > 0, "{storm}");
+    assert!(out.status.success(), "{stderr}");
+}
+
+#[test]
+fn the_short_adversarial_run_balances_its_ledger() {
+    let out = Command::new(env!("CARGO_BIN_EXE_eventhub-faults"))
+        .args(["--short", "--json", "--only", "adversarial"])
+        .output()
+        .expect("run eventhub-faults");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\n{stderr}"));
+    // The seed and, on failure, the disagreements are on stderr; the table in the report.
+    eprintln!("{stderr}");
+    assert_eq!(report["failed"], serde_json::json!([]), "{stderr}");
+    let run = &report["scenarios"][0];
+    println!("{}", run["table"].as_str().unwrap_or_default());
+    println!("{}", run["notes"].as_str().unwrap_or_default());
+    assert_eq!(run["scenario"], "adversarial", "{report}");
+    assert_eq!(run["lost"], 0, "{run}");
+    assert!(run["acknowledged"].as_u64().unwrap() > 0, "{run}");
+    assert_eq!(run["acknowledged"], run["handled"], "{run}");
+    assert!(run["dlq"].as_u64().unwrap() > 0, "{run}");
     assert!(out.status.success(), "{stderr}");
 }

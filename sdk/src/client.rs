@@ -7,19 +7,20 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use tokio::sync::Notify;
 
-use crate::crypto::{Keyring, KeyringError};
-use crate::error::{ConnectError, ConnectErrorKind, ProvisionError};
-use crate::publish::{Codec, Publisher};
-use crate::topology::{self, ProvisionOptions, ProvisionReport};
+use crate::error::{ConnectError, ConnectErrorKind};
+use crate::wire::codec::Codec;
+use crate::wire::crypto::{Keyring, KeyringError};
+use crate::wire::signing::{Signer, Trust};
 
 /// Where to connect when `NATS_URL` is not set.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
-/// How a service connects. Plain data: build with [`ConnectOptions::new`] and the setters, or
-/// struct update syntax.
+/// How a service connects: [`ConnectOptions::new`] (defaults, no environment) or
+/// [`ConnectOptions::from_env`] (what the eventhub binaries do), then the setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectOptions {
-    /// Server URL(s), comma-separated. Default: `$NATS_URL`, else [`DEFAULT_URL`].
+    /// Server URL(s), comma-separated. Default [`DEFAULT_URL`] ([`ConnectOptions::from_env`]: `$NATS_URL`).
     pub url: String,
     /// The service's name: the `ce-source` of what it publishes and the prefix of its durable
     /// consumers. Lowercase letters, digits and `-`.
@@ -31,30 +32,32 @@ pub struct ConnectOptions {
     /// Publishes awaiting their ack at once, across the connection; further publishes wait.
     /// Default 4096.
     pub max_acks_in_flight: usize,
-    /// Attempts of [`Publisher::publish`] when the ack times out or the connection is down
+    /// Attempts of [`Publisher::publish`](crate::Publisher::publish) when the ack times out or the connection is down
     /// (e.g. while a server restarts), the first included; every attempt reuses the event id,
     /// so the stream stores the event once. Default 4 (waits of 0.25 s, 0.5 s, 1 s between).
     pub publish_attempts: u32,
-    /// User and password. Default: `$NATS_USER` / `$NATS_PASSWORD`.
+    /// User and password. [`ConnectOptions::from_env`]: `$NATS_USER` / `$NATS_PASSWORD`.
     pub user_password: Option<(String, String)>,
-    /// Token. Default: `$NATS_TOKEN`.
+    /// Token. [`ConnectOptions::from_env`]: `$NATS_TOKEN`.
     pub token: Option<String>,
-    /// Path of a `.creds` file (JWT + nkey seed). Default: `$NATS_CREDS`.
+    /// Path of a `.creds` file (JWT + nkey seed). [`ConnectOptions::from_env`]: `$NATS_CREDS`.
     pub credentials_file: Option<String>,
-    /// An nkey seed (`SU…`) to sign the server's challenge with. Default: `$NATS_NKEY_SEED`.
+    /// An nkey seed (`SU…`) to sign the server's challenge with. [`ConnectOptions::from_env`]:
+    /// `$NATS_NKEY_SEED`.
     pub nkey_seed: Option<String>,
     /// PEM file of the CA(s) that signed the server's certificate; setting it requires TLS.
-    /// Default: `$NATS_CA`.
+    /// [`ConnectOptions::from_env`]: `$NATS_CA`.
     pub tls_ca: Option<std::path::PathBuf>,
-    /// Client certificate and key (PEM) for mutual TLS. Default: `$NATS_CERT` and `$NATS_KEY`.
+    /// Client certificate and key (PEM) for mutual TLS. [`ConnectOptions::from_env`]: `$NATS_CERT` and
+    /// `$NATS_KEY`.
     pub tls_client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// How this service's publishers encode events unless told otherwise
-    /// ([`Publisher::with_codec`], [`PublishOptions::codec`](crate::PublishOptions::codec)).
+    /// ([`Publisher::with_codec`](crate::Publisher::with_codec), [`PublishOptions::codec`](crate::PublishOptions::codec)).
     /// Default JSON. Consumers decode either codec, by the `content-type` header.
     pub codec: Codec,
-    /// The keys of the fields schemas mark `x-sensitive` ([`crate::crypto`]): the active one
-    /// encrypts what this service publishes, each one decrypts what it encrypted. Default: read
-    /// by [`Keyring::from_env`] (`EVENTHUB_ENCRYPTION_KEYS` or `EVENTHUB_ENCRYPTION_KEY_FILE`,
+    /// The keys of the fields schemas mark `x-sensitive` ([`crate::wire::crypto`]): the active one
+    /// encrypts what this service publishes, each one decrypts what it encrypted. Default none;
+    /// [`ConnectOptions::from_env`] reads them with [`Keyring::from_env`] (`EVENTHUB_ENCRYPTION_KEYS` or `EVENTHUB_ENCRYPTION_KEY_FILE`,
     /// with `EVENTHUB_ENCRYPTION_KEY_ACTIVE`); `Ok(None)` when they are unset. An `Err` (a
     /// malformed variable or key file) makes [`Client::connect`] fail with
     /// [`ConnectErrorKind::InvalidOptions`], naming it.
@@ -65,40 +68,69 @@ pub struct ConnectOptions {
     /// so no service can read another's deliveries; set `Some("_INBOX")` for a server whose
     /// permissions grant the NATS default `_INBOX.>`.
     pub inbox_prefix: Option<String>,
+    /// The nkey seed (`SU…`) this service signs its events with ([`crate::wire::signing`]).
+    /// Default none; [`ConnectOptions::from_env`]: `$EVENTHUB_SIGNING_SEED`, else
+    /// `$NATS_NKEY_SEED` (the service's own nkey, whose public key the declaration lists).
+    pub signing_seed: Option<String>,
+    /// The services whose events consumers of this client verify; a forged event is
+    /// dead-lettered with reason `forged`. Default none (nothing verified).
+    pub trust: Option<Trust>,
 }
 
 impl ConnectOptions {
-    /// Options for `service`, reading `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`,
-    /// `NATS_CREDS`, `NATS_NKEY_SEED`, `NATS_CA` and `NATS_CERT`/`NATS_KEY` from the environment,
-    /// and the encryption keys ([`Keyring::from_env`]).
-    /// Without `NATS_USER`, a set `EVENTHUB_<SERVICE>_PASSWORD` (service name upper-cased, `-`
-    /// as `_`) logs in as the user named like the service, as `nats.conf` declares them.
+    /// Options for `service` with the defaults: [`DEFAULT_URL`], no credentials, no TLS, no
+    /// encryption keys, JSON. Reads nothing from the environment (see
+    /// [`ConnectOptions::from_env`]).
     pub fn new(service: impl Into<String>) -> Self {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let service = service.into();
         Self {
-            url: env("NATS_URL").unwrap_or_else(|| DEFAULT_URL.to_string()),
-            service: service.clone(),
+            url: DEFAULT_URL.to_string(),
+            service: service.into(),
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             max_acks_in_flight: 4096,
             publish_attempts: 4,
-            user_password: env("NATS_USER").zip(env("NATS_PASSWORD")).or_else(|| {
-                // One user per service, named like it (nats.conf): its password from
-                // EVENTHUB_<SERVICE>_PASSWORD.
-                env(&service_password_var(&service)).map(|p| (service.clone(), p))
-            }),
-            token: env("NATS_TOKEN"),
-            credentials_file: env("NATS_CREDS"),
-            nkey_seed: env("NATS_NKEY_SEED"),
-            tls_ca: env("NATS_CA").map(Into::into),
-            tls_client_cert: env("NATS_CERT")
-                .zip(env("NATS_KEY"))
-                .map(|(c, k)| (c.into(), k.into())),
+            user_password: None,
+            token: None,
+            credentials_file: None,
+            nkey_seed: None,
+            tls_ca: None,
+            tls_client_cert: None,
             codec: Codec::Json,
-            keyring: Keyring::from_env(),
+            keyring: Ok(None),
             inbox_prefix: None,
+            signing_seed: None,
+            trust: None,
         }
+    }
+
+    /// Options for `service` from the environment, as the eventhub binaries read it:
+    /// `NATS_URL`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CREDS`, `NATS_NKEY_SEED`,
+    /// `NATS_CA`, `NATS_CERT`/`NATS_KEY`, and the encryption keys ([`Keyring::from_env`]).
+    /// Without `NATS_USER`, a set `EVENTHUB_<SERVICE>_PASSWORD` (service name upper-cased, `-`
+    /// as `_`, [`service_password_var`]) logs in as the user named like the service, as
+    /// `eventhub config nats` declares them. Unset or empty variables keep the defaults of
+    /// [`ConnectOptions::new`].
+    pub fn from_env(service: impl Into<String>) -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut options = Self::new(service);
+        let service = options.service.clone();
+        if let Some(url) = env("NATS_URL") {
+            options.url = url;
+        }
+        options.user_password = env("NATS_USER").zip(env("NATS_PASSWORD")).or_else(|| {
+            // One user per service, named like it: its password from EVENTHUB_<SERVICE>_PASSWORD.
+            env(&service_password_var(&service)).map(|p| (service.clone(), p))
+        });
+        options.token = env("NATS_TOKEN");
+        options.credentials_file = env("NATS_CREDS");
+        options.nkey_seed = env("NATS_NKEY_SEED");
+        options.tls_ca = env("NATS_CA").map(Into::into);
+        options.tls_client_cert = env("NATS_CERT")
+            .zip(env("NATS_KEY"))
+            .map(|(c, k)| (c.into(), k.into()));
+        options.keyring = Keyring::from_env();
+        options.signing_seed = env("EVENTHUB_SIGNING_SEED").or_else(|| options.nkey_seed.clone());
+        options
     }
 
     /// Sets the prefix of this connection's inboxes (default `_INBOX_<service>`; see the field
@@ -188,6 +220,42 @@ impl ConnectOptions {
         self.request_timeout = timeout;
         self
     }
+
+    /// Signs every event this service publishes with the nkey of `seed` (`SU…`).
+    pub fn signing_seed(mut self, seed: impl Into<String>) -> Self {
+        self.signing_seed = Some(seed.into());
+        self
+    }
+
+    /// Verifies the signatures of consumed events against `trust`.
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    /// Sets how long the first connection attempt may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how many publishes may await their ack at once.
+    pub fn max_acks_in_flight(mut self, max: usize) -> Self {
+        self.max_acks_in_flight = max;
+        self
+    }
+
+    /// Sets a token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets the path of a `.creds` file (JWT + nkey seed).
+    pub fn credentials_file(mut self, path: impl Into<String>) -> Self {
+        self.credentials_file = Some(path.into());
+        self
+    }
 }
 
 /// A connected service. Cheap to clone; clones share the connection.
@@ -196,7 +264,7 @@ impl ConnectOptions {
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use eventhub::{Client, ConnectOptions};
 /// let client = Client::connect(ConnectOptions::new("auth")).await?;
-/// client.provision().await?;
+/// println!("connected as {}", client.service());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -217,7 +285,9 @@ struct Inner {
     publish_attempts: u32,
     codec: Codec,
     keyring: Option<Keyring>,
-    registry: crate::metrics::Registry,
+    signer: Option<Signer>,
+    trust: Option<Trust>,
+    registry: crate::counters::Registry,
 }
 
 impl Client {
@@ -299,6 +369,13 @@ impl Client {
                 )
             })?;
         }
+        let signer =
+            match &options.signing_seed {
+                Some(seed) => Some(Signer::from_seed(seed).map_err(|e| {
+                    ConnectError::new(ConnectErrorKind::InvalidOptions, e.to_string())
+                })?),
+                None => None,
+            };
         if let Some(seed) = &options.nkey_seed {
             if nkeys::KeyPair::from_seed(seed).is_err() {
                 return Err(ConnectError::new(
@@ -374,10 +451,7 @@ impl Client {
                 ),
                 _ => ConnectError::with_source(
                     ConnectErrorKind::Unreachable,
-                    format!(
-                        "cannot reach NATS at {url} (is nats-server running? `scripts/demo` \
-                         starts one with nats.conf; set NATS_URL to use another)"
-                    ),
+                    format!("cannot reach NATS at {url}: no server answered"),
                     e,
                 ),
             }
@@ -394,15 +468,27 @@ impl Client {
                 publish_attempts: options.publish_attempts.max(1),
                 codec: options.codec,
                 keyring,
+                signer,
+                trust: options.trust.clone(),
                 nats,
                 js,
                 identity: identity(&options),
                 service: options.service.into(),
                 url: options.url,
                 permissions,
-                registry: crate::metrics::Registry::default(),
+                registry: crate::counters::Registry::default(),
             }),
         })
+    }
+
+    /// What signs this service's events, if it signs them ([`ConnectOptions::signing_seed`]).
+    pub fn signer(&self) -> Option<&Signer> {
+        self.inner.signer.as_ref()
+    }
+
+    /// The services whose events this client's consumers verify ([`ConnectOptions::trust`]).
+    pub fn trust(&self) -> Option<&Trust> {
+        self.inner.trust.as_ref()
     }
 
     /// The service name.
@@ -431,51 +517,6 @@ impl Client {
         &self.inner.js
     }
 
-    /// A publisher for this service.
-    pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.clone())
-    }
-
-    /// The dead-letter queue: list, read, replay and delete entries.
-    pub fn dead_letters(&self) -> crate::dlq::DeadLetters {
-        crate::dlq::DeadLetters::new(self.clone())
-    }
-
-    /// Creates or updates every declared stream plus eventhub's dead-letter and advisory
-    /// streams. Idempotent; the report lists drift found and fixed.
-    pub async fn provision(&self) -> Result<ProvisionReport, ProvisionError> {
-        self.provision_with(&ProvisionOptions::default()).await
-    }
-
-    /// [`Client::provision`] with options (a dry run, other streams, a replica override).
-    pub async fn provision_with(
-        &self,
-        options: &ProvisionOptions,
-    ) -> Result<ProvisionReport, ProvisionError> {
-        // A forbidden JetStream API call is answered with an asynchronous permissions
-        // violation, not a reply: race it, so a service without the right fails now.
-        let since = Instant::now();
-        let result = tokio::select! {
-            result = topology::provision(&self.inner.js, options) => result,
-            subject = self.permissions().first_denied_since(since) => Err(ProvisionError::new(
-                crate::ProvisionErrorKind::Rejected,
-                format!(
-                    "service `{}` ({}) may not use `{subject}`: provisioning needs the JetStream \
-                     API of the streams (in nats.conf, the `ops` user); the server refused it \
-                     (permissions violation)",
-                    self.service(),
-                    self.identity()
-                ),
-            )),
-        };
-        if let Ok(report) = &result {
-            for (stream, conflict) in report.conflicts() {
-                tracing::warn!(service = %self.service(), "eventhub: stream {stream} left alone: {conflict}");
-            }
-        }
-        result
-    }
-
     pub(crate) fn service_arc(&self) -> &Arc<str> {
         &self.inner.service
     }
@@ -489,7 +530,7 @@ impl Client {
         self.inner.max_payload
     }
 
-    pub(crate) fn registry(&self) -> &crate::metrics::Registry {
+    pub(crate) fn registry(&self) -> &crate::counters::Registry {
         &self.inner.registry
     }
 
@@ -539,6 +580,9 @@ pub(crate) struct PermissionWatch {
 impl PermissionWatch {
     const KEEP: Duration = Duration::from_secs(30);
 
+    /// Notes a server `-ERR`. async-nats hands these over as text only
+    /// (`ServerError::Other`), so the server's wording is parsed: `Permissions Violation for
+    /// Publish to "<subject>"` (or `Subscription to`).
     fn record(&self, server_message: &str) {
         let lower = server_message.to_ascii_lowercase();
         if !lower.contains("permissions violation") {
@@ -596,16 +640,25 @@ impl PermissionWatch {
     }
 }
 
-/// Whether a connect error comes from the TLS handshake (an untrusted or refused certificate).
+/// Whether a connect error comes from the TLS handshake (an untrusted or refused certificate):
+/// async-nats reports it as an I/O error whose payload is the `rustls::Error`.
 fn tls_failure(e: &async_nats::ConnectError) -> bool {
-    let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        text.push_str(&format!(" {s} {s:?}"));
+        if s.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips its payload: look at the payload itself.
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
         source = s.source();
     }
-    let text = text.to_ascii_lowercase();
-    text.contains("certificate") || text.contains("handshake") || text.contains("tls")
+    false
 }
 
 fn identity(options: &ConnectOptions) -> String {

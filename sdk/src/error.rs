@@ -9,14 +9,19 @@ use std::fmt;
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error of one eventhub operation. `K` is the operation's kind enum, e.g.
-/// [`PublishErrorKind`].
-pub struct Error<K> {
+/// [`PublishErrorKind`]. Prints the explanation only; the underlying error is
+/// [`source`](std::error::Error::source) (print the chain with `anyhow`'s `{:#}` or by walking
+/// `source()`).
+#[derive(thiserror::Error)]
+#[error("{detail}")]
+pub struct Error<K: fmt::Debug> {
     kind: K,
     detail: String,
+    #[source]
     source: Option<Source>,
 }
 
-impl<K: Copy> Error<K> {
+impl<K: Copy + fmt::Debug> Error<K> {
     pub(crate) fn new(kind: K, detail: impl Into<String>) -> Self {
         Self {
             kind,
@@ -55,22 +60,6 @@ impl<K: fmt::Debug> fmt::Debug for Error<K> {
             .field("detail", &self.detail)
             .field("source", &self.source)
             .finish()
-    }
-}
-
-/// Prints the explanation only; the underlying error is [`source`](std::error::Error::source)
-/// (print the chain with `anyhow`'s `{:#}` or by walking `source()`).
-impl<K> fmt::Display for Error<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)
-    }
-}
-
-impl<K: fmt::Debug> std::error::Error for Error<K> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -169,3 +158,74 @@ pub type ProvisionError = Error<ProvisionErrorKind>;
 pub type ConsumeError = Error<ConsumeErrorKind>;
 /// Error of a dead-letter operation.
 pub type DeadLetterError = Error<DeadLetterErrorKind>;
+
+/// What made a message undecodable. Such a message is *poison*: retrying cannot help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// The payload is not JSON.
+    InvalidJson,
+    /// The payload is JSON but not of the event's shape (missing field, wrong type, bad value).
+    SchemaMismatch,
+    /// The subject names a version this build does not know.
+    UnknownVersion,
+    /// The subject is not an event subject (`events.<type>.v<N>`), or names another type.
+    UnknownEventType,
+    /// The content type is not one eventhub decodes.
+    UnsupportedContentType,
+    /// The content type is protobuf but the payload is not a valid encoding of the event's
+    /// message (truncated, wrong wire type for a field, a string that is not UTF-8).
+    InvalidProtobuf,
+    /// A field marked `x-sensitive` does not decrypt with the key the event names, although
+    /// the consumer holds it: the ciphertext was altered, moved from another field or event, or
+    /// is not ciphertext at all (see [`crate::wire::crypto`]).
+    Decryption,
+}
+
+/// A message that cannot be decoded into the expected event type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct DecodeError {
+    kind: DecodeErrorKind,
+    detail: String,
+}
+
+impl DecodeError {
+    pub(crate) fn new(kind: DecodeErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The subject names a version outside `known`. Used by generated code.
+    pub fn unknown_version(event_type: &str, version: u32, known: &[u32]) -> Self {
+        let known: Vec<String> = known.iter().map(|v| format!("v{v}")).collect();
+        Self::new(
+            DecodeErrorKind::UnknownVersion,
+            format!(
+                "unknown version v{version} of {event_type} (this consumer knows {}); rebuild it \
+                 with the new schema, then replay the dead letter",
+                known.join(", ")
+            ),
+        )
+    }
+
+    /// The subject names an event type outside `known` (the types a consumer decodes). Used
+    /// by generated code.
+    pub fn unknown_event_type(event_type: &str, known: &[&str]) -> Self {
+        Self::new(
+            DecodeErrorKind::UnknownEventType,
+            format!(
+                "event type `{event_type}` is not one this consumer decodes (it decodes {}); \
+                 if it is new, rebuild the consumer with its schema, then replay the dead letter",
+                known.join(", ")
+            ),
+        )
+    }
+
+    /// What made the message undecodable.
+    pub fn kind(&self) -> DecodeErrorKind {
+        self.kind
+    }
+}

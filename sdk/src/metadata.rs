@@ -29,8 +29,8 @@ use schemars::schema::{InstanceType, RootSchema, Schema, SchemaObject};
 use serde::{Deserialize, Serialize};
 
 use crate::dlq::DeadLetterReason;
-use crate::envelope::JSON;
 use crate::topology::DLQ_STREAM;
+use crate::wire::codec::JSON;
 
 /// The headers eventhub writes on every event it publishes (and keeps on a replay of one).
 ///
@@ -85,8 +85,8 @@ pub struct EnvelopeHeaders {
     #[serde(rename = "content-type")]
     #[schemars(schema_with = "content_type")]
     pub content_type: String,
-    /// JetStream's de-duplication id: the event id, or `<event id>:replay:<dead letter id>` on
-    /// a replay.
+    /// JetStream's de-duplication id: the event id, or
+    /// `EVENTHUB_DLQ:<dead letter id>:replay:<nonce>` on a replay.
     #[serde(rename = "Nats-Msg-Id")]
     #[schemars(schema_with = "any_string")]
     pub msg_id: String,
@@ -404,7 +404,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::envelope::headers;
+    use crate::wire::headers;
 
     /// The committed files are what the types generate.
     #[test]

@@ -23,11 +23,10 @@
 //! | `eventhub_consumer_dlq_depth` | gauge | `consumer` |
 //! | `eventhub_dlq_depth` | gauge | |
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -36,254 +35,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
+use crate::counters::{ConsumerCounters, PublishCounters, REASONS};
 use crate::topology::{ADVISORY_STREAM, DLQ_PREFIX, DLQ_STREAM};
-
-/// Upper bounds of the latency histogram buckets, in nanoseconds (0.5 ms to 10 s).
-const BUCKETS_NS: [u64; 14] = [
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-];
-
-/// The same bounds as Prometheus `le` label values.
-const BUCKET_LABELS: [&str; 15] = [
-    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
-    "2.5", "5", "10", "+Inf",
-];
-
-/// A latency histogram with fixed buckets: one atomic add per bucket hit, one for the sum.
-#[derive(Debug, Default)]
-pub(crate) struct Histogram {
-    buckets: [AtomicU64; 15],
-    sum_ns: AtomicU64,
-}
-
-impl Histogram {
-    pub(crate) fn observe(&self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let i = BUCKETS_NS
-            .iter()
-            .position(|b| ns <= *b)
-            .unwrap_or(BUCKETS_NS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-    }
-
-    /// Observations so far.
-    fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (bucket, le) in self.buckets.iter().zip(BUCKET_LABELS) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
-        }
-        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-    }
-}
-
-/// Counters of publishes of one event type.
-#[derive(Debug, Default)]
-pub(crate) struct PublishCounters {
-    pub(crate) published: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    /// Send to ack, of publishes acknowledged.
-    pub(crate) latency: Histogram,
-}
-
-impl PublishCounters {
-    /// Whether a publish has counted here: a success, a failure or an ack latency.
-    fn used(&self) -> bool {
-        self.published.load(Ordering::Relaxed) > 0
-            || self.failed.load(Ordering::Relaxed) > 0
-            || self.latency.count() > 0
-    }
-}
-
-/// Dead-letter reasons counted separately; anything else counts as `other`.
-const REASONS: [&str; 4] = ["rejected", "poison", "max-deliver", "other"];
-
-/// Counters of one durable consumer of this client (shared by its instances in this process).
-#[derive(Debug)]
-pub(crate) struct ConsumerCounters {
-    name: String,
-    stream: &'static str,
-    event_type: &'static str,
-    pub(crate) handled: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    dead_lettered: [AtomicU64; 4],
-    pub(crate) latency: Histogram,
-    /// Instances running in this process.
-    running: AtomicUsize,
-    /// Set when the last instance was shut down on purpose: health no longer expects it.
-    retired: AtomicBool,
-}
-
-impl ConsumerCounters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn dead_lettered(&self, reason: &str) {
-        let i = REASONS[..3].iter().position(|r| *r == reason).unwrap_or(3);
-        Self::bump(&self.dead_lettered[i]);
-    }
-
-    /// Marks an instance as running until the returned guard is dropped.
-    pub(crate) fn start(self: &Arc<Self>) -> Running {
-        self.running.fetch_add(1, Ordering::AcqRel);
-        self.retired.store(false, Ordering::Release);
-        Running {
-            counters: self.clone(),
-            graceful: false,
-        }
-    }
-}
-
-/// One running consumer instance; dropped when its task ends (or is aborted).
-#[derive(Debug)]
-pub(crate) struct Running {
-    counters: Arc<ConsumerCounters>,
-    graceful: bool,
-}
-
-impl Running {
-    /// The instance stopped on purpose (graceful shutdown).
-    pub(crate) fn finish(mut self) {
-        self.graceful = true;
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let before = self.counters.running.fetch_sub(1, Ordering::AcqRel);
-        if before == 1 && self.graceful {
-            self.counters.retired.store(true, Ordering::Release);
-        }
-    }
-}
-
-/// The counters of one client.
-#[derive(Debug)]
-pub(crate) struct Registry {
-    /// Publish counters of every event type of the catalog, made with the client: a publish
-    /// finds its counters without taking a lock.
-    catalog: BTreeMap<&'static str, Arc<PublishCounters>>,
-    /// Publish counters of event types outside the catalog (a hand-written [`Event`]
-    /// implementation), created on first use.
-    ///
-    /// [`Event`]: crate::Event
-    others: RwLock<BTreeMap<&'static str, Arc<PublishCounters>>>,
-    consumers: Mutex<BTreeMap<String, Arc<ConsumerCounters>>>,
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Self {
-            catalog: crate::events::CATALOG
-                .iter()
-                .map(|info| (info.event_type, Arc::default()))
-                .collect(),
-            others: RwLock::default(),
-            consumers: Mutex::default(),
-        }
-    }
-}
-
-impl Registry {
-    /// The publish counters of `event_type`.
-    pub(crate) fn publishes(&self, event_type: &'static str) -> Arc<PublishCounters> {
-        if let Some(c) = self.catalog.get(event_type) {
-            return c.clone();
-        }
-        if let Some(c) = self
-            .others
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(event_type)
-        {
-            return c.clone();
-        }
-        self.others
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(event_type)
-            .or_default()
-            .clone()
-    }
-
-    /// The counters of consumer `name`, created on first use.
-    pub(crate) fn consumer(
-        &self,
-        name: &str,
-        stream: &'static str,
-        event_type: &'static str,
-    ) -> Arc<ConsumerCounters> {
-        self.consumers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                Arc::new(ConsumerCounters {
-                    name: name.to_string(),
-                    stream,
-                    event_type,
-                    handled: AtomicU64::new(0),
-                    failed: AtomicU64::new(0),
-                    retried: AtomicU64::new(0),
-                    dead_lettered: Default::default(),
-                    latency: Histogram::default(),
-                    running: AtomicUsize::new(0),
-                    retired: AtomicBool::new(false),
-                })
-            })
-            .clone()
-    }
-
-    fn consumer_list(&self) -> Vec<Arc<ConsumerCounters>> {
-        self.consumers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// Counters of the event types published (or tried) so far, by event type.
-    fn publish_list(&self) -> Vec<(&'static str, Arc<PublishCounters>)> {
-        let mut list: Vec<_> = self
-            .catalog
-            .iter()
-            .filter(|(_, c)| c.used())
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        list.extend(
-            self.others
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .map(|(k, v)| (*k, v.clone())),
-        );
-        list.sort_by_key(|(k, _)| *k);
-        list
-    }
-}
 
 /// The metrics of one [`Client`]: what its publishers and consumers did, and gauges read from
 /// JetStream. From [`Client::metrics`].
@@ -509,12 +262,32 @@ async fn consumer_info(
 
 /// What [`Client::health`] checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HealthOptions {
     /// A consumer whose lag (pending plus ack pending) is above this is unhealthy. Default 1000.
     pub max_lag: u64,
-    /// Streams that must exist. Default (`None`): every declared stream plus `EVENTHUB_DLQ` and
-    /// `EVENTHUB_ADVISORIES`.
+    /// Streams that must exist. Default (`None`): the streams of the consumers this client
+    /// started, plus `EVENTHUB_DLQ` and `EVENTHUB_ADVISORIES` (pass a catalog's stream names to
+    /// check them all).
     pub streams: Option<Vec<String>>,
+}
+
+impl HealthOptions {
+    /// A consumer lagging by more than `max_lag` events is unhealthy.
+    pub fn max_lag(mut self, max_lag: u64) -> Self {
+        self.max_lag = max_lag;
+        self
+    }
+
+    /// These streams must exist.
+    pub fn streams<I, S>(mut self, streams: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.streams = Some(streams.into_iter().map(Into::into).collect());
+        self
+    }
 }
 
 impl Default for HealthOptions {
@@ -579,11 +352,14 @@ impl Client {
         let connected = self.is_connected();
         let names: Vec<String> = match &options.streams {
             Some(names) => names.clone(),
-            None => crate::events::STREAMS
-                .iter()
-                .map(|s| s.name.to_string())
-                .chain([DLQ_STREAM.to_string(), ADVISORY_STREAM.to_string()])
-                .collect(),
+            // The streams this client's consumers read, and eventhub's own.
+            None => {
+                let mut names: Vec<String> = self.registry().consumer_streams();
+                names.extend([DLQ_STREAM.to_string(), ADVISORY_STREAM.to_string()]);
+                names.sort();
+                names.dedup();
+                names
+            }
         };
         // One listing request, not one per stream: a health check should stay cheap and, when
         // the server just went away, wait for one request timeout at most.
@@ -787,6 +563,7 @@ impl Drop for MetricsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::{BUCKET_LABELS, Histogram, Registry};
 
     #[test]
     fn histograms_render_cumulative_buckets_sum_and_count() {
@@ -825,27 +602,16 @@ mod tests {
     }
 
     #[test]
-    fn publish_counters_of_catalog_types_are_found_without_a_lock() {
-        let registry = Arc::new(Registry::default());
-        // With the map of other event types locked for writing, a catalog type's counters are
-        // still found: its lookup takes no lock.
-        let held = registry.others.write().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let r = registry.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(r.publishes("user.created"));
-        });
-        let found = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the counters of user.created, found while the lock is held");
-        drop(held);
-        assert!(Arc::ptr_eq(&found, &registry.publishes("user.created")));
-
-        // Listed once something is counted, like a type outside the catalog.
+    fn publish_counters_are_made_once_per_type_and_listed_once_used() {
+        let registry = Registry::default();
+        let created = registry.publishes("user.created");
+        assert!(Arc::ptr_eq(&created, &registry.publishes("user.created")));
         assert!(registry.publish_list().is_empty());
-        found.published.fetch_add(1, Ordering::Relaxed);
-        let custom = registry.publishes("custom.thing");
-        assert!(Arc::ptr_eq(&custom, &registry.publishes("custom.thing")));
+        created.published.fetch_add(1, Ordering::Relaxed);
+        registry
+            .publishes("custom.thing")
+            .published
+            .fetch_add(1, Ordering::Relaxed);
         let listed: Vec<&str> = registry.publish_list().iter().map(|(t, _)| *t).collect();
         assert_eq!(listed, ["custom.thing", "user.created"]);
     }

@@ -12,41 +12,20 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use crate::client::Client;
-use crate::envelope::{OutgoingHeaders, new_event_id, wire_size};
+use crate::counters::PublishCounters;
 use crate::error::{PublishError, PublishErrorKind};
-use crate::event::{Event, EventInfo};
-use crate::metrics::PublishCounters;
-use crate::proto::Message;
-use crate::trace::{SpanId, TraceContext};
+use crate::wire::codec::Codec;
+use crate::wire::headers::{OutgoingHeaders, new_event_id, wire_size};
+use crate::wire::proto::Message;
+use crate::wire::trace::{SpanId, TraceContext};
+use crate::wire::{Event, EventInfo};
 
 /// JetStream's error code for a message above the stream's `max_msg_size`.
 const MESSAGE_TOO_LARGE: u64 = 10054;
 
-/// How an event's payload is encoded, announced by its `content-type` header. Consumers decode
-/// by that header, so producers of either codec can share a stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Codec {
-    /// JSON (`application/json`), the default: readable, and what the schemas describe.
-    #[default]
-    Json,
-    /// Protobuf (`application/protobuf`): smaller payloads, with each event's message generated
-    /// from its schema (see [`crate::proto`]).
-    Protobuf,
-}
-
-impl Codec {
-    /// The `content-type` of payloads in this codec.
-    pub const fn content_type(self) -> &'static str {
-        match self {
-            Codec::Json => crate::envelope::JSON,
-            Codec::Protobuf => crate::envelope::PROTOBUF,
-        }
-    }
-}
-
 /// Per-publish settings. All optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PublishOptions {
     /// The event id (and `Nats-Msg-Id`). Set it to make a retried publish idempotent: the
     /// stream stores an id once within its duplicate window. Default: a new UUIDv7.
@@ -59,13 +38,51 @@ pub struct PublishOptions {
     pub causation_id: Option<String>,
     /// The event time (`ce-time`). Default: now.
     pub time: Option<DateTime<Utc>>,
-    /// The payload encoding. Default: the publisher's ([`Publisher::with_codec`]), which is
+    /// The payload encoding. Default: the publisher's ([`Publisher::with_codec`](crate::Publisher::with_codec)), which is
     /// the client's ([`ConnectOptions::codec`](crate::ConnectOptions::codec), JSON unless set).
     pub codec: Option<Codec>,
     /// The trace to continue, e.g. parsed with [`TraceContext::parse`] from an incoming HTTP
     /// request's `traceparent`: the event gets a new span in that trace with it as parent.
     /// Default: the publisher's (inside a handler: the handled event's), else a new trace.
     pub trace_parent: Option<TraceContext>,
+}
+
+impl PublishOptions {
+    /// Sets the event id (and `Nats-Msg-Id`): a retried publish with the same id is stored once.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the flow's correlation id.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the id of the event that caused this one.
+    pub fn causation_id(mut self, id: impl Into<String>) -> Self {
+        self.causation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the event time (`ce-time`).
+    pub fn time(mut self, time: DateTime<Utc>) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// Sets the payload encoding for this publish.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// Continues this trace (e.g. from an incoming request's `traceparent`).
+    pub fn trace_parent(mut self, parent: TraceContext) -> Self {
+        self.trace_parent = Some(parent);
+        self
+    }
 }
 
 /// The server's acknowledgement of a stored event.
@@ -92,16 +109,14 @@ pub struct Receipt {
 /// Publishes typed events for one service. Cheap to clone.
 ///
 /// ```no_run
-/// # async fn demo(client: eventhub::Client) -> Result<(), eventhub::PublishError> {
-/// use eventhub::events::user::CreatedV1;
-/// # let event: CreatedV1 = todo!();
+/// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::error::PublishError> {
 /// let receipt = client.publisher().publish(&event).await?;
 /// println!("stored as {} #{}", receipt.stream, receipt.sequence);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    client: Client,
+    sink: Sink,
     correlation_id: Option<Arc<str>>,
     causation_id: Option<Arc<str>>,
     codec: Codec,
@@ -112,7 +127,7 @@ impl Publisher {
     pub(crate) fn new(client: Client) -> Self {
         Self {
             codec: client.codec(),
-            client,
+            sink: Sink::Nats(client),
             correlation_id: None,
             causation_id: None,
             trace_parent: None,
@@ -128,7 +143,7 @@ impl Publisher {
         trace_parent: Option<TraceContext>,
     ) -> Self {
         Self {
-            client: self.client.clone(),
+            sink: self.sink.clone(),
             correlation_id: Some(correlation_id.into()),
             causation_id: Some(causation_id.into()),
             codec: self.codec,
@@ -140,7 +155,7 @@ impl Publisher {
     /// [`PublishOptions::codec`]).
     ///
     /// ```no_run
-    /// # async fn demo(client: eventhub::Client, event: eventhub::events::user::CreatedV1) -> Result<(), eventhub::PublishError> {
+    /// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::error::PublishError> {
     /// use eventhub::Codec;
     /// let publisher = client.publisher().with_codec(Codec::Protobuf);
     /// publisher.publish(&event).await?; // content-type: application/protobuf
@@ -168,9 +183,25 @@ impl Publisher {
         )
     }
 
-    /// The client this publisher uses.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// A publisher whose events `recording` keeps instead of sending them
+    /// ([`crate::testing::RecordingPublisher`]).
+    pub(crate) fn recording(recording: Arc<Recording>) -> Self {
+        Self {
+            codec: Codec::Json,
+            sink: Sink::Recording(recording),
+            correlation_id: None,
+            causation_id: None,
+            trace_parent: None,
+        }
+    }
+
+    /// The client this publisher uses; `None` for a publisher of
+    /// [`crate::testing::RecordingPublisher`].
+    pub fn client(&self) -> Option<&Client> {
+        match &self.sink {
+            Sink::Nats(client) => Some(client),
+            Sink::Recording(_) => None,
+        }
     }
 
     /// Publishes `event` on its subject and waits for the stream to store it.
@@ -178,7 +209,7 @@ impl Publisher {
         self.publish_with(event, PublishOptions::default()).await
     }
 
-    /// [`Publisher::publish`] with options (event id, correlation, causation, time).
+    /// [`Publisher::publish`](crate::Publisher::publish) with options (event id, correlation, causation, time).
     ///
     /// A timeout or a lost connection is retried (see
     /// [`ConnectOptions::publish_attempts`](crate::ConnectOptions::publish_attempts)) with the
@@ -195,8 +226,8 @@ impl Publisher {
         self.publish_encoded(target, payload, options).await
     }
 
-    /// Publishes a JSON payload as an event of the catalog (`info` from
-    /// [`events::CATALOG`](crate::events::CATALOG)), with the same headers, checks and retries
+    /// Publishes a JSON payload as an event of a catalog (`info` from its generated `CATALOG`, or
+    /// a catalog loaded at run time), with the same headers, checks and retries
     /// as [`Publisher::publish_with`]. For tools that handle events without their Rust types
     /// (the `eventhub` CLI); the payload is sent as given (as JSON, or encoded with
     /// `info.proto` for [`Codec::Protobuf`]): validate it against `info.schema` first.
@@ -239,10 +270,10 @@ impl Publisher {
         if let Some(parent) = parent {
             span.record("parent_span_id", tracing::field::display(parent.span_id()));
         }
-        let counters = self.client.registry().publishes(target.event_type);
+        let counters = self.sink.registry().publishes(target.event_type);
         let parent = parent.map(|p| p.span_id());
         let result = async {
-            let attempts = self.client.publish_attempts();
+            let attempts = self.sink.publish_attempts();
             let mut attempt = 1;
             loop {
                 let sent = self
@@ -374,7 +405,13 @@ impl Publisher {
         if target.sensitive.is_empty() {
             return target.encode(&value, id, self.codec_of(options));
         }
-        let sealed = crate::crypto::seal(&self.client, target, id, value)?;
+        let sealing = crate::wire::crypto::Sealing {
+            event_type: target.event_type,
+            version: target.version,
+            sensitive: target.sensitive,
+            service: self.sink.service_arc(),
+        };
+        let sealed = crate::wire::crypto::seal(self.sink.keyring(), &sealing, id, value)?;
         target.encode(&sealed, id, self.codec_of(options))
     }
 
@@ -401,34 +438,44 @@ impl Publisher {
             .or(self.causation_id.as_deref());
         let mut headers = OutgoingHeaders {
             id: &id,
-            source: self.client.service_arc(),
+            source: self.sink.service_arc(),
             time: options.time.unwrap_or_else(Utc::now),
             correlation_id: correlation,
             causation_id: causation,
             content_type: self.codec_of(options).content_type(),
             trace: &trace,
         }
-        .build(&target);
+        .build(target.event_type, target.schema_id);
         if !target.sensitive.is_empty() {
-            crate::crypto::mark(&mut headers, &self.client);
+            crate::wire::crypto::mark(&mut headers, self.sink.keyring());
+        }
+        if let Some(signer) = self.sink.signer() {
+            let signature = signer.sign(self.sink.service_arc(), &id, target.subject, &payload);
+            headers.insert(crate::wire::signing::SIGNATURE, signature.as_str());
         }
         self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
         let sent_at = Instant::now();
-        let ack = self
-            .client
-            .jetstream()
-            .publish_with_headers(target.subject, headers, payload)
-            .await
-            .map_err(|e| {
-                map_publish_error(&self.client, e, target.subject, target.stream, &id, sent_at)
-            })?;
+        let ack = match &self.sink {
+            Sink::Nats(client) => Ack::Nats {
+                future: client
+                    .jetstream()
+                    .publish_with_headers(target.subject, headers, payload)
+                    .await
+                    .map_err(|e| {
+                        map_publish_error(client, e, target.subject, target.stream, &id, sent_at)
+                    })?,
+                client: client.clone(),
+            },
+            Sink::Recording(recording) => {
+                Ack::Recorded(recording.record(target, &id, headers, payload))
+            }
+        };
         Ok(PendingAck {
             id,
             subject: target.subject,
             stream: target.stream,
             ack,
             sent_at,
-            client: self.client.clone(),
             trace,
             parent,
             counters: counters.clone(),
@@ -444,27 +491,15 @@ impl Publisher {
         headers: usize,
     ) -> Result<(), PublishError> {
         let total = payload + headers;
-        let server_limit = self.client.max_payload();
-        let stream_limit = crate::events::STREAMS
-            .iter()
-            .find(|s| s.name == target.stream)
-            .and_then(|s| s.max_msg_size)
-            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let (limit, stream_is_lower) = match stream_limit {
-            Some(s) if s < server_limit => (s, true),
-            _ => (server_limit, false),
-        };
+        // A stream's own max_msg_size, when lower, is the server's to refuse (mapped to the same
+        // kind, naming the stream): the runtime does not know every catalog's streams.
+        let limit = self.sink.max_payload();
         if total > limit {
-            let what = if stream_is_lower {
-                format!("max_msg_size of stream {}", target.stream)
-            } else {
-                "the server's max_payload".to_string()
-            };
             return Err(PublishError::new(
                 PublishErrorKind::PayloadTooLarge,
                 format!(
                     "{} v{} (id {id}) is {total} bytes ({payload} payload + {headers} headers), \
-                     over {what} of {limit} bytes; nothing was sent",
+                     over the server's max_payload of {limit} bytes; nothing was sent",
                     target.event_type, target.version
                 ),
             ));
@@ -483,10 +518,10 @@ pub(crate) struct Target {
     pub(crate) schema_id: &'static str,
     pub(crate) stream: &'static str,
     pub(crate) proto: &'static Message,
-    /// The fields encrypted before encoding ([`Event::SENSITIVE`]).
+    /// The fields encrypted before encoding ([`Event::SENSITIVE`](crate::Event::SENSITIVE)).
     pub(crate) sensitive: &'static [&'static str],
     /// Its compiled schema: what is published is checked against it first.
-    pub(crate) validator: &'static crate::schema::Validator,
+    pub(crate) validator: &'static crate::wire::schema::Validator,
 }
 
 impl Target {
@@ -512,7 +547,7 @@ impl Target {
             stream: info.stream,
             proto: info.proto,
             sensitive: info.sensitive,
-            validator: crate::schema::Validator::cached(info),
+            validator: crate::wire::schema::Validator::cached(info.schema, info.sensitive),
         }
     }
 
@@ -538,7 +573,7 @@ impl Target {
             Codec::Json => serde_json::to_vec(value)
                 .map(Bytes::from)
                 .map_err(|e| failed(e.into())),
-            Codec::Protobuf => crate::proto::encode_serialize(self.proto, value)
+            Codec::Protobuf => crate::wire::proto::encode_serialize(self.proto, value)
                 .map(Bytes::from)
                 .map_err(|e| failed(e.into())),
         }
@@ -560,9 +595,8 @@ struct PendingAck {
     id: String,
     subject: &'static str,
     stream: &'static str,
-    ack: PublishAckFuture,
+    ack: Ack,
     sent_at: Instant,
-    client: Client,
     trace: TraceContext,
     parent: Option<SpanId>,
     /// Where the latency of an acknowledged publish is recorded.
@@ -585,21 +619,24 @@ impl PendingAck {
     }
 
     /// Waits for the ack (or a permission violation); returns the id either way.
-    async fn settle(self) -> (String, Result<PublishAck, PublishError>) {
+    async fn settle(self) -> (String, Result<Stored, PublishError>) {
         let PendingAck {
             id,
             subject,
             stream,
             ack,
             sent_at,
-            client,
             counters,
             ..
         } = self;
+        let (future, client) = match ack {
+            Ack::Nats { future, client } => (future, client),
+            Ack::Recorded(stored) => return (id, Ok(stored)),
+        };
         let permissions = client.permissions();
         let result = tokio::select! {
             biased;
-            r = std::future::IntoFuture::into_future(ack) => r,
+            r = std::future::IntoFuture::into_future(future) => r,
             () = permissions.wait_denied(subject, sent_at) => {
                 return (id, Err(permission_denied(&client, subject)));
             }
@@ -607,8 +644,13 @@ impl PendingAck {
         if result.is_ok() {
             counters.latency.observe(sent_at.elapsed());
         }
-        let result =
-            result.map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at));
+        let result = result
+            .map(|ack: PublishAck| Stored {
+                stream: ack.stream,
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            })
+            .map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at));
         (id, result)
     }
 }
@@ -618,7 +660,7 @@ fn permission_denied(client: &Client, subject: &str) -> PublishError {
         PublishErrorKind::PermissionDenied,
         format!(
             "service `{}` ({}) may not publish to `{subject}`: the server refused it \
-             (permissions violation); grant the subject to this service's user in nats.conf",
+             (permissions violation)",
             client.service(),
             client.identity()
         ),
@@ -698,7 +740,7 @@ fn map_publish_error(
 /// every failure with the event it belongs to.
 ///
 /// ```no_run
-/// # async fn demo(client: eventhub::Client, events: Vec<eventhub::events::user::CreatedV1>) -> Result<(), eventhub::PublishError> {
+/// # async fn demo<E: eventhub::Event>(client: eventhub::Client, events: Vec<E>) -> Result<(), eventhub::error::PublishError> {
 /// let mut pipeline = client.publisher().pipeline(1024);
 /// for event in &events {
 ///     pipeline.send(event).await?;
@@ -765,7 +807,7 @@ impl Pipeline {
         let counters = match &self.counters {
             Some((ty, counters)) if *ty == E::TYPE => counters.clone(),
             _ => {
-                let counters = self.publisher.client.registry().publishes(E::TYPE);
+                let counters = self.publisher.sink.registry().publishes(E::TYPE);
                 self.counters = Some((E::TYPE, counters.clone()));
                 counters
             }
@@ -823,6 +865,143 @@ impl Drop for Pipeline {
                 failures = self.report.failures.len(),
                 "eventhub pipeline dropped without finish(): outcomes of these publishes are unknown"
             );
+        }
+    }
+}
+
+/// Where a publisher's events go.
+#[derive(Debug, Clone)]
+enum Sink {
+    /// The JetStream of a connected client.
+    Nats(Client),
+    /// A recording, for handler tests without a server.
+    Recording(Arc<Recording>),
+}
+
+impl Sink {
+    fn service_arc(&self) -> &Arc<str> {
+        match self {
+            Sink::Nats(client) => client.service_arc(),
+            Sink::Recording(recording) => &recording.service,
+        }
+    }
+
+    fn keyring(&self) -> Option<&crate::wire::crypto::Keyring> {
+        match self {
+            Sink::Nats(client) => client.keyring(),
+            Sink::Recording(recording) => recording.keyring.as_ref(),
+        }
+    }
+
+    fn registry(&self) -> &crate::counters::Registry {
+        match self {
+            Sink::Nats(client) => client.registry(),
+            Sink::Recording(recording) => &recording.registry,
+        }
+    }
+
+    fn signer(&self) -> Option<&crate::wire::signing::Signer> {
+        match self {
+            Sink::Nats(client) => client.signer(),
+            Sink::Recording(recording) => recording.signer.as_ref(),
+        }
+    }
+
+    fn publish_attempts(&self) -> u32 {
+        match self {
+            Sink::Nats(client) => client.publish_attempts(),
+            Sink::Recording(_) => 1,
+        }
+    }
+
+    fn max_payload(&self) -> usize {
+        match self {
+            Sink::Nats(client) => client.max_payload(),
+            Sink::Recording(_) => Recording::MAX_PAYLOAD,
+        }
+    }
+}
+
+/// The ack a sent event waits for.
+enum Ack {
+    Nats {
+        future: PublishAckFuture,
+        client: Client,
+    },
+    Recorded(Stored),
+}
+
+/// Where an acknowledged event was stored.
+struct Stored {
+    stream: String,
+    sequence: u64,
+    duplicate: bool,
+}
+
+/// Events a recording publisher kept: what [`crate::testing::RecordingPublisher`] shows.
+#[derive(Debug, Default)]
+pub(crate) struct Recording {
+    pub(crate) service: Arc<str>,
+    pub(crate) keyring: Option<crate::wire::crypto::Keyring>,
+    pub(crate) signer: Option<crate::wire::signing::Signer>,
+    registry: crate::counters::Registry,
+    pub(crate) messages: std::sync::Mutex<Vec<RecordedMessage>>,
+}
+
+/// One message as it would have been sent.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordedMessage {
+    pub(crate) subject: &'static str,
+    pub(crate) stream: &'static str,
+    pub(crate) sequence: u64,
+    pub(crate) id: String,
+    pub(crate) headers: async_nats::HeaderMap,
+    pub(crate) payload: Bytes,
+}
+
+impl Recording {
+    /// NATS' default `max_payload`: a recorded event that would not fit a default server is
+    /// refused as it would be.
+    const MAX_PAYLOAD: usize = 1024 * 1024;
+
+    pub(crate) fn new(service: &str, keyring: Option<crate::wire::crypto::Keyring>) -> Self {
+        Self {
+            service: service.into(),
+            keyring,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps a message; one whose id was recorded before is a duplicate, as within a stream's
+    /// duplicate window.
+    fn record(
+        &self,
+        target: Target,
+        id: &str,
+        headers: async_nats::HeaderMap,
+        payload: Bytes,
+    ) -> Stored {
+        let mut messages = self.messages.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(first) = messages.iter().find(|m| m.id == id) {
+            return Stored {
+                stream: first.stream.to_string(),
+                sequence: first.sequence,
+                duplicate: true,
+            };
+        }
+        let sequence = messages.len() as u64 + 1;
+        messages.push(RecordedMessage {
+            subject: target.subject,
+            stream: target.stream,
+            sequence,
+            id: id.to_string(),
+            headers,
+            payload,
+        });
+        Stored {
+            stream: target.stream.to_string(),
+            sequence,
+            duplicate: false,
         }
     }
 }

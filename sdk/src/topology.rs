@@ -181,6 +181,7 @@ pub(crate) const SUBJECTS_KEY_PREFIX: &str = "eventhub.subjects.";
 
 /// How to provision.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProvisionOptions {
     /// The catalog whose streams these are (see [`Topology::catalog`]).
     pub catalog: String,
@@ -195,6 +196,26 @@ pub struct ProvisionOptions {
 }
 
 impl ProvisionOptions {
+    /// Sets the replicas of every stream (3 in a cluster), overriding the declarations.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = Some(replicas);
+        self
+    }
+
+    /// Only compares (a plan); changes nothing.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Also provisions `stream` (e.g. one of a catalog of tests or benchmarks).
+    pub fn stream(mut self, stream: StreamSpec) -> Self {
+        self.streams.push(stream);
+        self
+    }
+}
+
+impl ProvisionOptions {
     /// Provisions `topology`'s streams plus eventhub's dead-letter and advisory streams.
     pub fn new(topology: &Topology) -> Self {
         let mut streams = topology.streams.to_vec();
@@ -206,12 +227,6 @@ impl ProvisionOptions {
             replicas: None,
             dry_run: false,
         }
-    }
-}
-
-impl Default for ProvisionOptions {
-    fn default() -> Self {
-        Self::new(&crate::events::TOPOLOGY)
     }
 }
 

@@ -5,9 +5,10 @@
 //! [`Upcasted<F, T>`] subscribes to the whole family `F`, decodes whichever version arrived and
 //! hands the handler a `T`:
 //!
-//! ```no_run
-//! use eventhub::{Client, ConsumerOptions, Upcasted, events::user};
-//! # async fn demo(client: Client) -> Result<(), eventhub::ConsumeError> {
+//! ```ignore
+//! use eventhub::{Client, ConsumerOptions, Upcasted};
+//! use eventhub_catalog::events::user;
+//! # async fn demo(client: Client) -> Result<(), eventhub::error::ConsumeError> {
 //! client
 //!     .consumer::<Upcasted<user::Created, user::CreatedV2>>(ConsumerOptions::default())
 //!     .await?
@@ -20,18 +21,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Conversions between generated versions live here, next to the schemas' crate (Rust's orphan
-//! rule lets only this crate implement `From` between two generated types); the team that adds a
-//! version adds its conversion. A service may instead convert every version into a type of its
+//! Conversions between generated versions live in the catalog's crate, next to the generated
+//! types (Rust's orphan rule lets only that crate implement `From` between two of them); the team
+//! that adds a version adds its conversion. A service may instead convert every version into a type of its
 //! own (`impl From<user::CreatedV1> for MyUser` is allowed in the service's crate) and consume
 //! `Upcasted<user::Created, MyUser>`.
 
 use std::fmt;
 use std::ops::Deref;
 
-use crate::crypto::Decryptor;
-use crate::event::{Consumable, DecodeError, Family, RawEvent};
-use crate::events::user;
+use crate::error::DecodeError;
+use crate::wire::crypto::Decryptor;
+use crate::wire::{Consumable, Family, RawEvent};
 
 /// Converts a family's value, whatever its version, into `T`. Generated for every family
 /// enum, for every `T` all its versions convert into.
@@ -109,46 +110,5 @@ where
 
     fn version(&self) -> u32 {
         self.version
-    }
-}
-
-/// `user.created` v1 → v2: v2 requires `locale`, which v1 did not carry; a v1 user gets `und`
-/// (BCP 47 "undetermined"), so consumers fall back to their default language.
-impl From<user::CreatedV1> for user::CreatedV2 {
-    fn from(v1: user::CreatedV1) -> Self {
-        user::CreatedV2 {
-            created_at: v1.created_at,
-            display_name: v1.display_name.map(|name| {
-                String::from(name)
-                    .try_into()
-                    .expect("v1 and v2 constrain display_name alike")
-            }),
-            email: v1.email,
-            locale: "und".parse().expect("`und` is a valid locale"),
-            referral_code: None,
-            user_id: v1.user_id,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_v1_user_upcasts_to_v2_with_an_undetermined_locale() {
-        let v1: user::CreatedV1 = serde_json::from_value(serde_json::json!({
-            "user_id": "0190b8d2-5a8e-7c3e-9d5e-1f2a3b4c5d6e",
-            "email": "ada@example.com",
-            "display_name": "Ada",
-            "created_at": "2026-01-02T03:04:05Z"
-        }))
-        .unwrap();
-        let v2: user::CreatedV2 = user::Created::V1(v1.clone()).upcast();
-        assert_eq!(v2.email, v1.email);
-        assert_eq!(*v2.locale, "und");
-        assert_eq!(v2.display_name.as_deref().map(String::as_str), Some("Ada"));
-        let same: user::CreatedV2 = user::Created::V2(v2.clone()).upcast();
-        assert_eq!(same, v2);
     }
 }

@@ -7,7 +7,10 @@ mod catalog {
 }
 
 use catalog::shop;
-use eventhub::{Consumable, DecodeErrorKind, Event, RawEvent};
+use eventhub::Consumable;
+use eventhub::Event;
+use eventhub::error::DecodeErrorKind;
+use eventhub::wire::RawEvent;
 
 fn raw(json: &str) -> RawEvent<'_> {
     RawEvent {
@@ -132,7 +135,8 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
         ..order.clone()
     };
     for event in [order, minimal] {
-        let bytes = eventhub::proto::encode(&event).unwrap();
+        let bytes =
+            eventhub::wire::proto::encode(<shop::OrderPlacedV1 as Event>::PROTO, &event).unwrap();
         let protobuf = RawEvent {
             content_type: Some("application/protobuf"),
             payload: &bytes,
@@ -161,7 +165,8 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
         delivery_note: None,
         items: Some(0),
     };
-    let bytes = eventhub::proto::encode(&v2).unwrap();
+    let bytes =
+        eventhub::wire::proto::encode(<shop::CartCheckedOutV2 as Event>::PROTO, &v2).unwrap();
     let protobuf = RawEvent {
         content_type: Some("application/protobuf"),
         payload: &bytes,
@@ -170,10 +175,13 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
         shop::CartCheckedOut::decode(2, &protobuf).unwrap(),
         shop::CartCheckedOut::V2(v2)
     );
-    let v1_bytes = eventhub::proto::encode(&shop::CartCheckedOutV1 {
-        cart_id: "c1".into(),
-        items: None,
-    })
+    let v1_bytes = eventhub::wire::proto::encode(
+        <shop::CartCheckedOutV1 as Event>::PROTO,
+        &shop::CartCheckedOutV1 {
+            cart_id: "c1".into(),
+            items: None,
+        },
+    )
     .unwrap();
     let err = shop::CartCheckedOut::decode(
         2,

@@ -16,8 +16,12 @@ use std::time::Duration;
 
 use async_nats::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use eventhub::events::{payment, photo, user};
-use eventhub::{Client, ConsumerHandle, Event, HandlerError, headers};
+use eventhub::Client;
+use eventhub::ConsumerHandle;
+use eventhub::Event;
+use eventhub::HandlerError;
+use eventhub::wire::headers;
+use eventhub_catalog::events::{payment, photo, user};
 use eventhub_codegen::services::{Consumer, Role};
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
@@ -150,7 +154,7 @@ impl Attacker {
         let sink = violations.clone();
         let client =
             async_nats::ConnectOptions::with_user_and_password(name.to_string(), password(name))
-                .custom_inbox_prefix(eventhub::service_inbox_prefix(name))
+                .custom_inbox_prefix(eventhub::client::service_inbox_prefix(name))
                 .event_callback(move |event| {
                     let sink = sink.clone();
                     async move {
@@ -315,10 +319,8 @@ fn payload(event_type: &str, marker: &str) -> (String, Value) {
 
 async fn publish<E: Event>(client: &Client, body: Value, id: Option<String>) -> String {
     let event: E = serde_json::from_value(body).unwrap();
-    let options = eventhub::PublishOptions {
-        id,
-        ..Default::default()
-    };
+    let mut options = eventhub::PublishOptions::default();
+    options.id = id;
     client
         .publisher()
         .publish_with(&event, options)
@@ -432,7 +434,7 @@ fn event_headers(source: &str, id: &str, event_type: &str) -> HeaderMap {
     h.insert(headers::MSG_ID, id);
     h.insert(headers::TYPE, event_type);
     h.insert(headers::SOURCE, source);
-    h.insert(headers::CONTENT_TYPE, eventhub::JSON);
+    h.insert(headers::CONTENT_TYPE, eventhub::wire::codec::JSON);
     h
 }
 
@@ -472,7 +474,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
             .unwrap();
     let mut control = BTreeMap::new();
     for (service, _) in &consumers {
-        let prefix = eventhub::service_inbox_prefix(service);
+        let prefix = eventhub::client::service_inbox_prefix(service);
         if !control.contains_key(service) {
             let sub = control_client
                 .subscribe(format!("{prefix}.>"))
@@ -493,7 +495,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         for other in names.iter().filter(|n| **n != a.name) {
             subjects.push((
                 "read deliveries: subscribe another's inbox prefix",
-                format!("{}.>", eventhub::service_inbox_prefix(other)),
+                format!("{}.>", eventhub::client::service_inbox_prefix(other)),
             ));
         }
         for subject in ["events.>", "dlq.>", "$JS.API.>", "$JS.ACK.>", "$KV.>"] {
@@ -579,15 +581,15 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
     let before = state(&ops).await;
     let mut streams: Vec<String> = s.services.streams.clone();
     streams.extend([
-        eventhub::DLQ_STREAM.to_string(),
-        eventhub::ADVISORY_STREAM.to_string(),
+        eventhub::topology::DLQ_STREAM.to_string(),
+        eventhub::topology::ADVISORY_STREAM.to_string(),
     ]);
     for (_, c) in &consumers {
         if c.idempotency.is_some() {
             streams.push(format!("KV_{}", c.idempotency_bucket()));
         }
     }
-    let catalog_subjects: Vec<(String, String, String)> = eventhub::events::CATALOG
+    let catalog_subjects: Vec<(String, String, String)> = eventhub_catalog::events::CATALOG
         .iter()
         .map(|e| {
             (
@@ -804,14 +806,14 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
             "admin API: delete consumers",
             format!(
                 "$JS.API.CONSUMER.DELETE.{}.{}",
-                eventhub::ADVISORY_STREAM,
+                eventhub::topology::ADVISORY_STREAM,
                 eventhub::dlq::SWEEPER_DURABLE
             ),
             None,
             Value::Null,
         ));
         for other in names.iter().filter(|n| *n != me) {
-            let capture = json!({ "subjects": [format!("{}.>", eventhub::service_inbox_prefix(other))], "storage": "memory" });
+            let capture = json!({ "subjects": [format!("{}.>", eventhub::client::service_inbox_prefix(other))], "storage": "memory" });
             let mut named = |name: String| {
                 let mut body = capture.clone();
                 body["name"] = json!(name);
@@ -829,17 +831,17 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         }
         for (subject, body) in [
             (
-                format!("$JS.API.STREAM.MSG.GET.{}", eventhub::DLQ_STREAM),
+                format!("$JS.API.STREAM.MSG.GET.{}", eventhub::topology::DLQ_STREAM),
                 json!({ "seq": 1 }),
             ),
             (
-                format!("$JS.API.DIRECT.GET.{}", eventhub::DLQ_STREAM),
+                format!("$JS.API.DIRECT.GET.{}", eventhub::topology::DLQ_STREAM),
                 json!({ "seq": 1 }),
             ),
             (
-                format!("$JS.API.CONSUMER.CREATE.{}", eventhub::DLQ_STREAM),
+                format!("$JS.API.CONSUMER.CREATE.{}", eventhub::topology::DLQ_STREAM),
                 create(
-                    eventhub::DLQ_STREAM,
+                    eventhub::topology::DLQ_STREAM,
                     json!({ "filter_subject": "dlq.>", "ack_policy": "none" }),
                 ),
             ),
@@ -894,9 +896,10 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         tried,
         stored,
     );
-    // A dead letter written in a durable's own namespace whose headers name another durable: an
-    // operator replaying it publishes what the headers say.
-    let (mut tried, mut reached) = (0, 0);
+    // A dead letter written in a durable's own namespace whose headers name another durable: the
+    // SDK reads it as forged (its headers disagree with the subject it is stored under, which
+    // the permissions pin) and an operator's replay refuses it.
+    let attack = "forged dead letter, replayed by an operator into another's durable";
     for (service, c) in &consumers {
         let Some((_, target)) = theirs_of(&consumers, service, &s) else {
             continue;
@@ -911,32 +914,39 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         h.insert(headers::DLQ_SUBJECT, subject.as_str());
         h.insert(headers::DLQ_CONSUMER, target.durable.as_str());
         let own_subject = c.filters[0].replace('*', "v1");
-        tried += 1;
-        a.request(&format!("dlq.{}.{own_subject}", c.durable), Some(h), body)
-            .await;
+        let where_ = format!("dlq.{}.{own_subject}", c.durable);
+        a.request(&where_, Some(h), body).await;
         let entries = ops.dead_letters().list(&Default::default()).await.unwrap();
-        if let Some(e) = entries
+        let outcome = match entries
             .iter()
             .find(|e| e.event_id.as_deref() == Some(id.as_str()))
         {
-            ops.dead_letters().replay(e.id).await.unwrap();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-            while let Ok(Some((_, got))) = tokio::time::timeout_at(deadline, rx.recv()).await {
-                if got == id {
-                    reached += 1;
-                    break;
+            None => Outcome::Dropped("not stored".into()),
+            Some(e) => match ops.dead_letters().replay(e.id).await {
+                Err(err) if err.kind() == eventhub::error::DeadLetterErrorKind::Corrupt => {
+                    Outcome::Denied("replay refused: forged entry".into())
                 }
-            }
-        }
+                other => {
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+                    let mut reached = false;
+                    while let Ok(Some((_, got))) =
+                        tokio::time::timeout_at(deadline, rx.recv()).await
+                    {
+                        if got == id {
+                            reached = true;
+                            break;
+                        }
+                    }
+                    if reached {
+                        Outcome::Leaked(format!("replayed into {}: {other:?}", target.durable))
+                    } else {
+                        Outcome::Dropped(format!("replay {other:?}, nothing delivered"))
+                    }
+                }
+            },
+        };
+        report.record(attack, service, &where_, outcome);
     }
-    report.gap(
-        "forged dead letter, replayed by an operator into another's durable",
-        "the SDK's replay trusts the entry's eventhub-dlq-subject/-consumer headers; needs \
-         DeadLetters::replay to refuse an entry whose headers disagree with its own subject \
-         (dlq.<durable>.<subject>), which the permissions pin",
-        tried,
-        reached,
-    );
     // The metrics grant (STREAM.INFO of the DLQ) answers a subjects filter over every durable.
     let (mut tried, mut seen_counts) = (0, 0);
     for a in attackers
@@ -946,7 +956,7 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
         tried += 1;
         let outcome = a
             .request(
-                &format!("$JS.API.STREAM.INFO.{}", eventhub::DLQ_STREAM),
+                &format!("$JS.API.STREAM.INFO.{}", eventhub::topology::DLQ_STREAM),
                 None,
                 json!({ "subjects_filter": "dlq.>" }),
             )

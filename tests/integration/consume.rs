@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::events::{payment, user};
-use eventhub::{Backoff, ConsumerOptions, HandlerError, PublishOptions};
+use eventhub::Backoff;
+use eventhub::ConsumerOptions;
+use eventhub::HandlerError;
+use eventhub::PublishOptions;
+use eventhub_catalog::events::{payment, user};
 use tokio::sync::{Notify, mpsc};
 
 use crate::support::{
@@ -33,7 +36,7 @@ fn seen<E>(env: &eventhub::Envelope<E>) -> Seen {
 #[tokio::test]
 async fn two_services_each_handle_every_event_once_and_instances_share_the_work() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut published = BTreeSet::new();
     for i in 0..20 {
         let r = auth
@@ -48,10 +51,7 @@ async fn two_services_each_handle_every_event_once_and_instances_share_the_work(
         .publisher()
         .publish_with(
             &user_created_v2("dup@example.com"),
-            PublishOptions {
-                id: Some(published.first().unwrap().clone()),
-                ..Default::default()
-            },
+            PublishOptions::default().id(published.first().unwrap().clone()),
         )
         .await
         .unwrap();
@@ -143,7 +143,7 @@ async fn two_services_each_handle_every_event_once_and_instances_share_the_work(
 #[tokio::test]
 async fn a_retryable_failure_is_redelivered_after_the_backoff_then_acked() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let delays = [Duration::from_millis(300), Duration::from_millis(700)];
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = client
@@ -200,7 +200,7 @@ async fn a_retryable_failure_is_redelivered_after_the_backoff_then_acked() {
 #[tokio::test]
 async fn a_panicking_handler_is_retried_and_the_consumer_lives_on() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = client
         .consumer::<user::CreatedV2>(quick().concurrency(1))
@@ -237,7 +237,7 @@ async fn a_panicking_handler_is_retried_and_the_consumer_lives_on() {
 #[tokio::test]
 async fn a_handler_over_its_timeout_is_cancelled_and_retried() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = client
         .consumer::<user::CreatedV2>(quick().handler_timeout(Some(Duration::from_millis(200))))
@@ -266,7 +266,7 @@ async fn a_handler_over_its_timeout_is_cancelled_and_retried() {
 #[tokio::test]
 async fn a_long_handler_keeps_its_event_with_in_progress_acks() {
     let (_server, client) = server_and_client("photo").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let handle = client
         .consumer::<user::CreatedV2>(quick().ack_wait(Duration::from_millis(500)))
@@ -295,7 +295,7 @@ async fn a_long_handler_keeps_its_event_with_in_progress_acks() {
 #[tokio::test]
 async fn events_waiting_for_a_busy_handler_are_kept_alive_too() {
     let (server, client) = server_and_client("photo").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let options = quick()
         .ack_wait(Duration::from_millis(500))
         .concurrency(1)
@@ -356,7 +356,7 @@ async fn events_waiting_for_a_busy_handler_are_kept_alive_too() {
 #[tokio::test]
 async fn a_consumer_stopped_mid_handling_leaves_the_event_for_the_next_one() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let options = || quick().ack_wait(Duration::from_secs(1));
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let crashed = client
@@ -395,7 +395,7 @@ async fn a_consumer_stopped_mid_handling_leaves_the_event_for_the_next_one() {
 #[tokio::test]
 async fn a_shutdown_mid_burst_accounts_for_every_event_received() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut pipeline = client.publisher().pipeline(512);
     for i in 0..300 {
         pipeline
@@ -429,7 +429,7 @@ async fn a_shutdown_mid_burst_accounts_for_every_event_received() {
 #[tokio::test]
 async fn graceful_shutdown_lets_running_handlers_finish_and_leaves_nothing_unacked() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut published = BTreeSet::new();
     for i in 0..10 {
         let r = client
@@ -509,7 +509,7 @@ async fn graceful_shutdown_lets_running_handlers_finish_and_leaves_nothing_unack
 #[tokio::test]
 async fn publishers_and_consumers_resume_after_a_server_restart() {
     let (mut server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let consumer_client = connect(&server, "profile").await;
     let (handle, mut rx) =
         record::<user::CreatedV2, _>(&consumer_client, quick(), |env| env.meta().id.clone()).await;
@@ -548,7 +548,7 @@ async fn publishers_and_consumers_resume_after_a_server_restart() {
 #[tokio::test]
 async fn events_published_by_a_handler_carry_the_correlation_and_causation() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let payments = connect(&server, "payments").await;
     let payments_handle = payments
         .consumer::<user::CreatedV2>(quick())
@@ -573,10 +573,7 @@ async fn events_published_by_a_handler_carry_the_correlation_and_causation() {
         .publisher()
         .publish_with(
             &user_created_v2("flow@example.com"),
-            PublishOptions {
-                correlation_id: Some(flow.clone()),
-                ..Default::default()
-            },
+            PublishOptions::default().correlation_id(flow.clone()),
         )
         .await
         .unwrap();
@@ -596,13 +593,13 @@ async fn a_consumer_without_its_stream_names_it() {
         .consumer::<user::Created>(ConsumerOptions::default())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), eventhub::ConsumeErrorKind::NoStream);
+    assert_eq!(err.kind(), eventhub::error::ConsumeErrorKind::NoStream);
     assert!(err.to_string().contains("IDENTITY"), "{err}");
     let err = client
         .consumer::<user::Created>(ConsumerOptions::default().max_deliver(0))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), eventhub::ConsumeErrorKind::InvalidConfig);
+    assert_eq!(err.kind(), eventhub::error::ConsumeErrorKind::InvalidConfig);
 }
 
 /// Every pull request of an idle consumer expires empty; the server says how many events it did
@@ -611,7 +608,7 @@ async fn a_consumer_without_its_stream_names_it() {
 #[tokio::test]
 async fn expired_pull_requests_are_replaced_at_once_and_never_pile_up() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (_guard, logs) = capture_logs();
     let (handle, mut rx) = record::<user::CreatedV2, _>(
         &client,
@@ -646,7 +643,7 @@ async fn expired_pull_requests_are_replaced_at_once_and_never_pile_up() {
 #[tokio::test]
 async fn a_consumer_whose_durable_is_deleted_creates_it_again_and_goes_on() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (handle, mut rx) =
         record::<user::CreatedV2, _>(&client, quick(), |env| env.meta().id.clone()).await;
     let publisher = client.publisher();
@@ -679,4 +676,68 @@ async fn a_consumer_whose_durable_is_deleted_creates_it_again_and_goes_on() {
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>("profile__user_created")
         .await
         .expect("the durable exists again");
+}
+
+#[tokio::test]
+async fn layers_wrap_the_handler_and_replace_the_built_in_ones() {
+    use eventhub::consume::TimeoutLayer;
+    use tower::util::MapRequestLayer;
+    let (_server, client) = server_and_client("profile").await;
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    // A layer of the user's (any tower layer): it sees every envelope before the handler.
+    let seen_by_layer = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen_by_layer.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // The built-in timeout off, the user's own (shorter) one in its place.
+    let handle = client
+        .consumer::<user::CreatedV2>(quick().handler_timeout(None).max_deliver(2))
+        .await
+        .unwrap()
+        .layer(MapRequestLayer::new(
+            move |env: eventhub::Envelope<user::CreatedV2>| {
+                log.lock().unwrap().push(env.meta().id.clone());
+                env
+            },
+        ))
+        .layer(TimeoutLayer::new(Duration::from_millis(200)))
+        .spawn(move |env| {
+            let tx = tx.clone();
+            async move {
+                let slow = env.email.starts_with("slow");
+                let _ = tx.send((env.meta().id.clone(), env.meta().delivered));
+                if slow {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            }
+        });
+    let quick_one = client
+        .publisher()
+        .publish(&user_created_v2("quick@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx, 10).await, (quick_one.id.clone(), 1));
+    let slow_one = client
+        .publisher()
+        .publish(&user_created_v2("slow@example.com"))
+        .await
+        .unwrap();
+    // Timed out by the user's layer, retried, dead-lettered after the second delivery.
+    assert_eq!(next(&mut rx, 10).await, (slow_one.id.clone(), 1));
+    assert_eq!(next(&mut rx, 10).await, (slow_one.id.clone(), 2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handle.stats().dead_lettered < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            handle.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.timeouts, 2, "{stats:?}");
+    assert_eq!(
+        *seen_by_layer.lock().unwrap(),
+        [quick_one.id.clone(), slow_one.id.clone(), slow_one.id]
+    );
 }

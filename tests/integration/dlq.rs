@@ -5,8 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use eventhub::events::user;
-use eventhub::{DeadLetterFilter, DeadLetterReason, Event, HandlerError, Sweeper, headers};
+use eventhub::Event;
+use eventhub::HandlerError;
+use eventhub::Sweeper;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::wire::headers;
+use eventhub_catalog::events::user;
 use tokio::sync::mpsc;
 
 use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, user_created_v2};
@@ -14,7 +19,7 @@ use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, 
 #[tokio::test]
 async fn an_always_failing_event_is_dead_lettered_after_max_deliver_and_replay_handles_it() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let fixed = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -99,7 +104,7 @@ async fn an_always_failing_event_is_dead_lettered_after_max_deliver_and_replay_h
         "the same event"
     );
     let err = client.dead_letters().get(entry.id).await.unwrap_err();
-    assert_eq!(err.kind(), eventhub::DeadLetterErrorKind::NotFound);
+    assert_eq!(err.kind(), eventhub::error::DeadLetterErrorKind::NotFound);
 
     let stats = handle.shutdown().await;
     assert_eq!(
@@ -117,7 +122,7 @@ async fn an_always_failing_event_is_dead_lettered_after_max_deliver_and_replay_h
 #[tokio::test]
 async fn a_rejected_event_is_dead_lettered_at_once() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let handle = client
         .consumer::<user::CreatedV2>(quick())
@@ -158,7 +163,7 @@ async fn a_rejected_event_is_dead_lettered_at_once() {
 #[tokio::test]
 async fn poison_payloads_are_dead_lettered_after_one_delivery_and_good_events_flow() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (handle, mut rx) =
         record::<user::Created, _>(&client, quick().concurrency(1), |env| env.meta().id.clone())
             .await;
@@ -206,10 +211,7 @@ async fn poison_payloads_are_dead_lettered_after_one_delivery_and_good_events_fl
 
     let entries = client
         .dead_letters()
-        .list(&DeadLetterFilter {
-            consumer: Some("profile__user_created".into()),
-            ..Default::default()
-        })
+        .list(&DeadLetterFilter::default().consumer("profile__user_created"))
         .await
         .unwrap();
     let by_id = |id: &str| {
@@ -249,7 +251,7 @@ async fn poison_payloads_are_dead_lettered_after_one_delivery_and_good_events_fl
 #[tokio::test]
 async fn the_sweeper_dead_letters_an_event_whose_consumer_died_on_its_last_attempt() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let sweeper = Sweeper::new(&client).spawn().await.unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -316,7 +318,7 @@ async fn the_sweeper_dead_letters_an_event_whose_consumer_died_on_its_last_attem
 #[tokio::test]
 async fn dead_letters_are_listed_by_consumer_type_and_time_and_deleted() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let h1 = client
         .consumer::<user::CreatedV2>(quick())
@@ -351,11 +353,12 @@ async fn dead_letters_are_listed_by_consumer_type_and_time_and_deleted() {
     let all = dl.list(&DeadLetterFilter::default()).await.unwrap();
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
-    let by = |consumer: Option<&str>, ty: Option<&str>, since| DeadLetterFilter {
-        consumer: consumer.map(str::to_string),
-        event_type: ty.map(str::to_string),
-        since,
-        limit: None,
+    let by = |consumer: Option<&str>, ty: Option<&str>, since| {
+        let mut filter = DeadLetterFilter::default();
+        filter.consumer = consumer.map(str::to_string);
+        filter.event_type = ty.map(str::to_string);
+        filter.since = since;
+        filter
     };
     let profile = dl
         .list(&by(Some("profile__user_created"), None, None))
@@ -385,10 +388,7 @@ async fn dead_letters_are_listed_by_consumer_type_and_time_and_deleted() {
         dl.list(&by(None, None, Some(since))).await.unwrap().len(),
         2
     );
-    let limited = DeadLetterFilter {
-        limit: Some(3),
-        ..Default::default()
-    };
+    let limited = DeadLetterFilter::default().limit(3);
     assert_eq!(dl.list(&limited).await.unwrap().len(), 3);
 
     dl.delete(all[0].id).await.unwrap();
@@ -397,7 +397,7 @@ async fn dead_letters_are_listed_by_consumer_type_and_time_and_deleted() {
         3
     );
     let err = dl.delete(all[0].id).await.unwrap_err();
-    assert_eq!(err.kind(), eventhub::DeadLetterErrorKind::NotFound);
+    assert_eq!(err.kind(), eventhub::error::DeadLetterErrorKind::NotFound);
 }
 
 async fn reject(_: eventhub::Envelope<user::CreatedV2>) -> Result<(), HandlerError> {

@@ -6,11 +6,17 @@ use std::sync::atomic::Ordering;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use eventhub::events::user;
-use eventhub::{
-    Client, Codec, ConnectOptions, DeadLetterReason, Event, Keyring, PublishErrorKind,
-    PublishOptions, Receipt, headers,
-};
+use eventhub::Client;
+use eventhub::Codec;
+use eventhub::ConnectOptions;
+use eventhub::Event;
+use eventhub::Keyring;
+use eventhub::PublishOptions;
+use eventhub::Receipt;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::error::PublishErrorKind;
+use eventhub::wire::headers;
+use eventhub_catalog::events::user;
 use serde_json::Value;
 
 use crate::support::{DlqWatch, capture_logs, next, quick, record};
@@ -53,7 +59,7 @@ fn contact(email: &str) -> user::ContactChangedV1 {
 
 /// A client of `service` with `keyring` (or none), whatever the environment says.
 async fn connect_with(
-    server: &eventhub::testing::NatsServer,
+    server: &eventhub_testkit::NatsServer,
     service: &str,
     keyring: Option<Keyring>,
 ) -> Client {
@@ -130,9 +136,9 @@ async fn a_consumer_holding_the_key_receives_the_plaintext() {
             "/mailing_address/postal_code"
         ]
     );
-    let server = eventhub::testing::NatsServer::start();
+    let server = eventhub_testkit::NatsServer::start();
     let auth = connect_with(&server, "auth", Some(ring(&[("k1", K1)]))).await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let profile = connect_with(&server, "profile", Some(ring(&[("k1", K1)]))).await;
     // The family and the single version both decrypt.
     let (family, mut rx) =
@@ -164,9 +170,9 @@ async fn a_consumer_holding_the_key_receives_the_plaintext() {
 
 #[tokio::test]
 async fn stored_events_hold_ciphertext_in_json_and_protobuf() {
-    let server = eventhub::testing::NatsServer::start();
+    let server = eventhub_testkit::NatsServer::start();
     let auth = connect_with(&server, "auth", Some(ring(&[("k1", K1)]))).await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     for codec in [Codec::Json, Codec::Protobuf] {
         let email = format!("{codec:?}@lovelace.example").to_lowercase();
         let receipt = auth
@@ -187,13 +193,13 @@ async fn stored_events_hold_ciphertext_in_json_and_protobuf() {
             &secrets(&email),
         );
         // Fields not marked stay readable.
-        let info = eventhub::events::CATALOG
+        let info = eventhub_catalog::events::CATALOG
             .iter()
             .find(|i| i.subject == user::ContactChangedV1::SUBJECT)
             .unwrap();
         let value: Value = match codec {
             Codec::Json => serde_json::from_slice(&payload).unwrap(),
-            _ => eventhub::proto::decode_value(info.proto, &payload).unwrap(),
+            _ => eventhub::wire::proto::decode_value(info.proto, &payload).unwrap(),
         };
         assert_eq!(value["mailing_address"]["city"], "London", "{codec:?}");
         assert_eq!(value["changed_by"], "user");
@@ -228,9 +234,9 @@ async fn stored_events_hold_ciphertext_in_json_and_protobuf() {
 #[tokio::test]
 async fn a_consumer_without_the_key_sees_ciphertext_and_still_handles_the_event() {
     let (_logs, logs) = capture_logs();
-    let server = eventhub::testing::NatsServer::start();
+    let server = eventhub_testkit::NatsServer::start();
     let auth = connect_with(&server, "auth", Some(ring(&[("k1", K1)]))).await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     // One service has no keys at all, the other only an unrelated one.
     let admin = connect_with(&server, "admin", None).await;
     let (admin_handle, mut arx) =
@@ -268,9 +274,9 @@ async fn a_consumer_without_the_key_sees_ciphertext_and_still_handles_the_event(
 
 #[tokio::test]
 async fn after_a_rotation_old_events_stay_readable_to_holders_of_the_old_key() {
-    let server = eventhub::testing::NatsServer::start();
+    let server = eventhub_testkit::NatsServer::start();
     let before = connect_with(&server, "auth", Some(ring(&[("k1", K1)]))).await;
-    before.provision().await.unwrap();
+    before.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let old = contact("before@example.com");
     let r1 = before.publisher().publish(&old).await.unwrap();
     // The rotation: k2 added and active, k1 kept for what is stored.
@@ -343,10 +349,10 @@ async fn republish_altered(
 #[tokio::test]
 async fn altered_or_moved_ciphertext_is_dead_lettered_as_poison_without_plaintext() {
     let (_logs, logs) = capture_logs();
-    let server = eventhub::testing::NatsServer::start();
+    let server = eventhub_testkit::NatsServer::start();
     let keys = ring(&[("k1", K1)]);
     let auth = connect_with(&server, "auth", Some(keys.clone())).await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&auth).await;
     let first = contact("ada@lovelace.example");
     let second = contact("grace@example.com");
@@ -440,9 +446,9 @@ async fn altered_or_moved_ciphertext_is_dead_lettered_as_poison_without_plaintex
 
 #[tokio::test]
 async fn publishing_without_a_key_fails_before_anything_is_sent() {
-    let server = eventhub::testing::NatsServer::start();
+    let server = eventhub_testkit::NatsServer::start();
     let ops = connect_with(&server, "ops", None).await;
-    ops.provision().await.unwrap();
+    ops.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let auth = connect_with(&server, "auth", None).await;
     let sent = || auth.nats().statistics().out_messages.load(Ordering::SeqCst);
     let before = sent();
@@ -464,7 +470,7 @@ async fn publishing_without_a_key_fails_before_anything_is_sent() {
     let err = pipeline.send(&event).await.unwrap_err();
     assert_eq!(err.kind(), PublishErrorKind::NoEncryptionKey);
     assert_eq!(pipeline.finish().await.stored, 0);
-    let info = eventhub::events::CATALOG
+    let info = eventhub_catalog::events::CATALOG
         .iter()
         .find(|i| i.subject == user::ContactChangedV1::SUBJECT)
         .unwrap();

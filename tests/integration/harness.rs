@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use eventhub::testing::{Cluster, NatsServer};
-use eventhub::{Client, ConnectOptions, ProvisionOptions};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::topology::ProvisionOptions;
+use eventhub_testkit::{Cluster, NatsServer};
 
 use crate::support::{server_and_client, user_created_v1};
 
@@ -16,7 +18,7 @@ async fn stored_messages(client: &Client, stream: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_and_kill_keep_the_store_and_clients_reconnect() {
     let (mut server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let publisher = client.publisher();
     publisher
         .publish(&user_created_v1("a@example.com"))
@@ -50,10 +52,7 @@ async fn a_three_node_cluster_replicates_streams() {
         .await
         .unwrap();
     client
-        .provision_with(&ProvisionOptions {
-            replicas: Some(3),
-            ..Default::default()
-        })
+        .provision_with(&ProvisionOptions::new(&eventhub_catalog::TOPOLOGY).replicas(3))
         .await
         .expect("R3 streams on a cluster");
     let receipt = client
@@ -81,7 +80,7 @@ async fn connecting_to_a_server_that_is_down_names_the_url() {
     )
     .await
     .expect_err("nothing listens");
-    assert_eq!(err.kind(), eventhub::ConnectErrorKind::Unreachable);
+    assert_eq!(err.kind(), eventhub::error::ConnectErrorKind::Unreachable);
     assert!(
         err.to_string()
             .contains(&format!("cannot reach NATS at {url}")),

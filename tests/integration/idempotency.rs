@@ -5,10 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use eventhub::events::user;
-use eventhub::{
-    Client, ConsumerOptions, Envelope, Event, HandlerError, IDEMPOTENCY_PREFIX, headers,
-};
+use eventhub::Client;
+use eventhub::ConsumerOptions;
+use eventhub::Envelope;
+use eventhub::Event;
+use eventhub::HandlerError;
+use eventhub::consume::IDEMPOTENCY_PREFIX;
+use eventhub::wire::headers;
+use eventhub_catalog::events::user;
 
 use crate::support::{connect, next, quick, server_and_client, user_created_v2};
 
@@ -69,7 +73,7 @@ async fn run(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redelivered_event_id_is_handled_once() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let publisher = auth.publisher();
     let a = user_created_v2("a@example.com");
     let receipt = publisher.publish(&a).await.unwrap();
@@ -137,7 +141,7 @@ async fn a_redelivered_event_id_is_handled_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_guard_the_duplicate_is_handled_twice() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let a = user_created_v2("a@example.com");
     let receipt = auth.publisher().publish(&a).await.unwrap();
     store_duplicate(&auth, &a, &receipt.id).await;

@@ -9,8 +9,11 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
-use eventhub::events::user;
-use eventhub::{ConsumerOptions, DeadLetterFilter, DeadLetterReason, Event};
+use eventhub::ConsumerOptions;
+use eventhub::Event;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
+use eventhub_catalog::events::user;
 
 use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, user_created_v2};
 
@@ -53,7 +56,7 @@ async fn counting_consumer(
 #[tokio::test]
 async fn poison_stored_with_jetstream_preconditions_is_dead_lettered_and_replayable() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     // Something is in IDENTITY already, so an expected last sequence of 1 holds there and
     // nowhere else.
@@ -147,7 +150,7 @@ fn incompressible(n: usize) -> Vec<u8> {
 #[tokio::test]
 async fn events_at_the_size_limit_are_dead_lettered_and_stay_readable_and_replayable() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let (handle, _handled) = counting_consumer(&client, quick()).await;
     let limit = max_payload(&client);
@@ -193,7 +196,7 @@ async fn events_at_the_size_limit_are_dead_lettered_and_stay_readable_and_replay
 #[tokio::test]
 async fn an_idempotent_consumer_handles_every_event_that_has_no_ce_id() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (handle, mut handled) =
         counting_consumer(&client, quick().idempotent(Duration::from_secs(600))).await;
     // A foreign producer sends bare payloads: no ce-id, some with a Nats-Msg-Id.
@@ -285,7 +288,7 @@ async fn received(handles: &[&eventhub::ConsumerHandle], n: u64) {
 #[tokio::test]
 async fn copies_of_one_event_arriving_together_run_the_handler_once() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     store_copies(&client, "evt-copied", 6).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(tokio::sync::Notify::new());
@@ -311,7 +314,7 @@ async fn copies_of_one_event_arriving_together_run_the_handler_once() {
 #[tokio::test]
 async fn copies_of_one_event_at_two_instances_run_the_handler_once() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let other = connect(&server, "profile").await;
     let runs = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(tokio::sync::Notify::new());
@@ -337,7 +340,7 @@ async fn copies_of_one_event_at_two_instances_run_the_handler_once() {
 #[tokio::test]
 async fn a_forged_replay_mark_does_not_make_an_event_vanish() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let (handle, mut handled) = counting_consumer(&client, quick()).await;
     // Claims to be a dead-letter replay meant for another consumer: without a check, this
     // consumer would ack it unhandled.
@@ -363,7 +366,7 @@ async fn a_forged_replay_mark_does_not_make_an_event_vanish() {
 #[tokio::test]
 async fn what_the_schema_refuses_is_dead_lettered_and_what_it_allows_is_handled() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let (handle, mut handled) = counting_consumer(&client, quick()).await;
     let base = serde_json::to_value(user_created_v2("ok@example.com")).unwrap();
@@ -399,7 +402,7 @@ async fn what_the_schema_refuses_is_dead_lettered_and_what_it_allows_is_handled(
         let error = entry
             .headers
             .as_ref()
-            .and_then(|h| h.get(eventhub::headers::DLQ_ERROR))
+            .and_then(|h| h.get(eventhub::wire::headers::DLQ_ERROR))
             .map(|v| v.as_str().to_string())
             .unwrap_or_default();
         assert!(error.contains(pointer), "{what}: {error}");
@@ -424,7 +427,7 @@ async fn what_the_schema_refuses_is_dead_lettered_and_what_it_allows_is_handled(
 #[tokio::test]
 async fn subjects_outside_the_catalog_are_not_stored() {
     let (_server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     for subject in [
         "events.user.created",
         "events.user.created.v2.x",
@@ -451,7 +454,7 @@ async fn subjects_outside_the_catalog_are_not_stored() {
 #[tokio::test]
 async fn the_claim_of_an_instance_that_died_expires_and_the_redelivery_is_handled() {
     let (server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let options = || {
         quick()
             .idempotent(Duration::from_secs(600))
@@ -491,7 +494,7 @@ async fn the_claim_of_an_instance_that_died_expires_and_the_redelivery_is_handle
 #[tokio::test]
 async fn a_dead_letter_whose_headers_name_another_durable_cannot_be_replayed_into_it() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     // A service may write its own durable's dead letters; this one names another durable in
     // the headers, hoping an operator's replay delivers it there.
     let stored = foreign(
@@ -516,7 +519,11 @@ async fn a_dead_letter_whose_headers_name_another_durable_cannot_be_replayed_int
         .replay(stored.sequence)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), eventhub::DeadLetterErrorKind::Corrupt, "{err}");
+    assert_eq!(
+        err.kind(),
+        eventhub::error::DeadLetterErrorKind::Corrupt,
+        "{err}"
+    );
     // Nothing reached the stream.
     let identity = client.jetstream().get_stream("IDENTITY").await.unwrap();
     assert_eq!(identity.cached_info().state.messages, 0);

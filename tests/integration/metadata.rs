@@ -2,9 +2,13 @@
 //! the headers of published events, replays and dead letters, read back raw from the streams.
 
 use async_nats::HeaderMap;
-use eventhub::events::{CATALOG, user};
+use eventhub::Client;
+use eventhub::HandlerError;
+use eventhub::PublishOptions;
 use eventhub::metadata::{DeadLetterHeaders, EnvelopeHeaders, MetadataSchema};
-use eventhub::{Client, DLQ_STREAM, HandlerError, PublishOptions, headers};
+use eventhub::topology::DLQ_STREAM;
+use eventhub::wire::headers;
+use eventhub_catalog::events::{CATALOG, user};
 use serde_json::{Map, Value, json};
 
 use crate::support::{DlqWatch, quick, server_and_client, user_created_v1, user_created_v2};
@@ -104,7 +108,7 @@ fn original_part(entry: &Value) -> Value {
 async fn published_event_headers_match_the_envelope_schema() {
     let envelope = validator(MetadataSchema::EnvelopeHeaders);
     let (_server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let publisher = client.publisher();
 
     let plain = publisher
@@ -114,11 +118,9 @@ async fn published_event_headers_match_the_envelope_schema() {
     let caused = publisher
         .publish_with(
             &user_created_v2("grace@example.com"),
-            PublishOptions {
-                correlation_id: Some("signup-42".into()),
-                causation_id: Some(plain.id.clone()),
-                ..Default::default()
-            },
+            PublishOptions::default()
+                .correlation_id("signup-42")
+                .causation_id(plain.id.clone()),
         )
         .await
         .unwrap();
@@ -210,7 +212,7 @@ async fn dead_letter_headers_match_the_dead_letter_schema() {
     let envelope = validator(MetadataSchema::EnvelopeHeaders);
     let dead_letter = validator(MetadataSchema::DeadLetterHeaders);
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     // Rejects `reject@…`, fails everything else on its only allowed delivery (max-deliver).
     let handle = client

@@ -4,14 +4,18 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventhub::events::{payment, user};
-use eventhub::{HandlerError, HealthOptions, PublishOptions, TraceContext, headers};
+use eventhub::HandlerError;
+use eventhub::PublishOptions;
+use eventhub::TraceContext;
+use eventhub::metrics::HealthOptions;
+use eventhub::wire::headers;
+use eventhub_catalog::events::{payment, user};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, user_created_v2};
 
-fn payment_for(user_id: &eventhub::events::shared::UserId) -> payment::CreatedV1 {
+fn payment_for(user_id: &eventhub_catalog::events::shared::UserId) -> payment::CreatedV1 {
     serde_json::from_value(serde_json::json!({
         "payment_id": uuid::Uuid::now_v7(),
         "user_id": user_id,
@@ -25,7 +29,7 @@ fn payment_for(user_id: &eventhub::events::shared::UserId) -> payment::CreatedV1
 #[tokio::test]
 async fn a_trace_id_is_carried_from_the_publisher_to_two_services_and_their_follow_ups() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
 
     // Two services consume user.created; payments publishes a follow-up, admin consumes it.
     let profile = connect(&server, "profile").await;
@@ -98,10 +102,7 @@ async fn a_trace_id_is_carried_from_the_publisher_to_two_services_and_their_foll
         .publisher()
         .publish_with(
             &user_created_v2("grace@example.com"),
-            PublishOptions {
-                trace_parent: Some(incoming),
-                ..Default::default()
-            },
+            PublishOptions::default().trace_parent(incoming),
         )
         .await
         .unwrap();
@@ -119,7 +120,7 @@ async fn a_trace_id_is_carried_from_the_publisher_to_two_services_and_their_foll
     // and its follow-up starts a new trace.
     let mut h = async_nats::HeaderMap::new();
     h.insert(headers::TRACEPARENT, "00-not-a-trace-01");
-    h.insert(headers::CONTENT_TYPE, eventhub::JSON);
+    h.insert(headers::CONTENT_TYPE, eventhub::wire::codec::JSON);
     let payload = serde_json::to_vec(&user_created_v2("raw@example.com")).unwrap();
     auth.jetstream()
         .publish_with_headers(
@@ -177,7 +178,7 @@ fn sample(body: &str, series: &str) -> f64 {
 async fn metrics_scraped_over_http_count_what_happened() {
     const N: usize = 10;
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let endpoint = client.serve_metrics("127.0.0.1:0").await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
 
@@ -349,16 +350,13 @@ async fn metrics_scraped_over_http_count_what_happened() {
 #[tokio::test]
 async fn health_reports_lag_over_the_threshold_and_a_lost_server() {
     let (mut server, client) = server_and_client("profile").await;
-    let options = HealthOptions {
-        max_lag: 5,
-        ..Default::default()
-    };
+    let options = HealthOptions::default().max_lag(5);
     // Before provisioning, the streams are missing.
     let health = client.health(&options).await;
     assert!(health.connected && !health.healthy, "{health:?}");
     assert!(health.streams.iter().all(|s| !s.present), "{health:?}");
 
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let endpoint = client
         .serve_metrics_with("127.0.0.1:0", options.clone())
         .await
@@ -523,7 +521,7 @@ async fn publish_and_handle_spans_carry_the_event_the_trace_and_the_outcome() {
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let handle = client
         .consumer::<user::CreatedV2>(quick())
         .await

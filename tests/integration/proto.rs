@@ -5,12 +5,19 @@
 use std::collections::BTreeSet;
 
 use async_nats::HeaderMap;
-use eventhub::events::user;
-use eventhub::proto::{Kind, Message, Shape};
-use eventhub::{
-    Client, Codec, ConnectOptions, DeadLetterReason, DecodeErrorKind, Event, EventInfo,
-    EventVisitor, PublishOptions, RawEvent, headers,
-};
+use eventhub::Client;
+use eventhub::Codec;
+use eventhub::ConnectOptions;
+use eventhub::Event;
+use eventhub::EventInfo;
+use eventhub::PublishOptions;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::error::DecodeErrorKind;
+use eventhub::wire::EventVisitor;
+use eventhub::wire::RawEvent;
+use eventhub::wire::headers;
+use eventhub::wire::proto::{Kind, Message, Shape};
+use eventhub_catalog::events::user;
 use serde_json::Value;
 
 use crate::support::{
@@ -60,7 +67,7 @@ impl RoundTrip {
                     .push(format!("{what} is not a valid event: {e}"));
             }
         };
-        let bytes = match eventhub::proto::encode(&event) {
+        let bytes = match eventhub::wire::proto::encode(E::PROTO, &event) {
             Ok(b) => b,
             Err(e) => return self.problems.push(format!("{what}: {e}")),
         };
@@ -69,7 +76,7 @@ impl RoundTrip {
             "{what}: protobuf bytes are not JSON"
         );
         let raw = RawEvent {
-            content_type: Some(eventhub::PROTOBUF),
+            content_type: Some(eventhub::wire::codec::PROTOBUF),
             payload: &bytes,
         };
         match raw.decode_event::<E>() {
@@ -80,7 +87,7 @@ impl RoundTrip {
             Err(e) => return self.problems.push(format!("{what}: {e}")),
         }
         // The JSON form is the same too (no property gained or lost on the way).
-        let value = eventhub::proto::decode_value(info.proto, &bytes).unwrap();
+        let value = eventhub::wire::proto::decode_value(info.proto, &bytes).unwrap();
         let expected = serde_json::to_value(&event).unwrap();
         if value != expected {
             self.problems
@@ -89,7 +96,7 @@ impl RoundTrip {
         // And JSON still works for the same event.
         let json_bytes = serde_json::to_vec(&event).unwrap();
         let raw = RawEvent {
-            content_type: Some(eventhub::JSON),
+            content_type: Some(eventhub::wire::codec::JSON),
             payload: &json_bytes,
         };
         assert_eq!(raw.decode_event::<E>().unwrap(), event, "{what} as JSON");
@@ -121,8 +128,8 @@ impl EventVisitor for RoundTrip {
 #[test]
 fn every_catalog_event_round_trips_through_protobuf() {
     let mut check = RoundTrip::default();
-    eventhub::events::for_each_event(&mut check);
-    assert_eq!(check.events, eventhub::events::CATALOG.len());
+    eventhub_catalog::events::for_each_event(&mut check);
+    assert_eq!(check.events, eventhub_catalog::events::CATALOG.len());
     assert!(check.problems.is_empty(), "{}", check.problems.join("\n"));
     assert!(check.instances >= check.events);
 }
@@ -130,7 +137,7 @@ fn every_catalog_event_round_trips_through_protobuf() {
 #[test]
 fn the_fixtures_set_every_field_of_every_message() {
     let mut missing = Vec::new();
-    for info in eventhub::events::CATALOG {
+    for info in eventhub_catalog::events::CATALOG {
         let Ok(items) = fixtures(info) else {
             continue; // reported by the round-trip test
         };
@@ -212,12 +219,12 @@ fn fields_of(
 /// descriptors its fields with their numbers, and nothing else.
 #[test]
 fn the_proto_file_matches_the_descriptors() {
-    let text = eventhub::events::PROTO_FILE;
+    let text = eventhub_catalog::events::PROTO_FILE;
     assert!(text.contains("\nsyntax = \"proto3\";\n"), "{text}");
     assert!(text.contains("\npackage eventhub.events;\n"), "{text}");
     let parsed = parse_proto(text);
     let mut expected = Vec::new();
-    for info in eventhub::events::CATALOG {
+    for info in eventhub_catalog::events::CATALOG {
         let mut visited = BTreeSet::new();
         declared_messages(info.proto, &mut visited, &mut expected);
     }
@@ -308,7 +315,7 @@ fn parse_proto(text: &str) -> Vec<Declared> {
 #[tokio::test]
 async fn json_and_protobuf_producers_share_a_stream() {
     let (server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let protobuf = Client::connect(
         ConnectOptions::new("signup")
             .url(server.client_url())
@@ -336,27 +343,24 @@ async fn json_and_protobuf_producers_share_a_stream() {
         (
             client.publisher().publish(&as_json).await.unwrap(),
             user::Created::V1(as_json),
-            eventhub::JSON,
+            eventhub::wire::codec::JSON,
         ),
         (
             protobuf.publisher().publish(&as_protobuf).await.unwrap(),
             user::Created::V2(as_protobuf.clone()),
-            eventhub::PROTOBUF,
+            eventhub::wire::codec::PROTOBUF,
         ),
         (
             client
                 .publisher()
                 .publish_with(
                     &chosen_per_publish,
-                    PublishOptions {
-                        codec: Some(Codec::Protobuf),
-                        ..Default::default()
-                    },
+                    PublishOptions::default().codec(Codec::Protobuf),
                 )
                 .await
                 .unwrap(),
             user::Created::V1(chosen_per_publish),
-            eventhub::PROTOBUF,
+            eventhub::wire::codec::PROTOBUF,
         ),
     ];
     let mut received = Vec::new();
@@ -391,7 +395,8 @@ async fn json_and_protobuf_producers_share_a_stream() {
         stored.payload.len()
     );
     assert_eq!(
-        eventhub::proto::decode::<user::CreatedV2>(&stored.payload).unwrap(),
+        eventhub::wire::proto::decode::<user::CreatedV2>(user::CreatedV2::PROTO, &stored.payload)
+            .unwrap(),
         as_protobuf
     );
 
@@ -402,7 +407,7 @@ async fn json_and_protobuf_producers_share_a_stream() {
 #[tokio::test]
 async fn a_malformed_protobuf_payload_is_poison_naming_the_field() {
     let (_server, client) = server_and_client("profile").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
     let (handle, mut rx) =
         record::<user::Created, _>(&client, quick().concurrency(1), |env| env.meta().id.clone())
@@ -410,14 +415,14 @@ async fn a_malformed_protobuf_payload_is_poison_naming_the_field() {
 
     // A valid v2 event whose field `locale` is cut short: its length says 40 bytes, 2 follow.
     let good = user_created_v2("good@example.com");
-    let bytes = eventhub::proto::encode(&good).unwrap();
+    let bytes = eventhub::wire::proto::encode(user::CreatedV2::PROTO, &good).unwrap();
     let locale = user::CreatedV2::PROTO.field_named("locale").unwrap();
     let mut malformed = bytes.clone();
     malformed.extend_from_slice(&[(locale.number << 3 | 2) as u8, 40, b'e', b'n']);
     let mut h = HeaderMap::new();
     h.insert(headers::ID, "cut-short");
     h.insert(headers::MSG_ID, "cut-short");
-    h.insert(headers::CONTENT_TYPE, eventhub::PROTOBUF);
+    h.insert(headers::CONTENT_TYPE, eventhub::wire::codec::PROTOBUF);
     client
         .jetstream()
         .publish_with_headers(user::CreatedV2::SUBJECT, h, malformed.clone().into())
@@ -458,7 +463,7 @@ async fn a_malformed_protobuf_payload_is_poison_naming_the_field() {
 
     // The same bytes minus the damage decode, and good events keep flowing.
     let raw = RawEvent {
-        content_type: Some(eventhub::PROTOBUF),
+        content_type: Some(eventhub::wire::codec::PROTOBUF),
         payload: &malformed,
     };
     assert_eq!(

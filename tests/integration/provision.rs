@@ -2,9 +2,14 @@
 
 use std::time::Duration;
 
-use eventhub::{
-    DLQ_STREAM, Discard, ProvisionOptions, Retention, Storage, StreamAction, StreamSpec, Topology,
-};
+use eventhub::StreamSpec;
+use eventhub::Topology;
+use eventhub::topology::DLQ_STREAM;
+use eventhub::topology::Discard;
+use eventhub::topology::ProvisionOptions;
+use eventhub::topology::Retention;
+use eventhub::topology::Storage;
+use eventhub::topology::StreamAction;
 
 use crate::support::server_and_client;
 
@@ -12,9 +17,12 @@ use crate::support::server_and_client;
 async fn provisioning_creates_every_stream_then_changes_nothing() {
     let (_server, client) = server_and_client("ops").await;
 
-    let first = client.provision().await.expect("provision");
+    let first = client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect("provision");
     let names: Vec<&str> = first.streams.iter().map(|s| s.name.as_str()).collect();
-    for declared in eventhub::events::STREAMS {
+    for declared in eventhub_catalog::events::STREAMS {
         assert!(
             names.contains(&declared.name),
             "{} not provisioned",
@@ -30,7 +38,10 @@ async fn provisioning_creates_every_stream_then_changes_nothing() {
         "{first}"
     );
 
-    let second = client.provision().await.expect("provision again");
+    let second = client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect("provision again");
     assert!(!second.changed(), "second run changed something:\n{second}");
     assert!(
         second
@@ -44,7 +55,7 @@ async fn provisioning_creates_every_stream_then_changes_nothing() {
     let mut identity = client.jetstream().get_stream("IDENTITY").await.unwrap();
     let config = &identity.info().await.unwrap().config;
     // Exactly the catalog's subjects, one per event version: nothing else is stored.
-    let mut expected: Vec<&str> = eventhub::events::CATALOG
+    let mut expected: Vec<&str> = eventhub_catalog::events::CATALOG
         .iter()
         .filter(|e| e.stream == "IDENTITY")
         .map(|e| e.subject)
@@ -65,7 +76,10 @@ async fn provisioning_creates_every_stream_then_changes_nothing() {
 #[tokio::test]
 async fn drift_made_by_hand_is_reported_and_fixed() {
     let (_server, client) = server_and_client("ops").await;
-    client.provision().await.expect("provision");
+    client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect("provision");
 
     // An operator changes a stream by hand.
     let js = client.jetstream();
@@ -81,10 +95,7 @@ async fn drift_made_by_hand_is_reported_and_fixed() {
     js.update_stream(config).await.expect("manual update");
 
     let plan = client
-        .provision_with(&ProvisionOptions {
-            dry_run: true,
-            ..Default::default()
-        })
+        .provision_with(&ProvisionOptions::new(&eventhub_catalog::TOPOLOGY).dry_run(true))
         .await
         .expect("plan");
     let payments = plan.streams.iter().find(|s| s.name == "PAYMENTS").unwrap();
@@ -105,7 +116,10 @@ async fn drift_made_by_hand_is_reported_and_fixed() {
         .clone();
     assert_eq!(still.max_age, Duration::from_secs(3600));
 
-    let applied = client.provision().await.expect("provision");
+    let applied = client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect("provision");
     let payments = applied
         .streams
         .iter()
@@ -123,23 +137,33 @@ async fn drift_made_by_hand_is_reported_and_fixed() {
     assert_eq!(fixed.max_age, Duration::from_secs(365 * 86_400));
     assert!(!fixed.subjects.contains(&"events.refund.>".to_string()));
 
-    assert!(!client.provision().await.unwrap().changed());
+    assert!(
+        !client
+            .provision(&eventhub_catalog::TOPOLOGY)
+            .await
+            .unwrap()
+            .changed()
+    );
 }
 
 #[tokio::test]
 async fn storage_drift_cannot_be_fixed_in_place_and_says_so() {
     let (_server, client) = server_and_client("ops").await;
-    let mut spec = eventhub::events::STREAMS[0];
-    spec.storage = eventhub::Storage::Memory;
+    let mut spec = eventhub_catalog::events::STREAMS[0];
+    spec.storage = eventhub::topology::Storage::Memory;
     client
-        .provision_with(&ProvisionOptions {
-            streams: vec![spec],
-            ..Default::default()
+        .provision_with(&{
+            let mut options = ProvisionOptions::new(&eventhub_catalog::TOPOLOGY);
+            options.streams = vec![spec];
+            options
         })
         .await
         .expect("create as memory");
-    let err = client.provision().await.expect_err("storage cannot change");
-    assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Conflict);
+    let err = client
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .expect_err("storage cannot change");
+    assert_eq!(err.kind(), eventhub::error::ProvisionErrorKind::Conflict);
     assert!(
         err.to_string()
             .contains("stream IDENTITY uses Memory storage on the server but File is declared"),
@@ -188,7 +212,7 @@ async fn catalogs_sharing_a_stream_never_remove_each_others_subjects() {
         "{early}"
     );
 
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let team = client
         .provision_with(&ProvisionOptions::new(&TEAM))
         .await
@@ -202,7 +226,7 @@ async fn catalogs_sharing_a_stream_never_remove_each_others_subjects() {
     );
 
     // The org applies its topology again: the team's subject stays, nothing changes.
-    let again = client.provision().await.unwrap();
+    let again = client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     assert!(!again.changed(), "{again}");
     assert!(
         orders_subjects(&client)
@@ -247,7 +271,7 @@ async fn catalogs_sharing_a_stream_never_remove_each_others_subjects() {
 #[tokio::test]
 async fn a_stream_two_catalogs_claim_is_a_conflict_not_a_fix() {
     let (_server, client) = server_and_client("ops").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     const RIVAL: Topology = Topology {
         catalog: "rival",
         streams: &[StreamSpec {

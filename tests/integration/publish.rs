@@ -1,14 +1,18 @@
 //! Publishing typed events.
 
-use eventhub::events::user;
-use eventhub::{Consumable, Event, PublishOptions, RawEvent, headers};
+use eventhub::Consumable;
+use eventhub::Event;
+use eventhub::PublishOptions;
+use eventhub::wire::RawEvent;
+use eventhub::wire::headers;
+use eventhub_catalog::events::user;
 
 use crate::support::{server_and_client, user_created_v1};
 
 #[tokio::test]
 async fn a_published_event_reads_back_equal_with_its_headers() {
     let (_server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let event = user_created_v1("ada@example.com");
 
     let receipt = client.publisher().publish(&event).await.expect("publish");
@@ -61,13 +65,11 @@ async fn a_published_event_reads_back_equal_with_its_headers() {
 #[tokio::test]
 async fn the_same_event_id_twice_is_stored_once() {
     let (_server, client) = server_and_client("auth").await;
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let event = user_created_v1("ada@example.com");
-    let options = PublishOptions {
-        id: Some(eventhub::new_event_id()),
-        correlation_id: Some("signup-42".into()),
-        ..Default::default()
-    };
+    let options = PublishOptions::default()
+        .id(eventhub::wire::headers::new_event_id())
+        .correlation_id("signup-42");
     let publisher = client.publisher();
     let first = publisher
         .publish_with(&event, options.clone())
@@ -92,7 +94,7 @@ async fn publishing_before_provisioning_names_the_missing_stream() {
         .publish(&user_created_v1("ada@example.com"))
         .await
         .expect_err("no stream yet");
-    assert_eq!(err.kind(), eventhub::PublishErrorKind::NoStream);
+    assert_eq!(err.kind(), eventhub::error::PublishErrorKind::NoStream);
     assert!(
         err.to_string()
             .contains("no stream answered for `events.user.created.v1`"),
@@ -105,28 +107,31 @@ async fn publishing_before_provisioning_names_the_missing_stream() {
 async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
     let (_server, client) = crate::support::server_and_client("shop").await;
     // Only IDENTITY exists: order.placed (stream ORDERS) cannot be stored.
-    let identity = *eventhub::events::STREAMS
+    let identity = *eventhub_catalog::events::STREAMS
         .iter()
         .find(|s| s.name == "IDENTITY")
         .unwrap();
     client
-        .provision_with(&eventhub::ProvisionOptions {
-            streams: vec![identity],
-            ..Default::default()
+        .provision_with(&{
+            let mut options =
+                eventhub::topology::ProvisionOptions::new(&eventhub_catalog::TOPOLOGY);
+            options.streams = vec![identity];
+            options
         })
         .await
         .unwrap();
     let money = |minor: u64| serde_json::json!({"amount_minor": minor, "currency": "EUR"});
-    let order: eventhub::events::order::PlacedV1 = serde_json::from_value(serde_json::json!({
-        "order_id": uuid::Uuid::now_v7(),
-        "user_id": uuid::Uuid::now_v7(),
-        "line_items": [{"sku": "A-1", "name": "Mug", "quantity": 1,
-                        "unit_price": money(500), "total": money(500)}],
-        "subtotal": money(500), "tax": money(95), "shipping": money(0), "total": money(595),
-        "shipping_address": {"line1": "1 Main St", "city": "Leeds", "country": "GB"},
-        "placed_at": "2026-11-23T10:00:00Z",
-    }))
-    .unwrap();
+    let order: eventhub_catalog::events::order::PlacedV1 =
+        serde_json::from_value(serde_json::json!({
+            "order_id": uuid::Uuid::now_v7(),
+            "user_id": uuid::Uuid::now_v7(),
+            "line_items": [{"sku": "A-1", "name": "Mug", "quantity": 1,
+                            "unit_price": money(500), "total": money(500)}],
+            "subtotal": money(500), "tax": money(95), "shipping": money(0), "total": money(595),
+            "shipping_address": {"line1": "1 Main St", "city": "Leeds", "country": "GB"},
+            "placed_at": "2026-11-23T10:00:00Z",
+        }))
+        .unwrap();
 
     let mut pipeline = client.publisher().pipeline(4);
     let mut order_ids = Vec::new();
@@ -144,13 +149,11 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
     }
     // The first user event again, same id: stored once, counted as a duplicate.
     pipeline
-        .send_with(
-            &user_created_v1("again@example.com"),
-            PublishOptions {
-                id: first_user_id.clone(),
-                ..Default::default()
-            },
-        )
+        .send_with(&user_created_v1("again@example.com"), {
+            let mut options = PublishOptions::default();
+            options.id = first_user_id.clone();
+            options
+        })
         .await
         .unwrap();
     let report = pipeline.finish().await;
@@ -167,7 +170,7 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
         assert_eq!(f.subject, "events.order.placed.v1");
         assert_eq!(
             f.error.kind(),
-            eventhub::PublishErrorKind::NoStream,
+            eventhub::error::PublishErrorKind::NoStream,
             "{}",
             f.error
         );

@@ -7,14 +7,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eventhub::events::{payment, user};
-use eventhub::testing::{NatsServer, STORE_DIR_PLACEHOLDER};
-use eventhub::{
-    Client, ConnectErrorKind, ConnectOptions, ConsumeErrorKind, DeadLetterFilter, DeadLetterReason,
-    HandlerError, HealthOptions, PublishErrorKind, Sweeper, headers,
-};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::HandlerError;
+use eventhub::Sweeper;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::DeadLetterReason;
+use eventhub::error::ConnectErrorKind;
+use eventhub::error::ConsumeErrorKind;
+use eventhub::error::PublishErrorKind;
+use eventhub::metrics::HealthOptions;
+use eventhub::wire::headers;
+use eventhub_catalog::events::{payment, user};
 use eventhub_codegen::services::Services;
 use eventhub_codegen::services::nats::{Auth, NatsConfig};
+use eventhub_testkit::{NatsServer, STORE_DIR_PLACEHOLDER};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::sync::mpsc;
 
@@ -81,7 +88,7 @@ fn tls_server(pki: &Pki, verify_clients: bool) -> NatsServer {
 }
 
 async fn provision_and_publish(client: &Client) {
-    client.provision().await.unwrap();
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let receipt = client
         .publisher()
         .publish(&user_created_v2("tls@example.com"))
@@ -230,7 +237,7 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
     let server = permissioned_server();
     as_user(&server, "ops", "ops")
         .await
-        .provision()
+        .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .unwrap();
 
@@ -240,14 +247,15 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
         .await
         .expect("auth may publish user events");
     let started = std::time::Instant::now();
-    let payment: eventhub::events::payment::CreatedV1 = serde_json::from_value(serde_json::json!({
-        "payment_id": uuid::Uuid::now_v7(),
-        "user_id": uuid::Uuid::now_v7(),
-        "amount": { "amount_minor": 100, "currency": "EUR" },
-        "method": "card",
-        "created_at": "2026-11-23T10:00:00Z"
-    }))
-    .unwrap();
+    let payment: eventhub_catalog::events::payment::CreatedV1 =
+        serde_json::from_value(serde_json::json!({
+            "payment_id": uuid::Uuid::now_v7(),
+            "user_id": uuid::Uuid::now_v7(),
+            "amount": { "amount_minor": 100, "currency": "EUR" },
+            "method": "card",
+            "created_at": "2026-11-23T10:00:00Z"
+        }))
+        .unwrap();
     let err = auth
         .publisher()
         .publish(&payment)
@@ -255,7 +263,7 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
         .expect_err("auth may not publish payment events");
     assert_eq!(
         err.kind(),
-        eventhub::PublishErrorKind::PermissionDenied,
+        eventhub::error::PublishErrorKind::PermissionDenied,
         "{err}"
     );
     let text = err.to_string();
@@ -269,12 +277,12 @@ async fn denied_publish_and_denied_consume_fail_fast_naming_subject_and_user() {
     let profile = as_user(&server, "profile", "profile").await;
     let started = std::time::Instant::now();
     let err = profile
-        .consumer::<eventhub::events::user::Created>(eventhub::ConsumerOptions::default())
+        .consumer::<eventhub_catalog::events::user::Created>(eventhub::ConsumerOptions::default())
         .await
         .expect_err("profile may not create consumers");
     assert_eq!(
         err.kind(),
-        eventhub::ConsumeErrorKind::PermissionDenied,
+        eventhub::error::ConsumeErrorKind::PermissionDenied,
         "{err}"
     );
     let text = err.to_string();
@@ -318,7 +326,7 @@ impl Secured {
                 .unwrap()
                 .replace(".nats-data", STORE_DIR_PLACEHOLDER);
         for user in services.users() {
-            let var = format!("${}", eventhub::service_password_var(&user.name));
+            let var = format!("${}", eventhub::client::service_password_var(&user.name));
             assert!(conf.contains(&var), "nats.conf reads {var}");
             conf = conf.replace(&var, &format!("\"{}\"", password(&user.name)));
         }
@@ -342,12 +350,16 @@ impl Secured {
     /// (what `eventhub topology apply` and `eventhub config apply` do).
     pub(crate) async fn ops(&self) -> Client {
         let ops = self.connect("ops").await;
-        ops.provision().await.expect("ops provisions");
+        ops.provision(&eventhub_catalog::TOPOLOGY)
+            .await
+            .expect("ops provisions");
         for service in &self.services.services {
             for c in &service.consumes {
                 if let Some(window) = c.idempotency {
                     ops.jetstream()
-                        .create_key_value(eventhub::idempotency_bucket_config(&c.durable, window))
+                        .create_key_value(eventhub::consume::idempotency_bucket_config(
+                            &c.durable, window,
+                        ))
                         .await
                         .expect("ops creates the idempotency bucket");
                 }
@@ -363,7 +375,7 @@ async fn the_repository_nats_conf_is_valid() {
     let client = s.connect("ops").await;
     // JetStream is on (the configuration's block, not the harness's flags)...
     client
-        .provision()
+        .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .expect("JetStream enabled by nats.conf");
     // ...with the explicit limits it declares.
@@ -400,7 +412,10 @@ async fn the_repository_nats_conf_is_valid() {
         .await
         .expect_err("profile does not consume payment.created");
     assert_eq!(err.kind(), ConsumeErrorKind::PermissionDenied, "{err}");
-    assert!(err.to_string().contains("schemas/services.json"), "{err}");
+    assert!(
+        err.to_string().contains("do not declare this consumer"),
+        "{err}"
+    );
     // profile is declared for user.created v2 only: the family's filter is refused.
     let err = profile
         .consumer::<user::Created>(eventhub::ConsumerOptions::default())
@@ -419,10 +434,14 @@ async fn the_repository_nats_conf_is_valid() {
     // Only operators provision; a service is refused at once, with the subject and its user.
     let started = Instant::now();
     let err = auth
-        .provision()
+        .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .expect_err("services cannot change streams");
-    assert_eq!(err.kind(), eventhub::ProvisionErrorKind::Rejected, "{err}");
+    assert_eq!(
+        err.kind(),
+        eventhub::error::ProvisionErrorKind::Rejected,
+        "{err}"
+    );
     assert!(err.to_string().contains("$JS.API.STREAM"), "{err}");
     assert!(err.to_string().contains("user `auth`"), "{err}");
     assert!(
@@ -437,9 +456,12 @@ async fn each_service_gets_its_own_inbox_prefix() {
     let connect = |options: ConnectOptions| Client::connect(options.url(server.client_url()));
     let auth = connect(ConnectOptions::new("auth")).await.unwrap();
     assert!(auth.nats().new_inbox().starts_with("_INBOX_auth."));
-    assert_eq!(eventhub::service_inbox_prefix("auth"), "_INBOX_auth");
     assert_eq!(
-        eventhub::service_inbox_prefix("auth"),
+        eventhub::client::service_inbox_prefix("auth"),
+        "_INBOX_auth"
+    );
+    assert_eq!(
+        eventhub::client::service_inbox_prefix("auth"),
         eventhub_codegen::services::inbox_prefix("auth"),
         "the SDK and the generated permissions agree"
     );
@@ -607,14 +629,18 @@ async fn idempotent_consumers_use_the_bucket_an_operator_created() {
         .expect("payments is declared idempotent");
     let payments = s.connect("payments").await;
     // A window other than the declared one would need the bucket changed: refused at once,
-    // saying what to do.
+    // saying what happened.
     let started = Instant::now();
     let err = payments
         .consumer::<user::Created>(quick().idempotent(window / 2))
         .await
         .expect_err("services may not change buckets");
     assert_eq!(err.kind(), ConsumeErrorKind::PermissionDenied, "{err}");
-    assert!(err.to_string().contains("eventhub config apply"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("may not create its idempotency bucket"),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(3), "not a timeout");
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -810,7 +836,12 @@ async fn the_generated_config_with_nkeys_admits_each_user_by_its_seed() {
                 .nkey_seed(pairs[user].seed().unwrap()),
         )
     };
-    connect("ops").await.unwrap().provision().await.unwrap();
+    connect("ops")
+        .await
+        .unwrap()
+        .provision(&eventhub_catalog::TOPOLOGY)
+        .await
+        .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let profile = connect("profile").await.expect("profile's seed");
     let handle = profile

@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests.
 
-use eventhub::events::{shared, user};
-use eventhub::testing::NatsServer;
-use eventhub::{Client, ConnectOptions};
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub_catalog::events::{shared, user};
+use eventhub_testkit::NatsServer;
 
 /// A fresh server and a client of `service` connected to it.
 pub(crate) async fn server_and_client(service: &str) -> (NatsServer, Client) {
@@ -74,7 +75,7 @@ impl DlqWatch {
     pub(crate) async fn start(client: &Client) -> Self {
         let stream = client
             .jetstream()
-            .get_stream(eventhub::DLQ_STREAM)
+            .get_stream(eventhub::topology::DLQ_STREAM)
             .await
             .expect("the DLQ stream");
         let consumer = stream
@@ -158,4 +159,29 @@ pub(crate) fn capture_logs() -> (
         .with_writer(move || sink.clone())
         .finish();
     (tracing::subscriber::set_default(subscriber), buffer)
+}
+
+/// The dead letters of `consumer`, once there are `n` (failing after 20 s).
+pub(crate) async fn letters_of(
+    client: &eventhub::Client,
+    consumer: &str,
+    n: usize,
+) -> Vec<eventhub::DeadLetter> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let letters = client
+            .dead_letters()
+            .list(&eventhub::dlq::DeadLetterFilter::default().consumer(consumer))
+            .await
+            .unwrap();
+        if letters.len() >= n {
+            return letters;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{consumer}: {} of {n} dead letters",
+            letters.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

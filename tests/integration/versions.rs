@@ -1,8 +1,9 @@
 //! Several versions of one event on one stream: family consumers receive the version enum,
 //! upcasting consumers receive one type whatever version was published.
 
-use eventhub::events::user;
-use eventhub::{Envelope, Upcasted};
+use eventhub::Envelope;
+use eventhub::Upcasted;
+use eventhub_catalog::events::user;
 
 use crate::support::{
     connect, next, quick, record, server_and_client, user_created_v1, user_created_v2,
@@ -37,7 +38,7 @@ impl From<user::CreatedV2> for Welcome {
 #[tokio::test(flavor = "multi_thread")]
 async fn consumers_receive_every_version_as_the_enum_or_upcast() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let publisher = auth.publisher();
     let v1 = user_created_v1("one@example.com");
     let v2 = user_created_v2("two@example.com");
@@ -105,7 +106,7 @@ async fn consumers_receive_every_version_as_the_enum_or_upcast() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_single_version_consumer_sees_only_its_version() {
     let (server, auth) = server_and_client("auth").await;
-    auth.provision().await.unwrap();
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let publisher = auth.publisher();
     publisher
         .publish(&user_created_v1("old@example.com"))

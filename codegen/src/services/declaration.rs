@@ -109,6 +109,19 @@ impl Services {
         self.services.iter().find(|s| s.name == name)
     }
 
+    /// The services that sign their events: those with declared nkeys (their public keys, the
+    /// keys they sign with; see the sdk's `wire::signing`), in declaration order.
+    pub fn signing_keys(&self) -> Vec<(&str, &[String])> {
+        self.services
+            .iter()
+            .filter_map(|s| {
+                self.nkeys
+                    .get(&s.name)
+                    .map(|keys| (s.name.as_str(), keys.as_slice()))
+            })
+            .collect()
+    }
+
     /// The service that owns `event_type`.
     pub fn publisher_of(&self, event_type: &str) -> Option<&Service> {
         self.services

@@ -18,11 +18,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use eventhub::events::{payment, user};
-use eventhub::{
-    Backoff, Client, ConnectOptions, ConsumerHandle, ConsumerOptions, DeadLetterFilter, Envelope,
-    Event, HandlerError, PublishOptions, StreamAction, Sweeper, headers,
-};
+use eventhub::Backoff;
+use eventhub::Client;
+use eventhub::ConnectOptions;
+use eventhub::ConsumerHandle;
+use eventhub::ConsumerOptions;
+use eventhub::Envelope;
+use eventhub::Event;
+use eventhub::HandlerError;
+use eventhub::PublishOptions;
+use eventhub::Sweeper;
+use eventhub::dlq::DeadLetterFilter;
+use eventhub::topology::StreamAction;
+use eventhub::wire::headers;
+use eventhub_catalog::events::{payment, user};
 use tokio::sync::mpsc;
 
 /// What the services report to the demo's main loop.
@@ -45,7 +54,7 @@ fn short(id: &str) -> &str {
 async fn main() -> anyhow::Result<()> {
     let started = chrono::Utc::now();
     let connect = |service: &'static str| async move {
-        Client::connect(ConnectOptions::new(service))
+        Client::connect(ConnectOptions::from_env(service))
             .await
             .with_context(|| format!("service {service}"))
     };
@@ -58,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
          admin consumes payment.created\n",
         auth.url()
     );
-    let report = ops.provision().await?;
+    let report = ops.provision(&eventhub_catalog::TOPOLOGY).await?;
     let changed = report
         .streams
         .iter()
@@ -98,13 +107,7 @@ async fn main() -> anyhow::Result<()> {
         expected.insert(("profile", receipt.id.clone()));
         if email.starts_with("ada") {
             let again = publisher
-                .publish_with(
-                    &event,
-                    PublishOptions {
-                        id: Some(receipt.id.clone()),
-                        ..Default::default()
-                    },
-                )
+                .publish_with(&event, PublishOptions::default().id(receipt.id.clone()))
                 .await?;
             println!(
                 "[auth]     published it again with the same id -> duplicate: {} (stored once)",
@@ -113,11 +116,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let mut h = async_nats::HeaderMap::new();
-    let bad_id = eventhub::new_event_id();
+    let bad_id = eventhub::wire::headers::new_event_id();
     h.insert(headers::ID, bad_id.as_str());
     h.insert(headers::MSG_ID, bad_id.as_str());
     h.insert(headers::SOURCE, "auth");
-    h.insert(headers::CONTENT_TYPE, eventhub::JSON);
+    h.insert(headers::CONTENT_TYPE, eventhub::wire::codec::JSON);
     auth.jetstream()
         .publish_with_headers(
             <user::CreatedV2 as Event>::SUBJECT,
@@ -149,10 +152,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // And for the malformed event to reach the dead letters of both consumers.
     let dead_letters = ops.dead_letters();
-    let filter = DeadLetterFilter {
-        since: Some(started),
-        ..Default::default()
-    };
+    let filter = DeadLetterFilter::default().since(started);
     let entries = loop {
         let entries: Vec<_> = dead_letters
             .list(&filter)

@@ -26,7 +26,7 @@ const CLAIM: &[u8] = b"claim";
 
 /// The bucket of one idempotent consumer.
 #[derive(Debug, Clone)]
-pub(super) struct Guard {
+pub(crate) struct Guard {
     client: Client,
     kv: kv::Store,
     bucket: String,
@@ -190,21 +190,70 @@ pub fn bucket_config(durable: &str, window: Duration) -> kv::Config {
 }
 
 /// The key of an event id in an idempotency bucket: the id itself when it is a valid key (a
-/// UUID is), else `x` and its hex bytes.
+/// UUID is), else `x` and its hex bytes; an id whose key would be longer than
+/// [`MAX_KEY`] bytes, `xh` and its SHA-256 (hex). Keys travel in subjects, and a publish whose
+/// control line exceeds the server's limit (4 KiB by default) closes the connection: a
+/// producer choosing a long id must not be able to cut an idempotent consumer off. No key of
+/// one form can be taken for one of another (valid ids never start with `x`, hex has no `h`).
 pub(super) fn key(id: &str) -> String {
     let valid = !id.is_empty()
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'='))
         && !id.starts_with('x');
-    if valid {
+    if valid && id.len() <= MAX_KEY {
         id.to_string()
-    } else {
+    } else if 2 * id.len() < MAX_KEY {
         let mut key = String::with_capacity(1 + id.len() * 2);
         key.push('x');
         for b in id.bytes() {
             key.push_str(&format!("{b:02x}"));
         }
         key
+    } else {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(id.as_bytes());
+        let mut key = String::from("xh");
+        for b in digest {
+            key.push_str(&format!("{b:02x}"));
+        }
+        key
+    }
+}
+
+/// The longest key [`key`] makes (with the bucket name and a reply subject, well under the
+/// server's 4 KiB control line).
+const MAX_KEY: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_KEY, key};
+
+    #[test]
+    fn keys_are_short_and_distinct_whatever_the_id() {
+        let uuid = "0190b8d2-5a8e-7c3e-9d5e-1f2a3b4c5d6e";
+        assert_eq!(key(uuid), uuid);
+        assert_eq!(key("a.b"), "x612e62");
+        assert_eq!(key("x1"), "x7831");
+        let long = "~".repeat(5000);
+        let hashed = key(&long);
+        assert!(hashed.starts_with("xh") && hashed.len() == 66, "{hashed}");
+        assert_ne!(key(&"~".repeat(5001)), hashed);
+        assert!(key(&"a".repeat(5000)).starts_with("xh"));
+        for id in [
+            "",
+            "é",
+            &"a".repeat(MAX_KEY),
+            &"a".repeat(MAX_KEY + 1),
+            &"~".repeat(600),
+        ] {
+            let k = key(id);
+            assert!(k.len() <= MAX_KEY, "{} bytes", k.len());
+            assert!(
+                k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=')),
+                "{k}"
+            );
+        }
     }
 }

@@ -13,62 +13,63 @@
 //! A dead letter is acknowledged by the dead-letter stream before the event is `Term`ed, so an
 //! event leaves its consumer only once it is stored elsewhere.
 
+mod decide;
+mod driver;
+mod envelope;
 mod handler;
 mod idempotency;
+pub mod layers;
 mod options;
 mod pull;
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::{self, AckKind, kv};
-use chrono::{DateTime, Utc};
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
-use idempotency::{Claim, Guard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::Instrument;
+use tower::layer::util::{Identity, Stack};
+use tower::{Layer, Service, ServiceBuilder};
 
 use crate::client::Client;
-use crate::dlq::{self, DeadLetterReason};
-use crate::envelope::{Envelope, Known, Metadata};
+use crate::counters::ConsumerCounters;
 use crate::error::{ConsumeError, ConsumeErrorKind};
-use crate::event::{Consumable, RawEvent, parse_subject};
-use crate::metrics::ConsumerCounters;
 use crate::publish::Publisher;
-use crate::trace::TraceContext;
+use crate::wire::Consumable;
+use driver::{Shared, Waiting, give_back, keep_alive_period};
+use idempotency::Guard;
+use layers::{IdempotencyLayer, MetricsLayer};
 use pull::{Arrival, Puller};
 
-pub use handler::HandlerError;
+pub use decide::{Decision, Outcome, decide};
+pub use envelope::{Envelope, Metadata};
+pub use handler::{FailureKind, HandlerError, HandlerFn, Processed};
 pub use idempotency::{IDEMPOTENCY_PREFIX, bucket_config as idempotency_bucket_config};
+pub use layers::{CatchPanicLayer, TimeoutLayer};
 pub use options::{Backoff, ConsumerOptions, StartFrom};
 
 /// Metadata key marking consumers eventhub manages.
 const MANAGED: &str = "eventhub.managed";
 
-impl Client {
-    /// Creates or updates the durable consumer of `E` for this service and returns it, ready
-    /// to run a handler. `E` is one event version (`events::user::CreatedV2`) or a family
-    /// (`events::user::Created`: every version, as an enum).
-    ///
-    /// Updating applies the new ack wait, max deliver, max ack pending and filter subjects;
-    /// where a durable starts ([`StartFrom`]) is fixed when it is created.
-    pub async fn consumer<E: Consumable>(
-        &self,
+impl<E: Consumable> Consumer<E> {
+    /// Creates or updates the durable consumer of `E` for `client`'s service (see
+    /// [`Client::consumer`]).
+    pub(crate) async fn create(
+        client: &Client,
         options: ConsumerOptions,
     ) -> Result<Consumer<E>, ConsumeError> {
         let name = options
             .name
             .clone()
-            .unwrap_or_else(|| options::default_name(self.service(), E::FAMILY.event_type));
+            .unwrap_or_else(|| options::default_name(client.service(), E::FAMILY.event_type));
         validate(&name, &options)?;
         // One filter subject travels in the create subject
         // (`$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>`), so the server's permissions
@@ -81,7 +82,7 @@ impl Client {
             durable_name: Some(name.clone()),
             description: Some(format!(
                 "eventhub: {} handles {}",
-                self.service(),
+                client.service(),
                 E::FAMILY.event_type
             )),
             ack_policy: AckPolicy::Explicit,
@@ -96,7 +97,7 @@ impl Client {
             },
             metadata: [
                 (MANAGED.to_string(), "true".to_string()),
-                ("eventhub.service".to_string(), self.service().to_string()),
+                ("eventhub.service".to_string(), client.service().to_string()),
                 (
                     "eventhub.event_type".to_string(),
                     E::FAMILY.event_type.to_string(),
@@ -109,60 +110,65 @@ impl Client {
         // permissions violation, not a reply: race it, so it fails now and says what.
         let since = std::time::Instant::now();
         let pull = async {
-            ensure(self, E::FAMILY.stream, &config).await?;
+            ensure(client, E::FAMILY.stream, &config).await?;
             let slots = Arc::new(Semaphore::new(options.concurrency + options.prefetch));
-            let puller = Puller::new(self, E::FAMILY.stream, &name, slots, options.fetch_expires)
-                .await
-                .map_err(|e| {
-                    ConsumeError::with_source(
-                        ConsumeErrorKind::Unreachable,
-                        format!(
-                            "consumer {name} cannot subscribe its inbox at {}",
-                            self.url()
-                        ),
-                        e,
-                    )
-                })?;
+            let puller = Puller::new(
+                client,
+                E::FAMILY.stream,
+                &name,
+                slots,
+                options.fetch_expires,
+            )
+            .await
+            .map_err(|e| {
+                ConsumeError::with_source(
+                    ConsumeErrorKind::Unreachable,
+                    format!(
+                        "consumer {name} cannot subscribe its inbox at {}",
+                        client.url()
+                    ),
+                    e,
+                )
+            })?;
             let guard = match options.idempotency_window {
-                Some(window) => Some(Guard::open(self, &name, window, options.ack_wait).await?),
+                Some(window) => Some(Guard::open(client, &name, window, options.ack_wait).await?),
                 None => None,
             };
             Ok::<_, ConsumeError>((puller, guard))
         };
         let (puller, guard) = tokio::select! {
             result = pull => result?,
-            subject = self.permissions().first_denied_since(since) => {
+            subject = client.permissions().first_denied_since(since) => {
                 // Creating the bucket starts with the account's limits (`$JS.API.INFO`).
                 let bucket = subject == "$JS.API.INFO"
                     || subject.starts_with(&format!("$JS.API.STREAM.UPDATE.KV_{IDEMPOTENCY_PREFIX}"))
                     || subject.starts_with(&format!("$JS.API.STREAM.CREATE.KV_{IDEMPOTENCY_PREFIX}"));
                 let fix = if bucket && options.idempotency_window.is_some() {
-                    "services may not create or change streams: declare the consumer's \
-                     `idempotency` window in schemas/services.json (the same as in the code) and \
-                     have an operator create the bucket (`eventhub config apply`)"
+                    "the service may not create its idempotency bucket; it must exist \
+                     already, with the consumer's idempotency window (declared for the service)"
                 } else {
-                    "declare it in schemas/services.json and regenerate nats.conf \
-                     (`eventhub config nats`)"
+                    "the service's permissions do not declare this consumer"
                 };
                 return Err(ConsumeError::new(
                     ConsumeErrorKind::PermissionDenied,
                     format!(
                         "service `{}` ({}) may not use `{subject}`, which consumer {name} needs: \
                          the server refused it (permissions violation); {fix}",
-                        self.service(),
-                        self.identity()
+                        client.service(),
+                        client.identity()
                     ),
                 ));
             }
         };
         Ok(Consumer {
-            client: self.clone(),
+            client: client.clone(),
             name,
             stream: E::FAMILY.stream,
             config,
             options,
             puller,
             guard,
+            layers: Identity::new(),
             _event: PhantomData,
         })
     }
@@ -268,9 +274,11 @@ async fn ensure(
 }
 
 /// A durable consumer of `E`, created by [`Client::consumer`]; run it with
-/// [`Consumer::spawn`] or [`Consumer::run`].
+/// [`Consumer::spawn`] or [`Consumer::run`] (a closure as handler), or
+/// [`Consumer::spawn_service`] (any `tower::Service`). `L` is the stack of layers added with
+/// [`Consumer::layer`].
 #[derive(Debug)]
-pub struct Consumer<E> {
+pub struct Consumer<E, L = Identity> {
     client: Client,
     name: String,
     stream: &'static str,
@@ -279,6 +287,7 @@ pub struct Consumer<E> {
     /// The pull requests and the slots they hold: `concurrency + prefetch`.
     puller: Puller,
     guard: Option<Guard>,
+    layers: L,
     _event: PhantomData<fn() -> E>,
 }
 
@@ -305,6 +314,9 @@ pub struct ConsumerStats {
     /// Events marked as a dead-letter replay for another consumer without a matching replay
     /// record (a forged or stale mark): handled like any event, and logged.
     pub forged_replay_marks: u64,
+    /// Events whose signature does not prove their source, dead-lettered as `forged`
+    /// ([`crate::wire::signing`]).
+    pub forged: u64,
     /// Events received but not handled because of a shutdown, returned at once for another
     /// instance.
     pub returned: u64,
@@ -324,6 +336,7 @@ struct Counters {
     timeouts: AtomicU64,
     replays_skipped: AtomicU64,
     forged_replay_marks: AtomicU64,
+    forged: AtomicU64,
     returned: AtomicU64,
     duplicates_skipped: AtomicU64,
 }
@@ -345,6 +358,7 @@ impl Counters {
             timeouts: get(&self.timeouts),
             replays_skipped: get(&self.replays_skipped),
             forged_replay_marks: get(&self.forged_replay_marks),
+            forged: get(&self.forged),
             returned: get(&self.returned),
             duplicates_skipped: get(&self.duplicates_skipped),
         }
@@ -390,35 +404,7 @@ impl ConsumerHandle {
     }
 }
 
-struct Shared<F> {
-    client: Client,
-    publisher: Publisher,
-    name: String,
-    options: ConsumerOptions,
-    handler: F,
-    counters: Arc<Counters>,
-    /// The client's metrics of this durable.
-    metrics: Arc<ConsumerCounters>,
-    workers: Semaphore,
-    /// Events waiting for a worker watch this, not a timer each: the loop bumps it every
-    /// keep-alive period (they send an in-progress ack) and on shutdown (they hand their event
-    /// back).
-    waiting: watch::Receiver<Waiting>,
-    guard: Option<Guard>,
-    /// The dead-letter replay records, opened when the first replay mark arrives.
-    replays: tokio::sync::OnceCell<kv::Store>,
-}
-
-/// What the consumer loop tells events waiting for a worker.
-#[derive(Debug, Clone, Copy, Default)]
-struct Waiting {
-    /// Keep-alive periods elapsed.
-    ticks: u64,
-    /// The consumer is stopping.
-    stop: bool,
-}
-
-impl<E: Consumable> Consumer<E> {
+impl<E: Consumable, L> Consumer<E, L> {
     /// The durable's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -429,11 +415,50 @@ impl<E: Consumable> Consumer<E> {
         self.stream
     }
 
+    /// Adds a layer around the handler, inside the built-in ones (see [`layers`]): any
+    /// `tower::Layer` whose service takes an [`Envelope<E>`] and answers [`Processed`] or a
+    /// [`HandlerError`]. Layers added first are outermost.
+    pub fn layer<T>(self, layer: T) -> Consumer<E, Stack<T, L>> {
+        Consumer {
+            client: self.client,
+            name: self.name,
+            stream: self.stream,
+            config: self.config,
+            options: self.options,
+            puller: self.puller,
+            guard: self.guard,
+            layers: Stack::new(layer, self.layers),
+            _event: PhantomData,
+        }
+    }
+
     /// Runs `handler` on every event in the background.
     pub fn spawn<F, Fut>(self, handler: F) -> ConsumerHandle
     where
         F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+        L: Layer<HandlerFn<F>>,
+        L::Service: Service<Envelope<E>, Response = Processed, Error = HandlerError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<Envelope<E>>>::Future: Send + 'static,
+    {
+        self.spawn_service(HandlerFn::new(handler))
+    }
+
+    /// Runs `service` (a handler as a `tower::Service`, inside this consumer's layers) on every
+    /// event in the background.
+    pub fn spawn_service<H>(self, service: H) -> ConsumerHandle
+    where
+        L: Layer<H>,
+        L::Service: Service<Envelope<E>, Response = Processed, Error = HandlerError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<Envelope<E>>>::Future: Send + 'static,
     {
         let (tx, rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
@@ -444,7 +469,32 @@ impl<E: Consumable> Consumer<E> {
                 .consumer(&self.name, self.stream, E::FAMILY.event_type);
         // Alive (for health) until the task ends; a graceful end retires it.
         let running = metrics.start();
-        let run = self.run_loop(handler, rx, counters.clone(), metrics);
+        let inner = self.layers.layer(service);
+        let builtin = ServiceBuilder::new()
+            .layer(CatchPanicLayer)
+            .option_layer(self.guard.clone().map(|guard| IdempotencyLayer {
+                guard,
+                renew_every: keep_alive_period(&self.options),
+                record_for: self.options.ack_wait,
+                consumer: self.name.as_str().into(),
+            }))
+            .option_layer(self.options.handler_timeout.map(TimeoutLayer::new))
+            .layer(MetricsLayer {
+                counters: metrics.clone(),
+            })
+            .service(inner);
+        let run = run_loop(
+            self.client,
+            self.name,
+            self.stream,
+            self.config,
+            self.options,
+            self.puller,
+            builtin,
+            rx,
+            counters.clone(),
+            metrics,
+        );
         let task = tokio::spawn(async move {
             let stats = run.await;
             running.finish();
@@ -461,38 +511,49 @@ impl<E: Consumable> Consumer<E> {
     /// Runs `handler` on every event until `shutdown` resolves (e.g.
     /// `tokio::signal::ctrl_c()`), then shuts down gracefully (see
     /// [`ConsumerHandle::shutdown`]) and returns the counts.
-    pub async fn run<F, Fut, S>(self, handler: F, shutdown: S) -> ConsumerStats
+    pub async fn run<F, Fut, Sd>(self, handler: F, shutdown: Sd) -> ConsumerStats
     where
         F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
-        S: Future + Send,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+        L: Layer<HandlerFn<F>>,
+        L::Service: Service<Envelope<E>, Response = Processed, Error = HandlerError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<Envelope<E>>>::Future: Send + 'static,
+        Sd: Future + Send,
     {
         let handle = self.spawn(handler);
         shutdown.await;
         handle.shutdown().await
     }
+}
 
-    async fn run_loop<F, Fut>(
-        self,
-        handler: F,
-        mut shutdown: watch::Receiver<bool>,
-        counters: Arc<Counters>,
-        metrics: Arc<ConsumerCounters>,
-    ) -> ConsumerStats
-    where
-        F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
+/// The consumer's loop: pulls, hands each delivery to [`driver::process`], and shuts down.
+#[allow(clippy::too_many_arguments)]
+async fn run_loop<E, S>(
+    client: Client,
+    name: String,
+    stream: &'static str,
+    config: consumer::pull::Config,
+    options: ConsumerOptions,
+    mut puller: Puller,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+    counters: Arc<Counters>,
+    metrics: Arc<ConsumerCounters>,
+) -> ConsumerStats
+where
+    E: Consumable,
+    S: Service<Envelope<E>, Response = Processed, Error = HandlerError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     {
-        let Consumer {
-            client,
-            name,
-            stream,
-            config,
-            options,
-            mut puller,
-            guard,
-            ..
-        } = self;
         let held_max = options.concurrency + options.prefetch;
         let min_batch = u32::try_from(held_max.div_ceil(2)).unwrap_or(u32::MAX);
         let held = puller.slots().clone();
@@ -501,16 +562,15 @@ impl<E: Consumable> Consumer<E> {
         let mut keep_alive = tokio::time::interval_at(Instant::now() + period, period);
         keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shared = Arc::new(Shared {
-            publisher: client.publisher(),
+            publisher: Publisher::new(client.clone()),
             client: client.clone(),
             name: name.clone(),
             workers: Semaphore::new(options.concurrency),
             options: options.clone(),
-            handler,
+            service,
             counters: counters.clone(),
             metrics,
             waiting: waiting_rx,
-            guard,
             replays: tokio::sync::OnceCell::new(),
         });
         // Handlers run as futures of this task, not spawned tasks: no hand-off between threads
@@ -549,7 +609,7 @@ impl<E: Consumable> Consumer<E> {
                         Arrival::Event(message, slot) => {
                             failures = 0;
                             Counters::bump(&counters.received);
-                            tasks.push(Box::pin(process::<E, F, Fut>(shared.clone(), message, slot)));
+                            tasks.push(Box::pin(driver::process::<E, S>(shared.clone(), message, slot)));
                             None
                         }
                         Arrival::Surplus(message) => {
@@ -657,288 +717,9 @@ async fn give_back_quietly(message: jetstream::Message) {
     let _ = message.ack_with(AckKind::Nak(None)).await;
 }
 
-/// Returns a message that will not be handled here (shutdown) to the server at once.
-async fn give_back(message: jetstream::Message, counters: Arc<Counters>) {
-    Counters::bump(&counters.returned);
-    if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
-        tracing::debug!(
-            "eventhub: returning a message failed ({e}); it is redelivered after the ack wait"
-        );
-    }
-}
-
-/// What came of one handler run.
-enum Outcome {
-    Handled,
-    Failed(crate::HandlerError),
-    Panicked(String),
-    TimedOut(Duration),
-}
-
-async fn process<E, F, Fut>(
-    shared: Arc<Shared<F>>,
-    message: jetstream::Message,
-    held: OwnedSemaphorePermit,
-) where
-    E: Consumable,
-    F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), crate::HandlerError>> + Send + 'static,
-{
-    let _held = held;
-    let (stream, sequence, delivered, published) = match message.info() {
-        Ok(info) => (
-            info.stream.to_string(),
-            info.stream_sequence,
-            u64::try_from(info.delivered).unwrap_or(1),
-            info.published,
-        ),
-        Err(e) => {
-            tracing::warn!(consumer = %shared.name, "eventhub: not a JetStream message ({e}); ignored");
-            return;
-        }
-    };
-    // The headers move into the envelope's metadata (shared, not copied).
-    let mut message = message;
-    let shared_headers = Arc::new(message.message.headers.take().unwrap_or_default());
-    let hdrs = Some(&*shared_headers);
-    let known = Known::scan(&shared_headers);
-    let counters = &shared.counters;
-
-    if let Some(target) = known.replay_for
-        && target != shared.name
-    {
-        if replay_is_recorded(&shared, &known, target, &message).await {
-            Counters::bump(&counters.replays_skipped);
-            let _ = message.ack().await;
-            return;
-        }
-        // Not a replay eventhub made: the event is handled like any other, never dropped.
-        Counters::bump(&counters.forged_replay_marks);
-        tracing::warn!(
-            consumer = %shared.name,
-            "eventhub: {stream} #{sequence} is marked as a dead-letter replay for {target}, \
-             but no replay record vouches for it; handling it"
-        );
-    }
-
-    let failed = dlq::Failed {
-        subject: message.subject.as_str(),
-        headers: hdrs,
-        payload: message.payload.clone(),
-        stream: &stream,
-        sequence,
-        consumer: &shared.name,
-        deliveries: delivered,
-    };
-
-    // Decode before waiting for a worker: a poison message is set aside at once.
-    let decoded = match parse_subject(message.subject.as_str()) {
-        // The type decides what it decodes: one type, or every type of a domain it knows.
-        Some((ty, version)) => {
-            let raw = RawEvent {
-                content_type: known.content_type,
-                payload: &message.payload,
-            };
-            let event = if E::HAS_SENSITIVE_FIELDS {
-                crate::crypto::decode::<E>(&shared.client, &shared.name, ty, version, &raw, hdrs)
-            } else {
-                E::decode_typed(ty, version, &raw)
-            };
-            event
-                .map(|event| (event, version))
-                .map_err(|e| format!("{}: {e}", message.subject))
-        }
-        None => Err(format!(
-            "`{}` is not an event subject (events.<type>.v<N>)",
-            message.subject
-        )),
-    };
-    let (event, version) = match decoded {
-        Ok(ok) => ok,
-        Err(error) => {
-            Counters::bump(&counters.poison);
-            Box::pin(dead_letter(
-                &shared,
-                &message,
-                &failed,
-                DeadLetterReason::Poison,
-                &error,
-            ))
-            .await;
-            return;
-        }
-    };
-
-    let period = keep_alive_period(&shared.options);
-
-    // Handled before (a redelivery after a lost ack, a late duplicate), or being handled by
-    // another worker or instance right now: claim the id before running the handler.
-    let mut claim = None;
-    if let Some(guard) = &shared.guard {
-        let key = idempotency::key(&event_id(&known, &stream, sequence));
-        let mut pause = Duration::from_millis(20);
-        let mut waiting = shared.waiting.clone();
-        loop {
-            match guard.claim(&key).await {
-                Claim::Mine(revision) => {
-                    claim = Some((key, Some(revision)));
-                    break;
-                }
-                Claim::Done => {
-                    Counters::bump(&counters.duplicates_skipped);
-                    let _ = message.ack().await;
-                    return;
-                }
-                Claim::Unknown(e) => {
-                    // Not knowing is not a reason to lose the event: handle it.
-                    tracing::warn!(consumer = %shared.name, "eventhub: idempotency claim failed ({e}); handling the event");
-                    claim = Some((key, None));
-                    break;
-                }
-                Claim::Busy => {
-                    // A copy is being handled: wait for its outcome, keeping this one alive.
-                    tokio::select! {
-                        changed = waiting.changed() => {
-                            if changed.is_err() || waiting.borrow_and_update().stop {
-                                give_back(message, shared.counters.clone()).await;
-                                return;
-                            }
-                            let _ = message.ack_with(AckKind::Progress).await;
-                        }
-                        () = tokio::time::sleep(pause) => {
-                            pause = (pause * 2).min(Duration::from_secs(1));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    // Take a free handler; if none, wait, keeping the message alive meanwhile.
-    let _worker = match shared.workers.try_acquire() {
-        Ok(p) => p,
-        Err(_) => {
-            let mut waiting = shared.waiting.clone();
-            if waiting.borrow_and_update().stop {
-                give_back(message, shared.counters.clone()).await;
-                return;
-            }
-            // One acquire for the whole wait: it keeps its place in the queue (events start in
-            // the order they arrived).
-            let acquire = shared.workers.acquire();
-            tokio::pin!(acquire);
-            loop {
-                tokio::select! {
-                    biased;
-                    changed = waiting.changed() => {
-                        if changed.is_err() || waiting.borrow_and_update().stop {
-                            give_back(message, shared.counters.clone()).await;
-                            return;
-                        }
-                        let _ = message.ack_with(AckKind::Progress).await;
-                    }
-                    permit = &mut acquire => match permit {
-                        Ok(p) => break p,
-                        Err(_) => return,
-                    },
-                }
-            }
-        }
-    };
-    let mut next_progress = Instant::now() + period;
-
-    let meta = metadata(
-        &message,
-        &shared_headers,
-        &known,
-        E::FAMILY.event_type,
-        version,
-        stream.clone(),
-        sequence,
-        delivered,
-        published,
-    );
-    let span = tracing::info_span!(
-        "eventhub.handle",
-        consumer = %shared.name,
-        event.id = %meta.id,
-        event.r#type = E::FAMILY.event_type,
-        event.version = version,
-        subject = %message.subject,
-        stream = %stream,
-        stream.sequence = sequence,
-        delivered,
-        correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
-        trace_id = tracing::field::Empty,
-        parent_span_id = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-    );
-    if let Some(trace) = &meta.trace {
-        span.record("trace_id", tracing::field::display(trace.trace_id()));
-        span.record("parent_span_id", tracing::field::display(trace.span_id()));
-    }
-    let envelope = Envelope::new(event, meta, &shared.publisher);
-    let run = AssertUnwindSafe((shared.handler)(envelope).instrument(span.clone())).catch_unwind();
-    tokio::pin!(run);
-    // One timer serves both the in-progress acks and the handler timeout.
-    let timeout = shared.options.handler_timeout;
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let wake_at = |progress: Instant| deadline.map_or(progress, |d| d.min(progress));
-    let timer = tokio::time::sleep_until(wake_at(next_progress));
-    tokio::pin!(timer);
-    let started = std::time::Instant::now();
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            result = &mut run => break match result {
-                Ok(Ok(())) => Outcome::Handled,
-                Ok(Err(e)) => Outcome::Failed(e),
-                Err(panic) => Outcome::Panicked(panic_message(panic.as_ref())),
-            },
-            () = &mut timer => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break Outcome::TimedOut(timeout.unwrap_or_default());
-                }
-                let _ = message.ack_with(AckKind::Progress).await;
-                if let (Some(guard), Some((key, Some(revision)))) = (&shared.guard, &mut claim)
-                    && let Some(renewed) = guard.renew(key, *revision).await
-                {
-                    *revision = renewed;
-                }
-                next_progress = Instant::now() + period;
-                timer.as_mut().reset(wake_at(next_progress));
-            }
-        }
-    };
-    shared.metrics.latency.observe(started.elapsed());
-    if let (Some(guard), Some((key, revision))) = (&shared.guard, claim) {
-        if matches!(outcome, Outcome::Handled) {
-            // Recorded before the ack, so a redelivery finds it. While the server is out of
-            // reach the record is retried (for up to one ack wait) rather than given up: an
-            // unrecorded event would run its handler again when redelivered.
-            let give_up = Instant::now() + shared.options.ack_wait;
-            let mut pause = Duration::from_millis(50);
-            loop {
-                match guard.done(&key, sequence).await {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() + pause < give_up => {
-                        tracing::debug!(consumer = %shared.name, "eventhub: idempotency record failed ({e}); retrying");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(1));
-                    }
-                    Err(e) => {
-                        tracing::warn!(consumer = %shared.name, "eventhub: could not record handled event {key} for idempotency ({e}); a redelivery would run the handler again");
-                        break;
-                    }
-                }
-            }
-        } else if let Some(revision) = revision {
-            guard.release(&key, revision).await;
-        }
-    }
-    settle(&shared, &message, &failed, outcome)
-        .instrument(span)
-        .await;
+/// Resolves once a shutdown is requested (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Whether some subject matches both patterns (`*` one token, `>` the rest).
@@ -951,235 +732,6 @@ fn subjects_collide(a: &str, b: &str) -> bool {
             (Some(p), Some(q)) if p == q || p == "*" || q == "*" => {}
             _ => return false,
         }
-    }
-}
-
-/// The event id the envelope reports: `ce-id`, else `Nats-Msg-Id`, else `<stream>:<sequence>`.
-fn event_id(known: &Known<'_>, stream: &str, sequence: u64) -> String {
-    match known.id.or(known.msg_id) {
-        Some(id) if !id.is_empty() => id.to_string(),
-        _ => format!("{stream}:{sequence}"),
-    }
-}
-
-/// Whether a message marked as a replay for consumer `target` is one: the replay record
-/// [`DeadLetters::replay`](crate::DeadLetters::replay) wrote names that consumer, subject and
-/// payload. A producer can set the marks but cannot write the record.
-async fn replay_is_recorded<F>(
-    shared: &Shared<F>,
-    known: &Known<'_>,
-    target: &str,
-    message: &jetstream::Message,
-) -> bool {
-    let Some(id) = known.replay_of.and_then(dlq::ReplayRecord::id_of) else {
-        return false;
-    };
-    let bucket = shared
-        .replays
-        .get_or_try_init(|| shared.client.jetstream().get_key_value(dlq::REPLAY_BUCKET))
-        .await;
-    let record = match bucket {
-        Ok(kv) => kv.get(dlq::ReplayRecord::key(id)).await,
-        Err(e) => {
-            tracing::debug!(consumer = %shared.name, "eventhub: no replay records to check against ({e})");
-            return false;
-        }
-    };
-    match record {
-        Ok(Some(value)) => serde_json::from_slice::<dlq::ReplayRecord>(&value)
-            .is_ok_and(|r| r.vouches_for(target, message.subject.as_str(), &message.payload)),
-        Ok(None) => false,
-        Err(e) => {
-            tracing::warn!(consumer = %shared.name, "eventhub: cannot read the replay record of dead letter {id} ({e}); handling the event");
-            false
-        }
-    }
-}
-
-/// Acks, retries or dead-letters a handled message according to the outcome.
-async fn settle<F>(
-    shared: &Shared<F>,
-    message: &jetstream::Message,
-    failed: &dlq::Failed<'_>,
-    outcome: Outcome,
-) {
-    let counters = &shared.counters;
-    let metrics = &shared.metrics;
-    let delivered = failed.deliveries;
-    let span = tracing::Span::current();
-    if !matches!(outcome, Outcome::Handled) {
-        ConsumerCounters::bump(&metrics.failed);
-    }
-    let (error, delay) = match outcome {
-        Outcome::Handled => {
-            match message.ack().await {
-                Ok(()) => {
-                    Counters::bump(&counters.handled);
-                    ConsumerCounters::bump(&metrics.handled);
-                    span.record("outcome", "ok");
-                }
-                Err(e) => {
-                    span.record("outcome", "ack-failed");
-                    tracing::warn!("eventhub: ack failed ({e}); the event will be delivered again")
-                }
-            }
-            return;
-        }
-        Outcome::Failed(e) if !e.is_retryable() => {
-            let error = e.to_string();
-            Box::pin(dead_letter(
-                shared,
-                message,
-                failed,
-                DeadLetterReason::Rejected,
-                &error,
-            ))
-            .await;
-            return;
-        }
-        Outcome::Failed(e) => (e.to_string(), e.delay()),
-        Outcome::Panicked(msg) => {
-            Counters::bump(&counters.panics);
-            (format!("handler panicked: {msg}"), None)
-        }
-        Outcome::TimedOut(t) => {
-            Counters::bump(&counters.timeouts);
-            (format!("handler timed out after {t:?}"), None)
-        }
-    };
-    let max = u64::from(shared.options.max_deliver);
-    if delivered >= max {
-        let error = format!("delivery {delivered} of {max} failed: {error}");
-        Box::pin(dead_letter(
-            shared,
-            message,
-            failed,
-            DeadLetterReason::MaxDeliver,
-            &error,
-        ))
-        .await;
-        return;
-    }
-    let delay = delay.unwrap_or_else(|| shared.options.backoff.delay(delivered));
-    tracing::warn!(
-        "eventhub: delivery {delivered} of {max} failed, retrying in {delay:?}: {error}"
-    );
-    Counters::bump(&counters.retried);
-    ConsumerCounters::bump(&metrics.retried);
-    span.record("outcome", "retry");
-    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
-        tracing::warn!(
-            "eventhub: nak failed ({e}); the event is delivered again after the ack wait"
-        );
-    }
-}
-
-/// Moves a message to the dead letters: stores the entry, waits for its ack, then `Term`s the
-/// original. If the entry cannot be stored, the message is `Nak`ed and stays in its stream.
-async fn dead_letter<F>(
-    shared: &Shared<F>,
-    message: &jetstream::Message,
-    failed: &dlq::Failed<'_>,
-    reason: DeadLetterReason,
-    error: &str,
-) {
-    let mut last_error = None;
-    for attempt in 0..3u32 {
-        match dlq::write(&shared.client, failed, &reason, error).await {
-            Ok(id) => {
-                tracing::error!(
-                    consumer = %shared.name,
-                    dead_letter = id,
-                    %reason,
-                    "eventhub: {} #{} ({}) dead-lettered after {} deliveries: {error}",
-                    failed.stream,
-                    failed.sequence,
-                    failed.subject,
-                    failed.deliveries,
-                );
-                Counters::bump(&shared.counters.dead_lettered);
-                shared.metrics.dead_lettered(reason.as_str());
-                tracing::Span::current().record(
-                    "outcome",
-                    tracing::field::display(format_args!("dead-letter: {reason}")),
-                );
-                if let Err(e) = message.ack_with(AckKind::Term).await {
-                    tracing::warn!(
-                        "eventhub: term after dead-lettering failed ({e}); a redelivery will find the entry already stored"
-                    );
-                }
-                return;
-            }
-            Err(e) => {
-                last_error = Some(e);
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            }
-        }
-    }
-    let delay = shared.options.backoff.delay(failed.deliveries);
-    tracing::Span::current().record("outcome", "kept: dead letter not stored");
-    tracing::error!(
-        consumer = %shared.name,
-        "eventhub: could not dead-letter {} #{} ({}), keeping it for redelivery in {delay:?}: {}",
-        failed.stream,
-        failed.sequence,
-        failed.subject,
-        last_error.map(|e| e.to_string()).unwrap_or_default(),
-    );
-    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
-}
-
-#[allow(clippy::too_many_arguments)]
-fn metadata(
-    message: &jetstream::Message,
-    headers_map: &Arc<async_nats::HeaderMap>,
-    known: &Known<'_>,
-    event_type: &str,
-    version: u32,
-    stream: String,
-    sequence: u64,
-    delivered: u64,
-    published: DateTime<Utc>,
-) -> Metadata {
-    let owned = |v: Option<&str>| v.map(str::to_string);
-    Metadata {
-        id: event_id(known, &stream, sequence),
-        event_type: event_type.to_string(),
-        version,
-        source: owned(known.source),
-        time: known
-            .time
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(published),
-        subject: message.subject.to_string(),
-        stream,
-        sequence,
-        delivered,
-        correlation_id: owned(known.correlation_id),
-        causation_id: owned(known.causation_id),
-        trace: known.traceparent.and_then(TraceContext::parse),
-        headers: headers_map.clone(),
-    }
-}
-
-/// How often an event that waits, or whose handler runs, is kept alive: half the ack wait.
-fn keep_alive_period(options: &ConsumerOptions) -> Duration {
-    (options.ack_wait / 2).max(Duration::from_millis(50))
-}
-
-/// Resolves once a shutdown is requested (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_string()
     }
 }
 

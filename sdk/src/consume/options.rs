@@ -98,6 +98,7 @@ pub enum StartFrom {
 
 /// Settings of a durable consumer. Build with [`ConsumerOptions::default`] and the setters.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ConsumerOptions {
     /// The durable's name. Default: `<service>__<event type with . and - as _>`, e.g.
     /// `payments__user_created`. Instances of a service share the durable and so the work;

@@ -30,24 +30,25 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::stream::{DeleteMessageErrorKind, LastRawMessageErrorKind};
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream::response::Response;
+use async_nats::jetstream::stream::DeleteMessageErrorKind;
+use async_nats::jetstream::{self, ErrorCode, consumer};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 
 use crate::client::Client;
-use crate::envelope::{headers, wire_size};
 use crate::error::{DeadLetterError, DeadLetterErrorKind};
-use crate::event::parse_subject;
 use crate::topology::{DLQ_PREFIX, DLQ_STREAM};
+use crate::wire::headers::{self, wire_size};
+use crate::wire::parse_subject;
 
 pub use sweeper::{SWEEPER_DURABLE, Sweeper, SweeperHandle, SweeperStats};
 
 /// Why an event was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DeadLetterReason {
-    /// The handler rejected it ([`HandlerError::reject`](crate::HandlerError::reject)).
+    /// The handler rejected it ([`HandlerError::reject`](crate::consume::HandlerError::reject)).
     Rejected,
     /// It could not be decoded: not JSON, not of the schema's shape, unknown version or type,
     /// unsupported content type. Never retried.
@@ -55,17 +56,21 @@ pub enum DeadLetterReason {
     /// Its last allowed delivery failed, or a consumer stopped during it (found by the
     /// [`Sweeper`]).
     MaxDeliver,
+    /// Its `ce-source` names a service that signs its events, and it is unsigned or its
+    /// signature does not verify ([`crate::wire::signing`]). Never handled.
+    Forged,
     /// A reason written by a newer eventhub.
     Other(String),
 }
 
 impl DeadLetterReason {
-    /// The header value: `rejected`, `poison`, `max-deliver`.
+    /// The header value: `rejected`, `poison`, `max-deliver`, `forged`.
     pub fn as_str(&self) -> &str {
         match self {
             DeadLetterReason::Rejected => "rejected",
             DeadLetterReason::Poison => "poison",
             DeadLetterReason::MaxDeliver => "max-deliver",
+            DeadLetterReason::Forged => "forged",
             DeadLetterReason::Other(s) => s,
         }
     }
@@ -79,6 +84,7 @@ impl FromStr for DeadLetterReason {
             "rejected" => DeadLetterReason::Rejected,
             "poison" => DeadLetterReason::Poison,
             "max-deliver" => DeadLetterReason::MaxDeliver,
+            "forged" => DeadLetterReason::Forged,
             other => DeadLetterReason::Other(other.to_string()),
         })
     }
@@ -150,6 +156,10 @@ const PAYLOAD_HEADER: &str = headers::DLQ_PAYLOAD;
 const HEADERS_OMITTED: &str = "eventhub-dlq-headers-omitted";
 /// Room kept below `max_payload` for what the size estimate may miss.
 const SIZE_MARGIN: usize = 256;
+/// The largest header block a stream stores (nats-server refuses more with error 10097,
+/// whatever `max_payload` is): a message stored with headers near it would not fit in a dead
+/// letter or a replay that adds its own.
+const MAX_HEADERS: usize = 65_535;
 
 /// Whether the server acts on a header of this name (`Nats-Expected-Stream`, `Nats-TTL`…): it
 /// must not reach the DLQ stream, or a replay's stream, as it was.
@@ -164,6 +174,7 @@ fn stored_aside(name: &str) -> bool {
 
 /// Which entries [`DeadLetters::list`] returns. Empty: all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeadLetterFilter {
     /// Only entries of this durable consumer.
     pub consumer: Option<String>,
@@ -173,6 +184,32 @@ pub struct DeadLetterFilter {
     pub since: Option<DateTime<Utc>>,
     /// At most this many entries (the oldest first).
     pub limit: Option<usize>,
+}
+
+impl DeadLetterFilter {
+    /// Only entries of this durable consumer.
+    pub fn consumer(mut self, consumer: impl Into<String>) -> Self {
+        self.consumer = Some(consumer.into());
+        self
+    }
+
+    /// Only entries of this event type (`user.created`).
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Only entries dead-lettered at or after `since`.
+    pub fn since(mut self, since: DateTime<Utc>) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// At most `limit` entries (the oldest first).
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
 }
 
 impl DeadLetterFilter {
@@ -219,6 +256,10 @@ pub(crate) struct ReplayRecord {
     pub(crate) subject: String,
     /// SHA-256 of the payload, hex.
     pub(crate) digest: String,
+    /// Makes the replay's message id, which no producer can know before the replay is
+    /// published (empty in records of earlier eventhub versions).
+    #[serde(default)]
+    pub(crate) nonce: String,
 }
 
 impl ReplayRecord {
@@ -346,21 +387,17 @@ impl DeadLetters {
             // Stream sequences start at 1; the server would answer with a bare API error.
             return Err(not_found(id));
         }
-        let stream = self.stream().await?;
-        match stream.get_raw_message(id).await {
-            Ok(m) => {
+        match read_original(&self.client, DLQ_STREAM, id).await {
+            Ok(Some(m)) => {
                 let mut entry = DeadLetter::from_parts(id, Some(&m.headers), m.payload);
                 entry.check_stored_on(m.subject.as_str());
                 self.resolve_payload(&mut entry).await;
                 Ok(entry)
             }
-            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
-                Err(not_found(id))
-            }
-            Err(e) => Err(DeadLetterError::with_source(
+            Ok(None) => Err(not_found(id)),
+            Err(e) => Err(DeadLetterError::new(
                 DeadLetterErrorKind::Unreachable,
-                format!("cannot read dead letter {id}"),
-                e,
+                format!("cannot read dead letter {id}: {e}"),
             )),
         }
     }
@@ -370,18 +407,16 @@ impl DeadLetters {
         if entry.payload_storage != PayloadStorage::Referenced {
             return;
         }
-        let original = match self.client.jetstream().get_stream(&entry.stream).await {
-            Ok(stream) => stream.get_raw_message(entry.sequence).await.ok(),
-            Err(_) => None,
-        };
-        match original {
-            Some(m) => entry.payload = m.payload,
-            None => entry.payload_storage = PayloadStorage::Unavailable,
+        match read_original(&self.client, &entry.stream, entry.sequence).await {
+            Ok(Some(m)) => entry.payload = m.payload,
+            _ => entry.payload_storage = PayloadStorage::Unavailable,
         }
     }
 
     /// Publishes entry `id` again to its original subject — same payload and headers, a new
-    /// `Nats-Msg-Id` (`<event id>:replay:<id>`), `eventhub-replay-of: EVENTHUB_DLQ:<id>` and
+    /// `Nats-Msg-Id` (`EVENTHUB_DLQ:<id>:replay:<nonce>`, the nonce kept in the replay record:
+    /// replaying the entry again reuses it, so the stream stores one replay, and no producer
+    /// can send it first), `eventhub-replay-of: EVENTHUB_DLQ:<id>` and
     /// `eventhub-replay-for: <consumer>` so that only the consumer that failed handles it —
     /// and deletes the entry once the stream has acknowledged the publish. If the publish
     /// fails, the entry stays. Original headers the server acts on (`Nats-*`, such as an
@@ -420,28 +455,6 @@ impl DeadLetters {
                 h.append(name, v.as_str());
             }
         }
-        let original_id = entry
-            .event_id
-            .clone()
-            .unwrap_or_else(|| format!("{}:{}", entry.stream, entry.sequence));
-        // The marks, least needed last: at the size limit they are dropped in that order.
-        let budget = self.client.max_payload().saturating_sub(SIZE_MARGIN);
-        let fits = |h: &HeaderMap| wire_size(h) + entry.payload.len() <= budget;
-        let mut marked = h.clone();
-        marked.insert(headers::REPLAY_OF, format!("{DLQ_STREAM}:{id}").as_str());
-        marked.insert(headers::REPLAY_FOR, entry.consumer.as_str());
-        let mut with_id = marked.clone();
-        with_id.insert(
-            headers::MSG_ID,
-            format!("{original_id}:replay:{id}").as_str(),
-        );
-        let (h, targeted) = if fits(&with_id) {
-            (with_id, true)
-        } else if fits(&marked) {
-            (marked, true)
-        } else {
-            (h, false)
-        };
         let replay_error = |e: &dyn fmt::Display| {
             DeadLetterError::new(
                 DeadLetterErrorKind::Replay,
@@ -451,27 +464,60 @@ impl DeadLetters {
                 ),
             )
         };
+        let bucket = self
+            .client
+            .jetstream()
+            .create_or_update_key_value(async_nats::jetstream::kv::Config {
+                bucket: REPLAY_BUCKET.to_string(),
+                description: "eventhub: dead-letter replays and the one consumer each is for"
+                    .to_string(),
+                history: 1,
+                max_age: std::time::Duration::from_secs(400 * 86_400),
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| replay_error(&e))?;
+        let mut record = ReplayRecord {
+            consumer: entry.consumer.clone(),
+            subject: entry.subject.clone(),
+            digest: ReplayRecord::digest(&entry.payload),
+            nonce: crate::wire::headers::new_event_id(),
+        };
+        // An earlier replay of this very entry (its delete failed) left its record: the same
+        // nonce makes the same message id, which the stream drops as a repeat.
+        if let Ok(Some(value)) = bucket.get(ReplayRecord::key(id)).await
+            && let Ok(earlier) = serde_json::from_slice::<ReplayRecord>(&value)
+            && earlier.consumer == record.consumer
+            && earlier.subject == record.subject
+            && earlier.digest == record.digest
+            && !earlier.nonce.is_empty()
+        {
+            record.nonce = earlier.nonce;
+        }
+        // The marks, least needed last: at the size limit they are dropped in that order.
+        let budget = self.client.max_payload().saturating_sub(SIZE_MARGIN);
+        let fits = |h: &HeaderMap| {
+            wire_size(h) + entry.payload.len() <= budget
+                && wire_size(h) <= MAX_HEADERS - SIZE_MARGIN
+        };
+        let mut marked = h.clone();
+        marked.insert(headers::REPLAY_OF, format!("{DLQ_STREAM}:{id}").as_str());
+        marked.insert(headers::REPLAY_FOR, entry.consumer.as_str());
+        let mut with_id = marked.clone();
+        with_id.insert(
+            headers::MSG_ID,
+            format!("{DLQ_STREAM}:{id}:replay:{}", record.nonce).as_str(),
+        );
+        let (h, targeted) = if fits(&with_id) {
+            (with_id, true)
+        } else if fits(&marked) {
+            (marked, true)
+        } else {
+            (h, false)
+        };
         if targeted {
             // Recorded before publishing, so a consumer that sees the mark finds the record.
-            let record = ReplayRecord {
-                consumer: entry.consumer.clone(),
-                subject: entry.subject.clone(),
-                digest: ReplayRecord::digest(&entry.payload),
-            };
-            let bucket = self
-                .client
-                .jetstream()
-                .create_or_update_key_value(async_nats::jetstream::kv::Config {
-                    bucket: REPLAY_BUCKET.to_string(),
-                    description: "eventhub: dead-letter replays and the one consumer each is for"
-                        .to_string(),
-                    history: 1,
-                    max_age: std::time::Duration::from_secs(400 * 86_400),
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| replay_error(&e))?;
             let value = serde_json::to_vec(&record).unwrap_or_default();
             bucket
                 .put(ReplayRecord::key(id), value.into())
@@ -509,10 +555,8 @@ impl DeadLetters {
             Err(e) if matches!(e.kind(), DeleteMessageErrorKind::JetStream(_)) => {
                 // The server answers a missing sequence with one of several codes (and texts);
                 // whether the entry exists says which case this is.
-                match stream.get_raw_message(id).await {
-                    Err(g) if matches!(g.kind(), LastRawMessageErrorKind::NoMessageFound) => {
-                        Err(not_found(id))
-                    }
+                match read_original(&self.client, DLQ_STREAM, id).await {
+                    Ok(None) => Err(not_found(id)),
                     _ => Err(DeadLetterError::with_source(
                         DeadLetterErrorKind::Unreachable,
                         format!("cannot delete dead letter {id}"),
@@ -725,15 +769,21 @@ fn entry(
         }
     }
     let mut headers_size = own + wire_size(&originals) - wire_size(&HeaderMap::new());
-    if headers_size > budget {
-        // Only the original's headers eventhub reads are kept; the rest stay in the original.
+    let header_budget = budget.min(MAX_HEADERS - SIZE_MARGIN);
+    if headers_size > header_budget {
+        // Only the original's headers eventhub reads are kept (if even they fit); the rest
+        // stay in the original.
         let mut kept = HeaderMap::new();
+        kept.insert(HEADERS_OMITTED, "true");
         for name in [headers::ID, headers::TYPE, headers::CONTENT_TYPE] {
             if let Some(v) = originals.get(name) {
-                kept.insert(name, v.as_str());
+                let mut with = kept.clone();
+                with.insert(name, v.as_str());
+                if own + wire_size(&with) - wire_size(&HeaderMap::new()) <= header_budget {
+                    kept = with;
+                }
             }
         }
-        kept.insert(HEADERS_OMITTED, "true");
         originals = kept;
         headers_size = own + wire_size(&originals) - wire_size(&HeaderMap::new());
     }
@@ -773,6 +823,105 @@ fn header_value(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// A stored message, read by [`read_original`].
+#[derive(Debug)]
+pub(crate) struct Original {
+    pub(crate) subject: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) payload: Bytes,
+}
+
+/// Reads message `sequence` of `stream` through the stream's message-get API; `None` when it
+/// is no longer there. The header block is parsed here ([`parse_headers`]), not by async-nats'
+/// `get_raw_message`, which keeps one value per name (a repeated `ce-id` or `content-type`
+/// would lose all but its last, and a replay would be another event) and refuses blocks other
+/// clients can store (a name with a space, a value that is not UTF-8).
+pub(crate) async fn read_original(
+    client: &Client,
+    stream: &str,
+    sequence: u64,
+) -> Result<Option<Original>, String> {
+    use base64::Engine;
+    #[derive(serde::Deserialize)]
+    struct Got {
+        message: jetstream::stream::RawMessage,
+    }
+    let response: Response<Got> = client
+        .jetstream()
+        .request(
+            format!("STREAM.MSG.GET.{stream}"),
+            &serde_json::json!({ "seq": sequence }),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let raw = match response {
+        Response::Ok(got) => got.message,
+        Response::Err { error } if error.error_code() == ErrorCode::NO_MESSAGE_FOUND => {
+            return Ok(None);
+        }
+        Response::Err { error } => return Err(error.to_string()),
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = b64.decode(&raw.payload).map_err(|e| e.to_string())?;
+    let headers = match raw.headers.as_deref() {
+        Some(h) if !h.is_empty() => parse_headers(&b64.decode(h).map_err(|e| e.to_string())?),
+        _ => HeaderMap::new(),
+    };
+    Ok(Some(Original {
+        subject: raw.subject,
+        headers,
+        payload: payload.into(),
+    }))
+}
+
+/// A stored header block (`NATS/1.0\r\n`, `Name: value\r\n`…) as headers, every value kept
+/// in order. What no NATS header can hold is made readable rather than refused: bytes that are
+/// not UTF-8 become U+FFFD, and a name with bytes outside `!`..`~` (or a colon) has them
+/// percent-escaped (`Bad%20Name`).
+fn parse_headers(block: &[u8]) -> HeaderMap {
+    let text = String::from_utf8_lossy(block);
+    let mut headers = HeaderMap::new();
+    let mut last: Option<(String, String)> = None;
+    let flush = |h: &mut HeaderMap, entry: Option<(String, String)>| {
+        if let Some((name, value)) = entry {
+            h.append(name.as_str(), value.trim());
+        }
+    };
+    for line in text.split("\r\n").skip(1) {
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            // A continuation of the previous value (as async-nats reads it).
+            if let Some((_, value)) = &mut last {
+                value.push_str(line);
+                continue;
+            }
+        }
+        flush(&mut headers, last.take());
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        let mut escaped = String::with_capacity(name.len());
+        for c in name.chars() {
+            if c.is_ascii_graphic() && c != ':' {
+                escaped.push(c);
+            } else {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    escaped.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        if escaped.is_empty() {
+            escaped.push_str("%00");
+        }
+        // Only CR LF ends a line; a lone CR or LF cannot be in a header value.
+        let value = value.replace(['\r', '\n'], " ");
+        last = Some((escaped, value));
+    }
+    flush(&mut headers, last);
+    headers
 }
 
 #[cfg(test)]
@@ -937,6 +1086,53 @@ mod tests {
             }
             assert_eq!(letter.event_id.as_deref(), Some("evt-1"), "{what}");
         }
+    }
+
+    #[test]
+    fn every_entry_fits_the_header_block_a_stream_stores() {
+        // Stored in its stream with headers just under 64 KiB: the entry adds its own.
+        let mut near = HeaderMap::new();
+        near.insert(headers::ID, "evt-1");
+        near.insert("Nats-Expected-Stream", "IDENTITY");
+        let pad = MAX_HEADERS - wire_size(&near) - "x-padding: \r\n".len();
+        near.insert("x-padding", "p".repeat(pad).as_str());
+        assert_eq!(wire_size(&near), MAX_HEADERS);
+        // An id that alone nearly fills it.
+        let mut long_id = HeaderMap::new();
+        long_id.insert(headers::ID, "i".repeat(MAX_HEADERS - 100).as_str());
+        for (what, h, id) in [
+            ("headers at 64 KiB", &near, Some("evt-1")),
+            ("a 64 KiB event id", &long_id, None),
+        ] {
+            let (entry, stored) = entry(
+                &failed(h, b"{}".to_vec()),
+                &DeadLetterReason::Poison,
+                &"e".repeat(5000),
+                1 << 20,
+            );
+            assert!(
+                wire_size(&entry) <= MAX_HEADERS,
+                "{what}: {}",
+                wire_size(&entry)
+            );
+            assert_eq!(entry.get(HEADERS_OMITTED).map(|v| v.as_str()), Some("true"));
+            let letter = DeadLetter::from_parts(1, Some(&entry), stored);
+            assert_eq!(letter.event_id.as_deref(), id, "{what}");
+            assert_eq!(&letter.payload[..], b"{}", "{what}");
+        }
+    }
+
+    #[test]
+    fn header_blocks_keep_every_value_and_survive_what_clients_refuse() {
+        let h = parse_headers(
+            b"NATS/1.0\r\nce-id: a\r\nce-id:  b \r\nBad Name: x\r\nx-bin: \xff!\r\nno-colon\r\n\r\n",
+        );
+        let all =
+            |n: &str| -> Vec<String> { h.get_all(n).map(|v| v.as_str().to_string()).collect() };
+        assert_eq!(all("ce-id"), ["a", "b"]);
+        assert_eq!(all("Bad%20Name"), ["x"]);
+        assert_eq!(all("x-bin"), ["\u{fffd}!"]);
+        assert_eq!(all("no-colon"), [""]);
     }
 
     #[test]

@@ -9,22 +9,20 @@
 //! de-duplication id the consumer would have used. Advisories wait in their stream while no
 //! sweeper runs, so none is missed; several sweepers share the durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer};
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{DeadLetterReason, Failed, write};
+use super::{DeadLetterReason, Failed, read_original, write};
 use crate::client::Client;
-use crate::consume::stopped;
 use crate::error::{DeadLetterError, DeadLetterErrorKind};
 use crate::topology::ADVISORY_STREAM;
 
@@ -37,7 +35,7 @@ pub const SWEEPER_DURABLE: &str = "eventhub_sweeper";
 #[derive(Debug, Clone)]
 pub struct Sweeper {
     client: Client,
-    streams: HashSet<String>,
+    streams: Option<HashSet<String>>,
 }
 
 /// Counts of what a sweeper did.
@@ -104,24 +102,21 @@ struct MaxDeliveries {
 }
 
 impl Sweeper {
-    /// A sweeper for the declared streams ([`events::STREAMS`](crate::events::STREAMS)).
+    /// A sweeper for every stream: any durable's exhausted event is dead-lettered.
     pub fn new(client: &Client) -> Self {
         Self {
             client: client.clone(),
-            streams: crate::events::STREAMS
-                .iter()
-                .map(|s| s.name.to_string())
-                .collect(),
+            streams: None,
         }
     }
 
-    /// Sweeps these streams instead of the declared ones.
+    /// Sweeps only these streams (advisories of others are acknowledged and left alone).
     pub fn streams<I, S>(mut self, streams: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.streams = streams.into_iter().map(Into::into).collect();
+        self.streams = Some(streams.into_iter().map(Into::into).collect());
         self
     }
 
@@ -174,7 +169,6 @@ impl Sweeper {
         mut shutdown: watch::Receiver<bool>,
         counters: Arc<Counters>,
     ) {
-        let mut streams: HashMap<String, jetstream::stream::Stream> = HashMap::new();
         'outer: loop {
             let mut messages = match pull.messages().await {
                 Ok(m) => m,
@@ -199,7 +193,7 @@ impl Sweeper {
                     }
                     Some(Ok(message)) => {
                         counters.advisories.fetch_add(1, Ordering::Relaxed);
-                        let ack = self.sweep(&message, &mut streams, &counters).await;
+                        let ack = self.sweep(&message, &counters).await;
                         let _ = message.ack_with(ack).await;
                     }
                 }
@@ -208,12 +202,7 @@ impl Sweeper {
     }
 
     /// Handles one advisory; returns how to acknowledge it.
-    async fn sweep(
-        &self,
-        message: &jetstream::Message,
-        streams: &mut HashMap<String, jetstream::stream::Stream>,
-        counters: &Counters,
-    ) -> AckKind {
+    async fn sweep(&self, message: &jetstream::Message, counters: &Counters) -> AckKind {
         let advisory: MaxDeliveries = match serde_json::from_slice(&message.payload) {
             Ok(a) => a,
             Err(e) => {
@@ -225,7 +214,11 @@ impl Sweeper {
                 return AckKind::Ack;
             }
         };
-        if !self.streams.contains(&advisory.stream) {
+        if self
+            .streams
+            .as_ref()
+            .is_some_and(|s| !s.contains(&advisory.stream))
+        {
             counters.ignored.fetch_add(1, Ordering::Relaxed);
             return AckKind::Ack;
         }
@@ -235,45 +228,29 @@ impl Sweeper {
         let retry = AckKind::Nak(Some(Duration::from_secs(
             1u64 << (attempt - 1).clamp(0, 6) as u32,
         )));
-        if !streams.contains_key(&advisory.stream) {
-            match self.client.jetstream().get_stream(&advisory.stream).await {
-                Ok(s) => {
-                    streams.insert(advisory.stream.clone(), s);
+        let original =
+            match read_original(&self.client, &advisory.stream, advisory.stream_seq).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    tracing::error!(
+                        "eventhub sweeper: {} #{} exhausted its deliveries to {} but is no longer \
+                     in the stream (removed by its limits); it cannot be dead-lettered",
+                        advisory.stream,
+                        advisory.stream_seq,
+                        advisory.consumer
+                    );
+                    counters.gone.fetch_add(1, Ordering::Relaxed);
+                    return AckKind::Ack;
                 }
                 Err(e) => {
                     tracing::warn!(
-                        "eventhub sweeper: cannot open stream {}: {e}",
-                        advisory.stream
+                        "eventhub sweeper: cannot read {} #{}: {e}",
+                        advisory.stream,
+                        advisory.stream_seq
                     );
                     return retry;
                 }
-            }
-        }
-        let Some(stream) = streams.get(&advisory.stream) else {
-            return retry;
-        };
-        let original = match stream.get_raw_message(advisory.stream_seq).await {
-            Ok(m) => m,
-            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
-                tracing::error!(
-                    "eventhub sweeper: {} #{} exhausted its deliveries to {} but is no longer \
-                     in the stream (removed by its limits); it cannot be dead-lettered",
-                    advisory.stream,
-                    advisory.stream_seq,
-                    advisory.consumer
-                );
-                counters.gone.fetch_add(1, Ordering::Relaxed);
-                return AckKind::Ack;
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "eventhub sweeper: cannot read {} #{}: {e}",
-                    advisory.stream,
-                    advisory.stream_seq
-                );
-                return retry;
-            }
-        };
+            };
         let failed = Failed {
             subject: original.subject.as_str(),
             headers: Some(&original.headers),
@@ -307,4 +284,9 @@ impl Sweeper {
             }
         }
     }
+}
+
+/// Resolves once a shutdown is requested (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

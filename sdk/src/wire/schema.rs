@@ -15,8 +15,6 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::event::EventInfo;
-
 /// A compiled JSON Schema of one event version.
 pub struct Validator {
     compiled: Result<jsonschema::Validator, String>,
@@ -89,33 +87,35 @@ impl fmt::Display for Violations {
 impl std::error::Error for Violations {}
 
 impl Validator {
-    /// Compiles the self-contained schema of an event (its [`EventInfo::schema`]).
-    /// A schema that does not compile makes every check fail with a violation saying so
-    /// (the codegen's checks make that unreachable for generated catalogs).
-    pub fn for_event(info: &'static EventInfo) -> Self {
+    /// Compiles the self-contained schema of an event
+    /// ([`EventInfo::schema`](crate::EventInfo::schema)), whose `x-sensitive` fields are at the
+    /// JSON pointers `sensitive`. A schema that does not compile makes every check fail with a
+    /// violation saying so (the codegen's checks make that unreachable for generated catalogs).
+    pub fn for_event(schema: &str, sensitive: &'static [&'static str]) -> Self {
         Self {
-            compiled: compile(info.schema),
-            sensitive: info.sensitive,
+            compiled: compile(schema),
+            sensitive,
         }
     }
 
-    /// The validator of `info`, compiled on first use and kept for the process (catalog
-    /// entries are static, so there is one per event version).
-    pub fn cached(info: &EventInfo) -> &'static Validator {
+    /// The validator of an event's `schema` (see [`Validator::for_event`]), compiled on first
+    /// use and kept for the process (catalog entries are static, so there is one per event
+    /// version).
+    pub fn cached(schema: &'static str, sensitive: &'static [&'static str]) -> &'static Validator {
         use std::collections::HashMap;
         use std::sync::{OnceLock, RwLock};
         static CACHE: OnceLock<RwLock<HashMap<usize, &'static Validator>>> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
         // The schema text is static: its address names the entry.
-        let key = info.schema.as_ptr() as usize;
+        let key = schema.as_ptr() as usize;
         if let Some(v) = cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return v;
         }
         let mut cache = cache.write().unwrap_or_else(|p| p.into_inner());
         cache.entry(key).or_insert_with(|| {
             Box::leak(Box::new(Validator {
-                compiled: compile(info.schema),
-                sensitive: info.sensitive,
+                compiled: compile(schema),
+                sensitive,
             }))
         })
     }
@@ -193,7 +193,7 @@ impl Validator {
             && data
                 .pointer(pointer)
                 .and_then(Value::as_str)
-                .is_some_and(|s| s.starts_with(crate::crypto::PREFIX))
+                .is_some_and(|s| s.starts_with(crate::wire::crypto::PREFIX))
     }
 }
 
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn ciphertext_in_sensitive_fields_passes_the_wire_check_only() {
-        static INFO: EventInfo = EventInfo {
+        static INFO: crate::EventInfo = crate::EventInfo {
             event_type: "t.t",
             version: 1,
             subject: "events.t.t.v1",
@@ -247,16 +247,16 @@ mod tests {
             schema_id: "x",
             rust_type: "t::TV1",
             schema: SCHEMA,
-            proto: &crate::proto::Message {
+            proto: &crate::wire::proto::Message {
                 name: "t",
                 pointer: "",
-                shape: crate::proto::Shape::Object,
+                shape: crate::wire::proto::Shape::Object,
                 fields: &[],
                 reserved: &[],
             },
             sensitive: &["/email", "/tags/*"],
         };
-        let v = Validator::for_event(&INFO);
+        let v = Validator::for_event(INFO.schema, INFO.sensitive);
         let wire = json!({"email": "enc:v1:k:abc", "tags": ["enc:v1:k:x", "plain"], "name": ""});
         let err = v.check_wire(&wire).unwrap_err();
         let mut pointers: Vec<&str> = err.0.iter().map(|v| v.pointer.as_str()).collect();

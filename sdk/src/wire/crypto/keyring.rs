@@ -37,7 +37,7 @@ const MAX_ID_LEN: usize = 64;
 /// assert_eq!(keys.active_key_id(), "2026-06");
 /// assert!(keys.contains("2026-01"));                 // still decrypts older events
 /// let keys = keys.with_active("2026-01")?;          // or choose explicitly
-/// # Ok::<(), eventhub::KeyringError>(())
+/// # Ok::<(), eventhub::wire::crypto::KeyringError>(())
 /// ```
 ///
 /// `Debug` shows the key ids only; the key bytes are wiped from memory when dropped.
@@ -72,7 +72,8 @@ pub enum KeyringErrorKind {
 
 /// A key or key source that cannot be used. The message names the variable or file, the
 /// entry or line and the key id; never key material.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
 pub struct KeyringError {
     kind: KeyringErrorKind,
     detail: String,
@@ -91,14 +92,6 @@ impl KeyringError {
         self.kind
     }
 }
-
-impl fmt::Display for KeyringError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)
-    }
-}
-
-impl std::error::Error for KeyringError {}
 
 impl Keyring {
     /// A keyring of one key, `id`, which is active.

@@ -3,8 +3,8 @@
 //! Every generated event type can travel as protobuf as well as JSON. Its messages are derived
 //! at build time from the event's JSON Schema, with field numbers that stay stable across
 //! compatible schema changes; each event type points at its [`Message`] descriptor
-//! ([`Event::PROTO`], [`EventInfo::proto`](crate::EventInfo::proto)), and
-//! [`events::PROTO_FILE`](crate::events::PROTO_FILE) is the `.proto` text for other languages.
+//! ([`Event::PROTO`](crate::Event::PROTO), [`EventInfo::proto`](crate::EventInfo::proto)), and
+//! A catalog's generated `PROTO_FILE` is the `.proto` text for other languages.
 //!
 //! Encoding and decoding go straight between the event and the wire format, driven by the
 //! descriptor (a serde `Serializer` and `Deserializer`), so both codecs apply the same serde
@@ -29,15 +29,11 @@
 //! empty when the property is required (otherwise it stays missing).
 //!
 //! ```
-//! use eventhub::events::auth::LogoutV1;
-//! let event: LogoutV1 = serde_json::from_value(serde_json::json!({
-//!     "user_id": "0190a000-0000-7000-8000-000000000001",
-//!     "session_id": "0190a000-0000-7000-8000-000000000002",
-//!     "reason": "expired",
-//!     "at": "2026-11-23T10:00:00Z",
-//! })).unwrap();
-//! let bytes = eventhub::proto::encode(&event).unwrap();
-//! assert_eq!(eventhub::proto::decode::<LogoutV1>(&bytes).unwrap(), event);
+//! # fn demo<E: eventhub::Event + PartialEq>(event: E) {
+//! use eventhub::wire::proto;
+//! let bytes = proto::encode(E::PROTO, &event).unwrap();
+//! assert_eq!(proto::decode::<E>(E::PROTO, &bytes).unwrap(), event);
+//! # }
 //! ```
 
 use std::fmt;
@@ -48,7 +44,7 @@ use prost::encoding::{
 };
 use serde_json::{Map, Value};
 
-use crate::event::{DecodeError, DecodeErrorKind, Event};
+use crate::error::{DecodeError, DecodeErrorKind};
 
 mod de;
 mod ser;
@@ -184,7 +180,11 @@ impl fmt::Debug for Kind {
 
 /// A value that does not fit the protobuf message of its event (only possible for values that
 /// do not match the schema: a typed event always encodes).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot encode as protobuf{}: {detail}",
+    if path.is_empty() { String::new() } else { format!(" at `{path}`") }
+)]
 pub struct EncodeError {
     path: String,
     detail: String,
@@ -196,22 +196,6 @@ impl EncodeError {
         &self.path
     }
 }
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "cannot encode as protobuf: {}", self.detail)
-        } else {
-            write!(
-                f,
-                "cannot encode as protobuf at `{}`: {}",
-                self.path, self.detail
-            )
-        }
-    }
-}
-
-impl std::error::Error for EncodeError {}
 
 /// A failure somewhere inside a value, with the path built on the way out (so success pays
 /// nothing for it).
@@ -246,9 +230,12 @@ impl Fail {
     }
 }
 
-/// Encodes `event` as the protobuf message [`E::PROTO`](Event::PROTO).
-pub fn encode<E: Event>(event: &E) -> Result<Vec<u8>, EncodeError> {
-    encode_serialize(E::PROTO, event)
+/// Encodes `value` (an event: its type's `Event::PROTO` is the message) as `message`.
+pub fn encode<T: serde::Serialize + ?Sized>(
+    message: &'static Message,
+    value: &T,
+) -> Result<Vec<u8>, EncodeError> {
+    encode_serialize(message, value)
 }
 
 /// Encodes any serializable value as `message` (used for events and for JSON values of
@@ -297,7 +284,7 @@ struct Writer {
 }
 
 fn expected(what: &str, found: &Value) -> Fail {
-    let found = crate::event::json_kind(found);
+    let found = crate::wire::codec::json_kind(found);
     Fail::new(format!("expected {what}, found {found}"))
 }
 
@@ -472,26 +459,33 @@ impl Writer {
 
 /// Decodes a protobuf payload of `E`.
 ///
-/// A payload that is not a valid encoding of [`E::PROTO`](Event::PROTO) is
+/// Decodes `payload` as `message` into `E` (an event: its type's `Event::PROTO` is the
+/// message). A payload that is not a valid encoding of `message` is
 /// [`DecodeErrorKind::InvalidProtobuf`]; one that is, but does not make an `E` (a missing
 /// required property, a value out of range), is [`DecodeErrorKind::SchemaMismatch`]. Both name
 /// where.
-pub fn decode<E: Event>(payload: &[u8]) -> Result<E, DecodeError> {
+pub fn decode<E: serde::de::DeserializeOwned>(
+    message: &'static Message,
+    payload: &[u8],
+) -> Result<E, DecodeError> {
     let fast = E::deserialize(de::MessageDe {
-        message: E::PROTO,
+        message,
         bytes: payload,
     });
     match fast {
         Ok(event) => Ok(event),
         // Decode again through the JSON value, which locates and classifies the failure.
-        Err(_) => decode_via_value(payload),
+        Err(_) => decode_via_value(message, payload),
     }
 }
 
 /// Decodes through the payload's JSON value: slower than the direct path, and it names where a
 /// payload is malformed or does not match the schema.
-fn decode_via_value<E: Event>(payload: &[u8]) -> Result<E, DecodeError> {
-    let value = decode_value(E::PROTO, payload)?;
+fn decode_via_value<E: serde::de::DeserializeOwned>(
+    message: &'static Message,
+    payload: &[u8],
+) -> Result<E, DecodeError> {
+    let value = decode_value(message, payload)?;
     E::deserialize(&value).map_err(|e| {
         // Deserialize again only on failure, tracking the path to name the offending field.
         let path = match serde_path_to_error::deserialize::<_, E>(&value) {
@@ -1079,59 +1073,5 @@ mod tests {
         assert_eq!(root.tags["k"], 0);
         assert_eq!(root.prices[0].currency, "USD");
         assert_eq!(root.prices[0].amount, 5);
-    }
-
-    /// Every fixture of the catalog (`tests/fixtures/events/`) encodes and decodes on the
-    /// direct paths, without falling back to the JSON value, and to the same result.
-    #[test]
-    fn catalog_fixtures_take_the_direct_paths() {
-        #[derive(Default)]
-        struct Direct {
-            problems: Vec<String>,
-            decoded: usize,
-        }
-        impl crate::EventVisitor for Direct {
-            fn visit<E: Event + PartialEq>(&mut self, info: &'static crate::EventInfo) {
-                let path = format!(
-                    "{}/../tests/fixtures/events/{}.v{}.json",
-                    env!("CARGO_MANIFEST_DIR"),
-                    info.event_type,
-                    info.version
-                );
-                // A missing fixture fails the integration tests, which own them.
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    return;
-                };
-                let items: Vec<Value> = serde_json::from_str(&text).unwrap();
-                for item in items {
-                    let event: E = serde_json::from_value(item).unwrap();
-                    let mut w = Writer { buf: Vec::new() };
-                    if let Err(e) = ser::message(&mut w, E::PROTO, &event) {
-                        self.problems
-                            .push(format!("{}: encoding: {e}", info.subject));
-                        continue;
-                    }
-                    let bytes = w.buf;
-                    let via_value = encode_via_value(E::PROTO, &event).unwrap();
-                    assert_eq!(
-                        decode_value(E::PROTO, &bytes).unwrap(),
-                        decode_value(E::PROTO, &via_value).unwrap(),
-                        "{}",
-                        info.subject
-                    );
-                    match E::deserialize(de::MessageDe {
-                        message: E::PROTO,
-                        bytes: &bytes,
-                    }) {
-                        Ok(back) if back == event => self.decoded += 1,
-                        other => self.problems.push(format!("{}: {other:?}", info.subject)),
-                    }
-                }
-            }
-        }
-        let mut direct = Direct::default();
-        crate::events::for_each_event(&mut direct);
-        assert!(direct.problems.is_empty(), "{:#?}", direct.problems);
-        assert!(direct.decoded >= crate::events::CATALOG.len());
     }
 }

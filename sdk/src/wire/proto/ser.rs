@@ -15,16 +15,9 @@ use serde::ser::{self, Impossible, Serialize};
 use super::{Field, Kind, Message, Shape, Writer};
 
 /// Why the direct path gave up; the caller re-encodes for the real error.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub(super) struct Error(String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
 
 impl ser::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {

@@ -5,7 +5,9 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::envelope::{JSON, PROTOBUF};
+use crate::error::{DecodeError, DecodeErrorKind};
+use crate::wire::codec::{JSON, PROTOBUF, X_PROTOBUF, media_type};
+use crate::wire::crypto::Decryptor;
 
 /// One version of one event type, generated from `schemas/<domain>/<name>.v<N>.json`.
 ///
@@ -22,28 +24,29 @@ pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
     const SCHEMA_ID: &'static str;
     /// The stream that captures the subject.
     const STREAM: &'static str;
-    /// Its protobuf message, for `application/protobuf` payloads (see [`crate::proto`]).
-    const PROTO: &'static crate::proto::Message;
+    /// Its protobuf message, for `application/protobuf` payloads (see [`crate::wire::proto`]).
+    const PROTO: &'static crate::wire::proto::Message;
     /// The fields the schema marks `x-sensitive`, as JSON pointers into the event (`*` for
     /// every item of an array): `["/email", "/recovery_emails/*"]`. Publishing encrypts them
-    /// (see [`crate::crypto`]). Empty for most events, and then nothing is done.
+    /// (see [`crate::wire::crypto`]). Empty for most events, and then nothing is done.
     const SENSITIVE: &'static [&'static str] = &[];
     /// Its entry in the catalog, with its self-contained JSON Schema.
     const INFO: &'static EventInfo;
 
-    /// Its JSON Schema, compiled once (see [`crate::schema`]): publishing and consuming check
+    /// Its JSON Schema, compiled once (see [`crate::wire::schema`]): publishing and consuming check
     /// every event against it. Generated types keep it in a static of their own; the default
     /// looks it up in a process-wide cache by [`Event::INFO`].
-    fn validator() -> &'static crate::schema::Validator {
-        crate::schema::Validator::cached(Self::INFO)
+    fn validator() -> &'static crate::wire::schema::Validator {
+        crate::wire::schema::Validator::cached(Self::INFO.schema, Self::INFO.sensitive)
     }
 }
 
-/// Something done once per event type of the catalog, with the type: see the generated
-/// [`events::for_each_event`](crate::events::for_each_event).
+/// Something done once per event type of a catalog, with the type: see a catalog's generated
+/// `for_each_event`.
 ///
 /// ```
-/// use eventhub::{Event, EventInfo, EventVisitor};
+/// use eventhub::wire::EventVisitor;
+/// use eventhub::{Event, EventInfo};
 /// struct Subjects(Vec<&'static str>);
 /// impl EventVisitor for Subjects {
 ///     fn visit<E: Event + PartialEq>(&mut self, info: &'static EventInfo) {
@@ -51,9 +54,7 @@ pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
 ///         self.0.push(E::SUBJECT);
 ///     }
 /// }
-/// let mut subjects = Subjects(Vec::new());
-/// eventhub::events::for_each_event(&mut subjects);
-/// assert_eq!(subjects.0.len(), eventhub::events::CATALOG.len());
+/// // eventhub_catalog::for_each_event(&mut Subjects(Vec::new()));
 /// ```
 pub trait EventVisitor {
     /// Called with each event type and its catalog entry. (Generated event types also
@@ -67,7 +68,7 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
     /// The event type, versions, filter subjects and stream.
     const FAMILY: Family;
 
-    /// Whether some version it decodes has fields marked `x-sensitive` ([`Event::SENSITIVE`]).
+    /// Whether some version it decodes has fields marked `x-sensitive` ([`Event::SENSITIVE`](crate::Event::SENSITIVE)).
     /// Only then does a consumer look for encrypted fields. Default `false`.
     const HAS_SENSITIVE_FIELDS: bool = false;
 
@@ -75,13 +76,13 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
     fn decode(version: u32, raw: &RawEvent<'_>) -> Result<Self, DecodeError>;
 
     /// Decodes a payload of the given version whose `x-sensitive` fields are encrypted, and
-    /// decrypts them with `decryptor` (see [`crate::crypto`]). Generated for types with
+    /// decrypts them with `decryptor` (see [`crate::wire::crypto`]). Generated for types with
     /// [`HAS_SENSITIVE_FIELDS`](Consumable::HAS_SENSITIVE_FIELDS); the default decodes as
     /// [`Consumable::decode`] does.
     fn decode_decrypting(
         version: u32,
         raw: &RawEvent<'_>,
-        decryptor: &crate::crypto::Decryptor<'_>,
+        decryptor: &Decryptor<'_>,
     ) -> Result<Self, DecodeError> {
         let _ = decryptor;
         Self::decode(version, raw)
@@ -111,7 +112,7 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
         event_type: &str,
         version: u32,
         raw: &RawEvent<'_>,
-        decryptor: &crate::crypto::Decryptor<'_>,
+        decryptor: &Decryptor<'_>,
     ) -> Result<Self, DecodeError> {
         if event_type != Self::FAMILY.event_type {
             return Err(DecodeError::unknown_event_type(
@@ -143,8 +144,7 @@ pub struct Family {
     pub stream: &'static str,
 }
 
-/// Static description of one event version in the generated catalog
-/// ([`events::CATALOG`](crate::events::CATALOG)).
+/// Static description of one event version in a generated catalog (its `CATALOG`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventInfo {
     /// `user.created`
@@ -161,9 +161,9 @@ pub struct EventInfo {
     pub rust_type: &'static str,
     /// The self-contained JSON Schema of the event (references bundled into `$defs`).
     pub schema: &'static str,
-    /// Its protobuf message (see [`crate::proto`]).
-    pub proto: &'static crate::proto::Message,
-    /// The fields marked `x-sensitive` ([`Event::SENSITIVE`]), encrypted when published.
+    /// Its protobuf message (see [`crate::wire::proto`]).
+    pub proto: &'static crate::wire::proto::Message,
+    /// The fields marked `x-sensitive` ([`Event::SENSITIVE`](crate::Event::SENSITIVE)), encrypted when published.
     pub sensitive: &'static [&'static str],
 }
 
@@ -183,7 +183,7 @@ impl RawEvent<'_> {
     /// [`DecodeErrorKind::UnsupportedContentType`]. Generated consumers decode with this, so JSON
     /// and protobuf producers can share a stream.
     pub fn decode_event<E: Event>(&self) -> Result<E, DecodeError> {
-        let invalid = |violations: crate::schema::Violations| {
+        let invalid = |violations: crate::wire::schema::Violations| {
             DecodeError::new(
                 DecodeErrorKind::SchemaMismatch,
                 format!("payload does not match the event schema: {violations}"),
@@ -191,7 +191,7 @@ impl RawEvent<'_> {
         };
         match self.content_type.map(media_type) {
             Some(t) if t.eq_ignore_ascii_case(PROTOBUF) || t.eq_ignore_ascii_case(X_PROTOBUF) => {
-                let event: E = crate::proto::decode(self.payload)?;
+                let event: E = crate::wire::proto::decode::<E>(E::PROTO, self.payload)?;
                 // Checked like JSON: the schema describes the data, whatever its encoding.
                 let value = serde_json::to_value(&event).map_err(|e| {
                     DecodeError::new(DecodeErrorKind::SchemaMismatch, e.to_string())
@@ -211,7 +211,7 @@ impl RawEvent<'_> {
     /// A JSON payload: parsed, checked against the schema, then decoded.
     fn decode_checked<E: Event>(
         &self,
-        invalid: impl Fn(crate::schema::Violations) -> DecodeError,
+        invalid: impl Fn(crate::wire::schema::Violations) -> DecodeError,
     ) -> Result<E, DecodeError> {
         let value: serde_json::Value = serde_json::from_slice(self.payload).map_err(|e| {
             DecodeError::new(
@@ -265,15 +265,6 @@ impl RawEvent<'_> {
     }
 }
 
-/// The media type of a `content-type` value, without parameters (`; charset=utf-8`). Media
-/// types compare case-insensitively (RFC 9110).
-fn media_type(content_type: &str) -> &str {
-    content_type.split(';').next().unwrap_or("").trim()
-}
-
-/// The older name of the protobuf media type, still read.
-const X_PROTOBUF: &str = "application/x-protobuf";
-
 fn unsupported(content_type: &str, expected: &str) -> DecodeError {
     DecodeError::new(
         DecodeErrorKind::UnsupportedContentType,
@@ -281,83 +272,65 @@ fn unsupported(content_type: &str, expected: &str) -> DecodeError {
     )
 }
 
-/// What made a message undecodable. Such a message is *poison*: retrying cannot help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DecodeErrorKind {
-    /// The payload is not JSON.
-    InvalidJson,
-    /// The payload is JSON but not of the event's shape (missing field, wrong type, bad value).
-    SchemaMismatch,
-    /// The subject names a version this build does not know.
-    UnknownVersion,
-    /// The subject is not an event subject (`events.<type>.v<N>`), or names another type.
-    UnknownEventType,
-    /// The content type is not one eventhub decodes.
-    UnsupportedContentType,
-    /// The content type is protobuf but the payload is not a valid encoding of the event's
-    /// message (truncated, wrong wire type for a field, a string that is not UTF-8).
-    InvalidProtobuf,
-    /// A field marked `x-sensitive` does not decrypt with the key the event names, although
-    /// the consumer holds it: the ciphertext was altered, moved from another field or event, or
-    /// is not ciphertext at all (see [`crate::crypto`]).
-    Decryption,
-}
-
-/// A message that cannot be decoded into the expected event type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
-    kind: DecodeErrorKind,
-    detail: String,
-}
-
-impl DecodeError {
-    pub(crate) fn new(kind: DecodeErrorKind, detail: impl Into<String>) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-        }
+/// Decodes `raw` as `E` (by its content type) and decrypts the fields `E` marks
+/// `x-sensitive` with `decryptor`; then the whole schema must hold, the decrypted fields'
+/// formats included. Generated [`Consumable::decode_decrypting`] implementations call this.
+/// Errors name fields and rules, never a value (decrypted values are plaintext).
+pub fn decode_decrypting<E: Event>(
+    raw: &RawEvent<'_>,
+    decryptor: &Decryptor<'_>,
+) -> Result<E, DecodeError> {
+    let event = raw.decode_event::<E>()?;
+    if E::SENSITIVE.is_empty() {
+        return Ok(event);
     }
-
-    /// The subject names a version outside `known`. Used by generated code.
-    pub fn unknown_version(event_type: &str, version: u32, known: &[u32]) -> Self {
-        let known: Vec<String> = known.iter().map(|v| format!("v{v}")).collect();
-        Self::new(
-            DecodeErrorKind::UnknownVersion,
+    let what = format!(
+        "{} v{} (event {})",
+        E::TYPE,
+        E::VERSION,
+        decryptor.event_id()
+    );
+    let mut value = serde_json::to_value(&event).map_err(|e| {
+        DecodeError::new(
+            DecodeErrorKind::Decryption,
+            format!("{what}: cannot take the event apart ({})", category(&e)),
+        )
+    })?;
+    decryptor.open_fields(E::TYPE, E::VERSION, E::SENSITIVE, &mut value)?;
+    if let Err(violations) = E::validator().check(&value) {
+        let at: Vec<String> = violations
+            .0
+            .iter()
+            .map(|v| format!("{} ({})", v.pointer, v.keyword))
+            .collect();
+        return Err(DecodeError::new(
+            DecodeErrorKind::SchemaMismatch,
             format!(
-                "unknown version v{version} of {event_type} (this consumer knows {}); rebuild it \
-                 with the new schema, then replay the dead letter",
-                known.join(", ")
+                "{what}: the decrypted event does not match its schema at {}",
+                at.join(", ")
+            ),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        DecodeError::new(
+            DecodeErrorKind::Decryption,
+            format!(
+                "{what}: the decrypted event does not match its type ({})",
+                category(&e)
             ),
         )
-    }
-
-    /// The subject names an event type outside `known` (the types a consumer decodes). Used
-    /// by generated code.
-    pub fn unknown_event_type(event_type: &str, known: &[&str]) -> Self {
-        Self::new(
-            DecodeErrorKind::UnknownEventType,
-            format!(
-                "event type `{event_type}` is not one this consumer decodes (it decodes {}); \
-                 if it is new, rebuild the consumer with its schema, then replay the dead letter",
-                known.join(", ")
-            ),
-        )
-    }
-
-    /// What made the message undecodable.
-    pub fn kind(&self) -> DecodeErrorKind {
-        self.kind
-    }
+    })
 }
 
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)
+/// What kind of serde error `e` is, without its message (which may quote a value).
+fn category(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "i/o",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "a value of the wrong shape",
+        serde_json::error::Category::Eof => "truncated",
     }
 }
-
-impl std::error::Error for DecodeError {}
 
 /// Splits an event subject `events.<type>.v<N>` into type and version.
 pub fn parse_subject(subject: &str) -> Option<(&str, u32)> {
@@ -368,19 +341,6 @@ pub fn parse_subject(subject: &str) -> Option<(&str, u32)> {
         return None;
     }
     Some((event_type, version.parse().ok()?))
-}
-
-/// What kind of JSON value `v` is, for error messages: "a string", "an object", "null"…
-pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

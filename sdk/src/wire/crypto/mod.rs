@@ -1,9 +1,9 @@
 //! Field-level encryption of the fields a schema marks `"x-sensitive": true`.
 //!
-//! Publishing an event with such fields ([`Event::SENSITIVE`]) encrypts each present string
+//! Publishing an event with such fields ([`Event::SENSITIVE`](crate::Event::SENSITIVE)) encrypts each present string
 //! value with the client's active key ([`ConnectOptions::keyring`](crate::ConnectOptions::keyring))
 //! before it is encoded (JSON or protobuf: the ciphertext is a string), and names the key in the
-//! header [`ENCRYPTION_KEY`](crate::headers::ENCRYPTION_KEY). Without a key the publish fails
+//! header [`ENCRYPTION_KEY`](crate::wire::headers::ENCRYPTION_KEY). Without a key the publish fails
 //! with [`PublishErrorKind::NoEncryptionKey`] and
 //! nothing is sent: plaintext never leaves the service.
 //!
@@ -21,9 +21,6 @@
 
 mod keyring;
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
-
 use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
 use async_nats::HeaderMap;
 use base64::Engine;
@@ -34,11 +31,8 @@ pub use keyring::{
     ACTIVE_KEY_VAR, KEY_FILE_VAR, KEY_LEN, KEYS_VAR, Keyring, KeyringError, KeyringErrorKind,
 };
 
-use crate::client::Client;
-use crate::envelope::headers;
-use crate::error::{PublishError, PublishErrorKind};
-use crate::event::{Consumable, DecodeError, DecodeErrorKind, Event, RawEvent};
-use crate::publish::Target;
+use crate::error::{DecodeError, DecodeErrorKind, PublishError, PublishErrorKind};
+use crate::wire::headers;
 
 /// How every encrypted value starts.
 pub const PREFIX: &str = "enc:v1:";
@@ -50,7 +44,9 @@ const TAG_LEN: usize = 16;
 
 /// Decrypts the `x-sensitive` fields of received events with the key their header names.
 /// Made by the consumer for an event whose key it holds; generated
-/// [`Consumable::decode_decrypting`] implementations call [`Decryptor::decode`].
+/// [`Consumable::decode_decrypting`](crate::Consumable::decode_decrypting) implementations call
+/// [`decode_decrypting`](crate::wire::decode_decrypting), which calls
+/// [`Decryptor::open_fields`].
 #[derive(Debug)]
 pub struct Decryptor<'a> {
     keyring: &'a Keyring,
@@ -58,20 +54,36 @@ pub struct Decryptor<'a> {
     event_id: &'a str,
 }
 
-impl Decryptor<'_> {
-    /// Decodes `raw` as `E` (by its content type) and decrypts the fields `E` marks sensitive.
-    pub fn decode<E: Event>(&self, raw: &RawEvent<'_>) -> Result<E, DecodeError> {
-        let event = raw.decode_event::<E>()?;
-        if E::SENSITIVE.is_empty() {
-            return Ok(event);
+impl<'a> Decryptor<'a> {
+    /// A decryptor for an event with id `event_id` whose header names key `key_id`.
+    pub(crate) fn new(keyring: &'a Keyring, key_id: &'a str, event_id: &'a str) -> Self {
+        Self {
+            keyring,
+            key_id,
+            event_id,
         }
+    }
+
+    /// The id of the event being decrypted, for error messages.
+    pub fn event_id(&self) -> &str {
+        self.event_id
+    }
+
+    /// Decrypts, in `value` (an event of `event_type` v`version`), every field at the JSON
+    /// pointers `sensitive` (`*` for any array index). The error names the field and key,
+    /// never a value.
+    pub fn open_fields(
+        &self,
+        event_type: &str,
+        version: u32,
+        sensitive: &[&str],
+        value: &mut Value,
+    ) -> Result<(), DecodeError> {
         let failed = |detail: String| {
             DecodeError::new(
                 DecodeErrorKind::Decryption,
                 format!(
-                    "{} v{} (event {}): {detail}",
-                    E::TYPE,
-                    E::VERSION,
+                    "{event_type} v{version} (event {}): {detail}",
                     self.event_id
                 ),
             )
@@ -80,15 +92,13 @@ impl Decryptor<'_> {
             .keyring
             .get(self.key_id)
             .ok_or_else(|| failed(format!("key `{}` is not in the keyring", self.key_id)))?;
-        let mut value = serde_json::to_value(&event)
-            .map_err(|e| failed(format!("cannot take the event apart ({})", category(&e))))?;
         let place = Place {
-            event_type: E::TYPE,
-            version: E::VERSION,
+            event_type,
+            version,
             event_id: self.event_id,
         };
-        for path in E::SENSITIVE {
-            visit(&mut value, path, &mut |pointer, field| {
+        for path in sensitive {
+            visit(value, path, &mut |pointer, field| {
                 let Value::String(text) = field else {
                     return Err(failed(format!("field `{pointer}` is not a string")));
                 };
@@ -101,32 +111,7 @@ impl Decryptor<'_> {
                 Ok(())
             })?;
         }
-        // Now the whole schema holds, the decrypted fields' formats included; the error names
-        // where and which rule, never the value (it is plaintext now).
-        if let Err(violations) = E::validator().check(&value) {
-            let at: Vec<String> = violations
-                .0
-                .iter()
-                .map(|v| format!("{} ({})", v.pointer, v.keyword))
-                .collect();
-            return Err(DecodeError::new(
-                DecodeErrorKind::SchemaMismatch,
-                format!(
-                    "{} v{} (event {}): the decrypted event does not match its schema at {}",
-                    E::TYPE,
-                    E::VERSION,
-                    self.event_id,
-                    at.join(", ")
-                ),
-            ));
-        }
-        serde_json::from_value(value).map_err(|e| {
-            // Never the value: it is plaintext now.
-            failed(format!(
-                "the decrypted event does not match its schema ({})",
-                category(&e)
-            ))
-        })
+        Ok(())
     }
 }
 
@@ -147,26 +132,25 @@ impl Place<'_> {
     }
 }
 
-/// What kind of serde error `e` is, without its message (which may quote a value).
-fn category(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Io => "i/o",
-        serde_json::error::Category::Syntax => "syntax",
-        serde_json::error::Category::Data => "a value of the wrong shape",
-        serde_json::error::Category::Eof => "truncated",
-    }
+/// What is being sealed: an event of `event_type` v`version`, its fields at `sensitive`.
+pub(crate) struct Sealing<'a> {
+    pub(crate) event_type: &'a str,
+    pub(crate) version: u32,
+    pub(crate) sensitive: &'a [&'a str],
+    /// The publishing service, for the error saying it holds no key.
+    pub(crate) service: &'a str,
 }
 
-/// The event `value` (of `target`, with id `event_id`) as a JSON value whose sensitive fields
-/// are encrypted with the client's active key. Fails when the client has no key.
+/// The event `value` (with id `event_id`) as a JSON value whose sensitive fields are encrypted
+/// with the keyring's active key. Fails when there is no keyring.
 pub(crate) fn seal(
-    client: &Client,
-    target: &Target,
+    keyring: Option<&Keyring>,
+    target: &Sealing<'_>,
     event_id: &str,
     mut value: Value,
 ) -> Result<Value, PublishError> {
     let what = format!("{} v{} (id {event_id})", target.event_type, target.version);
-    let Some(keyring) = client.keyring() else {
+    let Some(keyring) = keyring else {
         return Err(PublishError::new(
             PublishErrorKind::NoEncryptionKey,
             format!(
@@ -174,7 +158,7 @@ pub(crate) fn seal(
                  key: set {KEYS_VAR} or {KEY_FILE_VAR}, or ConnectOptions::keyring; nothing was \
                  sent",
                 target.sensitive.join(", "),
-                client.service()
+                target.service
             ),
         ));
     };
@@ -200,7 +184,7 @@ pub(crate) fn seal(
                 format!(
                     "field `{pointer}` of {what} is marked x-sensitive and must be a string, \
                      found {}",
-                    crate::event::json_kind(other)
+                    crate::wire::codec::json_kind(other)
                 ),
             )),
         })?;
@@ -208,71 +192,11 @@ pub(crate) fn seal(
     Ok(value)
 }
 
-/// Adds the header naming the key [`seal`] encrypted with (the client's keyring does not
+/// Adds the header naming the key [`seal`] encrypted with (a client's keyring does not
 /// change, so it is the key of the payload).
-pub(crate) fn mark(h: &mut HeaderMap, client: &Client) {
-    if let Some(keyring) = client.keyring() {
+pub(crate) fn mark(h: &mut HeaderMap, keyring: Option<&Keyring>) {
+    if let Some(keyring) = keyring {
         h.insert(headers::ENCRYPTION_KEY, keyring.active_key_id());
-    }
-}
-
-/// Decodes a received event of a type with sensitive fields: decrypted when the consumer holds
-/// the key its header names, as stored (ciphertext in those fields) when it does not.
-pub(crate) fn decode<E: Consumable>(
-    client: &Client,
-    consumer: &str,
-    event_type: &str,
-    version: u32,
-    raw: &RawEvent<'_>,
-    hdrs: Option<&HeaderMap>,
-) -> Result<E, DecodeError> {
-    let header = |name: &str| hdrs?.get(name).map(|v| v.as_str());
-    let Some(key_id) = header(headers::ENCRYPTION_KEY) else {
-        return E::decode_typed(event_type, version, raw);
-    };
-    match client.keyring() {
-        Some(keyring) if keyring.contains(key_id) => {
-            let decryptor = Decryptor {
-                keyring,
-                key_id,
-                event_id: header(headers::ID).unwrap_or_default(),
-            };
-            E::decode_typed_decrypting(event_type, version, raw, &decryptor)
-        }
-        keyring => {
-            note_missing_key(consumer, event_type, key_id, keyring);
-            E::decode_typed(event_type, version, raw)
-        }
-    }
-}
-
-/// Says once per consumer and key that its handler gets ciphertext.
-fn note_missing_key(consumer: &str, event_type: &str, key_id: &str, keyring: Option<&Keyring>) {
-    // Bounded by consumers × keys; most processes never insert anything.
-    static NOTED: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
-    let first = NOTED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert((consumer.to_string(), key_id.to_string()));
-    if !first {
-        return;
-    }
-    match keyring {
-        // A service without keys may well be meant to see ciphertext only.
-        None => tracing::debug!(
-            consumer,
-            key_id,
-            "eventhub: {event_type} events are encrypted with key `{key_id}` and this service \
-             holds no keys: its handler receives the x-sensitive fields as ciphertext"
-        ),
-        Some(keyring) => tracing::warn!(
-            consumer,
-            key_id,
-            "eventhub: {event_type} events are encrypted with key `{key_id}`, which this \
-             service's keyring (active key `{}`) lacks: its handler receives the x-sensitive \
-             fields as ciphertext; add the key to decrypt them",
-            keyring.active_key_id()
-        ),
     }
 }
 

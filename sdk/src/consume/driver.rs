@@ -1,0 +1,520 @@
+//! One delivery, from arrival to ack: replay marks checked, decoded (poison set aside at once),
+//! a free handler waited for, the handler service called while the delivery is kept alive, and
+//! the [decision](super::decide()) carried out: ack, nak with a delay, or dead letter.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, kv};
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
+
+use super::decide::{Decision, Outcome, decide};
+use super::handler::{FailureKind, HandlerError, Processed};
+use super::{ConsumerOptions, Counters, Envelope, Metadata};
+use crate::client::Client;
+use crate::counters::ConsumerCounters;
+use crate::dlq::{self, DeadLetterReason};
+use crate::error::DecodeError;
+use crate::publish::Publisher;
+use crate::wire::crypto::{Decryptor, Keyring};
+use crate::wire::headers::{self, Known};
+use crate::wire::trace::TraceContext;
+use crate::wire::{Consumable, RawEvent, parse_subject};
+
+/// What every delivery of one running consumer shares.
+pub(super) struct Shared<S> {
+    pub(super) client: Client,
+    pub(super) publisher: Publisher,
+    pub(super) name: String,
+    pub(super) options: ConsumerOptions,
+    /// The handler, wrapped in its layers.
+    pub(super) service: S,
+    pub(super) counters: Arc<Counters>,
+    /// The client's metrics of this durable.
+    pub(super) metrics: Arc<ConsumerCounters>,
+    pub(super) workers: Semaphore,
+    /// Events waiting for a worker watch this, not a timer each: the loop bumps it every
+    /// keep-alive period (they send an in-progress ack) and on shutdown (they hand their event
+    /// back).
+    pub(super) waiting: watch::Receiver<Waiting>,
+    /// The dead-letter replay records, opened when the first replay mark arrives.
+    pub(super) replays: tokio::sync::OnceCell<kv::Store>,
+}
+
+/// What the consumer loop tells events waiting for a worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Waiting {
+    /// Keep-alive periods elapsed.
+    pub(super) ticks: u64,
+    /// The consumer is stopping.
+    pub(super) stop: bool,
+}
+
+/// Handles one delivery. `held` is its slot among the consumer's `concurrency + prefetch`.
+pub(super) async fn process<E, S>(
+    shared: Arc<Shared<S>>,
+    message: jetstream::Message,
+    held: OwnedSemaphorePermit,
+) where
+    E: Consumable,
+    S: Service<Envelope<E>, Response = Processed, Error = HandlerError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let _held = held;
+    let (stream, sequence, delivered, published) = match message.info() {
+        Ok(info) => (
+            info.stream.to_string(),
+            info.stream_sequence,
+            u64::try_from(info.delivered).unwrap_or(1),
+            info.published,
+        ),
+        Err(e) => {
+            tracing::warn!(consumer = %shared.name, "eventhub: not a JetStream message ({e}); ignored");
+            return;
+        }
+    };
+    // The headers move into the envelope's metadata (shared, not copied).
+    let mut message = message;
+    let shared_headers = Arc::new(message.message.headers.take().unwrap_or_default());
+    let hdrs = Some(&*shared_headers);
+    let known = Known::scan(&shared_headers);
+    let counters = &shared.counters;
+
+    if let Some(target) = known.replay_for
+        && target != shared.name
+    {
+        if replay_is_recorded(&shared, &known, target, &message).await {
+            Counters::bump(&counters.replays_skipped);
+            let _ = message.ack().await;
+            return;
+        }
+        // Not a replay eventhub made: the event is handled like any other, never dropped.
+        Counters::bump(&counters.forged_replay_marks);
+        tracing::warn!(
+            consumer = %shared.name,
+            "eventhub: {stream} #{sequence} is marked as a dead-letter replay for {target}, \
+             but no replay record vouches for it; handling it"
+        );
+    }
+
+    let failed = dlq::Failed {
+        subject: message.subject.as_str(),
+        headers: hdrs,
+        payload: message.payload.clone(),
+        stream: &stream,
+        sequence,
+        consumer: &shared.name,
+        deliveries: delivered,
+    };
+
+    // Who sent it, proven before anything else reads it.
+    if let Some(trust) = shared.client.trust()
+        && let Err(why) = trust.verify(&shared_headers, message.subject.as_str(), &message.payload)
+    {
+        Counters::bump(&counters.forged);
+        tracing::warn!(consumer = %shared.name, "eventhub: {stream} #{sequence} is forged: {why}");
+        let decision = decide(Outcome::Forged(&why), delivered, max_deliver(&shared));
+        carry_out(&shared, &message, &failed, decision, None).await;
+        return;
+    }
+
+    // Decode before waiting for a worker: a poison message is set aside at once.
+    let decoded = match parse_subject(message.subject.as_str()) {
+        // The type decides what it decodes: one family, or every family of a domain it knows
+        // (`Consumable::decode_typed` refuses any other type).
+        Some((ty, version)) => {
+            let raw = RawEvent {
+                content_type: known.content_type,
+                payload: &message.payload,
+            };
+            let event = if E::HAS_SENSITIVE_FIELDS {
+                decode_with_keys::<E>(&shared.client, &shared.name, ty, version, &raw, hdrs)
+            } else {
+                E::decode_typed(ty, version, &raw)
+            };
+            event
+                .map(|event| (event, version))
+                .map_err(|e| format!("{}: {e}", message.subject))
+        }
+        None => Err(format!(
+            "`{}` is not an event subject (events.<type>.v<N>)",
+            message.subject
+        )),
+    };
+    let (event, version) = match decoded {
+        Ok(ok) => ok,
+        Err(error) => {
+            Counters::bump(&counters.poison);
+            let decision = decide(
+                Outcome::Undecodable(&error),
+                delivered,
+                max_deliver(&shared),
+            );
+            carry_out(&shared, &message, &failed, decision, None).await;
+            return;
+        }
+    };
+
+    // Take a free handler; if none, wait, keeping the message alive meanwhile.
+    let _worker = match shared.workers.try_acquire() {
+        Ok(p) => p,
+        Err(_) => {
+            let mut waiting = shared.waiting.clone();
+            if waiting.borrow_and_update().stop {
+                give_back(message, shared.counters.clone()).await;
+                return;
+            }
+            // One acquire for the whole wait: it keeps its place in the queue (events start in
+            // the order they arrived).
+            let acquire = shared.workers.acquire();
+            tokio::pin!(acquire);
+            loop {
+                tokio::select! {
+                    biased;
+                    changed = waiting.changed() => {
+                        if changed.is_err() || waiting.borrow_and_update().stop {
+                            give_back(message, shared.counters.clone()).await;
+                            return;
+                        }
+                        let _ = message.ack_with(AckKind::Progress).await;
+                    }
+                    permit = &mut acquire => match permit {
+                        Ok(p) => break p,
+                        Err(_) => return,
+                    },
+                }
+            }
+        }
+    };
+
+    let meta = metadata(
+        &message,
+        &shared_headers,
+        &known,
+        E::FAMILY.event_type,
+        version,
+        stream.clone(),
+        sequence,
+        delivered,
+        published,
+    );
+    let span = tracing::info_span!(
+        "eventhub.handle",
+        consumer = %shared.name,
+        event.id = %meta.id,
+        event.r#type = E::FAMILY.event_type,
+        event.version = version,
+        subject = %message.subject,
+        stream = %stream,
+        stream.sequence = sequence,
+        delivered,
+        correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
+        trace_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    if let Some(trace) = &meta.trace {
+        span.record("trace_id", tracing::field::display(trace.trace_id()));
+        span.record("parent_span_id", tracing::field::display(trace.span_id()));
+    }
+    let envelope = Envelope::new(event, meta, &shared.publisher);
+    let call = shared
+        .service
+        .clone()
+        .oneshot(envelope)
+        .instrument(span.clone());
+    tokio::pin!(call);
+    // In-progress acks while the handler (and its layers: an idempotency claim being waited
+    // for, say) runs, so the delivery is not redelivered mid-work.
+    let period = keep_alive_period(&shared.options);
+    let mut keep_alive = tokio::time::interval_at(Instant::now() + period, period);
+    let result = loop {
+        tokio::select! {
+            biased;
+            result = &mut call => break result,
+            _ = keep_alive.tick() => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+    let outcome = match &result {
+        Ok(done) => Outcome::Done(*done),
+        Err(e) => {
+            match e.kind() {
+                FailureKind::Panicked => Counters::bump(&counters.panics),
+                FailureKind::TimedOut => Counters::bump(&counters.timeouts),
+                _ => {}
+            }
+            Outcome::Failed(e)
+        }
+    };
+    let duplicate = matches!(result, Ok(Processed::Duplicate));
+    let decision = decide(outcome, delivered, max_deliver(&shared));
+    carry_out(&shared, &message, &failed, decision, Some(duplicate))
+        .instrument(span)
+        .await;
+}
+
+fn max_deliver<S>(shared: &Shared<S>) -> u64 {
+    u64::from(shared.options.max_deliver)
+}
+
+/// Acks, retries or dead-letters a delivery as decided. `handled`: whether the handler service
+/// ran (`Some(duplicate)`: it was a duplicate) — counted when acked.
+async fn carry_out<S>(
+    shared: &Shared<S>,
+    message: &jetstream::Message,
+    failed: &dlq::Failed<'_>,
+    decision: Decision,
+    handled: Option<bool>,
+) {
+    let counters = &shared.counters;
+    let metrics = &shared.metrics;
+    let span = tracing::Span::current();
+    match decision {
+        Decision::Ack => match message.ack().await {
+            Ok(()) => {
+                if handled == Some(true) {
+                    Counters::bump(&counters.duplicates_skipped);
+                    span.record("outcome", "duplicate");
+                } else {
+                    Counters::bump(&counters.handled);
+                    ConsumerCounters::bump(&metrics.handled);
+                    span.record("outcome", "ok");
+                }
+            }
+            Err(e) => {
+                span.record("outcome", "ack-failed");
+                tracing::warn!("eventhub: ack failed ({e}); the event will be delivered again")
+            }
+        },
+        Decision::Retry { delay, error } => {
+            let delivered = failed.deliveries;
+            let delay = delay.unwrap_or_else(|| shared.options.backoff.delay(delivered));
+            let max = shared.options.max_deliver;
+            tracing::warn!(
+                "eventhub: delivery {delivered} of {max} failed, retrying in {delay:?}: {error}"
+            );
+            Counters::bump(&counters.retried);
+            ConsumerCounters::bump(&metrics.retried);
+            span.record("outcome", "retry");
+            if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                tracing::warn!(
+                    "eventhub: nak failed ({e}); the event is delivered again after the ack wait"
+                );
+            }
+        }
+        Decision::DeadLetter { reason, error } => {
+            Box::pin(dead_letter(shared, message, failed, reason, &error)).await;
+        }
+    }
+}
+
+/// Moves a message to the dead letters: stores the entry, waits for its ack, then `Term`s the
+/// original. If the entry cannot be stored, the message is `Nak`ed and stays in its stream.
+async fn dead_letter<S>(
+    shared: &Shared<S>,
+    message: &jetstream::Message,
+    failed: &dlq::Failed<'_>,
+    reason: DeadLetterReason,
+    error: &str,
+) {
+    let mut last_error = None;
+    for attempt in 0..3u32 {
+        match dlq::write(&shared.client, failed, &reason, error).await {
+            Ok(id) => {
+                tracing::error!(
+                    consumer = %shared.name,
+                    dead_letter = id,
+                    %reason,
+                    "eventhub: {} #{} ({}) dead-lettered after {} deliveries: {error}",
+                    failed.stream,
+                    failed.sequence,
+                    failed.subject,
+                    failed.deliveries,
+                );
+                Counters::bump(&shared.counters.dead_lettered);
+                shared.metrics.dead_lettered(reason.as_str());
+                tracing::Span::current().record(
+                    "outcome",
+                    tracing::field::display(format_args!("dead-letter: {reason}")),
+                );
+                if let Err(e) = message.ack_with(AckKind::Term).await {
+                    tracing::warn!(
+                        "eventhub: term after dead-lettering failed ({e}); a redelivery will find the entry already stored"
+                    );
+                }
+                return;
+            }
+            Err(e) => {
+                last_error = Some(e);
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+        }
+    }
+    let delay = shared.options.backoff.delay(failed.deliveries);
+    tracing::Span::current().record("outcome", "kept: dead letter not stored");
+    tracing::error!(
+        consumer = %shared.name,
+        "eventhub: could not dead-letter {} #{} ({}), keeping it for redelivery in {delay:?}: {}",
+        failed.stream,
+        failed.sequence,
+        failed.subject,
+        last_error.map(|e| e.to_string()).unwrap_or_default(),
+    );
+    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+}
+
+/// Decodes a received event of a type with sensitive fields: decrypted when the consumer holds
+/// the key its header names, as stored (ciphertext in those fields) when it does not.
+fn decode_with_keys<E: Consumable>(
+    client: &Client,
+    consumer: &str,
+    event_type: &str,
+    version: u32,
+    raw: &RawEvent<'_>,
+    hdrs: Option<&HeaderMap>,
+) -> Result<E, DecodeError> {
+    let header = |name: &str| hdrs?.get(name).map(|v| v.as_str());
+    let Some(key_id) = header(headers::ENCRYPTION_KEY) else {
+        return E::decode_typed(event_type, version, raw);
+    };
+    match client.keyring() {
+        Some(keyring) if keyring.contains(key_id) => {
+            let decryptor =
+                Decryptor::new(keyring, key_id, header(headers::ID).unwrap_or_default());
+            E::decode_typed_decrypting(event_type, version, raw, &decryptor)
+        }
+        keyring => {
+            note_missing_key(consumer, event_type, key_id, keyring);
+            E::decode_typed(event_type, version, raw)
+        }
+    }
+}
+
+/// Says once per consumer and key that its handler gets ciphertext.
+fn note_missing_key(consumer: &str, event_type: &str, key_id: &str, keyring: Option<&Keyring>) {
+    // Bounded by consumers × keys; most processes never insert anything.
+    static NOTED: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+    let first = NOTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((consumer.to_string(), key_id.to_string()));
+    if !first {
+        return;
+    }
+    match keyring {
+        // A service without keys may well be meant to see ciphertext only.
+        None => tracing::debug!(
+            consumer,
+            key_id,
+            "eventhub: {event_type} events are encrypted with key `{key_id}` and this service \
+             holds no keys: its handler receives the x-sensitive fields as ciphertext"
+        ),
+        Some(keyring) => tracing::warn!(
+            consumer,
+            key_id,
+            "eventhub: {event_type} events are encrypted with key `{key_id}`, which this \
+             service's keyring (active key `{}`) lacks: its handler receives the x-sensitive \
+             fields as ciphertext; add the key to decrypt them",
+            keyring.active_key_id()
+        ),
+    }
+}
+
+/// The event id the envelope reports: `ce-id`, else `Nats-Msg-Id`, else `<stream>:<sequence>`.
+fn event_id(known: &Known<'_>, stream: &str, sequence: u64) -> String {
+    match known.id.or(known.msg_id) {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => format!("{stream}:{sequence}"),
+    }
+}
+
+/// Whether a message marked as a replay for consumer `target` is one: the replay record
+/// [`DeadLetters::replay`](crate::DeadLetters::replay) wrote names that consumer, subject and
+/// payload. A producer can set the marks but cannot write the record.
+async fn replay_is_recorded<S>(
+    shared: &Shared<S>,
+    known: &Known<'_>,
+    target: &str,
+    message: &jetstream::Message,
+) -> bool {
+    let Some(id) = known.replay_of.and_then(dlq::ReplayRecord::id_of) else {
+        return false;
+    };
+    let bucket = shared
+        .replays
+        .get_or_try_init(|| shared.client.jetstream().get_key_value(dlq::REPLAY_BUCKET))
+        .await;
+    let record = match bucket {
+        Ok(kv) => kv.get(dlq::ReplayRecord::key(id)).await,
+        Err(e) => {
+            tracing::debug!(consumer = %shared.name, "eventhub: no replay records to check against ({e})");
+            return false;
+        }
+    };
+    match record {
+        Ok(Some(value)) => serde_json::from_slice::<dlq::ReplayRecord>(&value)
+            .is_ok_and(|r| r.vouches_for(target, message.subject.as_str(), &message.payload)),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(consumer = %shared.name, "eventhub: cannot read the replay record of dead letter {id} ({e}); handling the event");
+            false
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn metadata(
+    message: &jetstream::Message,
+    headers_map: &Arc<async_nats::HeaderMap>,
+    known: &Known<'_>,
+    event_type: &str,
+    version: u32,
+    stream: String,
+    sequence: u64,
+    delivered: u64,
+    published: DateTime<Utc>,
+) -> Metadata {
+    let owned = |v: Option<&str>| v.map(str::to_string);
+    Metadata {
+        id: event_id(known, &stream, sequence),
+        event_type: event_type.to_string(),
+        version,
+        source: owned(known.source),
+        time: known
+            .time
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(published),
+        subject: message.subject.to_string(),
+        stream,
+        sequence,
+        delivered,
+        correlation_id: owned(known.correlation_id),
+        causation_id: owned(known.causation_id),
+        trace: known.traceparent.and_then(TraceContext::parse),
+        headers: headers_map.clone(),
+    }
+}
+
+/// How often an event that waits, or whose handler runs, is kept alive: half the ack wait.
+pub(super) fn keep_alive_period(options: &ConsumerOptions) -> Duration {
+    (options.ack_wait / 2).max(Duration::from_millis(50))
+}
+
+/// Returns a message that will not be handled here (shutdown) to the server at once.
+pub(super) async fn give_back(message: jetstream::Message, counters: Arc<Counters>) {
+    Counters::bump(&counters.returned);
+    if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+        tracing::debug!(
+            "eventhub: returning a message failed ({e}); it is redelivered after the ack wait"
+        );
+    }
+}

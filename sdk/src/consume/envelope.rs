@@ -1,0 +1,102 @@
+//! The [`Envelope`] a handler receives: the event and its [`Metadata`].
+
+use std::ops::Deref;
+
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+
+use crate::publish::Publisher;
+use crate::wire::trace::TraceContext;
+
+/// The attributes of a received event.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    /// Event id (`ce-id`; for a message published without eventhub headers, its `Nats-Msg-Id`
+    /// or `<stream>:<sequence>`).
+    pub id: String,
+    /// Event type, e.g. `user.created`.
+    pub event_type: String,
+    /// Event version, from the subject.
+    pub version: u32,
+    /// Publishing service (`ce-source`), if known.
+    pub source: Option<String>,
+    /// When it was published (`ce-time`, else the time the stream stored it).
+    pub time: DateTime<Utc>,
+    /// The subject it was published on.
+    pub subject: String,
+    /// The stream it is stored in.
+    pub stream: String,
+    /// Its sequence number in the stream.
+    pub sequence: u64,
+    /// How many times it has been delivered to this consumer, this delivery included.
+    pub delivered: u64,
+    /// Correlation id of the flow, if any.
+    pub correlation_id: Option<String>,
+    /// Id of the event whose handling caused this one, if any.
+    pub causation_id: Option<String>,
+    /// The W3C trace context it was published with (`traceparent`): its trace id, and the span
+    /// id of the publish, parent of follow-ups. `None` when the header is missing or invalid.
+    pub trace: Option<TraceContext>,
+    /// Every header of the message (shared with the dead-letter path, not copied).
+    pub headers: std::sync::Arc<HeaderMap>,
+}
+
+/// A received event with its metadata. Dereferences to the event.
+///
+/// [`Envelope::publisher`] publishes follow-up events that carry this event's correlation id
+/// and have it as their causation.
+#[derive(Debug, Clone)]
+pub struct Envelope<E> {
+    event: E,
+    meta: Metadata,
+    base: Publisher,
+    /// Made on first use: most handlers publish nothing.
+    follow_up: std::sync::OnceLock<Publisher>,
+}
+
+impl<E> Envelope<E> {
+    /// Wraps a received event; follow-up events published through [`Envelope::publisher`]
+    /// carry its correlation id (or its id when it has none) and have it as causation.
+    pub(crate) fn new(event: E, meta: Metadata, publisher: &Publisher) -> Self {
+        Self {
+            event,
+            meta,
+            base: publisher.clone(),
+            follow_up: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &E {
+        &self.event
+    }
+
+    /// Its metadata.
+    pub fn meta(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// The event, dropping the metadata.
+    pub fn into_event(self) -> E {
+        self.event
+    }
+
+    /// A publisher for follow-up events: they inherit this event's correlation id (or use its id
+    /// if it has none), get its id as causation id, and continue its trace (same trace id, this
+    /// event's span as parent; a new trace if it carried none).
+    pub fn publisher(&self) -> &Publisher {
+        self.follow_up.get_or_init(|| {
+            let correlation = self.meta.correlation_id.as_deref().unwrap_or(&self.meta.id);
+            self.base
+                .caused_by(correlation, &self.meta.id, self.meta.trace)
+        })
+    }
+}
+
+impl<E> Deref for Envelope<E> {
+    type Target = E;
+
+    fn deref(&self) -> &E {
+        &self.event
+    }
+}
