@@ -41,13 +41,17 @@ pub const OUT_FILE: &str = "events.rs";
 /// uses the other crate's types for them (see [`Config::extern_catalog`]).
 ///
 /// ```no_run
-/// # mod org_events { pub mod events { pub const SCHEMA_FILES: &[(&str, &str)] = &[]; } }
-/// // build.rs of a team's catalog crate (`org-events` is also a build-dependency)
-/// eventhub_codegen::Config::new()
-///     .schemas("schemas")
-///     .extern_catalog("org", org_events::events::SCHEMA_FILES, "::org_events::events")
-///     .compile()
-///     .unwrap_or_else(|e| panic!("{e}"));
+/// // build.rs of a team's crate; `eventhub-catalog` (links = "eventhub-catalog") is one of
+/// // its [dependencies], so cargo tells this script where that crate's schemas are.
+/// use eventhub_codegen::{Config, ExternCatalog};
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     Config::new()
+///         .schemas("schemas")
+///         .extern_catalog(ExternCatalog::dependency("eventhub-catalog"))
+///         .builders(true)
+///         .compile()?;
+///     Ok(())
+/// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -55,6 +59,7 @@ pub struct Config {
     schemas: Vec<PathBuf>,
     builders: bool,
     externs: Vec<ExternCatalog>,
+    out_file: PathBuf,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             schemas: Vec::new(),
             builders: false,
             externs: Vec::new(),
+            out_file: PathBuf::from(OUT_FILE),
         }
     }
 }
@@ -98,34 +104,24 @@ impl Config {
         self
     }
 
-    /// Lets the schemas refer to the shared definitions of catalog `name`, given by its schema
-    /// files (its crate's generated `SCHEMA_FILES`), whose types were generated into the module
-    /// `rust_path` (`"::org_events::events"`, an absolute path). A schema writes
-    /// `{"$ref": "org:shared/money.json#/$defs/Money"}`, and the generated type *is*
-    /// `::org_events::events::shared::Money`, not a copy. Its streams can be declared
-    /// `"external": true` in `streams.json`. `name` is the one the catalog's `streams.json`
-    /// declares. Repeatable; a catalog that builds on a third needs that one given too.
-    pub fn extern_catalog(
-        mut self,
-        name: impl Into<String>,
-        files: &[(&str, &str)],
-        rust_path: impl Into<String>,
-    ) -> Self {
-        self.externs
-            .push(ExternCatalog::files(name, files).rust_path(rust_path));
+    /// Lets the schemas refer to the shared definitions of another catalog, and declare its
+    /// streams `"external": true` in `streams.json`: a schema writes
+    /// `{"$ref": "org:shared/ids.json#/$defs/OrderId"}` (`org` being the name the other
+    /// catalog's `streams.json` declares), and the generated type *is* that catalog's
+    /// `::eventhub_catalog::events::shared::OrderId`, not a copy. Give the catalog as a crate
+    /// dependency ([`ExternCatalog::dependency`], the usual way), a folder
+    /// ([`ExternCatalog::folder`]) or embedded files ([`ExternCatalog::files`], its crate's
+    /// generated `SCHEMA_FILES`). Repeatable; a catalog that builds on a third needs that one
+    /// given too.
+    pub fn extern_catalog(mut self, catalog: ExternCatalog) -> Self {
+        self.externs.push(catalog);
         self
     }
 
-    /// [`extern_catalog`](Config::extern_catalog) with the catalog read from a schema folder
-    /// (a checkout, or a folder a dependency's build script exported).
-    pub fn extern_catalog_dir(
-        mut self,
-        name: impl Into<String>,
-        dir: impl Into<PathBuf>,
-        rust_path: impl Into<String>,
-    ) -> Self {
-        self.externs
-            .push(ExternCatalog::folder(name, dir).rust_path(rust_path));
+    /// Where [`compile`](Config::compile) writes: a relative path is inside `OUT_DIR`.
+    /// Default [`OUT_FILE`] (`events.rs`).
+    pub fn out_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.out_file = path.into();
         self
     }
 
@@ -153,9 +149,17 @@ impl Config {
         )
     }
 
-    /// For build scripts: generates the code into `$OUT_DIR/events.rs`, writing only when it
-    /// changed (see [`compile_to`](Config::compile_to)). Returns whether the file was written.
+    /// For build scripts: generates the code into the [`out_file`](Config::out_file)
+    /// (`$OUT_DIR/events.rs` by default), writing only when it changed (see
+    /// [`compile_to`](Config::compile_to)). Returns whether the file was written.
+    ///
+    /// A crate with a `links` key in its `Cargo.toml` also exports its schema folder and its
+    /// catalog name as links metadata (`cargo:schemas=…`, `cargo:catalog=…`), so crates that
+    /// depend on it can build on it with [`ExternCatalog::dependency`].
     pub fn compile(&self) -> Result<bool, Error> {
+        if self.out_file.is_absolute() {
+            return self.compile_to(&self.out_file);
+        }
         let out = std::env::var_os("OUT_DIR").ok_or_else(|| {
             Error::io(
                 Path::new("$OUT_DIR"),
@@ -164,7 +168,7 @@ impl Config {
                 ),
             )
         })?;
-        self.compile_to(&PathBuf::from(out).join(OUT_FILE))
+        self.compile_to(&PathBuf::from(out).join(&self.out_file))
     }
 
     /// For build scripts: generates the code into `out_file`, writing only when the content
@@ -191,6 +195,14 @@ impl Config {
             println!("cargo:rerun-if-changed={}", f.display());
         }
         println!("cargo:warning={}", summary(&catalog, &self.externs));
+        if std::env::var_os("CARGO_MANIFEST_LINKS").is_some()
+            && let Some(dir) = folders.first()
+        {
+            // Links metadata: what `ExternCatalog::dependency` reads in dependent crates.
+            let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+            println!("cargo:schemas={}", dir.display());
+            println!("cargo:catalog={}", catalog.name());
+        }
         // The compatibility gate: a released version may only change compatibly.
         for dir in &folders {
             if let Some(lock) = Lock::load(dir)? {
@@ -252,7 +264,8 @@ fn summary(catalog: &Catalog, externs: &[ExternCatalog]) -> String {
     text
 }
 
-/// [`Config::compile_to`] with the default settings and the schemas in `dir`.
+/// [`Config::compile_to`] with the default settings and the schemas in `dir`: what a build
+/// script without options calls.
 pub fn compile(dir: &Path, out_file: &Path) -> Result<bool, Error> {
     Config::new().schemas(dir).compile_to(out_file)
 }

@@ -1,5 +1,5 @@
 //! The catalog's own schema files in its generated code, so another catalog can build on it
-//! by depending on its crate (`Config::extern_catalog("org", org::events::SCHEMA_FILES, …)`):
+//! by depending on its crate (`Config::extern_catalog(ExternCatalog::files("org", org::events::SCHEMA_FILES))`):
 //! the schemas another build reads are exactly those the depended-on types were made from.
 
 use proc_macro2::TokenStream;
@@ -19,7 +19,7 @@ pub(crate) fn schema_files(catalog: &Catalog) -> TokenStream {
         #[doc = #doc]
         pub const CATALOG_NAME: &str = #name;
         /// This catalog's schema files (path relative to its root, content), for catalogs that
-        /// build on it: `eventhub_codegen::Config::extern_catalog(CATALOG_NAME, SCHEMA_FILES, …)`
+        /// build on it: `ExternCatalog::files(CATALOG_NAME, SCHEMA_FILES)`
         /// in their build scripts.
         pub const SCHEMA_FILES: &[(&str, &str)] = &[#((#paths, #texts)),*];
     }

@@ -244,7 +244,7 @@ fn check_extern_paths(catalog: &Catalog, diags: &mut Diagnostics) {
                 "",
                 format!(
                     "catalog `{}` was given without the Rust path of its generated module: \
-                     `Config::extern_catalog(\"{}\", files, \"::crate_name::events\")`",
+                     `ExternCatalog::files(\"{}\", files).rust_path(\"::crate_name::events\")`",
                     origin.catalog, origin.catalog
                 ),
             ),
