@@ -1,17 +1,27 @@
-//! Loading the catalog: read every file under `schemas/`, validate it, resolve `$ref`s.
+//! Loading the catalog: read every file of its schema folders, validate it, resolve `$ref`s.
 //!
 //! typify cannot follow references across files, so the loader bundles: every reference is
 //! rewritten to `#/$defs/<Name>` in one shared namespace. Shared definitions keep their name
 //! (`Money`); an event's local definitions are prefixed with the event's struct name
-//! (`PlacedV1LineItem`) so two events can both define a `LineItem`.
+//! (`PlacedV1LineItem`) so two events can both define a `LineItem`; a definition of another
+//! catalog is prefixed with that catalog's name (`org:shared/money.json#/$defs/Money` is
+//! `OrgMoney`), and generated code names it by its own crate's path instead of defining it.
+//!
+//! Several folders make one catalog, as if their trees were laid over each other: a path may
+//! be in one folder only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::diagnostic::{Diagnostics, Error};
-use crate::naming::{EventName, SERVICES_FILE, SHARED_DIR, TOPOLOGY_FILE, parse_event_path};
+use crate::diagnostic::{Diagnostic, Diagnostics, Error};
+use crate::externs::ExternCatalog;
+use crate::files::{self, SourceFile};
+use crate::lock::{LOCK_FILE, Lock};
+use crate::naming::{
+    EventName, SERVICES_FILE, SHARED_DIR, TOPOLOGY_FILE, pascal, parse_event_path,
+};
 use crate::proto::FieldNumbers;
 use crate::topology::{self, StreamDecl, subject_matches};
 use crate::validate::{DocKind, RefSite, check_document};
@@ -25,6 +35,11 @@ pub struct Catalog {
     /// The catalog's name (`catalog` in `streams.json`).
     pub(crate) name: String,
     files: Vec<PathBuf>,
+    /// The schema folders it was read from.
+    folders: Vec<PathBuf>,
+    /// Its own schema files, (path relative to the root, content): what another catalog needs
+    /// to build on this one (the generated `SCHEMA_FILES`).
+    pub(crate) sources: Vec<(String, String)>,
     /// Protobuf field numbers of released event versions, by (event type, version): kept by
     /// generation so numbers never change or get reused. Empty until releases are recorded.
     pub(crate) released: BTreeMap<(String, u32), FieldNumbers>,
@@ -35,6 +50,8 @@ pub struct Catalog {
 pub(crate) struct EventSchema {
     pub(crate) name: EventName,
     pub(crate) file: PathBuf,
+    /// Path relative to the catalog root.
+    pub(crate) rel: Vec<String>,
     pub(crate) schema_id: String,
     pub(crate) description: String,
     /// Root schema with references rewritten, without `$defs`, `$schema` and `$id`.
@@ -46,12 +63,58 @@ pub(crate) struct EventSchema {
     pub(crate) stream: String,
 }
 
-/// A definition from `schemas/shared/`.
+/// A definition from `schemas/shared/`, or one of another catalog's that this one uses.
 #[derive(Debug, Clone)]
 pub(crate) struct SharedDef {
     pub(crate) file: PathBuf,
+    /// Path of its file relative to its catalog's root.
+    pub(crate) rel: Vec<String>,
+    /// Its name in its own catalog (`Money`, also for the imported `OrgMoney`).
+    pub(crate) name: String,
     pub(crate) schema: Value,
     pub(crate) deps: BTreeSet<String>,
+    /// Set for a definition of another catalog: generated code names its type there.
+    pub(crate) origin: Option<Origin>,
+}
+
+/// Where a definition of another catalog lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The catalog's name (`org`).
+    pub(crate) catalog: String,
+    /// The module its catalog's types were generated into (`::org_events::events`), when
+    /// the catalog was given one; the type is `<module>::shared::<name>`.
+    pub(crate) rust_path: Option<String>,
+}
+
+/// A loaded catalog that another builds on.
+#[derive(Debug)]
+struct Extern {
+    catalog: Catalog,
+    rust_path: Option<String>,
+}
+
+/// One event version in the shape of the runtime's `EventInfo`, for tools that read a catalog
+/// at run time (the `eventhub` CLI's `--schemas`): the runtime's entries hold `&'static`
+/// strings, which such a tool makes from these. Protobuf descriptors are not part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventInfoData {
+    /// `user.created`
+    pub event_type: String,
+    /// `1`
+    pub version: u32,
+    /// `events.user.created.v1`
+    pub subject: String,
+    /// The stream that captures the subject.
+    pub stream: String,
+    /// The schema id (`ce-dataschema`).
+    pub schema_id: String,
+    /// The generated Rust type, relative to the `events` module: `user::CreatedV1`.
+    pub rust_type: String,
+    /// The self-contained JSON Schema (references bundled into `$defs`), as JSON text.
+    pub schema: String,
+    /// The fields marked `x-sensitive`, as JSON pointers (`*` for every array item).
+    pub sensitive: Vec<String>,
 }
 
 /// A summary of one event version, for tools (the CLI's `schemas list`).
@@ -79,42 +142,98 @@ struct RawFile {
     doc: Value,
 }
 
+/// Parses the files as JSON; a file that is not JSON becomes a diagnostic.
+fn parse_files(files: &[SourceFile], diags: &mut Diagnostics) -> Vec<RawFile> {
+    files
+        .iter()
+        .filter_map(|f| match serde_json::from_str::<Value>(&f.text) {
+            Ok(doc) => Some(RawFile {
+                rel: f.rel.clone(),
+                shown: f.shown.clone(),
+                doc,
+            }),
+            Err(e) => {
+                diags.push(&f.shown, "", format!("not valid JSON: {e}"));
+                None
+            }
+        })
+        .collect()
+}
+
 impl Catalog {
     /// Reads, validates and bundles every schema under `dir`.
     pub fn load(dir: &Path) -> Result<Catalog, Error> {
-        let label = dir
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("schemas"));
+        Self::load_with(&[dir], &[])
+    }
+
+    /// Reads, validates and bundles the catalog made of the schema folders `dirs` (laid over
+    /// each other: a path may be in one of them only), whose schemas may refer to the shared
+    /// definitions of the `externs` catalogs (`org:shared/money.json#/$defs/Money`) and
+    /// declare their streams `"external": true`.
+    pub fn load_with<P: AsRef<Path>>(
+        dirs: &[P],
+        externs: &[ExternCatalog],
+    ) -> Result<Catalog, Error> {
+        let Some(first) = dirs.first() else {
+            return Err(Error::Invalid(vec![Diagnostic::new(
+                Path::new("codegen config"),
+                "",
+                "no schema folder given",
+            )]));
+        };
+        let label = files::folder_label(first.as_ref());
+        let externs = load_externs(externs)?;
         let mut diags = Diagnostics::default();
-        let mut files = Vec::new();
-        let mut raw = Vec::new();
-        walk(dir, &mut files)?;
-        files.sort();
-        for path in &files {
-            let rel_path = path.strip_prefix(dir).unwrap_or(path);
-            let rel: Vec<String> = rel_path
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            let shown = label.join(rel_path);
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            match serde_json::from_str::<Value>(&text) {
-                Ok(doc) => raw.push(RawFile { rel, shown, doc }),
-                Err(e) => diags.push(&shown, "", format!("not valid JSON: {e}")),
+        let mut sources: Vec<SourceFile> = Vec::new();
+        let mut seen: BTreeMap<Vec<String>, PathBuf> = BTreeMap::new();
+        let mut lock: Option<(PathBuf, Lock)> = None;
+        for dir in dirs {
+            let dir = dir.as_ref();
+            for f in files::read_folder(dir)? {
+                if let Some(prev) = seen.get(&f.rel) {
+                    diags.push(
+                        &f.shown,
+                        "",
+                        format!(
+                            "{} is in two schema folders (also {}): the folders make one \
+                             catalog, where a path names one file",
+                            f.rel_path(),
+                            prev.display()
+                        ),
+                    );
+                    continue;
+                }
+                seen.insert(f.rel.clone(), f.shown.clone());
+                sources.push(f);
+            }
+            if let Some(found) = Lock::load(dir)? {
+                if let Some((prev, _)) = &lock {
+                    diags.push(
+                        &files::folder_label(dir).join(LOCK_FILE),
+                        "",
+                        format!(
+                            "a second {LOCK_FILE} (also in {}): one catalog has one released state",
+                            prev.display()
+                        ),
+                    );
+                }
+                lock = Some((dir.to_path_buf(), found));
             }
         }
-        let loader = Loader {
-            label: label.display().to_string(),
-            ..Loader::default()
-        };
+        let raw = parse_files(&sources, &mut diags);
+        let loader = Loader::new(label.display().to_string(), &externs);
         let catalog = loader.run(raw, &label, &mut diags);
         diags.check()?;
         let mut catalog = catalog.expect("a catalog without diagnostics is complete");
-        catalog.files = files;
+        catalog.files = sources.iter().filter_map(|f| f.path.clone()).collect();
+        catalog.folders = dirs.iter().map(|d| d.as_ref().to_path_buf()).collect();
+        catalog.sources = sources
+            .iter()
+            .filter(|f| f.rel != [SERVICES_FILE])
+            .map(|f| (f.rel_path(), f.text.clone()))
+            .collect();
         // Released protobuf field numbers stay what they were released as.
-        if let Some(lock) = crate::release::Lock::load(dir)? {
+        if let Some((_, lock)) = lock {
             for (event_type, version) in lock.versions() {
                 if let Some(numbers) = lock.field_numbers(&event_type, version) {
                     catalog
@@ -124,6 +243,52 @@ impl Catalog {
             }
         }
         Ok(catalog)
+    }
+
+    /// The catalog's name (`catalog` in `streams.json`; `default` when it names none).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The schema folders it was read from (empty for a catalog of another one's files).
+    pub fn folders(&self) -> &[PathBuf] {
+        &self.folders
+    }
+
+    /// The names of its streams, owned and external, in declaration order.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.streams.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// Every event version in the shape of the runtime's `EventInfo` (see
+    /// [`EventInfoData`]), sorted by type and version.
+    pub fn event_infos(&self) -> Result<Vec<EventInfoData>, Error> {
+        let mut diags = Diagnostics::default();
+        let out = self
+            .events
+            .iter()
+            .map(|e| {
+                let bundled = self.bundle(e);
+                let sensitive = crate::sensitive::paths(&bundled).unwrap_or_else(|problems| {
+                    for p in problems {
+                        diags.push(&e.file, p.pointer, p.message);
+                    }
+                    Vec::new()
+                });
+                EventInfoData {
+                    event_type: e.name.event_type.clone(),
+                    version: e.name.version,
+                    subject: e.name.subject(),
+                    stream: e.stream.clone(),
+                    schema_id: e.schema_id.clone(),
+                    rust_type: format!("{}::{}", e.name.module(), e.name.struct_ident()),
+                    schema: serde_json::to_string(&bundled).expect("values serialize"),
+                    sensitive,
+                }
+            })
+            .collect();
+        diags.check()?;
+        Ok(out)
     }
 
     /// Every schema file that was read (for `cargo:rerun-if-changed`).
@@ -194,37 +359,31 @@ impl Catalog {
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let ty = entry.file_type().map_err(|e| Error::io(&path, e))?;
-        if ty.is_dir() {
-            walk(&path, out)?;
-        } else if path.extension().is_some_and(|x| x == "json") {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-#[derive(Default)]
-struct Loader {
+struct Loader<'e> {
     /// How the catalog directory is shown (`schemas`).
     label: String,
     /// Shared file (relative path) -> its definition names.
     shared_files: BTreeMap<Vec<String>, BTreeSet<String>>,
+    /// Own shared definitions by name, and those of other catalogs by their name here.
     shared: BTreeMap<String, SharedDef>,
     event_files: BTreeSet<Vec<String>>,
+    /// The catalogs this one may refer to, by name.
+    externs: &'e BTreeMap<String, Extern>,
 }
 
-impl Loader {
+impl<'e> Loader<'e> {
+    fn new(label: String, externs: &'e BTreeMap<String, Extern>) -> Self {
+        Self {
+            label,
+            shared_files: BTreeMap::new(),
+            shared: BTreeMap::new(),
+            event_files: BTreeSet::new(),
+            externs,
+        }
+    }
+
     fn run(mut self, raw: Vec<RawFile>, label: &Path, diags: &mut Diagnostics) -> Option<Catalog> {
+        self.import_externs();
         let mut topology_doc = None;
         let mut shared_docs = Vec::new();
         let mut event_docs = Vec::new();
@@ -251,6 +410,23 @@ impl Loader {
         for f in &shared_docs {
             let (refs, defs) = check_document(&f.shown, &f.doc, DocKind::Shared, diags);
             for (name, schema) in defs {
+                if let Some(prev) = self.shared.get(&name)
+                    && let Some(origin) = &prev.origin
+                {
+                    diags.push(
+                        &f.shown,
+                        format!("/$defs/{name}"),
+                        format!(
+                            "shared definition `{name}` clashes with `{}` of catalog `{}` ({}), \
+                             which is named `{name}` here (definitions of another catalog are \
+                             named <Catalog><Name>); rename yours",
+                            prev.name,
+                            origin.catalog,
+                            prev.file.display()
+                        ),
+                    );
+                    continue;
+                }
                 if let Some(prev) = self.shared.get(&name) {
                     diags.push(
                         &f.shown,
@@ -268,11 +444,14 @@ impl Loader {
                     .or_default()
                     .insert(name.clone());
                 self.shared.insert(
-                    name,
+                    name.clone(),
                     SharedDef {
                         file: f.shown.clone(),
+                        rel: f.rel.clone(),
+                        name,
                         schema,
                         deps: BTreeSet::new(),
+                        origin: None,
                     },
                 );
             }
@@ -312,6 +491,7 @@ impl Loader {
             (&a.name.event_type, a.name.version).cmp(&(&b.name.event_type, b.name.version))
         });
         check_duplicates(&events, diags);
+        self.check_extern_events(&events, diags);
 
         let topo_path = label.join(TOPOLOGY_FILE);
         let name = match &topology_doc {
@@ -353,17 +533,160 @@ impl Loader {
                 }
             }
         }
+        if let Some(f) = &topology_doc {
+            self.check_extern_topology(&f.shown, &name, &streams, diags);
+        }
         if diags.len() > 0 {
             return None;
         }
+        self.drop_unused_imports(&events);
         Some(Catalog {
             events,
             shared: self.shared,
             streams,
             name,
             files: Vec::new(),
+            folders: Vec::new(),
+            sources: Vec::new(),
             released: BTreeMap::new(),
         })
+    }
+
+    /// Takes in the shared definitions of every other catalog, named `<Catalog><Name>`, with
+    /// their references renamed alike. (Definitions such a catalog took from a third one are
+    /// taken from that one directly: this build knows it too.)
+    fn import_externs(&mut self) {
+        for (alias, ext) in self.externs {
+            let prefix = pascal(alias);
+            let own: BTreeSet<&str> = ext
+                .catalog
+                .shared
+                .iter()
+                .filter(|(_, d)| d.origin.is_none())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let rename = |n: &str| {
+                if own.contains(n) {
+                    format!("{prefix}{n}")
+                } else {
+                    n.to_string()
+                }
+            };
+            for (name, def) in &ext.catalog.shared {
+                if def.origin.is_some() {
+                    continue;
+                }
+                let mut schema = def.schema.clone();
+                rename_refs(&mut schema, &rename);
+                self.shared.insert(
+                    rename(name),
+                    SharedDef {
+                        file: def.file.clone(),
+                        rel: def.rel.clone(),
+                        name: name.clone(),
+                        schema,
+                        deps: def.deps.iter().map(|d| rename(d)).collect(),
+                        origin: Some(Origin {
+                            catalog: alias.clone(),
+                            rust_path: ext.rust_path.clone(),
+                        }),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Keeps the definitions of other catalogs that this one uses, directly or through others.
+    fn drop_unused_imports(&mut self, events: &[EventSchema]) {
+        let mut used: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<String> = events
+            .iter()
+            .flat_map(|e| e.shared_used.iter().cloned())
+            .chain(
+                self.shared
+                    .values()
+                    .filter(|d| d.origin.is_none())
+                    .flat_map(|d| d.deps.iter().cloned()),
+            )
+            .collect();
+        while let Some(n) = todo.pop() {
+            if used.insert(n.clone())
+                && let Some(def) = self.shared.get(&n)
+            {
+                todo.extend(def.deps.iter().cloned());
+            }
+        }
+        self.shared
+            .retain(|name, def| def.origin.is_none() || used.contains(name));
+    }
+
+    /// An event type belongs to one catalog.
+    fn check_extern_events(&self, events: &[EventSchema], diags: &mut Diagnostics) {
+        for e in events {
+            for (alias, ext) in self.externs {
+                if let Some(theirs) = ext
+                    .catalog
+                    .events
+                    .iter()
+                    .find(|o| o.name.event_type == e.name.event_type)
+                {
+                    diags.push(
+                        &e.file,
+                        "",
+                        format!(
+                            "event type `{}` belongs to catalog `{alias}` ({}): an event type has \
+                             one owning catalog; give this one another name",
+                            e.name.event_type,
+                            theirs.file.display()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A stream another catalog owns is declared `external` here, and the catalogs have
+    /// different names (provisioning records ownership by name).
+    fn check_extern_topology(
+        &self,
+        file: &Path,
+        name: &str,
+        streams: &[StreamDecl],
+        diags: &mut Diagnostics,
+    ) {
+        if self.externs.contains_key(name) {
+            diags.push(
+                file,
+                "/catalog",
+                format!(
+                    "this catalog is named `{name}` like a catalog it builds on: catalogs used \
+                     together need their own names (provisioning records which stream subjects \
+                     belong to which catalog by name)"
+                ),
+            );
+        }
+        for s in streams.iter().filter(|s| !s.external) {
+            for (alias, ext) in self.externs {
+                if ext
+                    .catalog
+                    .streams
+                    .iter()
+                    .any(|t| t.name == s.name && !t.external)
+                {
+                    diags.push(
+                        file,
+                        &s.pointer,
+                        format!(
+                            "stream `{}` is owned by catalog `{alias}` ({alias}:{TOPOLOGY_FILE}): \
+                             declare it here as {{\"external\": true, \"subjects\": [...]}}, so \
+                             provisioning adds this catalog's subjects to it and leaves its \
+                             settings to its owner",
+                            s.name
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     fn event(&self, name: EventName, f: &RawFile, diags: &mut Diagnostics) -> Option<EventSchema> {
@@ -403,13 +726,16 @@ impl Loader {
         let mut shared_used = BTreeSet::new();
         let mut todo: Vec<String> = direct.into_iter().collect();
         while let Some(n) = todo.pop() {
-            if shared_used.insert(n.clone()) {
-                todo.extend(self.shared[&n].deps.iter().cloned());
+            if shared_used.insert(n.clone())
+                && let Some(def) = self.shared.get(&n)
+            {
+                todo.extend(def.deps.iter().cloned());
             }
         }
         Some(EventSchema {
             name,
             file: f.shown.clone(),
+            rel: f.rel.clone(),
             schema_id,
             description,
             root: doc,
@@ -458,9 +784,14 @@ impl Loader {
         if path.contains("://") || path.starts_with("urn:") || path.starts_with('/') {
             return Err(format!(
                 "`{target}`: remote and absolute references are not supported (builds must not \
-                 need the network); copy the definition into {}/{SHARED_DIR}/",
+                 need the network); copy the definition into {}/{SHARED_DIR}/, or refer to a \
+                 shared definition of another catalog this build knows as \
+                 `<catalog>:{SHARED_DIR}/<file>.json#/$defs/<Name>`",
                 self.label
             ));
+        }
+        if let Some((catalog, ext_path)) = extern_ref(path) {
+            return self.resolve_extern(target, catalog, ext_path, &def);
         }
         let mut resolved: Vec<String> = rel[..rel.len() - 1].to_vec();
         for c in Path::new(path).components() {
@@ -490,6 +821,242 @@ impl Loader {
             return Err(missing_def(target, &def, &shown, names.iter()));
         }
         Ok((format!("#/$defs/{def}"), Some(def)))
+    }
+}
+
+/// `org:shared/money.json` -> (`org`, `shared/money.json`): a path into another catalog.
+fn extern_ref(path: &str) -> Option<(&str, &str)> {
+    let (catalog, rest) = path.split_once(':')?;
+    let named = catalog
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_lowercase)
+        && catalog
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    named.then_some((catalog, rest))
+}
+
+impl Loader<'_> {
+    /// Resolves `<catalog>:<path>#/$defs/<def>` to the definition's name here.
+    fn resolve_extern(
+        &self,
+        target: &str,
+        catalog: &str,
+        path: &str,
+        def: &str,
+    ) -> Result<(String, Option<String>), String> {
+        let Some(ext) = self.externs.get(catalog) else {
+            let known: Vec<&str> = self.externs.keys().map(String::as_str).collect();
+            return Err(format!(
+                "`{target}`: unknown catalog `{catalog}`; {}",
+                if known.is_empty() {
+                    format!(
+                        "this build knows no other catalog: give it in build.rs with \
+                         `Config::extern_catalog(\"{catalog}\", …)`"
+                    )
+                } else {
+                    format!(
+                        "this build knows {} (add others with `Config::extern_catalog`)",
+                        known
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ));
+        };
+        let mut rel: Vec<String> = Vec::new();
+        for c in Path::new(path).components() {
+            match c {
+                Component::Normal(s) => rel.push(s.to_string_lossy().into_owned()),
+                Component::CurDir => {}
+                _ => {
+                    return Err(format!(
+                        "`{target}`: a path into catalog `{catalog}` starts at its root, like \
+                         `{catalog}:{SHARED_DIR}/money.json#/$defs/Money`"
+                    ));
+                }
+            }
+        }
+        if let Some((name, _)) = self.shared.iter().find(|(_, d)| {
+            d.origin.as_ref().is_some_and(|o| o.catalog == catalog) && d.rel == rel && d.name == def
+        }) {
+            return Ok((format!("#/$defs/{name}"), Some(name.clone())));
+        }
+        if ext.catalog.events.iter().any(|e| e.rel == rel) {
+            return Err(format!(
+                "`{target}` points into an event schema of catalog `{catalog}`; refer to its \
+                 shared definitions ({catalog}:{SHARED_DIR}/…)"
+            ));
+        }
+        let in_file: Vec<&String> = ext
+            .catalog
+            .shared
+            .values()
+            .filter(|d| d.origin.is_none() && d.rel == rel)
+            .map(|d| &d.name)
+            .collect();
+        if in_file.is_empty() {
+            let files: BTreeSet<String> = ext
+                .catalog
+                .shared
+                .values()
+                .filter(|d| d.origin.is_none())
+                .map(|d| d.rel.join("/"))
+                .collect();
+            return Err(format!(
+                "`{target}`: catalog `{catalog}` has no shared-definitions file `{path}` (it has: \
+                 {})",
+                if files.is_empty() {
+                    "none".to_string()
+                } else {
+                    files.into_iter().collect::<Vec<_>>().join(", ")
+                }
+            ));
+        }
+        Err(missing_def(
+            target,
+            def,
+            &format!("{catalog}:{path}"),
+            in_file.into_iter(),
+        ))
+    }
+}
+
+/// Renames the local references (`#/$defs/<Name>`) of a bundled schema. Values of data
+/// keywords (`enum`, `const`, `default`, `examples`) are data, left alone.
+fn rename_refs(v: &mut Value, rename: &dyn Fn(&str) -> String) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if k == "$ref" {
+                    if let Some(name) = child.as_str().and_then(|s| s.strip_prefix("#/$defs/")) {
+                        *child = Value::String(format!("#/$defs/{}", rename(name)));
+                    }
+                } else if !matches!(k.as_str(), "enum" | "const" | "default" | "examples") {
+                    rename_refs(child, rename);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rename_refs(i, rename)),
+        _ => {}
+    }
+}
+
+/// Loads the other catalogs, each after those it refers to; a cycle among them is an error.
+fn load_externs(externs: &[ExternCatalog]) -> Result<BTreeMap<String, Extern>, Error> {
+    let mut diags = Diagnostics::default();
+    let mut pending: BTreeMap<&str, (&ExternCatalog, Vec<RawFile>, BTreeSet<String>)> =
+        BTreeMap::new();
+    for ext in externs {
+        let shown = PathBuf::from(format!("{}:", ext.name));
+        if pending.contains_key(ext.name.as_str()) {
+            diags.push(
+                &shown,
+                "",
+                format!("catalog `{}` is given twice", ext.name),
+            );
+            continue;
+        }
+        let raw = parse_files(&ext.read()?, &mut diags);
+        let mut refers_to = BTreeSet::new();
+        for f in &raw {
+            collect_extern_refs(&f.doc, &mut refers_to);
+        }
+        refers_to.remove(&ext.name);
+        pending.insert(&ext.name, (ext, raw, refers_to));
+    }
+    diags.check()?;
+    let mut loaded: BTreeMap<String, Extern> = BTreeMap::new();
+    let names: Vec<&str> = pending.keys().copied().collect();
+    for name in names {
+        visit_extern(name, &mut pending, &mut loaded, &mut Vec::new())?;
+    }
+    Ok(loaded)
+}
+
+fn visit_extern(
+    name: &str,
+    pending: &mut BTreeMap<&str, (&ExternCatalog, Vec<RawFile>, BTreeSet<String>)>,
+    loaded: &mut BTreeMap<String, Extern>,
+    path: &mut Vec<String>,
+) -> Result<(), Error> {
+    if loaded.contains_key(name) {
+        return Ok(());
+    }
+    if let Some(at) = path.iter().position(|p| p == name) {
+        let mut cycle = path[at..].to_vec();
+        cycle.push(name.to_string());
+        return Err(Error::invalid(
+            &PathBuf::from(format!("{name}:")),
+            "",
+            format!(
+                "catalogs refer to each other in a cycle: {}; a catalog can build only on \
+                 catalogs that do not build on it (move the shared definitions both need into \
+                 one of them)",
+                cycle.join(" -> ")
+            ),
+        ));
+    }
+    let Some((_, _, refers_to)) = pending.get(name) else {
+        // Not given: the reference is reported where it is made.
+        return Ok(());
+    };
+    path.push(name.to_string());
+    for dep in refers_to.clone() {
+        visit_extern(&dep, pending, loaded, path)?;
+    }
+    path.pop();
+    let (ext, raw, _) = pending.remove(name).expect("pending until loaded");
+    let mut diags = Diagnostics::default();
+    let label = PathBuf::from(format!("{name}:"));
+    let catalog = Loader::new(format!("{name}:"), loaded).run(raw, &label, &mut diags);
+    diags.check()?;
+    let catalog = catalog.expect("a catalog without diagnostics is complete");
+    if catalog.name != name {
+        return Err(Error::invalid(
+            &PathBuf::from(format!("{name}:{TOPOLOGY_FILE}")),
+            "/catalog",
+            format!(
+                "the catalog given as `{name}` names itself `{}`: give it as `{}` (schemas refer \
+                 to a catalog by the name its {TOPOLOGY_FILE} declares)",
+                catalog.name, catalog.name
+            ),
+        ));
+    }
+    loaded.insert(
+        name.to_string(),
+        Extern {
+            catalog,
+            rust_path: ext.rust_path.clone(),
+        },
+    );
+    Ok(())
+}
+
+/// The catalog names in the `$ref`s of a document (`org` of `org:shared/money.json#/…`).
+fn collect_extern_refs(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if k == "$ref"
+                    && let Some(target) = child.as_str()
+                {
+                    let path = target.split('#').next().unwrap_or_default();
+                    if !path.contains("://")
+                        && let Some((catalog, _)) = extern_ref(path)
+                    {
+                        out.insert(catalog.to_string());
+                    }
+                } else if !matches!(k.as_str(), "enum" | "const" | "default" | "examples") {
+                    collect_extern_refs(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_extern_refs(i, out)),
+        _ => {}
     }
 }
 

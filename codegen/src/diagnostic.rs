@@ -1,4 +1,6 @@
 //! Errors of the code generator: every problem names a file, a JSON pointer and what is wrong.
+//!
+//! The bottom layer of the crate: it uses no other module of it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -56,16 +58,17 @@ pub enum Error {
     /// be rendered from it; every problem found is listed.
     InvalidServices(Vec<Diagnostic>),
     /// A released event version changed in a way that breaks its consumers (see
-    /// [`crate::compat`]); the report lists every change with whom it breaks and the fix.
-    Breaking(crate::release::Report),
+    /// `compat`): one diagnostic per breaking change, saying whom it breaks and the fix
+    /// (`release::check` gives the full report, compatible changes included).
+    Breaking(Vec<Diagnostic>),
 }
 
 impl Error {
-    /// The catalog problems, empty for an I/O error.
+    /// The problems (catalog, services or breaking changes), empty for an I/O error.
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            Error::Invalid(d) | Error::InvalidServices(d) => d,
-            Error::Io { .. } | Error::Breaking(_) => &[],
+            Error::Invalid(d) | Error::InvalidServices(d) | Error::Breaking(d) => d,
+            Error::Io { .. } => &[],
         }
     }
 
@@ -110,16 +113,15 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Breaking(report) => {
-                let n = report.breaking().count();
+            Error::Breaking(diags) => {
+                let n = diags.len();
                 write!(
                     f,
-                    "{n} breaking change{} to released event versions (schemas/{}):",
+                    "{n} breaking change{} to released event versions:",
                     if n == 1 { "" } else { "s" },
-                    crate::release::LOCK_FILE
                 )?;
-                for line in report.to_string().lines() {
-                    write!(f, "\n  {line}")?;
+                for d in diags {
+                    write!(f, "\n  {d}")?;
                 }
                 Ok(())
             }
@@ -158,6 +160,19 @@ impl Diagnostics {
         all.sort_by(|a, b| (&a.file, &a.pointer).cmp(&(&b.file, &b.pointer)));
         all.dedup();
         Err(Error::Invalid(all))
+    }
+}
+
+/// What kind of JSON value `v` is, for messages: `string`, `object`, `null`…
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
 }
 

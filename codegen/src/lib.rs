@@ -7,7 +7,8 @@
 //! - per event version a serde struct (`events::user::CreatedV1`) implementing `Event`
 //!   (type, version, subject, schema id, stream, and the fields marked `x-sensitive`, which the
 //!   SDK encrypts: plain strings only, checked here) and `Consumable`;
-//! - per event family an enum over its versions (`events::user::Created::{V1, V2}`);
+//! - per event family an enum over its versions (`events::user::Created::{V1, V2}`), and per
+//!   domain an enum over its families (`events::photo::Any`), for a consumer of a whole domain;
 //! - per domain a `subjects` module of constants; a `CATALOG` of every event with its bundled
 //!   schema, and the `STREAMS` declared in `schemas/streams.json`;
 //! - per event version its protobuf messages (the `descriptors` module, `Event::PROTO`), with
@@ -16,7 +17,8 @@
 //!
 //! Beside the catalog, [`services`] reads the declaration of services (`schemas/services.json`:
 //! who publishes and who consumes which events) and renders the NATS permissions from it
-//! ([`services::nats`]); [`compile`] rejects a declaration that does not fit the catalog.
+//! ([`services::nats`]); [`Config::compile`] rejects a declaration that does not fit the
+//! catalog.
 //!
 //! Layout of the catalog:
 //!
@@ -29,24 +31,40 @@
 //!   photo/processing/started.v1.json   event `photo.processing.started` version 1
 //! ```
 //!
-//! Use it from a build script:
+//! Use it from a build script ([`Config`] has the options):
 //!
 //! ```no_run
 //! // build.rs
-//! let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
-//! if let Err(e) = eventhub_codegen::compile("../schemas".as_ref(), &out.join("events.rs")) {
-//!     eprintln!("{e}");
-//!     std::process::exit(1);
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     eventhub_codegen::Config::new().schemas("schemas").compile()?;
+//!     Ok(())
 //! }
 //! ```
 //! and include the result with `include!(concat!(env!("OUT_DIR"), "/events.rs"))`.
+//!
+//! The generated module also lists the catalog's own schema files (`SCHEMA_FILES`) and its
+//! name (`CATALOG_NAME`), so another catalog can build on it without copying it
+//! ([`Config::extern_catalog`]).
+//!
+//! Modules read top-down (`scripts/check-layers` checks there is no import cycle): [`Config`]
+//! drives the rest; `export`, `services` and `release` read a loaded [`Catalog`]; `generate`
+//! turns one into Rust; `catalog` loads one (with `validate`, `topology`, `lock`, `externs`);
+//! `proto`, `compat`, `sensitive` and `naming` know schemas; `files` and `diagnostic` are the
+//! ground floor.
 
 mod catalog;
 pub mod compat;
+mod config;
+mod constraints;
 mod diagnostic;
+mod domain_enum;
+mod embed;
 pub mod export;
+mod externs;
+mod files;
 mod generate;
 mod guard;
+mod lock;
 mod naming;
 pub mod proto;
 pub mod release;
@@ -55,94 +73,10 @@ pub mod services;
 mod topology;
 mod validate;
 
-use std::path::Path;
-
-pub use catalog::{Catalog, EventEntry};
+pub use catalog::{Catalog, EventEntry, EventInfoData};
+pub use config::{Config, OUT_FILE, compile};
 pub use diagnostic::{Diagnostic, Error};
+pub use externs::ExternCatalog;
+pub use files::write_if_changed;
 pub use naming::{SERVICES_FILE, SHARED_DIR, SUBJECT_PREFIX, TOPOLOGY_FILE};
 pub use proto::{FieldNumbers, assign_field_numbers};
-
-/// Code generation settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    runtime: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            runtime: "::eventhub".into(),
-        }
-    }
-}
-
-impl Config {
-    /// The default settings: generated code refers to the runtime as `::eventhub`.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The path by which generated code names the eventhub runtime (`Event`, `Consumable`,
-    /// `StreamSpec`…). Default `::eventhub`.
-    pub fn runtime_path(mut self, path: impl Into<String>) -> Self {
-        self.runtime = path.into();
-        self
-    }
-
-    /// Loads and validates the catalog in `dir` and returns the generated Rust source.
-    /// Reads files; writes nothing.
-    pub fn generate(&self, dir: &Path) -> Result<String, Error> {
-        self.generate_catalog(&Catalog::load(dir)?)
-    }
-
-    /// Generates Rust source for an already loaded catalog.
-    pub fn generate_catalog(&self, catalog: &Catalog) -> Result<String, Error> {
-        generate::generate(catalog, &self.runtime)
-    }
-
-    /// For build scripts: generates the code for `dir` into `out_file`, writing only when the
-    /// content changed (so dependents are not rebuilt needlessly), and prints
-    /// `cargo:rerun-if-changed` for the directory and every schema file. Returns whether the
-    /// file was written. A declaration of services (`services.json`) beside the schemas must
-    /// name events the catalog has.
-    pub fn compile(&self, dir: &Path, out_file: &Path) -> Result<bool, Error> {
-        println!("cargo:rerun-if-changed={}", dir.display());
-        let catalog = Catalog::load(dir)?;
-        for f in catalog.files() {
-            println!("cargo:rerun-if-changed={}", f.display());
-        }
-        // The compatibility gate: a released version may only change compatibly.
-        println!(
-            "cargo:rerun-if-changed={}",
-            dir.join(release::LOCK_FILE).display()
-        );
-        if let Some(lock) = release::Lock::load(dir)? {
-            let report = release::check(&catalog, &lock);
-            if report.is_breaking() {
-                return Err(Error::Breaking(report));
-            }
-        }
-        // The declaration of services (if any) must name events the catalog has.
-        services::Services::load(dir, &catalog)?;
-        let code = self.generate_catalog(&catalog)?;
-        write_if_changed(out_file, &code)
-    }
-}
-
-/// [`Config::compile`] with the default settings.
-pub fn compile(dir: &Path, out_file: &Path) -> Result<bool, Error> {
-    Config::new().compile(dir, out_file)
-}
-
-/// Writes `content` to `path` unless the file already holds exactly that. Returns whether it
-/// wrote.
-pub fn write_if_changed(path: &Path, content: &str) -> Result<bool, Error> {
-    if std::fs::read_to_string(path).is_ok_and(|old| old == content) {
-        return Ok(false);
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    std::fs::write(path, content).map_err(|e| Error::io(path, e))?;
-    Ok(true)
-}

@@ -7,84 +7,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{Catalog, EventSchema};
 use crate::compat::{self, Change, canonical};
-use crate::diagnostic::Error;
+use crate::diagnostic::{Diagnostic, Error};
 
-/// The lock file's name inside the catalog directory.
-pub const LOCK_FILE: &str = "released.lock";
-
-const LOCK_FORMAT: u32 = 1;
-
+pub use crate::lock::{LOCK_FILE, Lock};
 pub use crate::proto::FieldNumbers;
 
-/// The released state of a catalog (`schemas/released.lock`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Lock {
-    /// Format of the file.
-    format: u32,
-    /// `user.created@1` to what was released.
-    events: BTreeMap<String, Released>,
-}
-
-/// One released event version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Released {
-    /// The canonical bundled schema at release.
-    schema: Value,
-    /// Protobuf field numbers, kept for removed properties too (never reused).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    proto: FieldNumbers,
-}
-
-fn key(event_type: &str, version: u32) -> String {
-    format!("{event_type}@{version}")
-}
-
-fn parse_key(k: &str) -> Option<(&str, u32)> {
-    let (t, v) = k.rsplit_once('@')?;
-    Some((t, v.parse().ok()?))
-}
-
 impl Lock {
-    /// Reads `<dir>/released.lock`; `None` when nothing was released yet.
-    pub fn load(dir: &Path) -> Result<Option<Lock>, Error> {
-        let path = dir.join(LOCK_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let lock: Lock = serde_json::from_str(&text)
-            .map_err(|e| Error::invalid(&path, "", format!("not a valid lock file: {e}")))?;
-        if lock.format != LOCK_FORMAT {
-            return Err(Error::invalid(
-                &path,
-                "/format",
-                format!(
-                    "lock format {} is not supported (expected {LOCK_FORMAT})",
-                    lock.format
-                ),
-            ));
-        }
-        Ok(Some(lock))
-    }
-
-    /// Writes the lock to `<dir>/released.lock` (only if its content changed).
-    pub fn save(&self, dir: &Path) -> Result<bool, Error> {
-        let mut text = serde_json::to_string_pretty(&canonical(
-            &serde_json::to_value(self).expect("a lock serializes"),
-        ))
-        .expect("a value serializes");
-        text.push('\n');
-        crate::write_if_changed(&dir.join(LOCK_FILE), &text)
-    }
-
     /// A release of every event version in `catalog`, keeping what `previous` recorded for
     /// versions no longer in the catalog (a released version never disappears from the lock).
     /// Refuses when the catalog breaks `previous` (check first: a breaking change must not be
@@ -93,54 +27,24 @@ impl Lock {
         if let Some(prev) = previous {
             let report = check(catalog, prev);
             if report.is_breaking() {
-                return Err(Error::Breaking(report));
+                return Err(Error::Breaking(report.breaking_diagnostics()));
             }
         }
         let mut lock = previous.cloned().unwrap_or_default();
-        lock.format = LOCK_FORMAT;
         for e in &catalog.events {
-            let k = key(&e.name.event_type, e.name.version);
             let bundled = catalog.bundle(e);
-            let previous = lock
-                .events
-                .get(&k)
-                .map(|r| &r.proto)
-                .filter(|p| !p.is_empty());
+            let previous = lock.field_numbers(&e.name.event_type, e.name.version);
             let proto = crate::proto::assign_field_numbers(&bundled, previous);
-            lock.events.insert(
-                k,
-                Released {
-                    schema: canonical(&bundled),
-                    proto,
-                },
+            lock.insert(
+                &e.name.event_type,
+                e.name.version,
+                canonical(&bundled),
+                proto,
             );
         }
         Ok(lock)
     }
 
-    /// The released event versions, sorted.
-    pub fn versions(&self) -> Vec<(String, u32)> {
-        self.events
-            .keys()
-            .filter_map(|k| parse_key(k))
-            .map(|(t, v)| (t.to_string(), v))
-            .collect()
-    }
-
-    /// The released schema of one event version.
-    pub fn schema(&self, event_type: &str, version: u32) -> Option<&Value> {
-        self.events
-            .get(&key(event_type, version))
-            .map(|r| &r.schema)
-    }
-
-    /// The recorded protobuf field numbers of one event version.
-    pub fn field_numbers(&self, event_type: &str, version: u32) -> Option<&FieldNumbers> {
-        self.events
-            .get(&key(event_type, version))
-            .map(|r| &r.proto)
-            .filter(|p| !p.is_empty())
-    }
 }
 
 /// What became of one event version between two states.
@@ -205,6 +109,48 @@ impl Report {
     /// Whether any change breaks a consumer.
     pub fn is_breaking(&self) -> bool {
         self.events.iter().any(EventReport::is_breaking)
+    }
+
+    /// The breaking changes as diagnostics: the file (or, for a removed version, the lock
+    /// entry), the pointer, what changed, whom it breaks and the fix.
+    pub fn breaking_diagnostics(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for e in &self.events {
+            if e.status == Status::Removed {
+                out.push(Diagnostic {
+                    file: LOCK_FILE.into(),
+                    pointer: format!("/events/{}@{}", e.event_type, e.version),
+                    message: format!(
+                        "{} v{}: released version removed — breaks new consumers: stored events \
+                         of v{} can no longer be decoded; restore its file",
+                        e.event_type, e.version, e.version
+                    ),
+                });
+            }
+            for c in e.changes.iter().filter(|c| c.is_breaking()) {
+                let via = c
+                    .via
+                    .as_ref()
+                    .map(|v| format!(" (in definition {v})"))
+                    .unwrap_or_default();
+                out.push(Diagnostic {
+                    file: e.file.clone().unwrap_or_else(|| LOCK_FILE.into()),
+                    pointer: c.pointer.clone(),
+                    message: format!(
+                        "{} v{}: {}{via} — {}: {}; fix: keep v{} as released and make this \
+                         change in a new version file, {}",
+                        e.event_type,
+                        e.version,
+                        c.what,
+                        c.breaks,
+                        c.why,
+                        e.version,
+                        e.next_file()
+                    ),
+                });
+            }
+        }
+        out
     }
 
     /// The breaking changes, as (event, change) pairs.

@@ -43,7 +43,7 @@ pub(crate) fn check_mark(schema: &Map<String, Value>, value: &Value, at: &str) -
         other => {
             return vec![format!(
                 "`x-sensitive` must be `true`, found {}",
-                crate::validate::kind_of(other)
+                crate::diagnostic::json_kind(other)
             )];
         }
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::diagnostic::{Diagnostics, pointer_push, suggest};
+use crate::diagnostic::{Diagnostics, json_kind as kind_of, pointer_push, suggest};
 use crate::naming::check_definition_name;
 
 /// Drafts whose keyword semantics the generator follows (draft-04/06 use boolean
@@ -636,17 +636,6 @@ impl Walker<'_> {
                 );
             }
         }
-    }
-}
-
-pub(crate) fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 

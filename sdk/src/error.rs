@@ -211,6 +211,19 @@ impl DecodeError {
         )
     }
 
+    /// The subject names an event type outside `known` (the types a consumer decodes). Used
+    /// by generated code.
+    pub fn unknown_event_type(event_type: &str, known: &[&str]) -> Self {
+        Self::new(
+            DecodeErrorKind::UnknownEventType,
+            format!(
+                "event type `{event_type}` is not one this consumer decodes (it decodes {}); \
+                 if it is new, rebuild the consumer with its schema, then replay the dead letter",
+                known.join(", ")
+            ),
+        )
+    }
+
     /// What made the message undecodable.
     pub fn kind(&self) -> DecodeErrorKind {
         self.kind

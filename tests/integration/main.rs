@@ -3,6 +3,7 @@
 mod attacks;
 mod consume;
 mod dlq;
+mod domain;
 mod encryption;
 mod harness;
 mod hostile;

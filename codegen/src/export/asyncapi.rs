@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::Options;
+use super::options::Options;
 use super::model::{Ev, View, map_refs, ref_name};
 
 /// The version of the NATS bindings (operation binding).

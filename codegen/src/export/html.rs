@@ -14,7 +14,7 @@ use std::fmt::Write;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::Options;
+use super::options::Options;
 use super::fields::{Field, fields};
 use super::model::{Ev, View};
 

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::model::View;
-use super::{File, Options};
+use super::options::{File, Options, file};
 
 /// The file of the envelope headers schema.
 const HEADERS_FILE: &str = "envelope-headers.schema.json";
@@ -24,7 +24,7 @@ pub(super) fn render(view: &View<'_>, options: &Options) -> Vec<File> {
             "schema_id": e.schema_id(),
             "file": name,
         }));
-        files.push(super::file(&name, pretty(&e.bundled)));
+        files.push(file(&name, pretty(&e.bundled)));
     }
     let mut doc = json!({
         "description": "Every event version of the catalog and the file of its self-contained \
@@ -32,10 +32,10 @@ pub(super) fn render(view: &View<'_>, options: &Options) -> Vec<File> {
         "events": index,
     });
     if let Some(headers) = &options.envelope_headers {
-        files.push(super::file(HEADERS_FILE, pretty(headers)));
+        files.push(file(HEADERS_FILE, pretty(headers)));
         doc["envelope_headers"] = HEADERS_FILE.into();
     }
-    files.push(super::file("index.json", pretty(&doc)));
+    files.push(file("index.json", pretty(&doc)));
     files
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Options, ServiceRole};
+use super::options::{Options, ServiceRole};
 use crate::catalog::{Catalog, EventSchema};
 use crate::diagnostic::{Diagnostics, Error, pointer_push};
 use crate::naming::pascal;

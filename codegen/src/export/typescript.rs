@@ -18,7 +18,7 @@ use std::fmt::Write;
 
 use serde_json::{Map, Value};
 
-use super::Options;
+use super::options::Options;
 use super::model::{Def, Ev, View, ref_name};
 
 pub(super) fn render(view: &View<'_>, options: &Options) -> String {

@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{ACCOUNT, Permissions, SYSTEM_ACCOUNT, Services, User, password_var};
+use super::declaration::{ACCOUNT, SYSTEM_ACCOUNT, Services, password_var};
+use super::permissions::{Permissions, User};
 use crate::diagnostic::{Diagnostic, Error};
 
 /// How users prove who they are.

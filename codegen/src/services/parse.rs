@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{
+use super::declaration::{
     Consumer, Gateway, Published, SWEEPER_DURABLE, SYSTEM_USER, Service, Services, default_durable,
 };
 use crate::catalog::Catalog;

@@ -26,7 +26,7 @@
 /// The bucket of dead-letter replay records (`eventhub::dlq::REPLAY_BUCKET`).
 const REPLAY_BUCKET: &str = "EVENTHUB_REPLAYS";
 
-use super::{
+use super::declaration::{
     ACCOUNT, ADVISORY_STREAM, DLQ_STREAM, SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Service,
     Services, inbox_prefix,
 };

@@ -4,7 +4,9 @@
 /// Types defined once in `schemas/shared/` and used by events of every domain.
 pub mod shared {
     #![allow(missing_docs, clippy::all)]
-    ///ISO 4217 code.
+    /**ISO 4217 code.
+
+Constraints: matches `^[A-Z]{3}$`.*/
     #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
     #[serde(transparent)]
     pub struct Currency(::std::string::String);
@@ -63,7 +65,9 @@ pub mod shared {
     ///Minor units of a currency.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Money {
-        ///Amount in minor units.
+        /**Amount in minor units.
+
+Constraints: ≥ 0.*/
         pub amount_minor: u64,
         pub currency: Currency,
     }
@@ -108,7 +112,9 @@ pub mod shop {
     pub struct CartCheckedOutV1 {
         ///The cart.
         pub cart_id: ::std::string::String,
-        ///Number of items.
+        /**Number of items.
+
+Constraints: ≥ 0.*/
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub items: ::std::option::Option<u64>,
     }
@@ -119,10 +125,14 @@ pub mod shop {
         pub cart_id: ::std::string::String,
         ///Who checked out.
         pub customer_id: ::std::string::String,
-        ///Note for the courier (door codes…): encrypted.
+        /**Note for the courier (door codes…): encrypted.
+
+Constraints: sensitive: encrypted when published (`x-sensitive`).*/
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub delivery_note: ::std::option::Option<::std::string::String>,
-        ///Number of items.
+        /**Number of items.
+
+Constraints: ≥ 0.*/
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub items: ::std::option::Option<u64>,
     }
@@ -144,11 +154,17 @@ pub mod shop {
         ///Coupon code, if any.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub coupon: ::std::option::Option<::std::string::String>,
-        ///What was bought.
+        /**What was bought.
+
+Constraints: at least 1 item.*/
         pub lines: ::std::vec::Vec<OrderPlacedV1Line>,
-        ///The order.
+        /**The order.
+
+Constraints: format `uuid`.*/
         pub order_id: ::uuid::Uuid,
-        ///When.
+        /**When.
+
+Constraints: format `date-time`.*/
         pub placed_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub total: super::shared::Money,
     }
@@ -215,11 +231,15 @@ pub mod shop {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
     pub struct OrderPlacedV1Line {
-        ///Text engraved on the item: encrypted.
+        /**Text engraved on the item: encrypted.
+
+Constraints: sensitive: encrypted when published (`x-sensitive`).*/
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub engraving: ::std::option::Option<::std::string::String>,
         pub price: super::shared::Money,
-        ///How many.
+        /**How many.
+
+Constraints: ≥ 1.*/
         pub quantity: ::std::num::NonZeroU64,
         ///Stock keeping unit.
         pub sku: ::std::string::String,
@@ -619,6 +639,122 @@ pub mod shop {
         /// `shop.order-placed` v1
         pub const ORDER_PLACED_V1: &str = "events.shop.order-placed.v1";
     }
+    /// Every event of the `shop` domain this build knows, by family: what a consumer of the whole domain receives (its filter is `events.shop.>`).
+    ///
+    /// Match it exhaustively: a family added to the domain is a compile error where it is not handled. An event of a type of the domain this build does not know (shop.cart.checked-out, shop.order-placed are known) is dead-lettered as undecodable, not skipped.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Any {
+        /// `shop.cart.checked-out`, any version.
+        CartCheckedOut(CartCheckedOut),
+        /// `shop.order-placed`, any version.
+        OrderPlaced(OrderPlaced),
+    }
+    impl Any {
+        /// The event type of the value (`domain.name`).
+        pub fn event_type(&self) -> &'static str {
+            match self {
+                Self::CartCheckedOut(_) => "shop.cart.checked-out",
+                Self::OrderPlaced(_) => "shop.order-placed",
+            }
+        }
+    }
+    impl ::eventhub::Consumable for Any {
+        const FAMILY: ::eventhub::Family = ::eventhub::Family {
+            event_type: "shop",
+            versions: &[],
+            subjects: &["events.shop.>"],
+            stream: "SHOP",
+        };
+        const HAS_SENSITIVE_FIELDS: bool = false
+            || <CartCheckedOut as ::eventhub::Consumable>::HAS_SENSITIVE_FIELDS
+            || <OrderPlaced as ::eventhub::Consumable>::HAS_SENSITIVE_FIELDS;
+        /// A domain's events are told apart by their type: see `decode_typed`.
+        fn decode(
+            version: u32,
+            raw: &::eventhub::wire::RawEvent<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
+            let _ = (version, raw);
+            ::std::result::Result::Err(
+                ::eventhub::error::DecodeError::unknown_event_type(
+                    "shop",
+                    &["shop.cart.checked-out", "shop.order-placed"],
+                ),
+            )
+        }
+        fn decode_typed(
+            event_type: &str,
+            version: u32,
+            raw: &::eventhub::wire::RawEvent<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
+            match event_type {
+                "shop.cart.checked-out" => {
+                    <CartCheckedOut as ::eventhub::Consumable>::decode(version, raw)
+                        .map(Self::CartCheckedOut)
+                }
+                "shop.order-placed" => {
+                    <OrderPlaced as ::eventhub::Consumable>::decode(version, raw)
+                        .map(Self::OrderPlaced)
+                }
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::error::DecodeError::unknown_event_type(
+                            other,
+                            &["shop.cart.checked-out", "shop.order-placed"],
+                        ),
+                    )
+                }
+            }
+        }
+        fn decode_typed_decrypting(
+            event_type: &str,
+            version: u32,
+            raw: &::eventhub::wire::RawEvent<'_>,
+            decryptor: &::eventhub::wire::crypto::Decryptor<'_>,
+        ) -> ::std::result::Result<Self, ::eventhub::error::DecodeError> {
+            match event_type {
+                "shop.cart.checked-out" => {
+                    <CartCheckedOut as ::eventhub::Consumable>::decode_decrypting(
+                            version,
+                            raw,
+                            decryptor,
+                        )
+                        .map(Self::CartCheckedOut)
+                }
+                "shop.order-placed" => {
+                    <OrderPlaced as ::eventhub::Consumable>::decode_decrypting(
+                            version,
+                            raw,
+                            decryptor,
+                        )
+                        .map(Self::OrderPlaced)
+                }
+                other => {
+                    ::std::result::Result::Err(
+                        ::eventhub::error::DecodeError::unknown_event_type(
+                            other,
+                            &["shop.cart.checked-out", "shop.order-placed"],
+                        ),
+                    )
+                }
+            }
+        }
+        fn version(&self) -> u32 {
+            match self {
+                Self::CartCheckedOut(event) => ::eventhub::Consumable::version(event),
+                Self::OrderPlaced(event) => ::eventhub::Consumable::version(event),
+            }
+        }
+    }
+    impl ::std::convert::From<CartCheckedOut> for Any {
+        fn from(event: CartCheckedOut) -> Self {
+            Self::CartCheckedOut(event)
+        }
+    }
+    impl ::std::convert::From<OrderPlaced> for Any {
+        fn from(event: OrderPlaced) -> Self {
+            Self::OrderPlaced(event)
+        }
+    }
 }
 /// Every event version in the catalog, sorted by type and version, with its
 /// self-contained JSON Schema.
@@ -929,3 +1065,30 @@ pub const TOPOLOGY: ::eventhub::Topology = ::eventhub::Topology {
     catalog: "default",
     streams: STREAMS,
 };
+/// This catalog's name, `default` (`catalog` in its `streams.json`): other catalogs refer to its shared definitions as `default:shared/<file>.json#/$defs/<Name>`.
+pub const CATALOG_NAME: &str = "default";
+/// This catalog's schema files (path relative to its root, content), for catalogs that
+/// build on it: `eventhub_codegen::Config::extern_catalog(CATALOG_NAME, SCHEMA_FILES, …)`
+/// in their build scripts.
+pub const SCHEMA_FILES: &[(&str, &str)] = &[
+    (
+        "shared/money.json",
+        "{\n  \"$defs\": {\n    \"Currency\": { \"description\": \"ISO 4217 code.\", \"type\": \"string\", \"pattern\": \"^[A-Z]{3}$\" },\n    \"Money\": {\n      \"description\": \"Minor units of a currency.\",\n      \"type\": \"object\",\n      \"properties\": {\n        \"amount_minor\": { \"description\": \"Amount in minor units.\", \"type\": \"integer\", \"minimum\": 0 },\n        \"currency\": { \"$ref\": \"#/$defs/Currency\" }\n      },\n      \"required\": [\"amount_minor\", \"currency\"]\n    }\n  }\n}\n",
+    ),
+    (
+        "shop/cart/checked-out.v1.json",
+        "{\n  \"description\": \"A cart was checked out.\",\n  \"type\": \"object\",\n  \"properties\": {\n    \"cart_id\": { \"description\": \"The cart.\", \"type\": \"string\" },\n    \"items\": { \"description\": \"Number of items.\", \"type\": \"integer\", \"minimum\": 0 }\n  },\n  \"required\": [\"cart_id\"]\n}\n",
+    ),
+    (
+        "shop/cart/checked-out.v2.json",
+        "{\n  \"description\": \"A cart was checked out. v2 requires the customer.\",\n  \"type\": \"object\",\n  \"properties\": {\n    \"cart_id\": { \"description\": \"The cart.\", \"type\": \"string\" },\n    \"customer_id\": { \"description\": \"Who checked out.\", \"type\": \"string\" },\n    \"delivery_note\": { \"description\": \"Note for the courier (door codes…): encrypted.\", \"type\": [\"string\", \"null\"], \"x-sensitive\": true },\n    \"items\": { \"description\": \"Number of items.\", \"type\": \"integer\", \"minimum\": 0 }\n  },\n  \"required\": [\"cart_id\", \"customer_id\"]\n}\n",
+    ),
+    (
+        "shop/order-placed.v1.json",
+        "{\n  \"$schema\": \"https://json-schema.org/draft/2020-12/schema\",\n  \"$id\": \"https://schemas.example.com/shop/order-placed/v1\",\n  \"description\": \"An order was placed. Emitted by the shop once payment is authorised.\",\n  \"type\": \"object\",\n  \"properties\": {\n    \"order_id\": { \"description\": \"The order.\", \"type\": \"string\", \"format\": \"uuid\" },\n    \"lines\": { \"description\": \"What was bought.\", \"type\": \"array\", \"minItems\": 1, \"items\": { \"$ref\": \"#/$defs/Line\" } },\n    \"total\": { \"$ref\": \"../shared/money.json#/$defs/Money\" },\n    \"channel\": { \"description\": \"Where it was placed.\", \"enum\": [\"web\", \"app\", \"store\"] },\n    \"coupon\": { \"description\": \"Coupon code, if any.\", \"type\": [\"string\", \"null\"] },\n    \"attributes\": { \"description\": \"Free-form tags.\", \"type\": \"object\", \"additionalProperties\": { \"type\": \"string\" } },\n    \"placed_at\": { \"description\": \"When.\", \"type\": \"string\", \"format\": \"date-time\" }\n  },\n  \"required\": [\"order_id\", \"lines\", \"total\", \"placed_at\"],\n  \"$defs\": {\n    \"Line\": {\n      \"description\": \"One line of an order.\",\n      \"type\": \"object\",\n      \"properties\": {\n        \"sku\": { \"description\": \"Stock keeping unit.\", \"type\": \"string\" },\n        \"quantity\": { \"description\": \"How many.\", \"type\": \"integer\", \"minimum\": 1 },\n        \"engraving\": { \"description\": \"Text engraved on the item: encrypted.\", \"type\": \"string\", \"x-sensitive\": true },\n        \"price\": { \"$ref\": \"../shared/money.json#/$defs/Money\" }\n      },\n      \"required\": [\"sku\", \"quantity\", \"price\"],\n      \"additionalProperties\": false\n    }\n  }\n}\n",
+    ),
+    (
+        "streams.json",
+        "{\n  \"streams\": {\n    \"SHOP\": {\n      \"description\": \"Everything the shop does.\",\n      \"subjects\": [\"events.shop.>\"],\n      \"retention\": \"limits\",\n      \"storage\": \"file\",\n      \"max_age\": \"30d\",\n      \"replicas\": 1,\n      \"duplicate_window\": \"2m\",\n      \"max_msg_size\": 65536\n    }\n  }\n}\n",
+    ),
+];

@@ -126,25 +126,22 @@ pub(super) async fn process<E, S>(
 
     // Decode before waiting for a worker: a poison message is set aside at once.
     let decoded = match parse_subject(message.subject.as_str()) {
-        Some((ty, version)) if ty == E::FAMILY.event_type => {
+        // The type decides what it decodes: one family, or every family of a domain it knows
+        // (`Consumable::decode_typed` refuses any other type).
+        Some((ty, version)) => {
             let raw = RawEvent {
                 content_type: known.content_type,
                 payload: &message.payload,
             };
             let event = if E::HAS_SENSITIVE_FIELDS {
-                decode_with_keys::<E>(&shared.client, &shared.name, version, &raw, hdrs)
+                decode_with_keys::<E>(&shared.client, &shared.name, ty, version, &raw, hdrs)
             } else {
-                E::decode(version, &raw)
+                E::decode_typed(ty, version, &raw)
             };
             event
                 .map(|event| (event, version))
                 .map_err(|e| format!("{}: {e}", message.subject))
         }
-        Some((ty, _)) => Err(format!(
-            "event type `{ty}` on `{}` is not {} (the only type this consumer decodes)",
-            message.subject,
-            E::FAMILY.event_type
-        )),
         None => Err(format!(
             "`{}` is not an event subject (events.<type>.v<N>)",
             message.subject
@@ -379,23 +376,24 @@ async fn dead_letter<S>(
 fn decode_with_keys<E: Consumable>(
     client: &Client,
     consumer: &str,
+    event_type: &str,
     version: u32,
     raw: &RawEvent<'_>,
     hdrs: Option<&HeaderMap>,
 ) -> Result<E, DecodeError> {
     let header = |name: &str| hdrs?.get(name).map(|v| v.as_str());
     let Some(key_id) = header(headers::ENCRYPTION_KEY) else {
-        return E::decode(version, raw);
+        return E::decode_typed(event_type, version, raw);
     };
     match client.keyring() {
         Some(keyring) if keyring.contains(key_id) => {
             let decryptor =
                 Decryptor::new(keyring, key_id, header(headers::ID).unwrap_or_default());
-            E::decode_decrypting(version, raw, &decryptor)
+            E::decode_typed_decrypting(event_type, version, raw, &decryptor)
         }
         keyring => {
-            note_missing_key(consumer, E::FAMILY.event_type, key_id, keyring);
-            E::decode(version, raw)
+            note_missing_key(consumer, event_type, key_id, keyring);
+            E::decode_typed(event_type, version, raw)
         }
     }
 }

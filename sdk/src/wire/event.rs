@@ -90,6 +90,41 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
         Self::decode(version, raw)
     }
 
+    /// Decodes a payload whose subject names `event_type` and `version`: what a consumer
+    /// calls. The default decodes [`Family::event_type`] only (with [`Consumable::decode`]) and
+    /// refuses any other type; the enum over a domain's families (`events::photo::Any`)
+    /// decodes each type of its domain it knows.
+    fn decode_typed(
+        event_type: &str,
+        version: u32,
+        raw: &RawEvent<'_>,
+    ) -> Result<Self, DecodeError> {
+        if event_type != Self::FAMILY.event_type {
+            return Err(DecodeError::unknown_event_type(
+                event_type,
+                &[Self::FAMILY.event_type],
+            ));
+        }
+        Self::decode(version, raw)
+    }
+
+    /// [`Consumable::decode_typed`] for a payload whose `x-sensitive` fields are encrypted
+    /// (see [`Consumable::decode_decrypting`]).
+    fn decode_typed_decrypting(
+        event_type: &str,
+        version: u32,
+        raw: &RawEvent<'_>,
+        decryptor: &Decryptor<'_>,
+    ) -> Result<Self, DecodeError> {
+        if event_type != Self::FAMILY.event_type {
+            return Err(DecodeError::unknown_event_type(
+                event_type,
+                &[Self::FAMILY.event_type],
+            ));
+        }
+        Self::decode_decrypting(version, raw, decryptor)
+    }
+
     /// The version of this value.
     fn version(&self) -> u32;
 }
@@ -97,9 +132,11 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
 /// What a [`Consumable`] type covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Family {
-    /// The event type, e.g. `user.created`.
+    /// The event type, e.g. `user.created`; for the enum over a domain's families, the domain
+    /// (`photo`).
     pub event_type: &'static str,
-    /// The versions the type can decode.
+    /// The versions the type can decode (empty for the enum over a domain's families, whose
+    /// variants have their own).
     pub versions: &'static [u32],
     /// The subjects a consumer of the type filters on. A family enum uses a wildcard over
     /// versions (`events.user.created.*`), so an event of a version this build does not know is
