@@ -83,8 +83,17 @@ fn marks_on_properties_items_nested_objects_and_shared_definitions_become_paths(
 #[test]
 fn events_without_marks_get_no_sensitive_items() {
     let code = generate(&[("user/x.v1.json", &event(r#"{"a": {"type": "string"}}"#))]).unwrap();
-    assert!(!code.contains("SENSITIVE"), "{code}");
-    assert!(!code.contains("decode_decrypting"), "{code}");
+    // The event's own impl has no sensitive items (its domain's `Any` enum delegates to it
+    // generically, so the words appear there).
+    assert!(!code.contains("const SENSITIVE"), "{code}");
+    assert!(
+        !code.contains("HAS_SENSITIVE_FIELDS: bool = true"),
+        "{code}"
+    );
+    assert!(
+        !code.contains("::eventhub::wire::decode_decrypting"),
+        "{code}"
+    );
     assert!(code.contains("sensitive: &[]"), "{code}");
 }
 
