@@ -153,7 +153,10 @@ pub(crate) async fn run(env: &Env<'_>, url: &str, report: &mut Report) -> anyhow
             Ok(v) => v,
             Err(e) => {
                 eprintln!("  fan-out to {n}: {e}");
-                report.notes.push((Section::Scale, format!("fan-out to {n} clients failed: {e}")));
+                report.notes.push((
+                    Section::Scale,
+                    format!("fan-out to {n} clients failed: {e}"),
+                ));
                 continue;
             }
         };
@@ -164,8 +167,7 @@ pub(crate) async fn run(env: &Env<'_>, url: &str, report: &mut Report) -> anyhow
             "WS fan-out to 1,000 clients, p99 (ms)"
         };
         report.rows.push(
-            Row::of(Section::Scale, "tiny", name, f64::NAN, p99)
-                .value_target(Target::AtMost(50.0)),
+            Row::of(Section::Scale, "tiny", name, f64::NAN, p99).value_target(Target::AtMost(50.0)),
         );
     }
     report.notes.push((
@@ -199,9 +201,7 @@ async fn fanout(
             tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
                 ws_url.as_str(),
             )?;
-        request
-            .headers_mut()
-            .insert("x-api-key", OPS_KEY.parse()?);
+        request.headers_mut().insert("x-api-key", OPS_KEY.parse()?);
         let (ws, _) = match tokio_tungstenite::connect_async(request).await {
             Ok(ok) => ok,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => anyhow::bail!(

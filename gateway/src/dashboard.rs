@@ -324,11 +324,7 @@ async fn overview(State(state): State<Shared>, headers: HeaderMap) -> Response {
                 let Ok(stream) = client.jetstream().get_stream(&s.config.name).await else {
                     continue;
                 };
-                let consumers: Vec<_> = stream
-                    .consumers()
-                    .try_collect()
-                    .await
-                    .unwrap_or_default();
+                let consumers: Vec<_> = stream.consumers().try_collect().await.unwrap_or_default();
                 for c in consumers.iter().filter(|c| c.config.durable_name.is_some()) {
                     let lag = c.num_pending + c.num_ack_pending as u64;
                     let _ = write!(
@@ -500,7 +496,11 @@ async fn dlq_list(
     page("dead letters", Some(10), &body, Some(&session))
 }
 
-async fn dlq_entry(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+async fn dlq_entry(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
     let (_, session) = match require(&state, &headers) {
         Ok(s) => s,
         Err(r) => return r,
@@ -579,7 +579,13 @@ async fn dlq_replay(
     };
     let done = match operator_client(&state).dead_letters().replay(id).await {
         Ok(r) => {
-            tracing::info!(operator = session.operator, id, stream = r.stream, sequence = r.sequence, "dead letter replayed");
+            tracing::info!(
+                operator = session.operator,
+                id,
+                stream = r.stream,
+                sequence = r.sequence,
+                "dead letter replayed"
+            );
             format!("Replayed dead letter {id} to {} #{}.", r.stream, r.sequence)
         }
         Err(e) => format!("Dead letter {id} was not replayed: {e}"),
@@ -622,7 +628,10 @@ mod tests {
     #[test]
     fn reads_the_session_cookie() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; eventhub_session=abc; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; eventhub_session=abc; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie(&h, COOKIE).as_deref(), Some("abc"));
     }
 }

@@ -29,7 +29,9 @@ impl HttpMetrics {
     pub(crate) fn render(&self) -> String {
         let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP eventhub_gateway_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str(
+            "# HELP eventhub_gateway_requests_total HTTP requests answered, by route and status.\n",
+        );
         out.push_str("# TYPE eventhub_gateway_requests_total counter\n");
         for ((route, status), (count, _)) in map.iter() {
             let _ = writeln!(

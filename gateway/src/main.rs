@@ -37,7 +37,11 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Where to listen.
-    #[arg(long, env = "EVENTHUB_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "EVENTHUB_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     listen: SocketAddr,
     /// The catalog directory holding services.json.
     #[arg(long, env = "EVENTHUB_SCHEMAS_DIR", default_value = "schemas")]
@@ -46,7 +50,11 @@ struct ServeArgs {
     #[arg(long, env = "EVENTHUB_GATEWAY_KEYS_FILE")]
     keys: Option<PathBuf>,
     /// API keys as `service:sha256-hex` entries separated by commas or newlines.
-    #[arg(long = "key-hashes", env = "EVENTHUB_GATEWAY_KEYS", hide_env_values = true)]
+    #[arg(
+        long = "key-hashes",
+        env = "EVENTHUB_GATEWAY_KEYS",
+        hide_env_values = true
+    )]
     key_hashes: Option<String>,
     /// A file holding the HS256 secret of accepted bearer tokens (at least 32 bytes).
     #[arg(long, env = "EVENTHUB_GATEWAY_JWT_SECRET_FILE")]
@@ -207,14 +215,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

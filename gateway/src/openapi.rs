@@ -44,9 +44,9 @@ pub fn document(catalog: &[EventInfo]) -> Value {
     }
     for info in catalog {
         let name = component_name(info);
-        let mut schema: Value = serde_json::from_str(info.schema).unwrap_or_else(|e| {
-            json!({"description": format!("the catalog's schema does not parse: {e}")})
-        });
+        let mut schema: Value = serde_json::from_str(info.schema).unwrap_or_else(
+            |e| json!({"description": format!("the catalog's schema does not parse: {e}")}),
+        );
         rewrite_refs(&mut schema, &name);
         if let Value::Object(map) = &mut schema {
             // The document is one resource: a nested `$id` would move the base of its refs.

@@ -110,7 +110,11 @@ pub fn find(
     };
     let all: Vec<&'static EventInfo> = std::iter::once(first).chain(versions).collect();
     match version {
-        None => Ok(all.iter().max_by_key(|e| e.version).copied().unwrap_or(first)),
+        None => Ok(all
+            .iter()
+            .max_by_key(|e| e.version)
+            .copied()
+            .unwrap_or(first)),
         Some(v) => all.iter().find(|e| e.version == v).copied().ok_or_else(|| {
             let have: Vec<String> = all.iter().map(|e| format!("{}", e.version)).collect();
             ApiError::new(
@@ -164,8 +168,14 @@ pub(crate) fn prepare(
     services: &eventhub_codegen::services::Services,
     request: PublishRequest,
 ) -> Result<(&'static EventInfo, serde_json::Value, PublishOptions), ApiError> {
-    let info = find(eventhub_catalog::CATALOG, &request.event_type, request.version)?;
-    let owner = services.publisher_of(info.event_type).map(|s| s.name.as_str());
+    let info = find(
+        eventhub_catalog::CATALOG,
+        &request.event_type,
+        request.version,
+    )?;
+    let owner = services
+        .publisher_of(info.event_type)
+        .map(|s| s.name.as_str());
     if caller.role != Role::Service || owner != Some(caller.name.as_str()) {
         return Err(ApiError::forbidden(format!(
             "`{}` may not publish {}: services.json declares {} as its publisher",

@@ -255,9 +255,7 @@ fn router(state: Shared) -> Router {
         .route("/v1/stream", get(crate::stream::handler))
         .route("/live.html", get(live_page))
         .merge(crate::dashboard::routes())
-        .fallback(|| async {
-            ApiError::new(ErrorCode::NotFound, "no such endpoint")
-        })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::http_metrics::record,
@@ -289,11 +287,7 @@ async fn health(State(state): State<Shared>) -> Response {
 async fn metrics(State(state): State<Shared>) -> Response {
     let mut text = state.client.metrics().render().await;
     text.push_str(&state.metrics.render());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn openapi(State(state): State<Shared>) -> Response {

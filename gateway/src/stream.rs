@@ -61,7 +61,9 @@ pub fn readable(
     caller: &Caller,
     services: &eventhub_codegen::services::Services,
 ) -> BTreeSet<String> {
-    let all = eventhub_catalog::CATALOG.iter().map(|e| e.event_type.to_string());
+    let all = eventhub_catalog::CATALOG
+        .iter()
+        .map(|e| e.event_type.to_string());
     if caller.role == Role::Operator {
         return all.collect();
     }
@@ -153,7 +155,11 @@ pub fn subscription(
         }
     }
     let mut positions = BTreeMap::new();
-    for part in from.unwrap_or("").split(',').filter(|p| !p.trim().is_empty()) {
+    for part in from
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
         let (stream, seq) = part
             .trim()
             .split_once(':')
@@ -198,9 +204,7 @@ pub(crate) async fn handler(
             .ws_connections
             .clone()
             .try_acquire_owned()
-            .map_err(|_| {
-                ApiError::new(ErrorCode::Unavailable, "too many stream connections")
-            })?;
+            .map_err(|_| ApiError::new(ErrorCode::Unavailable, "too many stream connections"))?;
         let ws = ws.map_err(|e| {
             ApiError::invalid(format!("GET /v1/stream is a WebSocket endpoint: {e}"))
         })?;
@@ -276,7 +280,9 @@ pub fn room_of(data: &Value) -> Option<&str> {
 }
 
 fn info_of(subject: &str) -> Option<&'static EventInfo> {
-    eventhub_catalog::CATALOG.iter().find(|e| e.subject == subject)
+    eventhub_catalog::CATALOG
+        .iter()
+        .find(|e| e.subject == subject)
 }
 
 /// The frame of one stored event, or `None` when it is not for this room.
@@ -333,7 +339,10 @@ async fn serve(
         "user": sub.user,
         "streams": positions,
     });
-    if tx.try_send(Message::Text(hello.to_string().into())).is_err() {
+    if tx
+        .try_send(Message::Text(hello.to_string().into()))
+        .is_err()
+    {
         return;
     }
     let stop = stopped(state.shutdown.clone());
@@ -368,7 +377,10 @@ async fn serve(
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // The frames already queued go out first; then the close.
                     let _ = tx
-                        .send(close(1008, "slow consumer: reconnect with `from` to resume"))
+                        .send(close(
+                            1008,
+                            "slow consumer: reconnect with `from` to resume",
+                        ))
                         .await;
                     return;
                 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use eventhub::consume::HandlerError;
 use eventhub::dlq::DeadLetterFilter;
-use eventhub::{Client, ConsumerOptions, ConnectOptions};
+use eventhub::{Client, ConnectOptions, ConsumerOptions};
 use eventhub_catalog::events::photo::UploadedV1;
 use serde_json::{Value, json};
 use support::*;
@@ -107,14 +107,23 @@ async fn an_operator_replays_a_dead_letter_from_the_dashboard_in_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert!(seen["loginUrl"].as_str().unwrap().ends_with("/dashboard/login"), "{seen}");
+    assert!(
+        seen["loginUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with("/dashboard/login"),
+        "{seen}"
+    );
     let streams: Vec<&str> = seen["overview"]["streams"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r[0].as_str().unwrap())
         .collect();
-    assert!(streams.contains(&"PHOTOS") && streams.contains(&"EVENTHUB_DLQ"), "{seen}");
+    assert!(
+        streams.contains(&"PHOTOS") && streams.contains(&"EVENTHUB_DLQ"),
+        "{seen}"
+    );
     assert!(
         seen["overview"]["consumers"]
             .as_array()
@@ -136,14 +145,30 @@ async fn an_operator_replays_a_dead_letter_from_the_dashboard_in_chromium() {
     assert_eq!(rows[0][0], entries[0].id.to_string());
     assert_eq!(rows[0][2], "photo__photo_uploaded");
     assert_eq!(rows[0][4], "rejected");
-    assert!(rows[0][6].as_str().unwrap().contains("<i>unreadable</i>"), "{seen}");
+    assert!(
+        rows[0][6].as_str().unwrap().contains("<i>unreadable</i>"),
+        "{seen}"
+    );
     // The hostile payload is shown as text, never run or rendered.
-    assert!(seen["entry"]["payload"].as_str().unwrap().contains(HOSTILE), "{seen}");
+    assert!(
+        seen["entry"]["payload"].as_str().unwrap().contains(HOSTILE),
+        "{seen}"
+    );
     assert_eq!(seen["entry"]["injected"], 0);
     assert_eq!(seen["entry"]["fields"]["event id"], id.as_str());
     assert_eq!(seen["pwned"], Value::Null);
-    assert!(seen["afterReplay"]["flash"].as_str().unwrap().starts_with("Replayed dead letter"), "{seen}");
-    assert_eq!(seen["afterReplay"]["deadLetters"].as_array().unwrap().len(), 0, "{seen}");
+    assert!(
+        seen["afterReplay"]["flash"]
+            .as_str()
+            .unwrap()
+            .starts_with("Replayed dead letter"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["afterReplay"]["deadLetters"].as_array().unwrap().len(),
+        0,
+        "{seen}"
+    );
     assert_eq!(seen["foreignRequests"], json!([]));
     assert_eq!(seen["pageErrors"], json!([]));
 
@@ -184,7 +209,10 @@ async fn dashboard_actions_need_a_session_and_its_csrf_token() {
         .unwrap();
     assert_eq!(resp.status(), 303);
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let session = cookie.split(';').next().unwrap().to_string();
     let page = http
         .get(hub.url("/dashboard"))

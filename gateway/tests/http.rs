@@ -15,7 +15,11 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-async fn post(hub: &Hub, key: Option<&str>, body: &Value) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+async fn post(
+    hub: &Hub,
+    key: Option<&str>,
+    body: &Value,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
     let mut req = http().post(hub.url("/v1/events")).json(body);
     if let Some(k) = key {
         req = req.header("x-api-key", k);
@@ -99,7 +103,10 @@ async fn jwt_bearer_publishes_and_version_defaults_to_latest() {
         .map(|e| e.version)
         .max()
         .unwrap();
-    assert_eq!(stored.subject.as_str(), format!("events.user.created.v{latest}"));
+    assert_eq!(
+        stored.subject.as_str(),
+        format!("events.user.created.v{latest}")
+    );
 }
 
 #[tokio::test]
@@ -206,7 +213,10 @@ async fn unknown_types_and_versions_are_404() {
     let (status, answer, _) = post(&hub, Some(PHOTO_KEY), &body).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(answer["errorCode"], "UNKNOWN_VERSION");
-    assert!(answer["message"].as_str().unwrap().contains("has 1"), "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("has 1"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

@@ -22,7 +22,9 @@ fn secured_server() -> NatsServer {
     let mut conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
         .unwrap()
         .replace(".nats-data", STORE_DIR_PLACEHOLDER);
-    for user in ["ops", "auth", "payments", "profile", "admin", "photo", "sweeper", "gateway", "sys"] {
+    for user in [
+        "ops", "auth", "payments", "profile", "admin", "photo", "sweeper", "gateway", "sys",
+    ] {
         let var = format!("${}", eventhub::client::service_password_var(user));
         assert!(conf.contains(&var), "nats.conf reads {var}");
         conf = conf.replace(&var, &format!("\"{}\"", password(user)));
@@ -40,7 +42,9 @@ fn as_user(server: &NatsServer, service: &str, user: &str) -> ConnectOptions {
 #[tokio::test]
 async fn the_generated_gateway_user_publishes_follows_and_checks_health() {
     let server = secured_server();
-    let ops = Client::connect(as_user(&server, "ops", "ops")).await.unwrap();
+    let ops = Client::connect(as_user(&server, "ops", "ops"))
+        .await
+        .unwrap();
     ops.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
     let config = Config::new(as_user(&server, "gateway", "gateway"), schemas_dir())
         .keys(keys())
@@ -52,7 +56,11 @@ async fn the_generated_gateway_user_publishes_follows_and_checks_health() {
     let addr = gateway.local_addr();
     let http = reqwest::Client::new();
 
-    let resp = http.get(format!("http://{addr}/health")).send().await.unwrap();
+    let resp = http
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .unwrap();
     let status = resp.status();
     let health: Value = resp.json().await.unwrap();
     assert_eq!(status, 200, "{health}");
@@ -93,7 +101,9 @@ async fn the_generated_gateway_user_publishes_follows_and_checks_health() {
         .expect("an event within 10 s")
         .unwrap()
         .unwrap();
-    let Message::Text(text) = frame else { panic!("{frame:?}") };
+    let Message::Text(text) = frame else {
+        panic!("{frame:?}")
+    };
     let event: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(event["sequence"].as_u64(), Some(seq));
     gateway.shutdown().await.unwrap();

@@ -11,11 +11,14 @@ use support::*;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(hub: &Hub, query: &str) -> (Ws, Value) {
     let url = format!("ws://{}/v1/stream?{query}", hub.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
     let hello = next_json(&mut ws).await;
     assert_eq!(hello["type"], "subscribed", "{hello}");
     (ws, hello)
@@ -130,9 +133,14 @@ async fn a_service_follows_what_it_may_read_and_nothing_else() {
         req.send()
     };
     // No credentials.
-    assert_eq!(get("types=photo.*".into(), None).await.unwrap().status(), 401);
+    assert_eq!(
+        get("types=photo.*".into(), None).await.unwrap().status(),
+        401
+    );
     // auth neither publishes nor consumes photo events.
-    let resp = get("types=photo.uploaded".into(), Some(AUTH_KEY)).await.unwrap();
+    let resp = get("types=photo.uploaded".into(), Some(AUTH_KEY))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
     // A user's token cannot join another user's room.
     let token = jwt("photo", Some(&uuid()), JWT_SECRET);
@@ -146,7 +154,9 @@ async fn a_service_follows_what_it_may_read_and_nothing_else() {
 
     // A service key over WebSocket: every event of its types, any user.
     let url = format!("ws://{}/v1/stream?types=photo.uploaded", hub.addr);
-    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
     request
         .headers_mut()
         .insert("x-api-key", PHOTO_KEY.parse().unwrap());
@@ -192,7 +202,10 @@ async fn a_slow_client_is_dropped_and_the_server_keeps_serving() {
     .await
     .expect("the slow client is closed");
     assert_eq!(code, Some(CloseCode::Policy));
-    assert!(events < total, "dropped before receiving everything ({events})");
+    assert!(
+        events < total,
+        "dropped before receiving everything ({events})"
+    );
 
     // Others are still served.
     let (mut ws, _) = connect(&hub, &format!("types=photo.*&token={token}")).await;
