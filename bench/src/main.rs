@@ -28,8 +28,9 @@
 //! raw async-nats: 50 durable consumers over 10 streams, a backlog drained by 4 instances
 //! sharing a durable (processes of this binary, `--drain-child`), a 3-node R3 cluster beside one
 //! server, and events of 256 B, 4 KiB and 64 KiB. `--only core,peers,fanout,backlog,cluster,
-//! sizes,codegen,patterns` runs some of them (`patterns`: request-reply and aggregates, see
-//! `patterns.rs`); `--quick` runs every one with small counts;
+//! sizes,gateway,codegen,patterns` runs some of them (`gateway`: the HTTP gateway's publish
+//! throughput and WebSocket fan-out, see `gateway.rs`; `patterns`: request-reply and
+//! aggregates, see `patterns.rs`); `--quick` runs every one with small counts;
 //! `EVENTHUB_BENCH_BACKLOG` sets the backlog's size. The output ends with a one-line summary;
 //! `--json` prints everything, with a `summary` object (every targeted figure, its target,
 //! whether it is met). `--write-docs docs/performance.md RUN.json…` renders the generated part
@@ -47,6 +48,7 @@ mod backlog;
 mod codec;
 mod docs;
 mod fanout;
+mod gateway;
 mod measure;
 mod patterns;
 mod peers;
@@ -122,12 +124,12 @@ const QUICK: Plan = Plan {
 };
 
 /// The parts of a run, for `--only`.
-const PARTS: [&str; 8] = [
-    "core", "peers", "fanout", "backlog", "cluster", "sizes", "codegen", "patterns",
+const PARTS: [&str; 9] = [
+    "core", "peers", "fanout", "backlog", "cluster", "sizes", "gateway", "codegen", "patterns",
 ];
 
 const USAGE: &str = "usage: eventhub-bench [--json] [--quick] [--only PART,…] | --codec [--json] | \
---write-docs PAGE RUN.json… \n  parts: core, peers, fanout, backlog, cluster, sizes, codegen, patterns";
+--write-docs PAGE RUN.json… \n  parts: core, peers, fanout, backlog, cluster, sizes, gateway, codegen, patterns";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -255,6 +257,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs("sizes") {
         scale::sizes(&env, &mut report).await?;
+    }
+    if runs("gateway") {
+        gateway::run(&env, &url, &mut report).await?;
     }
     if runs("patterns") {
         patterns::run(&env, &url, &typical, &mut report).await?;

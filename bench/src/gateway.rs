@@ -1,0 +1,267 @@
+//! The HTTP gateway (`eventhub-gateway`, in this process, on the same server):
+//!
+//! - `POST /v1/events` with 32 requests in flight over keep-alive connections, beside the SDK
+//!   publishing directly with 32 publishes in flight, each awaiting its ack: throughput (target
+//!   ≥ 0.5×) and p99 latency. The "raw" column of these rows is the direct SDK publish.
+//! - WebSocket fan-out: one event to N clients of `GET /v1/stream` (N = 100 and 1,000), the
+//!   time from publishing to each client receiving it: p99 (target under 50 ms).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use eventhub::PublishOptions;
+use eventhub_gateway::auth::{ApiKeys, hash_key};
+use eventhub_gateway::{Config, Gateway};
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+use crate::measure::{Report, Row, Section, Target, quantile};
+use crate::scenarios::Env;
+
+const CONCURRENCY: usize = 32;
+const KEY: &str = "bench-auth-key-0123456789abcdef0123456789";
+const OPS_KEY: &str = "bench-ops-key-0123456789abcdef0123456789";
+
+fn logout() -> serde_json::Value {
+    serde_json::json!({
+        "user_id": "0190a000-0000-7000-8000-000000000001",
+        "session_id": "0190a000-0000-7000-8000-000000000002",
+        "reason": "user",
+        "at": "2026-11-23T10:00:00Z",
+    })
+}
+
+async fn start(url: &str) -> anyhow::Result<Gateway> {
+    let mut keys = ApiKeys::default();
+    keys.insert("auth", hash_key(KEY));
+    keys.insert("ops", hash_key(OPS_KEY));
+    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let config = Config::new(eventhub::ConnectOptions::new("gateway").url(url), schemas)
+        .keys(keys)
+        .ws_buffer(1024);
+    Ok(Gateway::start(config, "127.0.0.1:0".parse()?).await?)
+}
+
+/// Runs `total` jobs, `CONCURRENCY` at a time; returns events per second and each job's
+/// latency in microseconds.
+async fn concurrently<F, Fut>(total: usize, job: F) -> anyhow::Result<(f64, Vec<u64>)>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (next, job) = (next.clone(), job.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let t = Instant::now();
+                job().await?;
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Ok((total as f64 / secs, all))
+}
+
+pub(crate) async fn run(env: &Env<'_>, url: &str, report: &mut Report) -> anyhow::Result<()> {
+    let total = env.plan.awaited * 4;
+    eprintln!("gateway: {total} POST /v1/events, {CONCURRENCY} in flight, beside the SDK");
+    let gateway = start(url).await?;
+    let base = format!("http://{}", gateway.local_addr());
+    let info = eventhub_catalog::CATALOG
+        .iter()
+        .find(|e| e.event_type == "auth.logout")
+        .context("auth.logout in the catalog")?;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()?;
+    let body = serde_json::json!({"eventType": "auth.logout", "source": "auth", "data": logout()});
+    let post = {
+        let (http, url, body) = (http.clone(), format!("{base}/v1/events"), body.clone());
+        move || {
+            let (http, url, body) = (http.clone(), url.clone(), body.clone());
+            async move {
+                let resp = http
+                    .post(&url)
+                    .header("x-api-key", KEY)
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(resp.status() == 202, "gateway answered {}", resp.status());
+                resp.bytes().await?;
+                Ok(())
+            }
+        }
+    };
+    let publisher = env.client.publisher();
+    let direct = {
+        let data = logout();
+        move || {
+            let (publisher, data) = (publisher.clone(), data.clone());
+            async move {
+                publisher
+                    .publish_json(info, &data, PublishOptions::default())
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+    // Warm both (connections, caches), then measure alternately.
+    concurrently(CONCURRENCY * 4, post.clone()).await?;
+    concurrently(CONCURRENCY * 4, direct.clone()).await?;
+    let (sdk_rate, sdk_lat) = concurrently(total, direct).await?;
+    let (gw_rate, gw_lat) = concurrently(total, post).await?;
+    eprintln!("  direct SDK {sdk_rate:.0} ev/s, gateway {gw_rate:.0} ev/s");
+    report.rows.push(
+        Row::of(
+            Section::Scale,
+            "tiny",
+            "gateway POST, 32 in flight (ev/s)",
+            sdk_rate,
+            gw_rate,
+        )
+        .target(Target::AtLeast(0.5)),
+    );
+    let p99 = |v: &[u64]| quantile(v, 0.99) as f64 / 1000.0;
+    report.rows.push(Row::of(
+        Section::Scale,
+        "tiny",
+        "  p99 latency (ms)",
+        p99(&sdk_lat),
+        p99(&gw_lat),
+    ));
+
+    // The larger first: each client holds an ordered consumer until the server reaps it.
+    for n in [1000, 100] {
+        let events = if env.plan.rounds == 1 { 20 } else { 100 };
+        // One ordered consumer per client: the stream's consumer limit (1,000 by default)
+        // caps the clients, and the reaping of closed clients' consumers lags.
+        let (p50, p99) = match fanout(env, &base, info, n, events).await {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("  fan-out to {n}: {e}");
+                report.notes.push((
+                    Section::Scale,
+                    format!("fan-out to {n} clients failed: {e}"),
+                ));
+                continue;
+            }
+        };
+        eprintln!("  fan-out to {n}: p50 {p50:.1} ms, p99 {p99:.1} ms");
+        let name = if n == 100 {
+            "WS fan-out to 100 clients, p99 (ms)"
+        } else {
+            "WS fan-out to 1,000 clients, p99 (ms)"
+        };
+        report.rows.push(
+            Row::of(Section::Scale, "tiny", name, f64::NAN, p99).value_target(Target::AtMost(50.0)),
+        );
+    }
+    report.notes.push((
+        Section::Scale,
+        "gateway rows: raw = the SDK publishing directly (32 in flight, each awaiting its ack); \
+         fan-out: publish to receipt by every WebSocket client, one ordered consumer per client"
+            .to_string(),
+    ));
+    gateway.shutdown().await?;
+    Ok(())
+}
+
+/// Publishes `events` events, one every 20 ms, to `n` WebSocket clients; the p50 and p99 of
+/// publish-to-receipt over every (event, client), in milliseconds.
+async fn fanout(
+    env: &Env<'_>,
+    base: &str,
+    info: &'static eventhub::EventInfo,
+    n: usize,
+    events: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let ws_url = format!(
+        "{}/v1/stream?types=auth.logout",
+        base.replacen("http://", "ws://", 1)
+    );
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let mut clients = Vec::new();
+    let (ready_tx, mut ready) = tokio::sync::mpsc::channel::<()>(n);
+    for _ in 0..n {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                ws_url.as_str(),
+            )?;
+        request.headers_mut().insert("x-api-key", OPS_KEY.parse()?);
+        let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+            Ok(ok) => ok,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => anyhow::bail!(
+                "client {} of {n} refused: {} {}",
+                clients.len() + 1,
+                resp.status(),
+                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
+            ),
+            Err(e) => return Err(e).context("connect a WebSocket client"),
+        };
+        let ready_tx = ready_tx.clone();
+        clients.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let (_sink, mut stream) = ws.split();
+            while let Some(Ok(msg)) = stream.next().await {
+                let Ok(text) = msg.to_text() else { continue };
+                let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                if v["type"] == "subscribed" {
+                    let _ = ready_tx.send(()).await;
+                } else if let Some(seq) = v["sequence"].as_u64() {
+                    got.push((seq, Instant::now()));
+                    if got.len() == events {
+                        break;
+                    }
+                }
+            }
+            got
+        }));
+    }
+    for _ in 0..n {
+        ready.recv().await.context("a client subscribed")?;
+    }
+    let publisher = env.client.publisher();
+    for _ in 0..events {
+        let t = Instant::now();
+        let receipt = publisher
+            .publish_json(info, &logout(), PublishOptions::default())
+            .await?;
+        sent.lock().await.insert(receipt.sequence, t);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = sent.lock().await;
+    let mut lat = Vec::new();
+    for c in clients {
+        let got = tokio::time::timeout(Duration::from_secs(60), c)
+            .await
+            .context("every client received every event within 60 s")??;
+        for (seq, at) in got {
+            if let Some(t) = sent.get(&seq) {
+                lat.push(at.duration_since(*t).as_micros() as u64);
+            }
+        }
+    }
+    anyhow::ensure!(
+        lat.len() == n * events,
+        "{} of {} deliveries",
+        lat.len(),
+        n * events
+    );
+    lat.sort_unstable();
+    let ms = |q| quantile(&lat, q) as f64 / 1000.0;
+    Ok((ms(0.5), ms(0.99)))
+}
