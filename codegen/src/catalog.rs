@@ -20,7 +20,7 @@ use crate::externs::ExternCatalog;
 use crate::files::{self, SourceFile};
 use crate::lock::{LOCK_FILE, Lock};
 use crate::naming::{
-    EventName, SERVICES_FILE, SHARED_DIR, TOPOLOGY_FILE, pascal, parse_event_path,
+    EventName, SERVICES_FILE, SHARED_DIR, TOPOLOGY_FILE, parse_event_path, pascal,
 };
 use crate::proto::FieldNumbers;
 use crate::topology::{self, StreamDecl, subject_matches};
@@ -947,11 +947,7 @@ fn load_externs(externs: &[ExternCatalog]) -> Result<BTreeMap<String, Extern>, E
     for ext in externs {
         let shown = PathBuf::from(format!("{}:", ext.name));
         if pending.contains_key(ext.name.as_str()) {
-            diags.push(
-                &shown,
-                "",
-                format!("catalog `{}` is given twice", ext.name),
-            );
+            diags.push(&shown, "", format!("catalog `{}` is given twice", ext.name));
             continue;
         }
         let raw = parse_files(&ext.read()?, &mut diags);

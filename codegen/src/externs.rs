@@ -26,7 +26,10 @@ pub(crate) enum Source {
     Files(Vec<(String, String)>),
     Folder(PathBuf),
     /// A dependency whose `links` metadata is absent (not a dependency, or not a catalog).
-    Missing { links: String, var: String },
+    Missing {
+        links: String,
+        var: String,
+    },
 }
 
 impl ExternCatalog {

@@ -73,7 +73,10 @@ pub(crate) fn read_folder(dir: &Path) -> Result<Vec<SourceFile>, Error> {
 
 /// Files given as (path relative to the catalog root, content) pairs, shown as
 /// `<catalog>:<path>`. Paths that leave the root (`..`, absolute) are refused.
-pub(crate) fn embedded(catalog: &str, files: &[(String, String)]) -> Result<Vec<SourceFile>, Error> {
+pub(crate) fn embedded(
+    catalog: &str,
+    files: &[(String, String)],
+) -> Result<Vec<SourceFile>, Error> {
     let mut out: Vec<SourceFile> = Vec::with_capacity(files.len());
     for (path, text) in files {
         let rel: Vec<String> = path.split('/').map(str::to_string).collect();

@@ -101,10 +101,7 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
     for (module, events) in &domains {
         let mut defs = shared_defs.clone();
         for e in events {
-            defs.push((
-                e.name.struct_ident(),
-                crate::constraints::document(&e.root),
-            ));
+            defs.push((e.name.struct_ident(), crate::constraints::document(&e.root)));
             defs.extend(
                 e.locals
                     .iter()

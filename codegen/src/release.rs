@@ -44,7 +44,6 @@ impl Lock {
         }
         Ok(lock)
     }
-
 }
 
 /// What became of one event version between two states.

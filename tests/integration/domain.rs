@@ -34,7 +34,9 @@ fn started() -> photo::ProcessingStartedV1 {
 /// domain makes this function fail to compile until it is handled).
 fn describe(event: &photo::Any) -> String {
     match event {
-        photo::Any::Uploaded(photo::Uploaded::V1(e)) => format!("uploaded {}", e.storage_key.as_str()),
+        photo::Any::Uploaded(photo::Uploaded::V1(e)) => {
+            format!("uploaded {}", e.storage_key.as_str())
+        }
         photo::Any::ProcessingStarted(photo::ProcessingStarted::V1(_)) => "started".into(),
         photo::Any::ProcessingCompleted(_) => "completed".into(),
         photo::Any::ProcessingFailed(_) => "failed".into(),
@@ -86,7 +88,10 @@ async fn one_consumer_receives_every_family_of_a_domain_and_dead_letters_unknown
     );
     let letter = dlq.next(10).await;
     assert!(
-        letter.subject.as_str().ends_with(".events.photo.cropped.v1"),
+        letter
+            .subject
+            .as_str()
+            .ends_with(".events.photo.cropped.v1"),
         "{}",
         letter.subject
     );

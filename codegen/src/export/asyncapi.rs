@@ -10,8 +10,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::options::Options;
 use super::model::{Ev, View, map_refs, ref_name};
+use super::options::Options;
 
 /// The version of the NATS bindings (operation binding).
 const NATS_BINDING_VERSION: &str = "0.1.0";

@@ -14,9 +14,9 @@ use std::fmt::Write;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::options::Options;
 use super::fields::{Field, fields};
 use super::model::{Ev, View};
+use super::options::Options;
 
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --muted: #6b7280; --line: #d1d5db; --accent: #2563eb; --warn: #b45309; }

@@ -18,8 +18,8 @@ use std::fmt::Write;
 
 use serde_json::{Map, Value};
 
-use super::options::Options;
 use super::model::{Def, Ev, View, ref_name};
+use super::options::Options;
 
 pub(super) fn render(view: &View<'_>, options: &Options) -> String {
     let mut out = String::new();

@@ -150,4 +150,3 @@ pub fn password_var(user: &str) -> String {
         user.to_ascii_uppercase().replace('-', "_")
     )
 }
-
