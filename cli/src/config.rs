@@ -10,7 +10,7 @@ use eventhub_codegen::services::nats::{Auth, NatsConfig};
 use eventhub_codegen::services::{Role, Services};
 use serde_json::json;
 
-use crate::ServerArgs;
+use crate::connect::ServerArgs;
 use crate::output::{Table, print_json, say};
 
 #[derive(Debug, clap::Subcommand)]
@@ -182,7 +182,7 @@ fn role(r: Role) -> &'static str {
 
 fn nats(args: &NatsArgs) -> anyhow::Result<()> {
     if args.keys.is_some() && args.auth != AuthMode::Nkey {
-        return Err(crate::Usage("--keys goes with --auth nkey".into()).into());
+        return Err(crate::connect::Usage("--keys goes with --auth nkey".into()).into());
     }
     let s = load(&args.source.dir)?;
     let mut command = String::from("eventhub config nats");
@@ -259,7 +259,7 @@ fn nkeys(args: &NkeysArgs, json: bool) -> anyhow::Result<()> {
     let users: Vec<String> = s.users().into_iter().map(|u| u.name).collect();
     for name in args.rotate.iter().chain(&args.retire) {
         if !users.contains(name) {
-            return Err(crate::Usage(format!(
+            return Err(crate::connect::Usage(format!(
                 "`{name}` is not a declared user (users: {})",
                 users.join(", ")
             ))

@@ -3,12 +3,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::Info;
-use async_nats::jetstream::stream::Stream;
 use chrono::Utc;
 use futures::TryStreamExt;
 use serde_json::json;
 
-use crate::ServerArgs;
+use crate::connect::ServerArgs;
 use crate::output::say;
 use crate::output::{Table, duration, print_json};
 
@@ -65,7 +64,7 @@ pub(crate) async fn control(
         Command::Resume { name, stream } => (name, stream, None),
     };
     let stream = match stream {
-        Some(s) => crate::streams::open(&client, &s).await?,
+        Some(s) => crate::connect::open(&client, &s).await?,
         None => stream_of(&client, &name).await?,
     };
     let response = match until {
@@ -93,11 +92,14 @@ pub(crate) async fn control(
 }
 
 /// The stream holding durable consumer `name`.
-async fn stream_of(client: &eventhub::Client, name: &str) -> anyhow::Result<Stream> {
+async fn stream_of(
+    client: &eventhub::Client,
+    name: &str,
+) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
     let mut names: Vec<String> = client.jetstream().stream_names().try_collect().await?;
     names.sort();
     for s in names {
-        let stream = crate::streams::open(client, &s).await?;
+        let stream = crate::connect::open(client, &s).await?;
         if stream.consumer_info(name).await.is_ok() {
             return Ok(stream);
         }
@@ -122,8 +124,8 @@ pub(crate) async fn run(
     let only = (names.len() == 1).then(|| names[0].clone());
     let mut infos = Vec::new();
     for name in &names {
-        let stream = crate::streams::open(&client, name).await?;
-        infos.extend(of_stream(&stream).await?);
+        let stream = crate::connect::open(&client, name).await?;
+        infos.extend(crate::connect::consumers_of(&stream).await?);
     }
     let findings = crate::doctor::examine(&client, only.as_deref()).await?;
     if json {
@@ -149,13 +151,6 @@ pub(crate) async fn run(
         eprintln!("{}", crate::output::clean(&f.line()));
     }
     Ok(())
-}
-
-/// Every consumer of a stream, by name.
-pub(crate) async fn of_stream(stream: &Stream) -> anyhow::Result<Vec<Info>> {
-    let mut infos: Vec<Info> = stream.consumers().try_collect().await?;
-    infos.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(infos)
 }
 
 /// Events not yet acknowledged: waiting to be delivered plus delivered and unacked.

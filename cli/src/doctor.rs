@@ -75,7 +75,7 @@ pub(crate) async fn examine(
         let Ok(stream) = js.get_stream(name).await else {
             continue;
         };
-        let durables: Vec<Info> = crate::consumers::of_stream(&stream)
+        let durables: Vec<Info> = crate::connect::consumers_of(&stream)
             .await?
             .into_iter()
             .filter(|i| i.config.durable_name.is_some())
@@ -94,7 +94,7 @@ pub(crate) async fn examine(
         if o != eventhub::topology::ADVISORY_STREAM
             && let Ok(stream) = js.get_stream(eventhub::topology::ADVISORY_STREAM).await
         {
-            let durables: Vec<Info> = crate::consumers::of_stream(&stream).await?;
+            let durables: Vec<Info> = crate::connect::consumers_of(&stream).await?;
             findings.extend(unswept(&stream, &durables, Some(o)).await?);
         }
     }

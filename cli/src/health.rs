@@ -7,7 +7,7 @@ use async_nats::jetstream::consumer::Info;
 use futures::TryStreamExt;
 use serde_json::json;
 
-use crate::ServerArgs;
+use crate::connect::ServerArgs;
 use crate::consumers;
 use crate::output::say;
 use crate::output::{Table, print_json};
@@ -74,9 +74,9 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
         .collect();
     let mut managed: Vec<Info> = Vec::new();
     for name in &present {
-        let stream = crate::streams::open(&client, name).await?;
+        let stream = crate::connect::open(&client, name).await?;
         managed.extend(
-            consumers::of_stream(&stream)
+            crate::connect::consumers_of(&stream)
                 .await?
                 .into_iter()
                 .filter(|i| i.config.metadata.contains_key("eventhub.managed")),

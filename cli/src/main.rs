@@ -6,6 +6,7 @@
 //! 2 usage.
 
 mod config;
+mod connect;
 mod consumers;
 mod dlq;
 mod doctor;
@@ -19,9 +20,9 @@ mod topology;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use eventhub::Client;
-use eventhub::ConnectOptions;
+use clap::{Parser, Subcommand};
+
+use connect::{ServerArgs, Usage};
 
 /// Operate eventhub: streams, consumers, topology, dead letters, publish, tail, schemas.
 #[derive(Debug, Parser)]
@@ -36,61 +37,6 @@ struct Cli {
     json: bool,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Where and how to connect; the same settings (and environment variables) as the SDK.
-#[derive(Debug, Clone, Args)]
-struct ServerArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(long, global = true, env = "NATS_URL", default_value = eventhub::client::DEFAULT_URL)]
-    server: String,
-    /// User name (with --password).
-    #[arg(long, global = true, env = "NATS_USER")]
-    user: Option<String>,
-    /// Password (with --user).
-    #[arg(long, global = true, env = "NATS_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
-    /// Token.
-    #[arg(long, global = true, env = "NATS_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Credentials file (JWT and nkey seed).
-    #[arg(long, global = true, env = "NATS_CREDS")]
-    creds: Option<String>,
-    /// Nkey seed (`SU…`).
-    #[arg(long, global = true, env = "NATS_NKEY_SEED", hide_env_values = true)]
-    nkey_seed: Option<String>,
-    /// CA file (PEM) trusted for the server's certificate; requires TLS.
-    #[arg(long, global = true, env = "NATS_CA")]
-    tls_ca: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) for mutual TLS (with --tls-key).
-    #[arg(long, global = true, env = "NATS_CERT")]
-    tls_cert: Option<std::path::PathBuf>,
-    /// Client key (PEM) for mutual TLS (with --tls-cert).
-    #[arg(long, global = true, env = "NATS_KEY")]
-    tls_key: Option<std::path::PathBuf>,
-    /// Service name the CLI connects as (the `ce-source` of what it publishes).
-    #[arg(long, global = true, default_value = "eventhub-cli")]
-    service: String,
-}
-
-impl ServerArgs {
-    async fn connect(&self) -> anyhow::Result<Client> {
-        let mut options = ConnectOptions::from_env(&self.service).url(&self.server);
-        options.user_password = self.user.clone().zip(self.password.clone()).or_else(|| {
-            // With no credentials given, the operator user of nats.conf.
-            let anything = self.token.is_some() || self.creds.is_some() || self.nkey_seed.is_some();
-            std::env::var(eventhub::client::service_password_var("ops"))
-                .ok()
-                .filter(|p| !p.is_empty() && !anything)
-                .map(|p| ("ops".to_string(), p))
-        });
-        options.token = self.token.clone();
-        options.credentials_file = self.creds.clone();
-        options.nkey_seed = self.nkey_seed.clone();
-        options.tls_ca = self.tls_ca.clone();
-        options.tls_client_cert = self.tls_cert.clone().zip(self.tls_key.clone());
-        Ok(Client::connect(options).await?)
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,18 +86,6 @@ enum Command {
         command: config::Command,
     },
 }
-
-/// A usage error found after parsing (exit 2).
-#[derive(Debug)]
-pub(crate) struct Usage(pub(crate) String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
 
 async fn run(
     command: Command,

@@ -4,7 +4,7 @@ use anyhow::Context;
 use eventhub::PublishOptions;
 use serde_json::json;
 
-use crate::ServerArgs;
+use crate::connect::ServerArgs;
 use crate::output::print_json;
 use crate::output::say;
 

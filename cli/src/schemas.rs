@@ -632,7 +632,7 @@ pub(crate) fn parse(spec: &str) -> anyhow::Result<(&str, Option<u32>)> {
                 .strip_prefix('v')
                 .and_then(|n| n.parse::<u32>().ok())
                 .ok_or_else(|| {
-                    anyhow::Error::new(crate::Usage(format!(
+                    anyhow::Error::new(crate::connect::Usage(format!(
                         "`{spec}`: write the version as TYPE@vN, e.g. user.created@v2"
                     )))
                 })?;

@@ -1,10 +1,10 @@
 //! `eventhub streams` and `eventhub streams info NAME`.
 
-use async_nats::jetstream::stream::{self, Info};
+use async_nats::jetstream::stream::Info;
 use futures::TryStreamExt;
 use serde_json::json;
 
-use crate::ServerArgs;
+use crate::connect::ServerArgs;
 use crate::consumers;
 use crate::output::say;
 use crate::output::{Table, bytes, duration, print_json, time};
@@ -66,31 +66,10 @@ async fn list(client: &eventhub::Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens a stream, explaining how to fix a missing one.
-pub(crate) async fn open(client: &eventhub::Client, name: &str) -> anyhow::Result<stream::Stream> {
-    use async_nats::jetstream::context::GetStreamErrorKind as K;
-    match client.jetstream().get_stream(name).await {
-        Ok(s) => Ok(s),
-        Err(e) if matches!(e.kind(), K::JetStream(_)) => {
-            let declared = eventhub_catalog::events::STREAMS
-                .iter()
-                .any(|s| s.name == name)
-                || name == eventhub::topology::DLQ_STREAM
-                || name == eventhub::topology::ADVISORY_STREAM;
-            if declared {
-                anyhow::bail!("stream {name} not found: run `eventhub topology apply`")
-            } else {
-                anyhow::bail!("stream {name} not found: `eventhub streams` lists the streams")
-            }
-        }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot look up stream {name}"))),
-    }
-}
-
 async fn info(client: &eventhub::Client, name: &str, json: bool) -> anyhow::Result<()> {
-    let mut stream = open(client, name).await?;
+    let mut stream = crate::connect::open(client, name).await?;
     let info = stream.info().await?.clone();
-    let consumer_infos = consumers::of_stream(&stream).await?;
+    let consumer_infos = crate::connect::consumers_of(&stream).await?;
     if json {
         let mut doc = to_json(&info);
         doc["consumers"] = json!(

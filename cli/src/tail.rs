@@ -82,7 +82,7 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
     };
     let mut sources: Vec<Messages> = Vec::new();
     for (name, subjects) in by_stream {
-        let stream = crate::streams::open(&client, &name).await?;
+        let stream = crate::connect::open(&client, &name).await?;
         let ordered = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subjects: subjects,

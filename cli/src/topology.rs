@@ -6,7 +6,7 @@ use eventhub::topology::StreamAction;
 use futures::TryStreamExt;
 use serde_json::json;
 
-use crate::ServerArgs;
+use crate::connect::ServerArgs;
 use crate::output::say;
 use crate::output::{Table, print_json};
 
