@@ -13,6 +13,7 @@ mod doctor;
 mod health;
 mod output;
 mod publish;
+mod runtime;
 mod schemas;
 mod streams;
 mod tail;

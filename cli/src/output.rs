@@ -82,9 +82,9 @@ pub(crate) fn payload_json(
     let proto = media == eventhub::wire::codec::PROTOBUF || media == "application/x-protobuf";
     // A catalog read at run time has no protobuf descriptors: such payloads show as bytes.
     if proto
-        && !crate::schemas::is_runtime()
+        && !crate::runtime::is_runtime()
         && let Some((t, v)) = event
-        && let Some(info) = crate::schemas::events()
+        && let Some(info) = crate::runtime::events()
             .iter()
             .find(|i| i.event_type == t && i.version == v)
         && let Ok(value) = eventhub::wire::proto::decode_value(info.proto, payload)

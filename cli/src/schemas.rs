@@ -2,7 +2,6 @@
 //! `TYPE[@vN]`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use eventhub::EventInfo;
 use eventhub_catalog::events::CATALOG;
@@ -25,9 +24,6 @@ pub(crate) struct CatalogArgs {
     dirs: Vec<PathBuf>,
 }
 
-/// The catalogs given at run time, as [`EventInfo`]s; unset: the compiled-in catalog.
-static RUNTIME: OnceLock<Vec<EventInfo>> = OnceLock::new();
-
 /// Makes the catalogs given (if any) the ones `find`, `events` and the decoders use.
 pub(crate) fn activate(args: &CatalogArgs) -> anyhow::Result<()> {
     let catalogs = args.load()?;
@@ -40,26 +36,8 @@ pub(crate) fn activate(args: &CatalogArgs) -> anyhow::Result<()> {
             infos.push(runtime_info(catalog, &entry)?);
         }
     }
-    let _ = RUNTIME.set(infos);
+    crate::runtime::set(infos);
     Ok(())
-}
-
-/// Whether the events come from catalogs read at run time (no protobuf descriptors).
-pub(crate) fn is_runtime() -> bool {
-    RUNTIME.get().is_some()
-}
-
-/// Every event the commands know: the catalogs given, else the compiled-in one.
-pub(crate) fn events() -> &'static [EventInfo] {
-    RUNTIME.get().map_or(CATALOG, Vec::as_slice)
-}
-
-/// The streams of [`events`], each once.
-pub(crate) fn streams() -> Vec<&'static str> {
-    let mut streams: Vec<&'static str> = events().iter().map(|e| e.stream).collect();
-    streams.sort_unstable();
-    streams.dedup();
-    streams
 }
 
 /// An [`EventInfo`] for an event of a catalog read at run time. The strings live as long as
@@ -593,9 +571,15 @@ fn examples(
 /// The catalog entry of `TYPE` (its latest version) or `TYPE@vN`.
 pub(crate) fn find(spec: &str) -> anyhow::Result<&'static EventInfo> {
     let (ty, version) = parse(spec)?;
-    let versions: Vec<&EventInfo> = events().iter().filter(|e| e.event_type == ty).collect();
+    let versions: Vec<&EventInfo> = crate::runtime::events()
+        .iter()
+        .filter(|e| e.event_type == ty)
+        .collect();
     if versions.is_empty() {
-        let mut known: Vec<&str> = events().iter().map(|e| e.event_type).collect();
+        let mut known: Vec<&str> = crate::runtime::events()
+            .iter()
+            .map(|e| e.event_type)
+            .collect();
         known.dedup();
         let hint = known
             .iter()

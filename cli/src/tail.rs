@@ -34,7 +34,7 @@ pub(crate) async fn run(server: &ServerArgs, args: Args, json: bool) -> anyhow::
     // Filter subjects per stream.
     let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if args.targets.is_empty() {
-        for s in crate::schemas::streams() {
+        for s in crate::runtime::streams() {
             by_stream.entry(s.to_string()).or_default();
         }
     }
