@@ -176,9 +176,18 @@ pub(super) fn users(s: &Services) -> Vec<User> {
         // ...but never a declared durable: neither its filter nor its deliveries.
         let mut durables = Vec::new();
         for c in s.services.iter().flat_map(|x| &x.consumes) {
-            durables.push(format!("$JS.API.CONSUMER.CREATE.{}.{}", c.stream, c.durable));
-            durables.push(format!("$JS.API.CONSUMER.CREATE.{}.{}.>", c.stream, c.durable));
-            durables.push(format!("$JS.API.CONSUMER.MSG.NEXT.{}.{}", c.stream, c.durable));
+            durables.push(format!(
+                "$JS.API.CONSUMER.CREATE.{}.{}",
+                c.stream, c.durable
+            ));
+            durables.push(format!(
+                "$JS.API.CONSUMER.CREATE.{}.{}.>",
+                c.stream, c.durable
+            ));
+            durables.push(format!(
+                "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+                c.stream, c.durable
+            ));
         }
         out.push(User {
             name: gw.name.clone(),
