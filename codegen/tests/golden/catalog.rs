@@ -1068,7 +1068,7 @@ pub const TOPOLOGY: ::eventhub::Topology = ::eventhub::Topology {
 /// This catalog's name, `default` (`catalog` in its `streams.json`): other catalogs refer to its shared definitions as `default:shared/<file>.json#/$defs/<Name>`.
 pub const CATALOG_NAME: &str = "default";
 /// This catalog's schema files (path relative to its root, content), for catalogs that
-/// build on it: `eventhub_codegen::Config::extern_catalog(CATALOG_NAME, SCHEMA_FILES, …)`
+/// build on it: `ExternCatalog::files(CATALOG_NAME, SCHEMA_FILES)`
 /// in their build scripts.
 pub const SCHEMA_FILES: &[(&str, &str)] = &[
     (
