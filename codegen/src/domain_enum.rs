@@ -23,6 +23,7 @@ pub(crate) fn tokens(
     rt: &syn::Path,
     domain: &str,
     families: &BTreeMap<String, Vec<&EventSchema>>,
+    sensitive: bool,
 ) -> Option<TokenStream> {
     let stream = &families.values().next()?.first()?.stream;
     if families.values().flatten().any(|e| &e.stream != stream) {
@@ -79,6 +80,24 @@ pub(crate) fn tokens(
             }
         }
     });
+    let (has_sensitive, decrypting) = if sensitive {
+        (
+            quote! {
+            const HAS_SENSITIVE_FIELDS: bool =
+                false #(|| <#variants_of as #rt::Consumable>::HAS_SENSITIVE_FIELDS)*;
+            },
+            quote! {
+            fn decode_typed_decrypting(event_type: &str, version: u32, raw: &#rt::wire::RawEvent<'_>, decryptor: &#rt::wire::crypto::Decryptor<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
+                match event_type {
+                    #(#decrypting_arms)*
+                    other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_event_type(other, &[#(#event_types),*])),
+                }
+            }
+            },
+        )
+    } else {
+        (quote! {}, quote! {})
+    };
     Some(quote! {
         #[doc = #doc]
         #[doc = ""]
@@ -102,8 +121,7 @@ pub(crate) fn tokens(
                 subjects: &[#subject],
                 stream: #stream,
             };
-            const HAS_SENSITIVE_FIELDS: bool =
-                false #(|| <#variants_of as #rt::Consumable>::HAS_SENSITIVE_FIELDS)*;
+            #has_sensitive
             /// A domain's events are told apart by their type: see `decode_typed`.
             fn decode(version: u32, raw: &#rt::wire::RawEvent<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
                 let _ = (version, raw);
@@ -115,12 +133,7 @@ pub(crate) fn tokens(
                     other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_event_type(other, &[#(#event_types),*])),
                 }
             }
-            fn decode_typed_decrypting(event_type: &str, version: u32, raw: &#rt::wire::RawEvent<'_>, decryptor: &#rt::wire::crypto::Decryptor<'_>) -> ::std::result::Result<Self, #rt::error::DecodeError> {
-                match event_type {
-                    #(#decrypting_arms)*
-                    other => ::std::result::Result::Err(#rt::error::DecodeError::unknown_event_type(other, &[#(#event_types),*])),
-                }
-            }
+            #decrypting
             fn version(&self) -> u32 {
                 match self {
                     #(#version_arms)*

@@ -116,7 +116,14 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
             }
         };
         let families = families(events);
-        let domain_enum = crate::domain_enum::tokens(&rt, &events[0].name.domain, &families);
+        // Only a domain with sensitive fields gets the decrypting items: the defaults cost nothing.
+        let domain_sensitive = events.iter().any(|e| {
+            sensitive
+                .get(&(e.name.event_type.clone(), e.name.version))
+                .is_some_and(|p| !p.is_empty())
+        });
+        let domain_enum =
+            crate::domain_enum::tokens(&rt, &events[0].name.domain, &families, domain_sensitive);
         if let Some(clash) = families
             .keys()
             .chain(typified.type_names.iter())
