@@ -1,5 +1,8 @@
 //! The real `eventhub` binary against a real nats-server (one per test).
 
+mod common;
+
+use common::Run;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,45 +14,6 @@ use eventhub::HandlerError;
 use eventhub_catalog::events::user;
 use eventhub_testkit::NatsServer;
 use serde_json::Value;
-
-/// What one run of the binary printed.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-    }
-
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stderr: {}\nstdout: {}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-
-    #[track_caller]
-    fn fails(self, code: i32, says: &str) -> Self {
-        assert_eq!(
-            self.code, code,
-            "stderr: {}\nstdout: {}",
-            self.stderr, self.stdout
-        );
-        assert!(
-            self.stderr.contains(says),
-            "stderr should say {says:?}:\n{}",
-            self.stderr
-        );
-        self
-    }
-}
 
 fn command(url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventhub"));

@@ -1,6 +1,9 @@
 //! `eventhub config`: the declaration of services, the nats.conf generated from it, nkeys and
 //! their rotation, and the operator's CLI under the generated permissions.
 
+mod common;
+
+use common::Run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,45 +15,6 @@ use eventhub::error::ConnectErrorKind;
 use eventhub_catalog::events::user;
 use eventhub_testkit::{NatsServer, STORE_DIR_PLACEHOLDER};
 use futures::StreamExt;
-use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stderr: {}\nstdout: {}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-
-    #[track_caller]
-    fn fails(self, code: i32, says: &str) -> Self {
-        assert_eq!(
-            self.code, code,
-            "stderr: {}\nstdout: {}",
-            self.stderr, self.stdout
-        );
-        assert!(
-            self.stderr.contains(says),
-            "stderr should say {says:?}:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-    }
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -2,49 +2,14 @@
 //! repository's catalog and on a team catalog beside it. (The artifacts themselves are checked
 //! by their ecosystems' tools in `codegen/tests/export.rs`.)
 
+mod common;
+
+use common::Run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use eventhub_catalog::events::{CATALOG, PROTO_FILE};
 use serde_json::{Value, json};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "stderr: {}\nstdout: {}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-
-    #[track_caller]
-    fn fails(self, code: i32, says: &str) -> Self {
-        assert_eq!(
-            self.code, code,
-            "stderr: {}\nstdout: {}",
-            self.stderr, self.stdout
-        );
-        assert!(
-            self.stderr.contains(says),
-            "stderr should say {says:?}:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-    }
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
