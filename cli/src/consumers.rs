@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::Info;
+use async_nats::jetstream::consumer::{Info, PriorityPolicy};
 use chrono::Utc;
 use futures::TryStreamExt;
 use serde_json::json;
@@ -33,6 +33,15 @@ pub(crate) enum Command {
         #[arg(long)]
         stream: Option<String>,
     },
+    /// Takes the pin from the active instance of a pinned (failover) consumer: the server pins
+    /// a waiting instance, possibly the same one again, with a new pin id.
+    Unpin {
+        /// The consumer.
+        name: String,
+        /// Its stream (default: the stream that has a consumer of that name).
+        #[arg(long)]
+        stream: Option<String>,
+    },
 }
 
 /// `--until`: a duration from now, or a time, which must be in the future.
@@ -48,7 +57,7 @@ fn parse_until(s: &str) -> Result<chrono::DateTime<Utc>, String> {
     Ok(at)
 }
 
-/// `consumers pause|resume`.
+/// `consumers pause|resume|unpin`.
 pub(crate) async fn control(
     server: &ServerArgs,
     command: Command,
@@ -62,6 +71,7 @@ pub(crate) async fn control(
             stream,
         } => (name, stream, Some(until)),
         Command::Resume { name, stream } => (name, stream, None),
+        Command::Unpin { name, stream } => return unpin(&client, name, stream, json).await,
     };
     let stream = match stream {
         Some(s) => crate::connect::open(&client, &s).await?,
@@ -87,6 +97,44 @@ pub(crate) async fn control(
         );
     } else {
         say!("{stream_name} / {name}: delivering");
+    }
+    Ok(())
+}
+
+/// `consumers unpin`: the server's unpin API for the durable's priority group.
+async fn unpin(
+    client: &eventhub::Client,
+    name: String,
+    stream: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let stream = match stream {
+        Some(s) => crate::connect::open(client, &s).await?,
+        None => stream_of(client, &name).await?,
+    };
+    let info = stream
+        .consumer_info(&name)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read consumer {name}: {e}"))?;
+    if info.config.priority_policy != PriorityPolicy::PinnedClient {
+        anyhow::bail!(
+            "consumer {name} is not a pinned (failover) consumer: nothing to unpin \
+             (ConsumerOptions::failover(Failover::pinned(..)) makes one)"
+        );
+    }
+    let stream_name = stream.cached_info().config.name.clone();
+    let mut unpinned = Vec::new();
+    for group in &info.config.priority_groups {
+        stream
+            .unpin_consumer(&name, group)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot unpin consumer {name} ({group}): {e}"))?;
+        unpinned.push(group.clone());
+    }
+    if json {
+        print_json(&json!({"stream": stream_name, "name": name, "unpinned": unpinned}));
+    } else {
+        say!("{stream_name} / {name}: unpinned; the server pins a waiting instance");
     }
     Ok(())
 }

@@ -1031,3 +1031,73 @@ async fn a_paused_consumer_receives_nothing_until_it_is_resumed() {
     );
     assert_eq!(past.code, 2, "{}", past.stderr);
 }
+
+/// `consumers unpin` takes the pin from a failover consumer's active instance: the server pins
+/// again with a new id; a consumer without failover is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn unpin_moves_the_pin_of_a_failover_consumer() {
+    let server = NatsServer::start();
+    let auth = client(&server, "auth").await;
+    auth.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    let payments = client(&server, "payments").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = payments
+        .consumer::<user::CreatedV2>(
+            ConsumerOptions::default()
+                .fetch_expires(Duration::from_millis(300))
+                .failover(eventhub::consume::Failover::pinned(Duration::from_secs(5))),
+        )
+        .await
+        .unwrap()
+        .spawn(move |env| {
+            let _ = tx.send(env.meta().id.clone());
+            async { Ok(()) }
+        });
+    let stream = auth.jetstream().get_stream("IDENTITY").await.unwrap();
+    let pin = |info: async_nats::jetstream::consumer::Info| {
+        info.priority_groups
+            .first()
+            .and_then(|g| g.pinned_client_id.clone())
+    };
+    let mut pins = Vec::new();
+    for i in 0..2 {
+        let receipt = auth
+            .publisher()
+            .publish(&user_created(&format!("pin{i}@example.com")))
+            .await
+            .unwrap();
+        let handled = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("handled")
+            .unwrap();
+        assert_eq!(handled, receipt.id);
+        let info = stream
+            .consumer_info("payments__user_created")
+            .await
+            .unwrap();
+        pins.push(pin(info).expect("pinned after a delivery"));
+        if i == 0 {
+            let out = eventhub(
+                &server,
+                &["consumers", "unpin", "payments__user_created", "--json"],
+            )
+            .ok()
+            .json();
+            assert_eq!(out["stream"], "IDENTITY", "{out}");
+            assert_eq!(out["unpinned"], serde_json::json!(["eventhub"]), "{out}");
+        }
+    }
+    assert_ne!(pins[0], pins[1], "a new pin after unpin");
+    handle.shutdown().await;
+    eventhub(&server, &["consumers", "unpin", "nobody"])
+        .fails(1, "no stream has a consumer named nobody");
+    let plain = client(&server, "profile").await;
+    let h = plain
+        .consumer::<user::CreatedV2>(ConsumerOptions::default())
+        .await
+        .unwrap()
+        .spawn(|_| async { Ok(()) });
+    eventhub(&server, &["consumers", "unpin", "profile__user_created"])
+        .fails(1, "is not a pinned (failover) consumer");
+    h.shutdown().await;
+}

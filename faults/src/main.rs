@@ -30,6 +30,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("network-cut", |s| Box::pin(scenarios::network_cut(s))),
     ("slow-backlog", |s| Box::pin(scenarios::slow_backlog(s))),
     ("bad-input", |s| Box::pin(scenarios::bad_input_storm(s))),
+    ("pinned-takeover", |s| {
+        Box::pin(scenarios::pinned_takeover(s))
+    }),
     ("adversarial", |s| Box::pin(adversarial::adversarial(s))),
 ];
 
@@ -41,7 +44,8 @@ fn main() -> ExitCode {
         .expect("a tokio runtime");
     if args.first().map(String::as_str) == Some("child-consumer") {
         let url = args.get(1).cloned().unwrap_or_default();
-        return match runtime.block_on(scenarios::child_consumer(&url)) {
+        let pinned = args.get(2).map(String::as_str) == Some("pinned");
+        return match runtime.block_on(scenarios::child_consumer(&url, pinned)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("child consumer: {e:#}");

@@ -13,6 +13,7 @@ use eventhub::ConsumerHandle;
 use eventhub::ConsumerOptions;
 use eventhub::Envelope;
 use eventhub::Event;
+use eventhub::consume::Failover;
 use eventhub::dlq::DeadLetterFilter;
 use eventhub::dlq::DeadLetterReason;
 use eventhub::topology::ProvisionOptions;
@@ -182,8 +183,7 @@ pub(crate) async fn consumer_kill(scale: Scale) -> anyhow::Result<Row> {
     let mut kills = 0;
     loop {
         let mut child = tokio::process::Command::new(&exe)
-            .arg("child-consumer")
-            .arg(&url)
+            .args(["child-consumer", &url])
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -233,14 +233,110 @@ pub(crate) async fn consumer_kill(scale: Scale) -> anyhow::Result<Row> {
     }
 }
 
+/// How long the active instance of a pinned durable may be silent before a standby takes over.
+pub(crate) const PINNED_TAKEOVER: Duration = Duration::from_secs(2);
+
+/// 7. Active and standby consumer processes (a pinned durable): the active one is killed with
+///    SIGKILL while events keep coming; the standby takes over (the time is measured) and
+///    nothing is lost.
+pub(crate) async fn pinned_takeover(scale: Scale) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let (_server, url, auth) = server_with_auth().await?;
+    let ledger = Arc::new(Ledger::default());
+    let removed = Arc::new(AtomicU64::new(0));
+    let exe = std::env::current_exe()?;
+    // Which instance handled an event, and when its line was read.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut children = Vec::new();
+    let mut readers = Vec::new();
+    for label in 0..2 {
+        let mut child = tokio::process::Command::new(&exe)
+            .args(["child-consumer", &url, "pinned"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start a consumer process")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let (ledger, removed, tx) = (ledger.clone(), removed.clone(), tx.clone());
+        readers.push(tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut skipped = 0u64;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(id) = line.strip_prefix("handled ") {
+                    ledger.handled(id);
+                    let _ = tx.send((label, Instant::now()));
+                } else if let Some(n) = line.strip_prefix("skipped ") {
+                    skipped = n.parse().unwrap_or(skipped);
+                }
+            }
+            removed.fetch_add(skipped, Ordering::Relaxed);
+        }));
+        children.push(child);
+    }
+    drop(tx);
+    let (publisher, mut progress) =
+        publish_in_background(auth.clone(), ledger.clone(), "pinned", scale.events);
+    let (active, _) = tokio::time::timeout(scale.limit, rx.recv())
+        .await
+        .context("no instance handled an event")?
+        .context("both instances ended")?;
+    // Kill the active one a third of the way through, while events keep coming.
+    reached(&mut progress, scale.events / 3).await;
+    let mut both_active = 0usize;
+    while let Ok((who, _)) = rx.try_recv() {
+        if who != active {
+            both_active += 1;
+        }
+    }
+    children[active].kill().await?;
+    let killed = Instant::now();
+    let standby = 1 - active;
+    let took = loop {
+        let (who, at) = tokio::time::timeout(scale.limit, rx.recv())
+            .await
+            .context("the standby never took over")?
+            .context("both instances ended")?;
+        if who == standby {
+            break at.saturating_duration_since(killed);
+        }
+    };
+    publisher.await?;
+    let done = ledger.wait_handled(scale.events, scale.limit).await;
+    children[standby].kill().await?;
+    for reader in readers {
+        let _ = reader.await;
+    }
+    if both_active > 0 {
+        bail!("the standby handled {both_active} event(s) while the pinned instance was alive");
+    }
+    finish(
+        &ledger,
+        "pinned consumer killed",
+        started,
+        removed.load(Ordering::Relaxed),
+        format!(
+            "the active process of a pinned durable killed with SIGKILL; the standby took over \
+             after {:.2} s (takeover time {} s)",
+            took.as_secs_f64(),
+            PINNED_TAKEOVER.as_secs()
+        ),
+        done,
+    )
+}
+
 /// The consumer process of [`consumer_kill`]: prints `handled <id>` per handler run and
 /// `skipped <n>` (duplicates the guard removed) as it goes.
-pub(crate) async fn child_consumer(url: &str) -> anyhow::Result<()> {
+///
+/// With `pinned`, the instances share a pinned durable (one active, the others standing by;
+/// [`PINNED_TAKEOVER`]).
+pub(crate) async fn child_consumer(url: &str, pinned: bool) -> anyhow::Result<()> {
     let client = connect(url, "profile").await?;
-    let handle = client
-        .consumer::<user::CreatedV2>(options().concurrency(4).prefetch(16))
-        .await?
-        .spawn(|env: Envelope<user::CreatedV2>| async move {
+    let mut options = options().concurrency(4).prefetch(16);
+    if pinned {
+        options = options.failover(Failover::pinned(PINNED_TAKEOVER));
+    }
+    let handle = client.consumer::<user::CreatedV2>(options).await?.spawn(
+        |env: Envelope<user::CreatedV2>| async move {
             // A handler with some work in it, so kills land mid-work.
             tokio::time::sleep(Duration::from_millis(5)).await;
             use std::io::Write;
@@ -248,7 +344,8 @@ pub(crate) async fn child_consumer(url: &str) -> anyhow::Result<()> {
             let _ = writeln!(out, "handled {}", env.meta().id);
             let _ = out.flush();
             Ok(())
-        });
+        },
+    );
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         use std::io::Write;

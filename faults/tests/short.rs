@@ -15,7 +15,7 @@ fn the_short_fault_suite_loses_nothing() {
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\n{stderr}"));
     assert_eq!(report["failed"], serde_json::json!([]), "{stderr}");
     let scenarios = report["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 6, "{report}");
+    assert_eq!(scenarios.len(), 7, "{report}");
     for s in scenarios {
         assert_eq!(s["lost"], 0, "{s}");
         assert!(s["acknowledged"].as_u64().unwrap() > 0, "{s}");
@@ -26,6 +26,20 @@ fn the_short_fault_suite_loses_nothing() {
         .find(|s| s["scenario"] == "bad-input storm")
         .unwrap();
     assert!(storm["dlq"].as_u64().unwrap() > 0, "{storm}");
+    // The standby of a pinned durable takes over after the takeover time (2 s) of silence,
+    // plus at most one of its pulls (1 s); a loaded machine gets as long again.
+    let pinned = scenarios
+        .iter()
+        .find(|s| s["scenario"] == "pinned consumer killed")
+        .unwrap();
+    let notes = pinned["notes"].as_str().unwrap();
+    let took: f64 = notes
+        .split("took over after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no takeover time in {notes}"));
+    assert!((0.0..6.0).contains(&took), "{pinned}");
     assert!(out.status.success(), "{stderr}");
 }
 

@@ -507,6 +507,18 @@ impl Client {
         &self.inner.url
     }
 
+    /// The version of the server this client is connected to, as it announced it
+    /// (`"2.15.1"`).
+    pub fn server_version(&self) -> String {
+        self.inner.nats.server_info().version
+    }
+
+    /// Whether the connected server's version is at least `major.minor`. A version that does
+    /// not parse counts as new enough: the server's own answer then decides.
+    pub(crate) fn server_at_least(&self, major: u64, minor: u64) -> bool {
+        version_at_least(&self.server_version(), major, minor)
+    }
+
     /// The underlying NATS client, for what eventhub does not cover.
     pub fn nats(&self) -> &async_nats::Client {
         &self.inner.nats
@@ -692,4 +704,33 @@ pub fn service_password_var(service: &str) -> String {
         "EVENTHUB_{}_PASSWORD",
         service.to_ascii_uppercase().replace('-', "_")
     )
+}
+
+/// Whether `version` (`2.15.1`, `2.12.0-beta.3`) is at least `major.minor`; an unparseable
+/// version counts as new enough.
+fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(have_major)), Some(Ok(have_minor))) => (have_major, have_minor) >= (major, minor),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_at_least as at_least;
+
+    #[test]
+    fn server_versions_compare_by_major_and_minor() {
+        assert!(at_least("2.15.1", 2, 11));
+        assert!(at_least("2.11.0", 2, 11));
+        assert!(!at_least("2.10.22", 2, 11));
+        assert!(at_least("2.12.0-beta.3", 2, 12));
+        assert!(!at_least("1.99.0", 2, 0));
+        assert!(at_least("3.0.0", 2, 14));
+        assert!(at_least("unknown", 2, 11));
+    }
 }

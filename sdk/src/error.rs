@@ -132,6 +132,9 @@ pub enum ConsumeErrorKind {
     /// The server's permissions forbid this service a subject the consumer needs (the
     /// JetStream API of its stream, or a subscription).
     PermissionDenied,
+    /// The server is too old for a feature the consumer asks for (e.g. failover needs
+    /// nats-server 2.11).
+    Unsupported,
 }
 
 /// Why a dead-letter operation failed.

@@ -5,6 +5,7 @@ mod consume;
 mod dlq;
 mod domain;
 mod encryption;
+mod failover;
 mod harness;
 mod hostile;
 mod idempotency;

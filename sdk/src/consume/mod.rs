@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{
+    self, AckPolicy, DeliverPolicy, PriorityPolicy, PullConsumer,
+};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -54,7 +56,7 @@ pub use envelope::{Envelope, Metadata};
 pub use handler::{FailureKind, HandlerError, HandlerFn, Processed};
 pub use idempotency::{IDEMPOTENCY_PREFIX, bucket_config as idempotency_bucket_config};
 pub use layers::{CatchPanicLayer, TimeoutLayer};
-pub use options::{Backoff, ConsumerOptions, StartFrom};
+pub use options::{Backoff, ConsumerOptions, Failover, StartFrom};
 
 /// Metadata key marking consumers eventhub manages.
 const MANAGED: &str = "eventhub.managed";
@@ -71,6 +73,18 @@ impl<E: Consumable> Consumer<E> {
             .clone()
             .unwrap_or_else(|| options::default_name(client.service(), E::FAMILY.event_type));
         validate(&name, &options)?;
+        if options.failover != Failover::None && !client.server_at_least(2, 11) {
+            return Err(ConsumeError::new(
+                ConsumeErrorKind::Unsupported,
+                format!(
+                    "consumer {name}: failover ({:?}) needs nats-server 2.11 or later (priority \
+                     groups); the server at {} is {}",
+                    options.failover,
+                    client.url(),
+                    client.server_version()
+                ),
+            ));
+        }
         // One filter subject travels in the create subject
         // (`$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>`), so the server's permissions
         // can pin a durable to its own events; a list of filters only travels in the body.
@@ -99,6 +113,19 @@ impl<E: Consumable> Consumer<E> {
                     DeliverPolicy::ByStartSequence { start_sequence }
                 }
             },
+            priority_policy: match options.failover {
+                Failover::None => PriorityPolicy::None,
+                Failover::Pinned { .. } => PriorityPolicy::PinnedClient,
+                Failover::Overflow { .. } => PriorityPolicy::Overflow,
+            },
+            priority_groups: match options.failover {
+                Failover::None => Vec::new(),
+                _ => vec![Failover::GROUP.to_string()],
+            },
+            priority_timeout: match options.failover {
+                Failover::Pinned { takeover } => takeover,
+                _ => Duration::ZERO,
+            },
             metadata: [
                 (MANAGED.to_string(), "true".to_string()),
                 ("eventhub.service".to_string(), client.service().to_string()),
@@ -121,7 +148,8 @@ impl<E: Consumable> Consumer<E> {
                 E::FAMILY.stream,
                 &name,
                 slots,
-                options.fetch_expires,
+                options.pull_expires(),
+                options.failover,
             )
             .await
             .map_err(|e| {
@@ -199,6 +227,14 @@ fn validate(name: &str, options: &ConsumerOptions) -> Result<(), ConsumeError> {
              the dead letters after that many deliveries)"
         ));
     }
+    if let Failover::Pinned { takeover } = options.failover
+        && takeover < Duration::from_secs(1)
+    {
+        return invalid(format!(
+            "consumer {name}: failover takeover {takeover:?} is too short (at least 1s: the \
+             pinned instance pulls every takeover / 2)"
+        ));
+    }
     if options.ack_wait < Duration::from_millis(100) {
         return invalid(format!(
             "consumer {name}: ack_wait {:?} is too short (at least 100ms)",
@@ -269,7 +305,8 @@ async fn ensure(
                     ConsumeErrorKind::InvalidConfig,
                     format!(
                         "the server refused consumer {name} on {stream} (an existing durable \
-                         with a different start position must be deleted to change it)"
+                         with a different start position or failover kind must be deleted to \
+                         change it)"
                     ),
                     e,
                 ),

@@ -100,6 +100,63 @@ pub enum StartFrom {
     Sequence(u64),
 }
 
+/// How the running instances of one durable share its events: JetStream priority groups
+/// (nats-server 2.11 or later). Every instance of a durable must choose the same kind (`Pinned`
+/// or `Overflow`; primaries and standbys of one overflow group mix); a durable created with one
+/// kind cannot be switched to another (delete it first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Failover {
+    /// Every running instance gets events; the server spreads them among the instances' pull
+    /// requests. The default.
+    #[default]
+    None,
+    /// Active and standby: the server pins one instance, which gets every event while the
+    /// others wait. When the pinned instance stops pulling for `takeover` (it died, hung, or
+    /// lost its connection), the server pins another. The pinned instance pulls at least every
+    /// `takeover / 2` so that an idle one keeps its pin. Not exclusive in the strict sense: an
+    /// instance cut off from the server may still be finishing events after the pin moved
+    /// (acks decide what is done; an idempotent handler or [`ConsumerOptions::idempotent`]
+    /// covers the overlap).
+    Pinned {
+        /// How long the pinned instance may stay silent before another takes over (at least
+        /// 1 s).
+        takeover: Duration,
+    },
+    /// Primary and overflow: an instance with `standby_above: None` always gets events; one
+    /// with `Some(n)` gets events only while more than `n` wait in the durable — it helps
+    /// with a backlog and stays idle otherwise.
+    Overflow {
+        /// `None` for a primary; for a standby, the number of pending events above which it
+        /// helps.
+        standby_above: Option<u64>,
+    },
+}
+
+impl Failover {
+    /// Active and standby instances, with a takeover after `takeover` of silence.
+    pub fn pinned(takeover: Duration) -> Self {
+        Failover::Pinned { takeover }
+    }
+
+    /// A primary of an overflow group: always gets events.
+    pub fn primary() -> Self {
+        Failover::Overflow {
+            standby_above: None,
+        }
+    }
+
+    /// A standby of an overflow group: gets events only while more than `pending` wait.
+    pub fn standby(pending: u64) -> Self {
+        Failover::Overflow {
+            standby_above: Some(pending),
+        }
+    }
+
+    /// The priority group's name on the durable (one group per durable).
+    pub(crate) const GROUP: &'static str = "eventhub";
+}
+
 /// Settings of a durable consumer. Build with [`ConsumerOptions::default`] and the setters.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -143,6 +200,8 @@ pub struct ConsumerOptions {
     /// Opt-in de-duplication of handled events, remembered for this long (see
     /// [`ConsumerOptions::idempotent`]). Default `None`.
     pub idempotency_window: Option<Duration>,
+    /// How the instances of the durable share its events. Default [`Failover::None`].
+    pub failover: Failover,
 }
 
 impl Default for ConsumerOptions {
@@ -160,6 +219,7 @@ impl Default for ConsumerOptions {
             fetch_expires: Duration::from_secs(2),
             start_from: StartFrom::All,
             idempotency_window: None,
+            failover: Failover::None,
         }
     }
 }
@@ -249,6 +309,21 @@ impl ConsumerOptions {
     pub fn start_from(mut self, start_from: StartFrom) -> Self {
         self.start_from = start_from;
         self
+    }
+
+    /// Sets how the instances of the durable share its events (active/standby, overflow).
+    pub fn failover(mut self, failover: Failover) -> Self {
+        self.failover = failover;
+        self
+    }
+
+    /// How long one pull request waits on the server: `fetch_expires`, shortened for a pinned
+    /// instance so that it pulls at least twice per takeover period and keeps its pin.
+    pub(crate) fn pull_expires(&self) -> Duration {
+        match self.failover {
+            Failover::Pinned { takeover } => self.fetch_expires.min(takeover / 2),
+            _ => self.fetch_expires,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::Failover;
 use crate::client::Client;
 
 /// What arrived on the inbox.
@@ -46,6 +47,11 @@ pub(super) struct Puller {
     /// When every request sent so far has been answered, delivered or expired; reserved slots
     /// still unaccounted for then belong to requests that were lost (a server restart).
     settled_by: Instant,
+    /// The durable's priority group, if it has one: every request names it.
+    failover: Failover,
+    /// The pin the server gave this instance (a pinned durable), sent with every request;
+    /// `None` while on standby.
+    pin_id: Option<String>,
 }
 
 impl Puller {
@@ -56,6 +62,7 @@ impl Puller {
         durable: &str,
         slots: std::sync::Arc<Semaphore>,
         expires: Duration,
+        failover: Failover,
     ) -> Result<Self, async_nats::SubscribeError> {
         let inbox = client.nats().new_inbox();
         let subscription = client.nats().subscribe(inbox.clone()).await?;
@@ -68,6 +75,8 @@ impl Puller {
             reserved: None,
             expires,
             settled_by: Instant::now(),
+            failover,
+            pin_id: None,
         })
     }
 
@@ -87,11 +96,7 @@ impl Puller {
         &mut self,
         slots: OwnedSemaphorePermit,
     ) -> Result<(), async_nats::PublishError> {
-        let body = format!(
-            "{{\"batch\":{},\"expires\":{}}}",
-            slots.num_permits(),
-            self.expires.as_nanos()
-        );
+        let body = self.body(slots.num_permits());
         self.client
             .nats()
             .publish_with_reply(self.subject.clone(), self.inbox.clone(), body.into())
@@ -104,6 +109,36 @@ impl Puller {
         // it to arrive from a busy server.
         self.settled_by = Instant::now() + self.expires + self.expires.max(Duration::from_secs(1));
         Ok(())
+    }
+
+    /// A pull request's JSON for `batch` events: the priority group's fields where the durable
+    /// has one (`group`; a standby's `min_pending`; a pinned instance's `id`).
+    fn body(&self, batch: usize) -> String {
+        let mut body = format!(
+            "{{\"batch\":{batch},\"expires\":{}",
+            self.expires.as_nanos()
+        );
+        match self.failover {
+            Failover::None => {}
+            Failover::Pinned { .. } => {
+                body.push_str(&format!(",\"group\":\"{}\"", Failover::GROUP));
+                // The id comes from the server's `Nats-Pin-Id` header: a nuid, but it is
+                // written as a JSON string all the same.
+                if let Some(id) = &self.pin_id {
+                    body.push_str(",\"id\":");
+                    body.push_str(&serde_json::Value::from(id.as_str()).to_string());
+                }
+            }
+            Failover::Overflow { standby_above } => {
+                body.push_str(&format!(",\"group\":\"{}\"", Failover::GROUP));
+                if let Some(pending) = standby_above {
+                    // The server serves a request with `min_pending: n` while at least n wait.
+                    body.push_str(&format!(",\"min_pending\":{}", pending.saturating_add(1)));
+                }
+            }
+        }
+        body.push('}');
+        body
     }
 
     /// Waits for what arrives next on the inbox.
@@ -142,6 +177,20 @@ impl Puller {
     fn arrived(&mut self, message: async_nats::Message) -> Arrival {
         match message.status {
             None | Some(StatusCode::OK) => {
+                if matches!(self.failover, Failover::Pinned { .. }) {
+                    // The server appends its pin to every message it delivers to the pinned
+                    // instance; a producer's own `Nats-Pin-Id` header would come first, so the
+                    // last one is the server's.
+                    if let Some(id) = message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get_last("Nats-Pin-Id"))
+                        && self.pin_id.as_deref() != Some(id.as_str())
+                    {
+                        tracing::info!(pin = id.as_str(), "eventhub consumer: pinned (active)");
+                        self.pin_id = Some(id.as_str().to_string());
+                    }
+                }
                 let slot = self
                     .reserved
                     .as_mut()
@@ -157,6 +206,18 @@ impl Puller {
                 }
             }
             Some(StatusCode::IDLE_HEARTBEAT) => Arrival::Status,
+            Some(StatusCode::PIN_ID_MISMATCH) => {
+                // The pin moved to another instance (this one was silent past the takeover
+                // time, or an operator unpinned it): every open request carries the old id and
+                // is refused the same way. Back to standby: ask again without an id.
+                if self.pin_id.take().is_some() {
+                    tracing::warn!(
+                        "eventhub consumer: the server moved the pin to another instance; standing by"
+                    );
+                }
+                self.forget_requests();
+                Arrival::Status
+            }
             Some(StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED)
                 if message.description.as_deref() != Some("Consumer Deleted") =>
             {
