@@ -96,7 +96,12 @@ impl Puller {
         &mut self,
         slots: OwnedSemaphorePermit,
     ) -> Result<(), async_nats::PublishError> {
-        let body = self.body(slots.num_permits());
+        let body = request_body(
+            slots.num_permits(),
+            self.expires,
+            self.failover,
+            self.pin_id.as_deref(),
+        );
         self.client
             .nats()
             .publish_with_reply(self.subject.clone(), self.inbox.clone(), body.into())
@@ -109,36 +114,6 @@ impl Puller {
         // it to arrive from a busy server.
         self.settled_by = Instant::now() + self.expires + self.expires.max(Duration::from_secs(1));
         Ok(())
-    }
-
-    /// A pull request's JSON for `batch` events: the priority group's fields where the durable
-    /// has one (`group`; a standby's `min_pending`; a pinned instance's `id`).
-    fn body(&self, batch: usize) -> String {
-        let mut body = format!(
-            "{{\"batch\":{batch},\"expires\":{}",
-            self.expires.as_nanos()
-        );
-        match self.failover {
-            Failover::None => {}
-            Failover::Pinned { .. } => {
-                body.push_str(&format!(",\"group\":\"{}\"", Failover::GROUP));
-                // The id comes from the server's `Nats-Pin-Id` header: a nuid, but it is
-                // written as a JSON string all the same.
-                if let Some(id) = &self.pin_id {
-                    body.push_str(",\"id\":");
-                    body.push_str(&serde_json::Value::from(id.as_str()).to_string());
-                }
-            }
-            Failover::Overflow { standby_above } => {
-                body.push_str(&format!(",\"group\":\"{}\"", Failover::GROUP));
-                if let Some(pending) = standby_above {
-                    // The server serves a request with `min_pending: n` while at least n wait.
-                    body.push_str(&format!(",\"min_pending\":{}", pending.saturating_add(1)));
-                }
-            }
-        }
-        body.push('}');
-        body
     }
 
     /// Waits for what arrives next on the inbox.
@@ -248,5 +223,63 @@ impl Puller {
                 Arrival::Refused(why)
             }
         }
+    }
+}
+
+/// A pull request's JSON for `batch` events: the priority group's fields where the durable has
+/// one (`group`; a standby's `min_pending`; a pinned instance's `id`).
+fn request_body(batch: usize, expires: Duration, failover: Failover, pin: Option<&str>) -> String {
+    let mut body = serde_json::json!({"batch": batch, "expires": expires.as_nanos() as u64});
+    match failover {
+        Failover::None => {}
+        Failover::Pinned { .. } => {
+            body["group"] = Failover::GROUP.into();
+            if let Some(id) = pin {
+                body["id"] = id.into();
+            }
+        }
+        Failover::Overflow { standby_above } => {
+            body["group"] = Failover::GROUP.into();
+            if let Some(pending) = standby_above {
+                // The server serves a request with `min_pending: n` while at least n wait.
+                body["min_pending"] = pending.saturating_add(1).into();
+            }
+        }
+    }
+    body.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(failover: Failover, pin: Option<&str>) -> serde_json::Value {
+        serde_json::from_str(&request_body(7, Duration::from_millis(500), failover, pin)).unwrap()
+    }
+
+    #[test]
+    fn pull_requests_name_the_priority_group_and_carry_the_pin_or_threshold() {
+        use serde_json::json;
+        assert_eq!(
+            body(Failover::None, Some("ignored")),
+            json!({"batch": 7, "expires": 500_000_000})
+        );
+        let pinned = Failover::pinned(Duration::from_secs(2));
+        assert_eq!(
+            body(pinned, None),
+            json!({"batch": 7, "expires": 500_000_000, "group": "eventhub"})
+        );
+        assert_eq!(
+            body(pinned, Some("a\"b")),
+            json!({"batch": 7, "expires": 500_000_000, "group": "eventhub", "id": "a\"b"})
+        );
+        assert_eq!(
+            body(Failover::primary(), None),
+            json!({"batch": 7, "expires": 500_000_000, "group": "eventhub"})
+        );
+        assert_eq!(
+            body(Failover::standby(50), None),
+            json!({"batch": 7, "expires": 500_000_000, "group": "eventhub", "min_pending": 51})
+        );
     }
 }
