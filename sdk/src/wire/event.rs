@@ -227,17 +227,31 @@ impl RawEvent<'_> {
             )
         })?;
         E::validator().check_wire(&value).map_err(invalid)?;
-        // What the schema allows, the generated type reads; a failure here names the field.
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = match e.path().to_string() {
-                p if p == "." => String::new(),
-                p => format!(" at `{p}`"),
-            };
-            DecodeError::new(
+        // What the schema allows, the generated type reads. The path of a failure is tracked
+        // only when there is one (tracking costs an allocation per field): parsed again then.
+        serde_json::from_value(value).map_err(|_| self.decode_failure::<E>())
+    }
+
+    /// Why a payload the schema accepted does not decode as `E`, naming the field.
+    #[cold]
+    fn decode_failure<E: Event>(&self) -> DecodeError {
+        let mut de = serde_json::Deserializer::from_slice(self.payload);
+        match serde_path_to_error::deserialize::<_, E>(&mut de) {
+            Ok(_) => DecodeError::new(
                 DecodeErrorKind::SchemaMismatch,
-                format!("payload does not match the event type{path}: {}", e.inner()),
-            )
-        })
+                "payload does not match the event type".to_string(),
+            ),
+            Err(e) => {
+                let path = match e.path().to_string() {
+                    p if p == "." => String::new(),
+                    p => format!(" at `{p}`"),
+                };
+                DecodeError::new(
+                    DecodeErrorKind::SchemaMismatch,
+                    format!("payload does not match the event type{path}: {}", e.inner()),
+                )
+            }
+        }
     }
 
     /// Decodes a JSON payload as `T`. Refuses other content types, protobuf included (its
