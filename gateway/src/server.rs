@@ -41,6 +41,9 @@ pub struct Config {
     pub ws_buffer: usize,
     /// WebSocket connections served at once; more are refused with 503. Default 10,000.
     pub max_ws_connections: usize,
+    /// How long a stream's live feed keeps running once no client follows it, so that
+    /// reconnecting clients find it still running. Default 5 s.
+    pub feed_linger: Duration,
     /// How the dashboard connects (an operator of the generated nats.conf: replaying and
     /// purging dead letters needs one). Default: the gateway's own connection.
     pub operator: Option<ConnectOptions>,
@@ -58,6 +61,7 @@ impl Config {
             max_body: 1024 * 1024,
             ws_buffer: 256,
             max_ws_connections: 10_000,
+            feed_linger: Duration::from_secs(5),
             operator: None,
         }
     }
@@ -86,6 +90,12 @@ impl Config {
         self
     }
 
+    /// Stops a stream's live feed once no client has followed it for `linger`.
+    pub fn feed_linger(mut self, linger: Duration) -> Self {
+        self.feed_linger = linger;
+        self
+    }
+
     /// Drops a WebSocket client once `events` are queued for it.
     pub fn ws_buffer(mut self, events: usize) -> Self {
         self.ws_buffer = events.max(1);
@@ -110,6 +120,8 @@ pub(crate) struct AppState {
     /// Flips to `true` on shutdown: WebSocket connections close themselves.
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) ws_connections: Arc<tokio::sync::Semaphore>,
+    /// The shared live feeds of `GET /v1/stream`.
+    pub(crate) feeds: crate::feed::Feeds,
     pub(crate) openapi: serde_json::Value,
 }
 
@@ -188,6 +200,7 @@ impl Gateway {
             source,
         })?;
         let (stop, stopped) = watch::channel(false);
+        let feeds = crate::feed::Feeds::new(client.jetstream().clone(), config.feed_linger);
         let state: Shared = Arc::new(AppState {
             client,
             operator,
@@ -200,6 +213,7 @@ impl Gateway {
             sessions: Default::default(),
             shutdown: stopped.clone(),
             ws_connections: Arc::new(tokio::sync::Semaphore::new(config.max_ws_connections)),
+            feeds,
             config,
         });
         let app = router(state);
@@ -287,6 +301,13 @@ async fn health(State(state): State<Shared>) -> Response {
 async fn metrics(State(state): State<Shared>) -> Response {
     let mut text = state.client.metrics().render().await;
     text.push_str(&state.metrics.render());
+    let (feeds, members) = (state.feeds.running().await, state.feeds.members().await);
+    text.push_str(&format!(
+        "# HELP eventhub_gateway_stream_feeds Live feeds running (one per followed stream).\n\
+         # TYPE eventhub_gateway_stream_feeds gauge\neventhub_gateway_stream_feeds {feeds}\n\
+         # HELP eventhub_gateway_stream_members WebSocket connections reading the live feeds, per stream.\n\
+         # TYPE eventhub_gateway_stream_members gauge\neventhub_gateway_stream_members {members}\n"
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
