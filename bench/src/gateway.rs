@@ -199,7 +199,17 @@ async fn fanout(
                 ws_url.as_str(),
             )?;
         request.headers_mut().insert("x-api-key", OPS_KEY.parse()?);
-        let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+        // tungstenite zero-fills its read buffer (128 KiB by default) before each read: with
+        // a thousand clients in this process that memset, not the gateway, would dominate.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(16 * 1024);
+        let (ws, _) = match tokio_tungstenite::connect_async_with_config(
+            request,
+            Some(config),
+            false,
+        )
+        .await
+        {
             Ok(ok) => ok,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => anyhow::bail!(
                 "client {} of {n} refused: {} {}",
