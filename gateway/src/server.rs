@@ -33,10 +33,18 @@ pub struct Config {
     pub schemas_dir: PathBuf,
     /// Accepted API keys.
     pub keys: ApiKeys,
-    /// The HS256 secret of accepted bearer tokens (none: API keys only).
+    /// The HS256 secret of accepted bearer tokens.
     pub jwt_secret: Option<Vec<u8>>,
+    /// The RSA public key (PEM) of accepted RS256 bearer tokens. With neither this nor
+    /// `jwt_secret`, API keys only.
+    pub jwt_public_key: Option<Vec<u8>>,
     /// The largest request body, in bytes. Default 1 MiB.
     pub max_body: usize,
+    /// The most events in one `POST /v1/events:batch`; more are refused with 413. Default 100.
+    pub max_batch_items: usize,
+    /// The largest body of `POST /v1/events:batch`, in bytes; larger is refused with 413.
+    /// Default 4 MiB.
+    pub max_batch_body: usize,
     /// Events a WebSocket client may have queued before it is dropped as too slow. Default 256.
     pub ws_buffer: usize,
     /// WebSocket connections served at once; more are refused with 503. Default 10,000.
@@ -58,7 +66,10 @@ impl Config {
             schemas_dir,
             keys: ApiKeys::default(),
             jwt_secret: None,
+            jwt_public_key: None,
             max_body: 1024 * 1024,
+            max_batch_items: 100,
+            max_batch_body: 4 * 1024 * 1024,
             ws_buffer: 256,
             max_ws_connections: 10_000,
             feed_linger: Duration::from_secs(5),
@@ -78,9 +89,22 @@ impl Config {
         self
     }
 
+    /// Accepts RS256 bearer tokens verified with this RSA public key (PEM).
+    pub fn jwt_public_key(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.jwt_public_key = Some(pem.into());
+        self
+    }
+
     /// Refuses bodies over `bytes` with 413.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// Refuses batches of more than `items` events, or over `bytes`, with 413.
+    pub fn max_batch(mut self, items: usize, bytes: usize) -> Self {
+        self.max_batch_items = items.max(1);
+        self.max_batch_body = bytes;
         self
     }
 
@@ -110,7 +134,9 @@ pub(crate) struct AppState {
     /// The dashboard's connection, if it has its own.
     pub(crate) operator: Option<Client>,
     /// Connections publishing as each calling service, opened on first use.
-    publishers: tokio::sync::Mutex<HashMap<String, Client>>,
+    publishers: std::sync::RwLock<HashMap<String, Client>>,
+    /// Held while opening a publishing connection, so each is opened once.
+    opening: tokio::sync::Mutex<()>,
     template: ConnectOptions,
     pub(crate) services: Services,
     pub(crate) auth: Authenticator,
@@ -130,9 +156,19 @@ pub(crate) type Shared = Arc<AppState>;
 impl AppState {
     /// The connection that publishes as `service` (its `ce-source`).
     pub(crate) async fn publisher_for(&self, service: &str) -> Result<Client, ApiError> {
-        let mut map = self.publishers.lock().await;
-        if let Some(c) = map.get(service) {
-            return Ok(c.clone());
+        let known = |map: &std::sync::RwLock<HashMap<String, Client>>| {
+            map.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(service)
+                .cloned()
+        };
+        // Every request asks: a read lock that never waits on an await point.
+        if let Some(c) = known(&self.publishers) {
+            return Ok(c);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(c) = known(&self.publishers) {
+            return Ok(c);
         }
         let mut options = self.template.clone();
         options.service = service.to_string();
@@ -150,7 +186,10 @@ impl AppState {
                 format!("the event store is not reachable: {e}"),
             )
         })?;
-        map.insert(service.to_string(), client.clone());
+        self.publishers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_string(), client.clone());
         Ok(client)
     }
 }
@@ -177,13 +216,18 @@ impl Gateway {
         let services = Services::load(&dir, &catalog)
             .map_err(|e| services_error(e.to_string()))?
             .ok_or_else(|| services_error("there is no services.json".into()))?;
-        let auth = Authenticator::new(
+        let mut auth = Authenticator::new(
             config.keys.clone(),
             config.jwt_secret.as_deref(),
             services.services.iter().map(|s| s.name.clone()),
             services.operators.iter().cloned(),
         )
         .map_err(StartError::Credentials)?;
+        if let Some(pem) = &config.jwt_public_key {
+            auth = auth
+                .rs256_public_key(pem)
+                .map_err(StartError::Credentials)?;
+        }
         let client = Client::connect(config.connect.clone()).await?;
         let operator = match &config.operator {
             Some(options) => Some(Client::connect(options.clone()).await?),
@@ -205,6 +249,7 @@ impl Gateway {
             client,
             operator,
             publishers: Default::default(),
+            opening: Default::default(),
             template: config.connect.clone(),
             openapi: crate::openapi::document(eventhub_catalog::CATALOG),
             services,
@@ -264,6 +309,11 @@ fn router(state: Shared) -> Router {
         .route(
             "/v1/events",
             post(crate::publish::handler).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route(
+            "/v1/events:batch",
+            post(crate::publish::batch_handler)
+                .layer(DefaultBodyLimit::max(state.config.max_batch_body)),
         )
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/stream", get(crate::stream::handler))
