@@ -143,6 +143,8 @@ pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) metrics: crate::http_metrics::HttpMetrics,
     pub(crate) sessions: crate::dashboard::Sessions,
+    /// The dashboard's group replays and purges.
+    pub(crate) jobs: crate::dashboard::Jobs,
     /// Flips to `true` on shutdown: WebSocket connections close themselves.
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) ws_connections: Arc<tokio::sync::Semaphore>,
@@ -256,6 +258,7 @@ impl Gateway {
             auth,
             metrics: Default::default(),
             sessions: Default::default(),
+            jobs: Default::default(),
             shutdown: stopped.clone(),
             ws_connections: Arc::new(tokio::sync::Semaphore::new(config.max_ws_connections)),
             feeds,
