@@ -270,17 +270,28 @@ async fn an_operator_replays_a_failure_group_from_the_dashboard_in_chromium() {
     assert_eq!(groups[0][1], "photo__photo_uploaded");
     assert_eq!(groups[0][2], "photo.uploaded");
     assert_eq!(groups[0][3], "rejected");
-    assert!(groups[0][4].as_str().unwrap().contains("storage key unreadable"));
+    assert!(
+        groups[0][4]
+            .as_str()
+            .unwrap()
+            .contains("storage key unreadable")
+    );
     assert_eq!(groups[1][0], "1");
     assert!(
-        seen["jobUrl"].as_str().unwrap().contains("/dashboard/jobs/"),
+        seen["jobUrl"]
+            .as_str()
+            .unwrap()
+            .contains("/dashboard/jobs/"),
         "{seen}"
     );
     assert_eq!(seen["job"]["total"], 3, "{seen}");
     assert_eq!(seen["job"]["done"], 3, "{seen}");
     assert_eq!(seen["job"]["failed"], 0, "{seen}");
     assert!(
-        seen["job"]["text"].as_str().unwrap().contains("Replayed 3 of 3"),
+        seen["job"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Replayed 3 of 3"),
         "{seen}"
     );
     // The other group is still there, alone.
