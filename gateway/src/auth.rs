@@ -114,11 +114,21 @@ struct Claims {
     user_id: Option<String>,
 }
 
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.leeway = 30;
+    validation
+}
+
 /// Checks credentials against the API keys, the JWT secret and the declared names.
 #[derive(Clone)]
 pub struct Authenticator {
     keys: ApiKeys,
-    jwt: Option<(DecodingKey, Validation)>,
+    /// One key per accepted algorithm: a token is checked only with the key of the algorithm
+    /// its header names, and only that algorithm (no HS256 token verified with an RSA key's
+    /// public bytes as its secret).
+    jwt: Vec<(Algorithm, DecodingKey, Validation)>,
     services: BTreeSet<String>,
     operators: BTreeSet<String>,
 }
@@ -127,7 +137,10 @@ impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("keys", &self.keys.by_hash.len())
-            .field("jwt", &self.jwt.is_some())
+            .field(
+                "jwt",
+                &self.jwt.iter().map(|(a, _, _)| *a).collect::<Vec<_>>(),
+            )
             .field("services", &self.services)
             .field("operators", &self.operators)
             .finish()
@@ -153,24 +166,34 @@ impl Authenticator {
                 ));
             }
         }
-        let jwt = match jwt_secret {
+        let mut jwt = Vec::new();
+        match jwt_secret {
             Some(secret) if secret.len() < 32 => {
                 return Err("the JWT secret must be at least 32 bytes".into());
             }
-            Some(secret) => {
-                let mut validation = Validation::new(Algorithm::HS256);
-                validation.set_required_spec_claims(&["exp", "sub"]);
-                validation.leeway = 30;
-                Some((DecodingKey::from_secret(secret), validation))
-            }
-            None => None,
-        };
+            Some(secret) => jwt.push((
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret),
+                validation(Algorithm::HS256),
+            )),
+            None => {}
+        }
         Ok(Self {
             keys,
             jwt,
             services,
             operators,
         })
+    }
+
+    /// Also accepts RS256 tokens verified with this RSA public key (PEM, `BEGIN PUBLIC KEY`
+    /// or `BEGIN RSA PUBLIC KEY`).
+    pub fn rs256_public_key(mut self, pem: &[u8]) -> Result<Self, String> {
+        let key = DecodingKey::from_rsa_pem(pem)
+            .map_err(|e| format!("the RS256 public key is not an RSA public key in PEM: {e}"))?;
+        self.jwt
+            .push((Algorithm::RS256, key, validation(Algorithm::RS256)));
+        Ok(self)
     }
 
     fn caller(&self, name: &str, user_id: Option<String>) -> Option<Caller> {
@@ -229,10 +252,21 @@ impl Authenticator {
     }
 
     fn verify_jwt(&self, token: &str) -> Result<Caller, ApiError> {
-        let Some((key, validation)) = &self.jwt else {
+        if self.jwt.is_empty() {
             return Err(ApiError::unauthorized(
-                "this gateway accepts no bearer tokens (no JWT secret is configured)",
+                "this gateway accepts no bearer tokens (no JWT key is configured)",
             ));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| ApiError::unauthorized(format!("the bearer token is not valid: {e}")))?;
+        let Some((_, key, validation)) = self.jwt.iter().find(|(alg, _, _)| *alg == header.alg)
+        else {
+            let accepted: Vec<String> = self.jwt.iter().map(|(a, _, _)| format!("{a:?}")).collect();
+            return Err(ApiError::unauthorized(format!(
+                "the bearer token is signed with {:?}; this gateway accepts {}",
+                header.alg,
+                accepted.join(", ")
+            )));
         };
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| ApiError::unauthorized(format!("the bearer token is not valid: {e}")))?;

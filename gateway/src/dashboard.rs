@@ -3,7 +3,10 @@
 //! - `/dashboard`: streams and durable consumers (pending, ack pending, redelivered),
 //!   refreshed every 5 s, and the event flows of the declaration of services.
 //! - `/dashboard/dlq`: dead letters, filtered by consumer, type, reason and time; one entry
-//!   with its headers and payload (escaped); replay and purge it.
+//!   with its headers and payload (escaped); replay and purge it. Failure groups (same
+//!   consumer, event type, reason and first line of the error), counted, and replay or purge
+//!   of a group or of everything a filter shows, in the background with its progress on
+//!   `/dashboard/jobs/{id}`.
 //!
 //! Sign-in takes an operator's API key (an operator of services.json) and sets a session
 //! cookie (`HttpOnly`, `SameSite=Strict`, 8 h). Every action is a `POST` form carrying the
@@ -12,7 +15,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Form;
@@ -23,7 +27,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use eventhub::Client;
-use eventhub::dlq::DeadLetterFilter;
+use eventhub::dlq::{DeadLetter, DeadLetterFilter};
 use futures::TryStreamExt;
 use serde::Deserialize;
 
@@ -132,6 +136,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/dashboard/dlq/{id}", get(dlq_entry))
         .route("/dashboard/dlq/{id}/replay", post(dlq_replay))
         .route("/dashboard/dlq/{id}/purge", post(dlq_purge))
+        .route("/dashboard/dlq/group", post(group_action))
+        .route("/dashboard/jobs/{id}", get(job_page))
 }
 
 fn page(title: &str, refresh: Option<u32>, body: &str, session: Option<&Session>) -> Response {
@@ -391,7 +397,115 @@ struct DlqQuery {
     event_type: Option<String>,
     reason: Option<String>,
     since: Option<String>,
+    /// A failure group's error (its first line, as grouped).
+    error: Option<String>,
     done: Option<String>,
+}
+
+/// What a failure group has in common: consumer, event, reason and error.
+fn group_key(e: &DeadLetter) -> (String, String, String, String) {
+    (
+        e.consumer.clone(),
+        event_key(e),
+        e.reason.as_str().to_string(),
+        error_key(&e.error),
+    )
+}
+
+/// The event type (or, for an event outside the catalog, its subject).
+fn event_key(e: &DeadLetter) -> String {
+    e.event_type
+        .as_ref()
+        .map_or_else(|| e.subject.clone(), |(t, _)| t.clone())
+}
+
+/// The first line of an error, at most 160 characters: what makes failures "the same".
+fn error_key(error: &str) -> String {
+    error
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(160)
+        .collect()
+}
+
+/// The dead letters a query selects (the newest 500 the filter matches), or why the query is
+/// not valid.
+async fn select(state: &Shared, q: &DlqQuery) -> Result<Vec<DeadLetter>, String> {
+    let mut filter = DeadLetterFilter::default().limit(500);
+    // The filter becomes a subject: only subject-safe tokens go in.
+    let token_ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    if let Some(c) = non_empty(&q.consumer) {
+        if !token_ok(c) || c.contains('.') {
+            return Err("Not a consumer name.".into());
+        }
+        filter = filter.consumer(c);
+    }
+    let event_type = non_empty(&q.event_type);
+    if let Some(t) = event_type {
+        if !token_ok(t) {
+            return Err("Not an event type.".into());
+        }
+        // A catalog type narrows the listing at the store; a subject (an event outside the
+        // catalog, as failure groups name it) is matched below.
+        if eventhub_catalog::CATALOG.iter().any(|e| e.event_type == t) {
+            filter = filter.event_type(t);
+        }
+    }
+    match non_empty(&q.since).map(DateTime::parse_from_rfc3339) {
+        Some(Ok(t)) => filter = filter.since(t.with_timezone(&Utc)),
+        Some(Err(_)) => return Err("`since` is not an RFC 3339 time.".into()),
+        None => {}
+    }
+    let entries = operator_client(state)
+        .dead_letters()
+        .list(&filter)
+        .await
+        .map_err(|e| format!("Cannot read dead letters: {e}"))?;
+    let reason = non_empty(&q.reason);
+    let error = non_empty(&q.error);
+    Ok(entries
+        .into_iter()
+        .filter(|e| event_type.is_none_or(|t| event_key(e) == t))
+        .filter(|e| reason.is_none_or(|r| e.reason.as_str() == r))
+        .filter(|e| error.is_none_or(|x| error_key(&e.error) == x))
+        .collect())
+}
+
+/// The hidden fields that carry a selection into a group action.
+fn selection_fields(consumer: &str, event: &str, reason: &str, since: &str, error: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"consumer\" value=\"{}\">\
+         <input type=\"hidden\" name=\"type\" value=\"{}\">\
+         <input type=\"hidden\" name=\"reason\" value=\"{}\">\
+         <input type=\"hidden\" name=\"since\" value=\"{}\">\
+         <input type=\"hidden\" name=\"error\" value=\"{}\">",
+        escape(consumer),
+        escape(event),
+        escape(reason),
+        escape(since),
+        escape(error)
+    )
+}
+
+/// Replay and purge buttons for a selection.
+fn group_buttons(csrf: &str, fields: &str, label: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/dashboard/dlq/group\" class=\"inline\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{fields}\
+         <input type=\"hidden\" name=\"action\" value=\"replay\">\
+         <button type=\"submit\" class=\"replay-group\">Replay {label}</button></form> \
+         <form method=\"post\" action=\"/dashboard/dlq/group\" class=\"inline\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{fields}\
+         <input type=\"hidden\" name=\"action\" value=\"purge\">\
+         <button type=\"submit\" class=\"purge-group\">Purge {label}</button></form>",
+        csrf = escape(csrf),
+    )
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -411,7 +525,6 @@ async fn dlq_list(
     if let Some(done) = non_empty(&q.done) {
         let _ = write!(body, "<p class=\"flash\" id=\"flash\">{}</p>", escape(done));
     }
-    let since = non_empty(&q.since).map(DateTime::parse_from_rfc3339);
     let _ = write!(
         body,
         "<form method=\"get\" action=\"/dashboard/dlq\" id=\"filter\">\
@@ -425,49 +538,61 @@ async fn dlq_list(
         escape(non_empty(&q.reason).unwrap_or("")),
         escape(non_empty(&q.since).unwrap_or("")),
     );
-    let mut filter = DeadLetterFilter::default().limit(500);
-    // The filter becomes a subject: only subject-safe tokens go in.
-    let token_ok = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    if let Some(c) = non_empty(&q.consumer) {
-        if !token_ok(c) || c.contains('.') {
-            body.push_str("<p class=\"warn\">Not a consumer name.</p>");
-            return page("dead letters", None, &body, Some(&session));
-        }
-        filter = filter.consumer(c);
-    }
-    if let Some(t) = non_empty(&q.event_type) {
-        if !token_ok(t) {
-            body.push_str("<p class=\"warn\">Not an event type.</p>");
-            return page("dead letters", None, &body, Some(&session));
-        }
-        filter = filter.event_type(t);
-    }
-    match since {
-        Some(Ok(t)) => filter = filter.since(t.with_timezone(&Utc)),
-        Some(Err(_)) => {
-            body.push_str("<p class=\"warn\">`since` is not an RFC 3339 time.</p>");
-            return page("dead letters", None, &body, Some(&session));
-        }
-        None => {}
-    }
-    match operator_client(&state).dead_letters().list(&filter).await {
+    match select(&state, &q).await {
         Err(e) => {
-            let _ = write!(
-                body,
-                "<p class=\"warn\">Cannot read dead letters: {}</p>",
-                escape(&e.to_string())
-            );
+            let _ = write!(body, "<p class=\"warn\">{}</p>", escape(&e));
+            return page("dead letters", None, &body, Some(&session));
         }
         Ok(entries) => {
-            let reason = non_empty(&q.reason);
-            let entries: Vec<_> = entries
-                .into_iter()
-                .filter(|e| reason.is_none_or(|r| e.reason.as_str() == r))
-                .collect();
+            // Failure groups, largest first: the same consumer failing the same way on the
+            // same event type is usually one bug, fixed once and replayed together.
+            let mut groups: HashMap<(String, String, String, String), (usize, DateTime<Utc>)> =
+                HashMap::new();
+            for e in &entries {
+                let g = groups.entry(group_key(e)).or_insert((0, e.failed_at));
+                g.0 += 1;
+                g.1 = g.1.max(e.failed_at);
+            }
+            let mut groups: Vec<_> = groups.into_iter().collect();
+            groups.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(b.1.1.cmp(&a.1.1)));
+            let since = non_empty(&q.since).unwrap_or("");
+            if !entries.is_empty() {
+                let fields = selection_fields(
+                    non_empty(&q.consumer).unwrap_or(""),
+                    non_empty(&q.event_type).unwrap_or(""),
+                    non_empty(&q.reason).unwrap_or(""),
+                    since,
+                    non_empty(&q.error).unwrap_or(""),
+                );
+                let _ = write!(
+                    body,
+                    "<p id=\"selection\">{}</p>",
+                    group_buttons(
+                        &session.csrf,
+                        &fields,
+                        &format!("all {} shown", entries.len())
+                    )
+                );
+            }
+            body.push_str(
+                "<h2>Failure groups</h2><table id=\"groups\"><tr><th>count</th><th>consumer</th>\
+                 <th>event</th><th>reason</th><th>error</th><th>last failed</th><th></th></tr>",
+            );
+            for ((consumer, event, reason, error), (count, last)) in &groups {
+                let fields = selection_fields(consumer, event, reason, since, error);
+                let _ = write!(
+                    body,
+                    "<tr><td class=\"num\">{count}</td><td>{}</td><td>{}</td><td>{}</td>\
+                     <td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(consumer),
+                    escape(event),
+                    escape(reason),
+                    escape(error),
+                    last.to_rfc3339(),
+                    group_buttons(&session.csrf, &fields, "group"),
+                );
+            }
+            body.push_str("</table><h2>Entries</h2>");
             let _ = write!(
                 body,
                 "<p>{} entr{}</p><table id=\"dead-letters\"><tr><th>id</th><th>failed at</th>\
@@ -614,6 +739,159 @@ async fn dlq_purge(
         Err(e) => format!("Dead letter {id} was not purged: {e}"),
     };
     Redirect::to(&format!("/dashboard/dlq?done={}", encode(&done))).into_response()
+}
+
+/// The form of a group action: a selection (as on the list page) and what to do with it.
+#[derive(Debug, Deserialize)]
+struct GroupForm {
+    #[serde(default)]
+    csrf: String,
+    action: String,
+    #[serde(flatten)]
+    selection: DlqQuery,
+}
+
+/// Replays or purges every dead letter of a selection, in the background; the operator
+/// follows its progress on `/dashboard/jobs/{id}`.
+async fn group_action(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<GroupForm>,
+) -> Response {
+    let (_, session) = match require_csrf(&state, &headers, &form.csrf) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let replay = match form.action.as_str() {
+        "replay" => true,
+        "purge" => false,
+        _ => return (StatusCode::BAD_REQUEST, "action is replay or purge").into_response(),
+    };
+    let entries = match select(&state, &form.selection).await {
+        Ok(e) => e,
+        Err(e) => {
+            return Redirect::to(&format!("/dashboard/dlq?done={}", encode(&e))).into_response();
+        }
+    };
+    let id = random_token();
+    let job = Arc::new(Job {
+        replay,
+        total: entries.len(),
+        done: AtomicUsize::new(0),
+        failed: Mutex::new(Vec::new()),
+        finished: AtomicBool::new(false),
+    });
+    state.jobs.insert(id.clone(), job.clone());
+    tracing::info!(
+        operator = session.operator,
+        job = id,
+        replay,
+        count = entries.len(),
+        "dead letter group action"
+    );
+    let state = state.clone();
+    tokio::spawn(async move {
+        let dlq = operator_client(&state).dead_letters();
+        for e in entries {
+            let result = if replay {
+                dlq.replay(e.id).await.map(|_| ())
+            } else {
+                dlq.delete(e.id).await
+            };
+            if let Err(err) = result {
+                job.failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("{}: {err}", e.id));
+            }
+            job.done.fetch_add(1, AtomicOrdering::Release);
+        }
+        job.finished.store(true, AtomicOrdering::Release);
+    });
+    Redirect::to(&format!("/dashboard/jobs/{id}")).into_response()
+}
+
+async fn job_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (_, session) = match require(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(job) = state.jobs.get(&id) else {
+        let mut r = page(
+            "job",
+            None,
+            "<p class=\"warn\">No such job (jobs are kept for an hour).</p>",
+            Some(&session),
+        );
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    };
+    let finished = job.finished.load(AtomicOrdering::Acquire);
+    let done = job.done.load(AtomicOrdering::Acquire);
+    let failed = job.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let verb = if job.replay { "Replayed" } else { "Purged" };
+    let mut body = format!(
+        "<div id=\"job\" data-finished=\"{finished}\" data-done=\"{done}\" data-total=\"{total}\" \
+         data-failed=\"{nfailed}\"><p><progress value=\"{done}\" max=\"{total}\"></progress></p>\
+         <p id=\"progress\">{verb} {ok} of {total}{state}{fail}</p></div>",
+        total = job.total,
+        nfailed = failed.len(),
+        ok = done - failed.len(),
+        state = if finished {
+            ": finished."
+        } else {
+            " so far…"
+        },
+        fail = if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} failed)", failed.len())
+        },
+    );
+    if !failed.is_empty() {
+        body.push_str("<ul id=\"failures\">");
+        for f in &failed {
+            let _ = write!(body, "<li>{}</li>", escape(f));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str("<p><a href=\"/dashboard/dlq\">Dead letters</a></p>");
+    let refresh = (!finished).then_some(1);
+    page("dead letter job", refresh, &body, Some(&session))
+}
+
+/// A group replay or purge in progress (or done).
+#[derive(Debug)]
+struct Job {
+    replay: bool,
+    total: usize,
+    done: AtomicUsize,
+    /// `id: error` of each entry that failed.
+    failed: Mutex<Vec<String>>,
+    finished: AtomicBool,
+}
+
+/// Group jobs by id, kept an hour.
+#[derive(Debug, Default)]
+pub(crate) struct Jobs {
+    by_id: Mutex<HashMap<String, (Instant, Arc<Job>)>>,
+}
+
+impl Jobs {
+    fn insert(&self, id: String, job: Arc<Job>) {
+        let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(3600));
+        map.insert(id, (Instant::now(), job));
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Job>> {
+        let map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).map(|(_, job)| job.clone())
+    }
 }
 
 #[cfg(test)]

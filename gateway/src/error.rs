@@ -106,6 +106,19 @@ struct Body<'a> {
     details: &'a [FieldError],
 }
 
+impl ApiError {
+    /// The JSON body this error answers with.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(Body {
+            status: "error",
+            code: self.code,
+            message: &self.message,
+            details: &self.details,
+        })
+        .unwrap_or_default()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {

@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod dashboard;
 mod error;
+mod feed;
 mod http_metrics;
 pub mod openapi;
 pub mod publish;

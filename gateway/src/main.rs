@@ -59,6 +59,15 @@ struct ServeArgs {
     /// A file holding the HS256 secret of accepted bearer tokens (at least 32 bytes).
     #[arg(long, env = "EVENTHUB_GATEWAY_JWT_SECRET_FILE")]
     jwt_secret_file: Option<PathBuf>,
+    /// A PEM file holding the RSA public key of accepted RS256 bearer tokens.
+    #[arg(long, env = "EVENTHUB_GATEWAY_JWT_PUBLIC_KEY_FILE")]
+    jwt_public_key_file: Option<PathBuf>,
+    /// The most events in one `POST /v1/events:batch`.
+    #[arg(long, default_value_t = 100)]
+    max_batch_items: usize,
+    /// The largest body of `POST /v1/events:batch`, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    max_batch_body: usize,
     /// The largest request body in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_body: usize,
@@ -164,6 +173,12 @@ impl ServeArgs {
             let secret = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
             config = config.jwt_secret(secret);
         }
+        if let Some(path) = &self.jwt_public_key_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the JWT public key {}", path.display()))?;
+            config = config.jwt_public_key(pem);
+        }
+        config = config.max_batch(self.max_batch_items, self.max_batch_body);
         Ok(config)
     }
 }

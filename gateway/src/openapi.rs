@@ -155,6 +155,34 @@ pub fn document(catalog: &[EventInfo]) -> Value {
             }
         }),
     );
+    schemas.insert(
+        "BatchResult".into(),
+        json!({
+            "type": "object",
+            "required": ["status", "accepted", "failed", "results"],
+            "properties": {
+                "status": {"const": "completed"},
+                "accepted": {"type": "integer", "minimum": 0},
+                "failed": {"type": "integer", "minimum": 0},
+                "results": {
+                    "type": "array",
+                    "description": "One per item, in request order: the item's HTTP status beside the body POST /v1/events would have answered.",
+                    "items": {
+                        "type": "object",
+                        "required": ["index", "httpStatus", "status"],
+                        "properties": {
+                            "index": {"type": "integer", "minimum": 0},
+                            "httpStatus": {"type": "integer", "enum": [202, 400, 403, 404, 413, 503]}
+                        },
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Accepted"},
+                            {"$ref": "#/components/schemas/Error"}
+                        ]
+                    }
+                }
+            }
+        }),
+    );
     let error = |description: &str| {
         json!({
             "description": description,
@@ -193,6 +221,29 @@ pub fn document(catalog: &[EventInfo]) -> Value {
                             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
                         }
+                    }
+                }
+            },
+            "/v1/events:batch": {
+                "post": {
+                    "operationId": "publishEvents",
+                    "summary": "Publish several events, in order, each stored before the next; 207 with one result per item.",
+                    "requestBody": {
+                        "required": true,
+                        "content": {"application/json": {"schema": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"$ref": "#/components/schemas/PublishRequest"}
+                        }}}
+                    },
+                    "responses": {
+                        "207": {
+                            "description": "Every item tried; each result says whether it was stored (httpStatus 202) or why not.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchResult"}}}
+                        },
+                        "400": error("INVALID_REQUEST: not a JSON array, or empty."),
+                        "401": error("UNAUTHORIZED: no or an invalid credential."),
+                        "413": error("PAYLOAD_TOO_LARGE: more items than the gateway's limit, or a body over its batch size limit.")
                     }
                 }
             },

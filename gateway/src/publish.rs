@@ -289,7 +289,16 @@ async fn publish(
     let body = read_body(body)?;
     let request: PublishRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("the body is not a valid event envelope: {e}")))?;
-    let (info, data, mut options) = prepare(&caller, &state.services, request)?;
+    publish_request(state, &caller, request).await
+}
+
+/// Checks and publishes one envelope on behalf of `caller`.
+async fn publish_request(
+    state: &Shared,
+    caller: &Caller,
+    request: PublishRequest,
+) -> Result<Accepted, ApiError> {
+    let (info, data, mut options) = prepare(caller, &state.services, request)?;
     let id = options
         .id
         .get_or_insert_with(eventhub::wire::headers::new_event_id)
@@ -313,7 +322,7 @@ async fn publish(
         Ok(Err(e)) => return Err(publish_error(e.kind(), &e.to_string(), &id)),
         Err(_) => return Err(publish_error(PublishErrorKind::TimedOut, "no ack", &id)),
     };
-    tracing::info!(
+    tracing::debug!(
         caller = caller.name,
         event.id = receipt.id,
         event.r#type = info.event_type,
@@ -332,6 +341,106 @@ async fn publish(
             sequence: receipt.sequence,
             duplicate: receipt.duplicate,
         },
+    })
+}
+
+/// One item of the `207` answer of `POST /v1/events:batch`: the HTTP status the item would
+/// have had alone, then the body `POST /v1/events` would have answered.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItem {
+    /// The item's position in the request, from 0.
+    pub index: usize,
+    /// `202`, or the error's status (400, 403, 404, 413, 503).
+    pub http_status: u16,
+    /// The `202` body or the error body.
+    #[serde(flatten)]
+    pub body: serde_json::Value,
+}
+
+/// The `207` answer of `POST /v1/events:batch`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResult {
+    /// Always `completed`: every item was tried (see `results`).
+    pub status: String,
+    /// Items stored (including duplicates).
+    pub accepted: usize,
+    /// Items refused.
+    pub failed: usize,
+    /// One per item, in request order.
+    pub results: Vec<BatchItem>,
+}
+
+/// The handler of `POST /v1/events:batch`: a JSON array of envelopes, each checked and
+/// published as `POST /v1/events` would, in order, each stored before the next is sent.
+pub(crate) async fn batch_handler(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match batch(&state, &headers, body).await {
+        Ok(result) => (StatusCode::MULTI_STATUS, axum::Json(result)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn batch(
+    state: &Shared,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<BatchResult, ApiError> {
+    let caller = state.auth.authenticate(headers, None)?;
+    let body = read_body(body)?;
+    // Each item is read on its own: one bad envelope fails only itself.
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!(
+            "the body of POST /v1/events:batch is a JSON array of event envelopes: {e}"
+        ))
+    })?;
+    let max = state.config.max_batch_items;
+    if items.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "{} events in one batch; at most {max}: split it",
+                items.len()
+            ),
+        ));
+    }
+    if items.is_empty() {
+        return Err(ApiError::invalid("the batch holds no event"));
+    }
+    let mut results = Vec::with_capacity(items.len());
+    let mut accepted = 0;
+    for (index, raw) in items.into_iter().enumerate() {
+        let outcome = match serde_json::from_value::<PublishRequest>(raw) {
+            Ok(request) => publish_request(state, &caller, request).await,
+            Err(e) => Err(ApiError::invalid(format!(
+                "item {index} is not a valid event envelope: {e}"
+            ))),
+        };
+        results.push(match outcome {
+            Ok(ok) => {
+                accepted += 1;
+                BatchItem {
+                    index,
+                    http_status: StatusCode::ACCEPTED.as_u16(),
+                    body: serde_json::to_value(ok).unwrap_or_default(),
+                }
+            }
+            Err(e) => BatchItem {
+                index,
+                http_status: e.status.as_u16(),
+                body: e.body(),
+            },
+        });
+    }
+    Ok(BatchResult {
+        status: "completed".into(),
+        accepted,
+        failed: results.len() - accepted,
+        results,
     })
 }
 

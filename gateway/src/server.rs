@@ -33,14 +33,25 @@ pub struct Config {
     pub schemas_dir: PathBuf,
     /// Accepted API keys.
     pub keys: ApiKeys,
-    /// The HS256 secret of accepted bearer tokens (none: API keys only).
+    /// The HS256 secret of accepted bearer tokens.
     pub jwt_secret: Option<Vec<u8>>,
+    /// The RSA public key (PEM) of accepted RS256 bearer tokens. With neither this nor
+    /// `jwt_secret`, API keys only.
+    pub jwt_public_key: Option<Vec<u8>>,
     /// The largest request body, in bytes. Default 1 MiB.
     pub max_body: usize,
+    /// The most events in one `POST /v1/events:batch`; more are refused with 413. Default 100.
+    pub max_batch_items: usize,
+    /// The largest body of `POST /v1/events:batch`, in bytes; larger is refused with 413.
+    /// Default 4 MiB.
+    pub max_batch_body: usize,
     /// Events a WebSocket client may have queued before it is dropped as too slow. Default 256.
     pub ws_buffer: usize,
     /// WebSocket connections served at once; more are refused with 503. Default 10,000.
     pub max_ws_connections: usize,
+    /// How long a stream's live feed keeps running once no client follows it, so that
+    /// reconnecting clients find it still running. Default 5 s.
+    pub feed_linger: Duration,
     /// How the dashboard connects (an operator of the generated nats.conf: replaying and
     /// purging dead letters needs one). Default: the gateway's own connection.
     pub operator: Option<ConnectOptions>,
@@ -55,9 +66,13 @@ impl Config {
             schemas_dir,
             keys: ApiKeys::default(),
             jwt_secret: None,
+            jwt_public_key: None,
             max_body: 1024 * 1024,
+            max_batch_items: 100,
+            max_batch_body: 4 * 1024 * 1024,
             ws_buffer: 256,
             max_ws_connections: 10_000,
+            feed_linger: Duration::from_secs(5),
             operator: None,
         }
     }
@@ -74,15 +89,34 @@ impl Config {
         self
     }
 
+    /// Accepts RS256 bearer tokens verified with this RSA public key (PEM).
+    pub fn jwt_public_key(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.jwt_public_key = Some(pem.into());
+        self
+    }
+
     /// Refuses bodies over `bytes` with 413.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
     }
 
+    /// Refuses batches of more than `items` events, or over `bytes`, with 413.
+    pub fn max_batch(mut self, items: usize, bytes: usize) -> Self {
+        self.max_batch_items = items.max(1);
+        self.max_batch_body = bytes;
+        self
+    }
+
     /// The dashboard connects with `options` (an operator).
     pub fn operator(mut self, options: ConnectOptions) -> Self {
         self.operator = Some(options);
+        self
+    }
+
+    /// Stops a stream's live feed once no client has followed it for `linger`.
+    pub fn feed_linger(mut self, linger: Duration) -> Self {
+        self.feed_linger = linger;
         self
     }
 
@@ -100,16 +134,22 @@ pub(crate) struct AppState {
     /// The dashboard's connection, if it has its own.
     pub(crate) operator: Option<Client>,
     /// Connections publishing as each calling service, opened on first use.
-    publishers: tokio::sync::Mutex<HashMap<String, Client>>,
+    publishers: std::sync::RwLock<HashMap<String, Client>>,
+    /// Held while opening a publishing connection, so each is opened once.
+    opening: tokio::sync::Mutex<()>,
     template: ConnectOptions,
     pub(crate) services: Services,
     pub(crate) auth: Authenticator,
     pub(crate) config: Config,
     pub(crate) metrics: crate::http_metrics::HttpMetrics,
     pub(crate) sessions: crate::dashboard::Sessions,
+    /// The dashboard's group replays and purges.
+    pub(crate) jobs: crate::dashboard::Jobs,
     /// Flips to `true` on shutdown: WebSocket connections close themselves.
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) ws_connections: Arc<tokio::sync::Semaphore>,
+    /// The shared live feeds of `GET /v1/stream`.
+    pub(crate) feeds: crate::feed::Feeds,
     pub(crate) openapi: serde_json::Value,
 }
 
@@ -118,9 +158,19 @@ pub(crate) type Shared = Arc<AppState>;
 impl AppState {
     /// The connection that publishes as `service` (its `ce-source`).
     pub(crate) async fn publisher_for(&self, service: &str) -> Result<Client, ApiError> {
-        let mut map = self.publishers.lock().await;
-        if let Some(c) = map.get(service) {
-            return Ok(c.clone());
+        let known = |map: &std::sync::RwLock<HashMap<String, Client>>| {
+            map.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(service)
+                .cloned()
+        };
+        // Every request asks: a read lock that never waits on an await point.
+        if let Some(c) = known(&self.publishers) {
+            return Ok(c);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(c) = known(&self.publishers) {
+            return Ok(c);
         }
         let mut options = self.template.clone();
         options.service = service.to_string();
@@ -138,7 +188,10 @@ impl AppState {
                 format!("the event store is not reachable: {e}"),
             )
         })?;
-        map.insert(service.to_string(), client.clone());
+        self.publishers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_string(), client.clone());
         Ok(client)
     }
 }
@@ -165,13 +218,18 @@ impl Gateway {
         let services = Services::load(&dir, &catalog)
             .map_err(|e| services_error(e.to_string()))?
             .ok_or_else(|| services_error("there is no services.json".into()))?;
-        let auth = Authenticator::new(
+        let mut auth = Authenticator::new(
             config.keys.clone(),
             config.jwt_secret.as_deref(),
             services.services.iter().map(|s| s.name.clone()),
             services.operators.iter().cloned(),
         )
         .map_err(StartError::Credentials)?;
+        if let Some(pem) = &config.jwt_public_key {
+            auth = auth
+                .rs256_public_key(pem)
+                .map_err(StartError::Credentials)?;
+        }
         let client = Client::connect(config.connect.clone()).await?;
         let operator = match &config.operator {
             Some(options) => Some(Client::connect(options.clone()).await?),
@@ -188,18 +246,22 @@ impl Gateway {
             source,
         })?;
         let (stop, stopped) = watch::channel(false);
+        let feeds = crate::feed::Feeds::new(client.jetstream().clone(), config.feed_linger);
         let state: Shared = Arc::new(AppState {
             client,
             operator,
             publishers: Default::default(),
+            opening: Default::default(),
             template: config.connect.clone(),
             openapi: crate::openapi::document(eventhub_catalog::CATALOG),
             services,
             auth,
             metrics: Default::default(),
             sessions: Default::default(),
+            jobs: Default::default(),
             shutdown: stopped.clone(),
             ws_connections: Arc::new(tokio::sync::Semaphore::new(config.max_ws_connections)),
+            feeds,
             config,
         });
         let app = router(state);
@@ -251,6 +313,11 @@ fn router(state: Shared) -> Router {
             "/v1/events",
             post(crate::publish::handler).layer(DefaultBodyLimit::max(max_body)),
         )
+        .route(
+            "/v1/events:batch",
+            post(crate::publish::batch_handler)
+                .layer(DefaultBodyLimit::max(state.config.max_batch_body)),
+        )
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/stream", get(crate::stream::handler))
         .route("/live.html", get(live_page))
@@ -287,6 +354,13 @@ async fn health(State(state): State<Shared>) -> Response {
 async fn metrics(State(state): State<Shared>) -> Response {
     let mut text = state.client.metrics().render().await;
     text.push_str(&state.metrics.render());
+    let (feeds, members) = (state.feeds.running().await, state.feeds.members().await);
+    text.push_str(&format!(
+        "# HELP eventhub_gateway_stream_feeds Live feeds running (one per followed stream).\n\
+         # TYPE eventhub_gateway_stream_feeds gauge\neventhub_gateway_stream_feeds {feeds}\n\
+         # HELP eventhub_gateway_stream_members WebSocket connections reading the live feeds, per stream.\n\
+         # TYPE eventhub_gateway_stream_members gauge\neventhub_gateway_stream_members {members}\n"
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -1,6 +1,7 @@
 //! The operators' dashboard in headless Chromium against a real nats-server: sign in, see a
 //! dead letter (its hostile payload shown as text), click replay, and the consumer handles it.
-//! Also: actions need the session's CSRF token, pages need a session.
+//! A failure group replayed from the page, with its progress followed to the end. Also:
+//! actions need the session's CSRF token, pages need a session.
 
 mod support;
 
@@ -183,6 +184,142 @@ async fn an_operator_replays_a_dead_letter_from_the_dashboard_in_chromium() {
 }
 
 #[tokio::test]
+async fn an_operator_replays_a_failure_group_from_the_dashboard_in_chromium() {
+    let node = require_js(&["playwright-core"]);
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").is_file(),
+        "Debian's chromium is not installed: run `{INSTALL}` (as root), or `apt-get update && \
+         apt-get install -y chromium`"
+    );
+    let hub = start().await;
+    let photo = Client::connect(ConnectOptions::new("photo").url(hub.server.client_url()))
+        .await
+        .unwrap();
+    // Until "fixed", three events fail one way and one another: two failure groups.
+    let fixed = Arc::new(AtomicBool::new(false));
+    let (handled_tx, mut handled) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let consumer = photo
+        .consumer::<UploadedV1>(ConsumerOptions::default())
+        .await
+        .unwrap()
+        .spawn({
+            let fixed = fixed.clone();
+            move |env: eventhub::Envelope<UploadedV1>| {
+                let fixed = fixed.clone();
+                let handled_tx = handled_tx.clone();
+                async move {
+                    if !fixed.load(Ordering::SeqCst) {
+                        let why = if env.event().storage_key.as_str() == "other" {
+                            "quota exceeded"
+                        } else {
+                            "storage key unreadable"
+                        };
+                        return Err(HandlerError::reject(why));
+                    }
+                    let _ = handled_tx.send(env.meta().id.clone());
+                    Ok(())
+                }
+            }
+        });
+    let mut group = Vec::new();
+    for key in ["a", "b", "other", "c"] {
+        let mut data = photo_uploaded(&uuid());
+        data["storage_key"] = json!(key);
+        let id = uuid();
+        let mut body = envelope("photo.uploaded", "photo", data);
+        body["id"] = json!(id);
+        let resp = reqwest::Client::new()
+            .post(hub.url("/v1/events"))
+            .header("x-api-key", PHOTO_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        if key != "other" {
+            group.push(id);
+        }
+    }
+    dead_letters(&hub.client, 4).await;
+    fixed.store(true, Ordering::SeqCst);
+
+    let base = format!("http://{}", hub.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(node)
+            .arg(js_dir().join("check-dashboard.js"))
+            .arg(&base)
+            .arg(OPS_KEY)
+            .arg("group")
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check-dashboard.js failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    // count, consumer, event, reason, error — the largest group first.
+    let groups = seen["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{seen}");
+    assert_eq!(groups[0][0], "3", "{seen}");
+    assert_eq!(groups[0][1], "photo__photo_uploaded");
+    assert_eq!(groups[0][2], "photo.uploaded");
+    assert_eq!(groups[0][3], "rejected");
+    assert!(
+        groups[0][4]
+            .as_str()
+            .unwrap()
+            .contains("storage key unreadable")
+    );
+    assert_eq!(groups[1][0], "1");
+    assert!(
+        seen["jobUrl"]
+            .as_str()
+            .unwrap()
+            .contains("/dashboard/jobs/"),
+        "{seen}"
+    );
+    assert_eq!(seen["job"]["total"], 3, "{seen}");
+    assert_eq!(seen["job"]["done"], 3, "{seen}");
+    assert_eq!(seen["job"]["failed"], 0, "{seen}");
+    assert!(
+        seen["job"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Replayed 3 of 3"),
+        "{seen}"
+    );
+    // The other group is still there, alone.
+    let after = seen["groupsAfter"].as_array().unwrap();
+    assert_eq!(after.len(), 1, "{seen}");
+    assert!(after[0][4].as_str().unwrap().contains("quota exceeded"));
+    assert_eq!(seen["pageErrors"], json!([]));
+    assert_eq!(seen["foreignRequests"], json!([]));
+
+    // The consumer handled exactly the group's three events.
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(20), handled.recv())
+                .await
+                .expect("handled within 20 s")
+                .unwrap(),
+        );
+    }
+    got.sort();
+    group.sort();
+    assert_eq!(got, group);
+    let left = dead_letters(&hub.client, 1).await;
+    assert!(left[0].error.contains("quota exceeded"), "{left:?}");
+    consumer.shutdown().await;
+}
+
+#[tokio::test]
 async fn dashboard_actions_need_a_session_and_its_csrf_token() {
     let hub = start().await;
     let http = reqwest::Client::builder()
@@ -231,5 +368,13 @@ async fn dashboard_actions_need_a_session_and_its_csrf_token() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 403);
+        let resp = http
+            .post(hub.url("/dashboard/dlq/group"))
+            .header("cookie", &session)
+            .form(&[("csrf", token), ("action", "purge")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "a group purge needs the token too");
     }
 }

@@ -213,3 +213,144 @@ async fn a_slow_client_is_dropped_and_the_server_keeps_serving() {
     assert_eq!(next_json(&mut ws).await["sequence"].as_u64(), Some(seq));
     ws.send(Message::Close(None)).await.ok();
 }
+
+async fn gauge(hub: &Hub, name: &str) -> u64 {
+    let text = reqwest::get(hub.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+/// Polls `/metrics` until `name` reads `want` (the feed stops on its own timer).
+async fn await_gauge(hub: &Hub, name: &str, want: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = gauge(hub, name).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} is {got}, not {want}, after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn clients_share_one_live_feed_per_stream_which_stops_without_clients() {
+    let hub = start_with(|c| c.feed_linger(Duration::from_millis(50))).await;
+    let token = jwt("photo", None, JWT_SECRET);
+    assert_eq!(gauge(&hub, "eventhub_gateway_stream_feeds").await, 0);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(
+            connect(&hub, &format!("types=photo.*&token={token}"))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(gauge(&hub, "eventhub_gateway_stream_feeds").await, 1);
+    assert_eq!(gauge(&hub, "eventhub_gateway_stream_members").await, 5);
+    let info = hub
+        .client
+        .jetstream()
+        .get_stream("PHOTOS")
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+    assert_eq!(
+        info.state.consumer_count, 1,
+        "one consumer for five clients"
+    );
+    let seq = publish(&hub, &uuid()).await;
+    for ws in &mut clients {
+        assert_eq!(next_json(ws).await["sequence"].as_u64(), Some(seq));
+    }
+    for mut ws in clients {
+        ws.close(None).await.unwrap();
+    }
+    await_gauge(&hub, "eventhub_gateway_stream_members", 0).await;
+    await_gauge(&hub, "eventhub_gateway_stream_feeds", 0).await;
+    // A new client starts a new feed and misses nothing published while none ran.
+    let missed = publish(&hub, &uuid()).await;
+    let (mut ws, _) = connect(
+        &hub,
+        &format!("types=photo.*&token={token}&from=PHOTOS:{seq}"),
+    )
+    .await;
+    let live = publish(&hub, &uuid()).await;
+    assert_eq!(next_json(&mut ws).await["sequence"].as_u64(), Some(missed));
+    assert_eq!(next_json(&mut ws).await["sequence"].as_u64(), Some(live));
+}
+
+/// Clients resume from many positions while events are being stored and the live feed is
+/// moving: each receives exactly every event after its `from`, in order, once.
+#[tokio::test]
+async fn resuming_while_events_flow_misses_nothing_and_repeats_nothing() {
+    let hub = start().await;
+    let token = jwt("photo", None, JWT_SECRET);
+    let query = format!("types=photo.uploaded&token={token}");
+    // Keeps the feed running and moving during the whole test.
+    let (mut watcher, _) = connect(&hub, &query).await;
+    let publisher = hub.client.publisher();
+    let info = eventhub_catalog::CATALOG
+        .iter()
+        .find(|e| e.event_type == "photo.uploaded")
+        .unwrap();
+    let mut first = 0;
+    for _ in 0..100 {
+        let r = publisher
+            .publish_json(info, &photo_uploaded(&uuid()), Default::default())
+            .await
+            .unwrap();
+        if first == 0 {
+            first = r.sequence;
+        }
+    }
+    let total = 600u64;
+    let last = first + total - 1;
+    let flowing = tokio::spawn({
+        let publisher = publisher.clone();
+        async move {
+            for _ in 100..total {
+                publisher
+                    .publish_json(info, &photo_uploaded(&uuid()), Default::default())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let mut readers = Vec::new();
+    for i in 0..12u64 {
+        // from: before the first event, inside the stored ones, and near the moving head.
+        let from = first - 1 + i * 45;
+        let (mut ws, hello) = connect(&hub, &format!("{query}&from=PHOTOS:{from}")).await;
+        assert_eq!(hello["streams"]["PHOTOS"], from);
+        readers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.last() != Some(&last) {
+                let e = next_json(&mut ws).await;
+                got.push(e["sequence"].as_u64().expect("an event frame"));
+            }
+            (from, got)
+        }));
+    }
+    flowing.await.unwrap();
+    for reader in readers {
+        let (from, got) = reader.await.unwrap();
+        let want: Vec<u64> = (from + 1..=last).collect();
+        assert_eq!(got, want, "resumed from {from}");
+    }
+    let mut live = Vec::new();
+    while live.last() != Some(&last) {
+        live.push(next_json(&mut watcher).await["sequence"].as_u64().unwrap());
+    }
+    assert_eq!(live, (first..=last).collect::<Vec<_>>());
+}

@@ -4,7 +4,9 @@
 // with what each page showed, console and page errors, requests to other origins, and whether a
 // `window.__pwned` marker was set (tests plant markup in the dead letter's payload).
 // Exit 0 when it could drive the pages, 2 otherwise.
-// Usage: node check-dashboard.js BASE_URL OPERATOR_KEY
+// With a third argument `group`, it instead reads the failure groups, clicks the first group's
+// "Replay group", follows the job page until it says finished, and reads the groups again.
+// Usage: node check-dashboard.js BASE_URL OPERATOR_KEY [group]
 "use strict";
 const fs = require("fs");
 const os = require("os");
@@ -14,7 +16,7 @@ const { chromium } = require("playwright-core");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 
 async function main() {
-  const [base, key] = process.argv.slice(2);
+  const [base, key, mode] = process.argv.slice(2);
   if (!base || !key) {
     console.error("usage: node check-dashboard.js BASE_URL OPERATOR_KEY");
     process.exit(2);
@@ -62,6 +64,24 @@ async function main() {
 
     await page.goto(base + "/dashboard/dlq", { waitUntil: "load" });
     out.deadLetters = await table("#dead-letters");
+    if (mode === "group") {
+      out.groups = await table("#groups");
+      await Promise.all([page.waitForNavigation(), page.click("#groups .replay-group")]);
+      out.jobUrl = page.url();
+      // The job page refreshes itself until the job is finished.
+      await page.waitForSelector('#job[data-finished="true"]', { timeout: 30000 });
+      out.job = await page.$eval("#job", (d) => ({
+        done: Number(d.dataset.done),
+        total: Number(d.dataset.total),
+        failed: Number(d.dataset.failed),
+        text: d.textContent,
+      }));
+      await page.goto(base + "/dashboard/dlq", { waitUntil: "load" });
+      out.groupsAfter = await table("#groups");
+      out.deadLettersAfter = await table("#dead-letters");
+      console.log(JSON.stringify(out));
+      return;
+    }
     const link = await page.$("#dead-letters a");
     if (link) {
       await Promise.all([page.waitForNavigation(), link.click()]);

@@ -46,15 +46,7 @@ pub async fn start_with(configure: impl FnOnce(Config) -> Config) -> Hub {
         .provision(&eventhub_catalog::TOPOLOGY)
         .await
         .expect("provision");
-    let connect = ConnectOptions::new("gateway")
-        .url(server.client_url())
-        .request_timeout(Duration::from_millis(1500))
-        .publish_attempts(1);
-    let config = configure(
-        Config::new(connect, schemas_dir())
-            .keys(keys())
-            .jwt_secret(JWT_SECRET),
-    );
+    let config = configure(config(&server.client_url()));
     let gateway = Gateway::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .expect("gateway starts");
@@ -65,6 +57,17 @@ pub async fn start_with(configure: impl FnOnce(Config) -> Config) -> Hub {
         gateway: Some(gateway),
         addr,
     }
+}
+
+/// The tests' gateway configuration for the nats-server at `url`.
+pub fn config(url: &str) -> Config {
+    let connect = ConnectOptions::new("gateway")
+        .url(url)
+        .request_timeout(Duration::from_millis(1500))
+        .publish_attempts(1);
+    Config::new(connect, schemas_dir())
+        .keys(keys())
+        .jwt_secret(JWT_SECRET)
 }
 
 pub async fn start() -> Hub {
