@@ -466,3 +466,46 @@ async fn a_saga_killed_between_recording_a_step_and_acking_resumes_without_repea
     let cancelled = cancellations(&client).await;
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_keeps_running_across_a_server_restart() {
+    let (server, client) = setup().await;
+    let handle = saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(600),
+        },
+        options(),
+    )
+    .await
+    .unwrap();
+    created(&client, "flow-before").await;
+    handle
+        .records()
+        .wait_for("flow-before", |r: &SagaRecord<PaymentState>| r.step == 1)
+        .await
+        .unwrap();
+    let mut server = server;
+    let _server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+    status(&client, "flow-before", "captured").await;
+    created(&client, "flow-after").await;
+    status(&client, "flow-after", "failed").await;
+    let wait = |id: &'static str| {
+        let records = handle.records().clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), records.wait_for(id, done))
+                .await
+                .unwrap_or_else(|_| panic!("{id}: the saga stopped at the restart"))
+                .unwrap()
+        }
+    };
+    assert_eq!(wait("flow-before").await.status, SagaStatus::Completed);
+    assert_eq!(wait("flow-after").await.status, SagaStatus::Compensated);
+    handle.stop().await;
+    assert_eq!(cancellations(&client).await.len(), 1);
+}
