@@ -25,6 +25,19 @@ pub(crate) enum Command {
         #[arg(long)]
         stream: Option<String>,
     },
+    /// Moves a durable consumer to a position in its stream (nats-server's consumer reset):
+    /// it delivers again from there. Events before it count as handled.
+    Reset {
+        /// The consumer.
+        name: String,
+        /// A stream sequence (1042), a duration before now (2h) or an RFC 3339 time: the first
+        /// event it delivers next is the first of its events at or after it.
+        #[arg(long, value_parser = crate::output::parse_position)]
+        to: eventhub::StartFrom,
+        /// Its stream (default: the stream that has a consumer of that name).
+        #[arg(long)]
+        stream: Option<String>,
+    },
     /// Restarts deliveries to a paused consumer now.
     Resume {
         /// The consumer.
@@ -57,13 +70,16 @@ fn parse_until(s: &str) -> Result<chrono::DateTime<Utc>, String> {
     Ok(at)
 }
 
-/// `consumers pause|resume|unpin`.
+/// `consumers pause|resume|reset|unpin`.
 pub(crate) async fn control(
     server: &ServerArgs,
     command: Command,
     json: bool,
 ) -> anyhow::Result<()> {
     let client = server.connect().await?;
+    if let Command::Reset { name, to, stream } = command {
+        return reset(&client, &name, to, stream, json).await;
+    }
     let (name, stream, until) = match command {
         Command::Pause {
             name,
@@ -72,6 +88,7 @@ pub(crate) async fn control(
         } => (name, stream, Some(until)),
         Command::Resume { name, stream } => (name, stream, None),
         Command::Unpin { name, stream } => return unpin(&client, name, stream, json).await,
+        Command::Reset { .. } => unreachable!("handled above"),
     };
     let stream = match stream {
         Some(s) => crate::connect::open(&client, &s).await?,
@@ -137,6 +154,97 @@ async fn unpin(
         say!("{stream_name} / {name}: unpinned; the server pins a waiting instance");
     }
     Ok(())
+}
+
+/// `consumers reset NAME --to POSITION`: `$JS.API.CONSUMER.RESET.<stream>.<name>` (nats-server
+/// 2.14+) with the stream sequence to deliver next; a time is first resolved to the sequence of
+/// the consumer's first event at or after it.
+async fn reset(
+    client: &eventhub::Client,
+    name: &str,
+    to: eventhub::StartFrom,
+    stream: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut stream = match stream {
+        Some(s) => crate::connect::open(client, &s).await?,
+        None => stream_of(client, name).await?,
+    };
+    let stream_name = stream.cached_info().config.name.clone();
+    let consumer = stream
+        .consumer_info(name)
+        .await
+        .map_err(|e| anyhow::anyhow!("no consumer {name} on stream {stream_name}: {e}"))?;
+    let sequence = match to {
+        eventhub::StartFrom::Sequence(n) => n,
+        eventhub::StartFrom::Time(t) => first_at_or_after(&mut stream, &consumer, t).await?,
+        _ => unreachable!("--to parses to a sequence or a time"),
+    };
+    let subject = format!("CONSUMER.RESET.{stream_name}.{name}");
+    let answer: serde_json::Value = client
+        .jetstream()
+        .request(subject, &json!({ "seq": sequence }))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reset consumer {name}: {e}"))?;
+    if let Some(error) = answer.get("error") {
+        let text = error["description"].as_str().unwrap_or("refused");
+        if error["code"] == 404 && text.contains("consumer") {
+            anyhow::bail!("cannot reset consumer {name}: {text}");
+        }
+        anyhow::bail!(
+            "cannot reset consumer {name}: {text} (the consumer reset API needs nats-server \
+             2.14 or later)"
+        );
+    }
+    let info = stream.consumer_info(name).await?;
+    if json {
+        print_json(&json!({
+            "stream": stream_name,
+            "name": name,
+            "next_sequence": sequence,
+            "pending": info.num_pending,
+        }));
+    } else {
+        say!(
+            "{stream_name} / {name}: delivers from sequence {sequence} on ({} pending)",
+            info.num_pending
+        );
+    }
+    Ok(())
+}
+
+/// The stream sequence of `consumer`'s first event stored at or after `t` (the next sequence
+/// of the stream when there is none yet).
+async fn first_at_or_after(
+    stream: &mut async_nats::jetstream::stream::Stream,
+    consumer: &Info,
+    t: chrono::DateTime<Utc>,
+) -> anyhow::Result<u64> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    let c = &consumer.config;
+    let probe = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: c.filter_subject.clone(),
+            filter_subjects: c.filter_subjects.clone(),
+            deliver_policy: DeliverPolicy::ByStartTime { start_time: t },
+            ..Default::default()
+        })
+        .await?;
+    let mut probe = probe;
+    if probe.info().await?.num_pending == 0 {
+        return Ok(stream.info().await?.state.last_sequence + 1);
+    }
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut messages = probe.messages().await?;
+        anyhow::Ok(messages.try_next().await?)
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the server sent no event after {t} within 5 s"))??
+    .ok_or_else(|| anyhow::anyhow!("the server sent no event after {t}"))?;
+    Ok(first
+        .info()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .stream_sequence)
 }
 
 /// The stream holding durable consumer `name`.

@@ -12,8 +12,10 @@ mod dlq;
 mod doctor;
 mod health;
 mod output;
+mod projections;
 mod publish;
 mod runtime;
+mod sagas;
 mod schemas;
 mod streams;
 mod tail;
@@ -49,7 +51,7 @@ enum Command {
     },
     /// Durable consumers: pending, ack-pending, redelivered, waiting, lag; flags stuck ones.
     /// `consumers pause NAME --until T` stops deliveries to a consumer until T; `consumers
-    /// resume NAME` restarts them.
+    /// resume NAME` restarts them; `consumers reset NAME --to TIME|SEQ` moves it.
     #[command(args_conflicts_with_subcommands = true)]
     Consumers {
         #[command(subcommand)]
@@ -80,6 +82,16 @@ enum Command {
         #[command(subcommand)]
         command: schemas::Command,
     },
+    /// Saga instances (eventhub-patterns): `sagas list [SAGA]`, `sagas show ID`.
+    Sagas {
+        #[command(subcommand)]
+        command: sagas::Command,
+    },
+    /// Projections (eventhub-patterns): `projections rebuild NAME [--from TIME|SEQ]`.
+    Projections {
+        #[command(subcommand)]
+        command: projections::Command,
+    },
     /// The declaration of services (schemas/services.json): event flows, the nats-server
     /// permissions generated from it, nkeys, idempotency buckets.
     Config {
@@ -108,6 +120,8 @@ async fn run(
         Command::Health(args) => health::run(server, args, json).await,
         Command::Schemas { command } => schemas::run(command, catalogs, json),
         Command::Config { command } => config::run(server, command, json).await,
+        Command::Sagas { command } => sagas::run(server, command, json).await,
+        Command::Projections { command } => projections::run(server, command, json).await,
     }
 }
 

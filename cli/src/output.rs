@@ -250,6 +250,21 @@ pub(crate) fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
     Ok(Utc::now() - chrono::Duration::seconds(secs))
 }
 
+/// Parses a position in a stream (`--from`, `--to`): a stream sequence (`1042`), a duration
+/// before now (`2h`) or an RFC 3339 time.
+pub(crate) fn parse_position(s: &str) -> Result<eventhub::StartFrom, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("sequences start at 1".into()),
+        Ok(n) => Ok(eventhub::StartFrom::Sequence(n)),
+        Err(_) => parse_since(s).map(eventhub::StartFrom::Time).map_err(|_| {
+            format!(
+                "`{s}` is neither a stream sequence (1042), a duration before now (15m, 2h, \
+                     7d) nor an RFC 3339 time"
+            )
+        }),
+    }
+}
+
 /// Cuts `s` to `max` characters, marking the cut.
 pub(crate) fn cut(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

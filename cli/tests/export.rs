@@ -162,7 +162,7 @@ fn export_all_writes_every_format_of_the_repository_catalog() {
     )
     .ok()
     .json();
-    assert_eq!(again["files"].as_array().unwrap().len(), 28);
+    assert_eq!(again["files"].as_array().unwrap().len(), 43);
     assert_eq!(again["written"], json!([]));
 }
 

@@ -100,7 +100,7 @@ fn the_declaration_follows_its_json_schema() {
             "auth": { "description": "x", "publishes": ["user.created"], "health": true, "metrics": false },
             "payments": { "consumes": [
                 { "event": "user.created", "durable": "pay", "versions": [2], "idempotency": "1h" }
-            ] }
+            ], "sagas": [{ "name": "signup", "inputs": ["user.created"] }] }
         }
     });
     assert!(validator.is_valid(&full));
@@ -114,7 +114,21 @@ fn the_repository_declares_what_the_demo_and_the_tests_run() {
     assert_eq!(s.operators, ["ops"]);
     assert_eq!(s.sweeper.as_deref(), Some("sweeper"));
     let names: Vec<&str> = s.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["auth", "payments", "profile", "admin", "photo"]);
+    assert_eq!(
+        names,
+        [
+            "auth",
+            "payments",
+            "profile",
+            "admin",
+            "photo",
+            "preferences",
+            "notifications",
+            "analytics",
+            "onboarding",
+            "privacy"
+        ]
+    );
     let payments = s.service("payments").unwrap();
     assert_eq!(payments.consumes[0].durable, "payments__user_created");
     assert_eq!(payments.consumes[0].filters, ["events.user.created.*"]);
@@ -147,6 +161,11 @@ fn a_service_is_granted_exactly_what_the_sdk_uses() {
         format!("$JS.API.STREAM.INFO.KV_{bucket}"),
         format!("$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.>"),
         format!("$KV.{bucket}.>"),
+        "$JS.API.CONSUMER.CREATE.IDENTITY.payments__user_deleted.events.user.deleted.*".into(),
+        "$JS.API.CONSUMER.MSG.NEXT.IDENTITY.payments__user_deleted".into(),
+        "$JS.ACK.IDENTITY.payments__user_deleted.>".into(),
+        "dlq.payments__user_deleted.events.user.deleted.*".into(),
+        "$JS.API.CONSUMER.INFO.IDENTITY.payments__user_deleted".into(),
         "$JS.API.STREAM.INFO.KV_EVENTHUB_REPLAYS".into(),
         "$JS.API.DIRECT.GET.KV_EVENTHUB_REPLAYS.$KV.EVENTHUB_REPLAYS.>".into(),
         "$JS.API.STREAM.NAMES".into(),
@@ -157,7 +176,7 @@ fn a_service_is_granted_exactly_what_the_sdk_uses() {
         .iter()
         .filter(|s| s.starts_with("events."))
         .collect();
-    assert_eq!(events.len(), 7, "one subject per version of its 7 types");
+    assert_eq!(events.len(), 8, "one subject per version of its 8 types");
     let rest: Vec<String> = p
         .publish_allow
         .iter()
@@ -400,10 +419,7 @@ fn nkey_mode_needs_a_key_per_user_and_writes_only_public_keys() {
         .iter()
         .enumerate()
         .map(|(i, u)| {
-            let key = format!(
-                "U{:A>55}",
-                ["B", "C", "D", "E", "F", "G", "H", "I", "J", "K"][i]
-            );
+            let key = format!("U{:A>55}", char::from(b'B' + i as u8));
             (u.name.clone(), vec![key])
         })
         .collect();
@@ -437,5 +453,62 @@ fn services_with_declared_nkeys_are_the_ones_that_sign() {
     assert!(
         declared().signing_keys().is_empty(),
         "the repository's declaration signs nothing yet"
+    );
+}
+
+#[test]
+fn a_saga_reads_one_stream_of_published_inputs_under_its_own_durables() {
+    let s = declared();
+    let onboarding = s.service("onboarding").unwrap();
+    let registration = &onboarding.sagas[0];
+    assert_eq!(registration.stream, "IDENTITY");
+    assert_eq!(registration.durable(), "saga_registration");
+    assert_eq!(registration.store(), "SAGA_REGISTRATION");
+    assert!(
+        registration
+            .filters
+            .contains(&"events.user.created.v2".to_string())
+    );
+
+    let mut doc = base();
+    doc["services"]["admin"]["sagas"] = json!([
+        { "name": "Checkout", "inputs": ["payment.created"] },
+        { "name": "mixed", "inputs": ["payment.created", "user.created"] },
+        { "name": "orphan", "inputs": ["auth.logout"] },
+        { "name": "typo", "inputs": ["payment.created"], "input": [] }
+    ]);
+    doc["services"]["payments"]["consumes"] =
+        json!([{ "event": "user.created", "durable": "saga_typo" }]);
+    let d = problems(doc);
+    let f = "schemas/services.json";
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/sagas/0/name",
+        "1-64 lowercase letters, digits and `_`",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/sagas/1/inputs/1",
+        "`user.created` is stored in stream IDENTITY, the saga's other inputs in PAYMENTS",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/sagas/2/inputs/0",
+        "saga `orphan` reacts to `auth.logout`, which no service publishes",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/sagas/3/input",
+        "unknown key `input` in a saga",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/sagas/3",
+        "the saga's durable `saga_typo` is already declared",
     );
 }

@@ -24,6 +24,8 @@
 //! first event, a stream sequence or a time ([`StartFrom`]).
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -180,6 +182,9 @@ impl ProjectionOptions {
 #[derive(Debug, Clone)]
 pub struct View {
     bucket: kv::Store,
+    /// Set when a read failed for want of the server (not for a bad value): the projection
+    /// then runs the handler on the same event again instead of stopping.
+    unavailable: Arc<AtomicBool>,
 }
 
 impl View {
@@ -190,7 +195,10 @@ impl View {
                 .map(Some)
                 .map_err(|e| ProjectError(format!("`{key}` is not the expected JSON: {e}"))),
             Ok(None) => Ok(None),
-            Err(e) => Err(ProjectError(format!("cannot read `{key}`: {e}"))),
+            Err(e) => {
+                self.unavailable.store(true, Ordering::SeqCst);
+                Err(ProjectError(format!("cannot read `{key}`: {e}")))
+            }
         }
     }
 
@@ -200,7 +208,10 @@ impl View {
             .bucket
             .keys()
             .await
-            .map_err(|e| ProjectError(e.to_string()))?
+            .map_err(|e| {
+                self.unavailable.store(true, Ordering::SeqCst);
+                ProjectError(e.to_string())
+            })?
             .filter_map(|k| async move { k.ok() })
             .filter(|k| std::future::ready(k != CHECKPOINT_KEY))
             .collect()
@@ -407,25 +418,12 @@ where
         .get_stream(&options.stream)
         .await
         .map_err(|e| fail(&format!("cannot find stream {}", options.stream), &e))?;
-    let (filter_subject, filter_subjects) = match options.subjects.as_slice() {
-        [one] => (one.clone(), Vec::new()),
-        many => (String::new(), many.to_vec()),
-    };
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject,
-            filter_subjects,
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| fail("cannot read the stream", &e))?;
-    let mut messages = consumer
-        .messages()
+    let mut messages = read(&stream, &options.subjects, deliver_policy)
         .await
         .map_err(|e| fail("cannot read the stream", &e))?;
     let view = View {
         bucket: bucket.store.clone(),
+        unavailable: Arc::new(AtomicBool::new(false)),
     };
     let start = checkpoint.as_ref().map_or(0, |c| c.sequence);
     let (position_tx, position) = watch::channel(start);
@@ -448,7 +446,31 @@ where
                 m = messages.next() => m,
             };
             let Some(message) = message else { break };
-            let message = message.map_err(|e| fail("cannot read the stream", &e))?;
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    // The server lost the ordered consumer (a restart: it lives in memory):
+                    // read on from after the last event handled, for up to the write timeout.
+                    tracing::debug!("projection input failed, reading again: {e}");
+                    let deadline = tokio::time::Instant::now() + writer.timeout;
+                    let mut pause = Duration::from_millis(50);
+                    messages = loop {
+                        let from = DeliverPolicy::ByStartSequence {
+                            start_sequence: last + 1,
+                        };
+                        match read(&stream, &options.subjects, from).await {
+                            Ok(m) => break m,
+                            Err(again) if tokio::time::Instant::now() + pause < deadline => {
+                                tracing::debug!("projection input still failing: {again}");
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(Duration::from_secs(1));
+                            }
+                            Err(_) => return Err(fail("cannot read the stream", &e)),
+                        }
+                    };
+                    continue;
+                }
+            };
             let info = message
                 .info()
                 .map_err(|e| fail("a message without info", &e))?;
@@ -468,14 +490,32 @@ where
                 continue;
             };
             let subject = recorded.subject.clone();
-            let changes = handler(recorded, task_view.clone())
-                .await
-                .map_err(|error| ProjectionError::Handler {
-                    name: writer.name.clone(),
-                    subject,
-                    sequence,
-                    error,
-                })?;
+            // A read the server could not answer (e.g. while it restarts) is retried with the
+            // same event until the write timeout; any other handler error stops here.
+            let deadline = tokio::time::Instant::now() + writer.timeout;
+            let mut pause = Duration::from_millis(50);
+            let changes = loop {
+                task_view.unavailable.store(false, Ordering::SeqCst);
+                match handler(recorded.clone(), task_view.clone()).await {
+                    Ok(changes) => break changes,
+                    Err(error)
+                        if task_view.unavailable.load(Ordering::SeqCst)
+                            && tokio::time::Instant::now() + pause < deadline =>
+                    {
+                        tracing::debug!(sequence, "projection read failed, again: {error}");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    Err(error) => {
+                        return Err(ProjectionError::Handler {
+                            name: writer.name.clone(),
+                            subject,
+                            sequence,
+                            error,
+                        });
+                    }
+                }
+            };
             if let Some(bad) = changes.iter().find(|c| !valid_key(c.key())) {
                 return Err(ProjectionError::InvalidKey {
                     name: writer.name.clone(),
@@ -506,6 +546,30 @@ where
         stop,
         view,
     })
+}
+
+/// An ordered consumer of `subjects` from `from` on.
+async fn read(
+    stream: &stream::Stream,
+    subjects: &[String],
+    from: DeliverPolicy,
+) -> Result<jetstream::consumer::pull::Ordered, String> {
+    let (filter_subject, filter_subjects) = match subjects {
+        [one] => (one.clone(), Vec::new()),
+        many => (String::new(), many.to_vec()),
+    };
+    stream
+        .create_consumer(OrderedConfig {
+            filter_subject,
+            filter_subjects,
+            deliver_policy: from,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .messages()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 struct Writer {

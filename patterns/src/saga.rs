@@ -510,9 +510,19 @@ pub async fn start<S: Saga>(
                 _ = stopped.changed() => break,
                 m = merged.next() => m,
             };
-            let Some(Ok(message)) = message else {
-                tracing::warn!(saga = name, "saga input ended; stopping");
-                break;
+            let message = match message {
+                Some(Ok(m)) => m,
+                // The pull streams recover by themselves (a server restart, missed
+                // heartbeats); the error only says that one happened.
+                Some(Err(e)) => {
+                    tracing::warn!(saga = name, "saga input failed, reading on: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                None => {
+                    tracing::warn!(saga = name, "saga input ended; stopping");
+                    break;
+                }
             };
             let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
             match runner.handle(&message).await {

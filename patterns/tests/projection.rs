@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::*;
 use eventhub::{Client, Consumable, ConsumerOptions, Event, StartFrom};
@@ -221,4 +222,44 @@ async fn sdk_consumers_start_at_a_sequence() {
     got.sort();
     assert_eq!(got, [last - 2, last - 1, last]);
     handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_resumes_across_a_server_restart_without_losing_or_repeating_an_event() {
+    let (mut server, client) = setup().await;
+    let last = publish(&client, 0, 300).await;
+    let mut handle = projection::start(&client, options().checkpoint_every(1), renames)
+        .await
+        .unwrap();
+    handle.reached(60).await.unwrap();
+    // Restarted while it applies events (the harness blocks until the server is back).
+    let mut server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), handle.reached(last))
+        .await
+        .expect("the projection did not resume after the restart")
+        .unwrap();
+    // And once more with the projection idle, then new events.
+    server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+    let last = publish(&client, 300, 30).await;
+    tokio::time::timeout(Duration::from_secs(60), handle.reached(last))
+        .await
+        .expect("the projection did not resume after the second restart")
+        .unwrap();
+    let model = dump(handle.view()).await;
+    for user in USERS {
+        assert_eq!(model[&format!("renames.{user}")], 110, "{user}: {model:?}");
+    }
+    assert_eq!(model[&format!("name.{}", USERS[2])], "n329");
+    handle.stop().await.unwrap();
+    drop(server);
 }

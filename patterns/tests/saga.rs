@@ -310,3 +310,202 @@ async fn a_timeout_that_fires_while_no_instance_runs_is_handled_when_one_starts(
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
     assert_eq!(cancelled[0].0, "flow-late");
 }
+
+/// The child process of the kill test: runs the payment saga as `noack` (whose acks the server
+/// drops) until it is killed. A no-op unless the test below starts it.
+#[tokio::test]
+async fn child_saga_process() {
+    let Ok(url) = std::env::var("EVENTHUB_SAGA_CHILD_URL") else {
+        return;
+    };
+    let client = connect_as(&url, "noack").await;
+    let _handle = saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(600),
+        },
+        killable_options(),
+    )
+    .await
+    .unwrap();
+    println!("running");
+    std::future::pending::<()>().await;
+}
+
+fn killable_options() -> SagaOptions {
+    let mut o = options();
+    o.ack_wait = Duration::from_secs(2);
+    o
+}
+
+/// A server on which user `noack` may do everything but acknowledge, so that a saga process
+/// running as it records its step and never acks: killed then, it dies exactly between the
+/// two.
+fn server_with_noack() -> NatsServer {
+    NatsServer::builder()
+        .config(
+            r#"authorization {
+  users: [
+    { user: ops, password: ops }
+    { user: noack, password: noack, permissions: { publish: { deny: ["$JS.ACK.>"] } } }
+  ]
+}
+"#,
+        )
+        .start()
+        .unwrap()
+}
+
+async fn connect_as(url: &str, user: &str) -> Client {
+    Client::connect(
+        eventhub::ConnectOptions::new("checkout")
+            .url(url)
+            .user_password(user, user),
+    )
+    .await
+    .unwrap()
+}
+
+/// Runs the saga in a child process as `noack` until instance `flow` has a record with `step`
+/// steps, then kills it (SIGKILL) and checks that the input is still unacknowledged.
+async fn kill_after_record(server: &NatsServer, client: &Client, flow: &str, step: u64) {
+    let records = saga::records::<PaymentSaga>(client).await.unwrap();
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_saga_process", "--nocapture"])
+        .env("EVENTHUB_SAGA_CHILD_URL", server.client_url())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        records.wait_for(flow, |r: &SagaRecord<PaymentState>| r.step == step),
+    )
+    .await
+    .expect("the child process recorded its step")
+    .unwrap();
+    child.kill().await.unwrap();
+    let stream = client
+        .jetstream()
+        .get_stream(payment::CreatedV1::STREAM)
+        .await
+        .unwrap();
+    let info = stream.consumer_info("saga_payment").await.unwrap();
+    assert_eq!(
+        info.num_ack_pending, 1,
+        "killed between recording the step and acknowledging it: {info:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_saga_killed_between_recording_a_step_and_acking_resumes_without_repeating_it() {
+    let server = server_with_noack();
+    let client = connect_as(&server.client_url(), "ops").await;
+    client.provision(&TOPOLOGY).await.unwrap();
+    // The durable exists before the child starts, with the short ack wait.
+    saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(600),
+        },
+        killable_options(),
+    )
+    .await
+    .unwrap()
+    .stop()
+    .await;
+
+    created(&client, "flow-kill").await;
+    kill_after_record(&server, &client, "flow-kill", 1).await;
+    let handle = saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(600),
+        },
+        killable_options(),
+    )
+    .await
+    .unwrap();
+    // The input comes back after the ack wait, is recognised, and is acknowledged.
+    let info = client
+        .jetstream()
+        .get_stream(payment::CreatedV1::STREAM)
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject(payment::CreatedV1::SUBJECT)
+        .await
+        .unwrap();
+    handled(&client, info.sequence).await;
+    handle.stop().await;
+
+    // The compensating step, killed the same way: its cancellation is stored once.
+    let last = {
+        let records = saga::records::<PaymentSaga>(&client).await.unwrap();
+        let before: SagaRecord<PaymentState> = records.get("flow-kill").await.unwrap().unwrap();
+        assert_eq!(before.step, 1, "the first step ran once: {before:?}");
+        let last = status(&client, "flow-kill", "failed").await;
+        kill_after_record(&server, &client, "flow-kill", 2).await;
+        last
+    };
+    let handle = saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(600),
+        },
+        killable_options(),
+    )
+    .await
+    .unwrap();
+    handled(&client, last).await;
+    let record: SagaRecord<PaymentState> =
+        handle.records().get("flow-kill").await.unwrap().unwrap();
+    handle.stop().await;
+    assert_eq!(record.status, SagaStatus::Compensated);
+    assert_eq!(record.step, 2, "no step ran twice: {record:?}");
+    assert_eq!(record.history.len(), 2);
+    let cancelled = cancellations(&client).await;
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_keeps_running_across_a_server_restart() {
+    let (server, client) = setup().await;
+    let handle = saga::start(
+        &client,
+        PaymentSaga {
+            timeout: Duration::from_secs(600),
+        },
+        options(),
+    )
+    .await
+    .unwrap();
+    created(&client, "flow-before").await;
+    handle
+        .records()
+        .wait_for("flow-before", |r: &SagaRecord<PaymentState>| r.step == 1)
+        .await
+        .unwrap();
+    let mut server = server;
+    let _server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+    status(&client, "flow-before", "captured").await;
+    created(&client, "flow-after").await;
+    status(&client, "flow-after", "failed").await;
+    let wait = |id: &'static str| {
+        let records = handle.records().clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), records.wait_for(id, done))
+                .await
+                .unwrap_or_else(|_| panic!("{id}: the saga stopped at the restart"))
+                .unwrap()
+        }
+    };
+    assert_eq!(wait("flow-before").await.status, SagaStatus::Completed);
+    assert_eq!(wait("flow-after").await.status, SagaStatus::Compensated);
+    handle.stop().await;
+    assert_eq!(cancellations(&client).await.len(), 1);
+}

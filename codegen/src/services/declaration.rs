@@ -51,6 +51,8 @@ pub struct Service {
     pub publishes: Vec<Published>,
     /// Its durable consumers.
     pub consumes: Vec<Consumer>,
+    /// The sagas it runs (eventhub-patterns).
+    pub sagas: Vec<Saga>,
     /// May run `Client::health` (stream names and its consumers' state).
     pub health: bool,
     /// May render the metrics gauges (its consumers' state and dead-letter counts).
@@ -91,6 +93,37 @@ impl Consumer {
     /// Its key-value bucket, `EVENTHUB_IDEMPOTENCY_<durable>` (used only when idempotent).
     pub fn idempotency_bucket(&self) -> String {
         format!("{IDEMPOTENCY_PREFIX}{}", self.durable)
+    }
+}
+
+/// A saga a service runs (eventhub-patterns' `saga::start`): its durables, its bucket and its
+/// timer stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saga {
+    /// Its name (`Saga::NAME`): lowercase letters, digits and `_`.
+    pub name: String,
+    /// The event types it reacts to.
+    pub inputs: Vec<String>,
+    /// The stream of its inputs (one for all of them).
+    pub stream: String,
+    /// The subject of every version of every input: its durable's filters.
+    pub filters: Vec<String>,
+}
+
+impl Saga {
+    /// `SAGA_<NAME>`: its key-value bucket (instances) and its stream (timers).
+    pub fn store(&self) -> String {
+        format!("SAGA_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// `saga_<name>`: its durable on the input stream.
+    pub fn durable(&self) -> String {
+        format!("saga_{}", self.name)
+    }
+
+    /// `saga_<name>_timeouts`: its durable on its own stream.
+    pub fn timeouts_durable(&self) -> String {
+        format!("saga_{}_timeouts", self.name)
     }
 }
 

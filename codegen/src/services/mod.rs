@@ -38,8 +38,8 @@ use crate::naming::SERVICES_FILE;
 
 pub use declaration::{
     ACCOUNT, ADVISORY_STREAM, Consumer, DLQ_STREAM, Gateway, IDEMPOTENCY_PREFIX, Published,
-    SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Service, Services, default_durable, inbox_prefix,
-    password_var,
+    SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Saga, Service, Services, default_durable,
+    inbox_prefix, password_var,
 };
 pub use permissions::{Permissions, Role, User};
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::declaration::{
-    Consumer, Gateway, Published, SWEEPER_DURABLE, SYSTEM_USER, Service, Services, default_durable,
+    Consumer, Gateway, Published, SWEEPER_DURABLE, SYSTEM_USER, Saga, Service, Services,
+    default_durable,
 };
 use crate::catalog::Catalog;
 use crate::diagnostic::{Diagnostics, Error, pointer_push, suggest};
@@ -23,7 +24,15 @@ const ROOT_KEYS: &[&str] = &[
     "services",
     "nkeys",
 ];
-const SERVICE_KEYS: &[&str] = &["description", "publishes", "consumes", "health", "metrics"];
+const SERVICE_KEYS: &[&str] = &[
+    "description",
+    "publishes",
+    "consumes",
+    "sagas",
+    "health",
+    "metrics",
+];
+const SAGA_KEYS: &[&str] = &["name", "inputs"];
 const CONSUMER_KEYS: &[&str] = &["event", "durable", "versions", "idempotency"];
 const GATEWAY_KEYS: &[&str] = &["name", "description", "publishes_for"];
 
@@ -44,6 +53,10 @@ struct Parser<'a> {
     durables: BTreeMap<String, String>,
     /// Event type -> (owner, where).
     owners: BTreeMap<String, (String, String)>,
+    /// Saga name -> where it was declared.
+    sagas: BTreeMap<String, String>,
+    /// (pointer to its inputs, saga, inputs), checked against the publishers at the end.
+    saga_inputs: Vec<(String, String, Vec<String>)>,
 }
 
 pub(super) fn parse(file: &Path, doc: &Value, catalog: &Catalog) -> Result<Services, Error> {
@@ -62,6 +75,8 @@ pub(super) fn parse(file: &Path, doc: &Value, catalog: &Catalog) -> Result<Servi
         users: BTreeMap::new(),
         durables: BTreeMap::new(),
         owners: BTreeMap::new(),
+        sagas: BTreeMap::new(),
+        saga_inputs: Vec::new(),
     };
     p.users.insert(
         SYSTEM_USER.to_string(),
@@ -276,11 +291,13 @@ impl Parser<'_> {
         let metrics = self.flag(map, &ptr, "metrics");
         let publishes = self.publishes(name, &ptr, map.get("publishes"));
         let consumes = self.consumes(name, &ptr, map.get("consumes"));
+        let sagas = self.sagas(&ptr, map.get("sagas"));
         named.then(|| Service {
             name: name.to_string(),
             description,
             publishes,
             consumes,
+            sagas,
             health,
             metrics,
         })
@@ -348,6 +365,121 @@ impl Parser<'_> {
             }
         }
         out
+    }
+
+    fn sagas(&mut self, ptr: &str, v: Option<&Value>) -> Vec<Saga> {
+        let ptr = pointer_push(ptr, "sagas");
+        let Some(v) = v else { return Vec::new() };
+        let Some(items) = v.as_array() else {
+            self.err(
+                &ptr,
+                "`sagas` must be an array of sagas ({\"name\": \"registration\", \"inputs\": \
+                 [\"user.created\"]})",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(s) = self.saga(&format!("{ptr}/{i}"), item) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn saga(&mut self, ptr: &str, item: &Value) -> Option<Saga> {
+        let Some(map) = item.as_object() else {
+            self.err(
+                ptr,
+                "a saga is an object: {\"name\": \"registration\", \"inputs\": [\"user.created\"]}",
+            );
+            return None;
+        };
+        self.unknown_keys(ptr, map, SAGA_KEYS, "a saga");
+        let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            self.err(
+                pointer_push(ptr, "name"),
+                "a saga's `name` is its `Saga::NAME`: 1-64 lowercase letters, digits and `_` (it \
+                 names the bucket SAGA_<NAME> and the subjects saga.<name>.>)",
+            );
+            return None;
+        }
+        if let Some(first) = self.sagas.get(name) {
+            let first = first.clone();
+            self.err(
+                ptr,
+                format!(
+                    "saga `{name}` is already declared by {first}: a saga's instances live in \
+                     one bucket, so one service runs it"
+                ),
+            );
+            return None;
+        }
+        self.sagas.insert(name.to_string(), format!("`#{ptr}`"));
+        let inputs_ptr = pointer_push(ptr, "inputs");
+        let Some(items) = map
+            .get("inputs")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        else {
+            self.err(
+                &inputs_ptr,
+                "a saga needs `inputs`: the event types it reacts to (at least one)",
+            );
+            return None;
+        };
+        let mut inputs = Vec::new();
+        let mut filters = Vec::new();
+        let mut stream: Option<String> = None;
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{inputs_ptr}/{i}");
+            let Some(ty) = item.as_str() else {
+                self.err(p, "an input is an event type (\"user.created\")");
+                return None;
+            };
+            let (s, versions) = self.event_type(ty, &p)?;
+            match &stream {
+                Some(first) if *first != s => {
+                    self.err(
+                        p,
+                        format!(
+                            "`{ty}` is stored in stream {s}, the saga's other inputs in {first}: \
+                             a saga reads one stream (one durable), so its inputs must share it"
+                        ),
+                    );
+                    return None;
+                }
+                _ => stream = Some(s),
+            }
+            inputs.push(ty.to_string());
+            filters.extend(versions.into_iter().map(|(_, subject)| subject));
+        }
+        self.saga_inputs
+            .push((inputs_ptr, name.to_string(), inputs.clone()));
+        let saga = Saga {
+            name: name.to_string(),
+            inputs,
+            stream: stream.expect("at least one input"),
+            filters,
+        };
+        for durable in [saga.durable(), saga.timeouts_durable()] {
+            if let Some(first) = self.durables.get(&durable) {
+                let first = first.clone();
+                self.err(
+                    ptr,
+                    format!("the saga's durable `{durable}` is already declared by {first}"),
+                );
+                return None;
+            }
+            self.durables.insert(durable, format!("`#{ptr}`"));
+        }
+        Some(saga)
     }
 
     fn consumer(&mut self, service: &str, ptr: &str, item: &Value) -> Option<Consumer> {
@@ -513,6 +645,19 @@ impl Parser<'_> {
     }
 
     fn unpublished_consumptions(&mut self, services: &[Service]) {
+        for (ptr, saga, inputs) in std::mem::take(&mut self.saga_inputs) {
+            for (j, input) in inputs.iter().enumerate() {
+                if !self.owners.contains_key(input) {
+                    self.err(
+                        format!("{ptr}/{j}"),
+                        format!(
+                            "saga `{saga}` reacts to `{input}`, which no service publishes: add \
+                             it to the `publishes` of the service that owns it"
+                        ),
+                    );
+                }
+            }
+        }
         for s in services {
             for (i, c) in s.consumes.iter().enumerate() {
                 if self.owners.contains_key(&c.event_type) {

@@ -244,6 +244,14 @@ fn summary(s: &Service) -> String {
         list_or_nothing(&publishes),
         list_or_nothing(&consumes)
     );
+    if !s.sagas.is_empty() {
+        let sagas: Vec<String> = s
+            .sagas
+            .iter()
+            .map(|x| format!("{} on {}", x.name, x.inputs.join(", ")))
+            .collect();
+        line.push_str(&format!("; runs saga {}", sagas.join("; saga ")));
+    }
     let uses: Vec<&str> = [(s.health, "health"), (s.metrics, "metrics")]
         .iter()
         .filter(|(on, _)| *on)
