@@ -403,7 +403,10 @@ struct DlqQuery {
 }
 
 /// What a failure group has in common: consumer, event, reason and error.
-fn group_key(e: &DeadLetter) -> (String, String, String, String) {
+type GroupKey = (String, String, String, String);
+
+/// The failure group of a dead letter.
+fn group_key(e: &DeadLetter) -> GroupKey {
     (
         e.consumer.clone(),
         event_key(e),
@@ -546,8 +549,8 @@ async fn dlq_list(
         Ok(entries) => {
             // Failure groups, largest first: the same consumer failing the same way on the
             // same event type is usually one bug, fixed once and replayed together.
-            let mut groups: HashMap<(String, String, String, String), (usize, DateTime<Utc>)> =
-                HashMap::new();
+            // Per group: how many, and the latest failure.
+            let mut groups: HashMap<GroupKey, (usize, DateTime<Utc>)> = HashMap::new();
             for e in &entries {
                 let g = groups.entry(group_key(e)).or_insert((0, e.failed_at));
                 g.0 += 1;

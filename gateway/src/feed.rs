@@ -72,7 +72,7 @@ impl Event {
                 .unwrap_or(Value::Null),
             _ => serde_json::from_slice(payload).unwrap_or(Value::Null),
         };
-        let room = crate::stream::room_of(&data).map(str::to_string);
+        let room = room_of(&data).map(str::to_string);
         let text = json!({
             "type": "event",
             "stream": &*stream,
@@ -100,6 +100,13 @@ impl Event {
     pub(crate) fn is_for(&self, subjects: &HashSet<String>, user: Option<&str>) -> bool {
         subjects.contains(&self.subject) && user.is_none_or(|u| self.room.as_deref() == Some(u))
     }
+}
+
+/// The `user_id` (or `owner_id`) of an event's data: its room.
+pub(crate) fn room_of(data: &Value) -> Option<&str> {
+    data.get("user_id")
+        .or_else(|| data.get("owner_id"))
+        .and_then(Value::as_str)
 }
 
 /// The sending half every feed of one connection shares, and its "too slow" mark.

@@ -2,17 +2,20 @@
 //!
 //! - `POST /v1/events` publishes one event of the compiled-in catalog (`eventhub-catalog`),
 //!   validated exactly as the SDK validates it, on behalf of the calling service, and answers
-//!   `202` only once the stream stored it ([`publish`]).
+//!   `202` only once the stream stored it ([`publish`]); `POST /v1/events:batch` several, in
+//!   order, answering `207` with one result per item.
 //! - `GET /v1/stream` follows events over WebSocket, filtered by type and by the caller's user
-//!   ("rooms"), resumable from a stream sequence ([`stream`]).
+//!   ("rooms"), resumable from a stream sequence ([`stream`]); every connection reads one
+//!   shared live feed per stream.
 //! - `/dashboard` is the operators' view: streams and consumers, the event flows of the
-//!   declaration of services, the dead letters with replay and purge ([`dashboard`]).
+//!   declaration of services, the dead letters in failure groups with replay and purge of one
+//!   entry or a group ([`dashboard`]).
 //! - `/health`, `/metrics` and `/v1/openapi.json` ([`openapi`]).
 //!
 //! Who may do what comes from the declaration of services (`schemas/services.json`): a
 //! service may publish the event types it owns, and follow what it owns or consumes; the
 //! declared operators may use the dashboard. Callers authenticate with a per-service API key
-//! (stored as its SHA-256) or an HS256 JWT ([`auth`]).
+//! (stored as its SHA-256) or an HS256 or RS256 JWT ([`auth`]).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

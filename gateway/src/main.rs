@@ -32,6 +32,21 @@ enum Command {
         /// history). Generate one with e.g. `openssl rand -hex 32`.
         key: Option<String>,
     },
+    /// Prints an HS256 bearer token signed with the secret in `--secret-file` (the one the
+    /// gateway is given with `--jwt-secret-file`): for trying `/live.html#token=…` or curl.
+    Token {
+        /// The subject: a declared service or operator.
+        sub: String,
+        /// The file holding the HS256 secret.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// An end user: the token then follows only that user's events.
+        #[arg(long)]
+        user_id: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +201,30 @@ impl ServeArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Token {
+        sub,
+        secret_file,
+        user_id,
+        ttl,
+    }) = &cli.command
+    {
+        let secret = std::fs::read(secret_file)
+            .with_context(|| format!("cannot read the JWT secret {}", secret_file.display()))?;
+        let secret = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+        let mut claims =
+            serde_json::json!({"sub": sub, "exp": chrono::Utc::now().timestamp() + ttl});
+        if let Some(user) = user_id {
+            claims["user_id"] = serde_json::json!(user);
+        }
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&secret),
+        )
+        .context("cannot sign the token")?;
+        println!("{token}");
+        return Ok(());
+    }
     if let Some(Command::HashKey { service, key }) = cli.command {
         let key = match key {
             Some(k) => k,

@@ -339,9 +339,7 @@ async fn open(
 
 /// The `user_id` (or `owner_id`) of an event's data: its room.
 pub fn room_of(data: &Value) -> Option<&str> {
-    data.get("user_id")
-        .or_else(|| data.get("owner_id"))
-        .and_then(Value::as_str)
+    crate::feed::room_of(data)
 }
 
 type Sink = futures::stream::SplitSink<WebSocket, Message>;
