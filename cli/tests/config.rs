@@ -94,7 +94,7 @@ fn config_services_shows_the_flows_and_refuses_a_bad_declaration() {
     for command in ["services", "nats"] {
         eventhub_in(dir.path(), &[], &["config", command]).fails(
             1,
-            "schemas/services.json#/services/auth/publishes/3: unknown event type `auth.logut` \
+            "schemas/services.json#/services/auth/publishes/4: unknown event type `auth.logut` \
              (did you mean `auth.logout`?)",
         );
     }
@@ -270,7 +270,20 @@ async fn nkeys_are_generated_rotated_and_retired() {
 async fn operators_run_the_cli_under_the_generated_config() {
     let mut conf = std::fs::read_to_string(repo().join("nats.conf")).unwrap();
     for user in [
-        "ops", "auth", "payments", "profile", "admin", "photo", "sweeper", "gateway", "sys",
+        "ops",
+        "auth",
+        "payments",
+        "profile",
+        "admin",
+        "photo",
+        "preferences",
+        "notifications",
+        "analytics",
+        "onboarding",
+        "privacy",
+        "sweeper",
+        "gateway",
+        "sys",
     ] {
         let var = format!("${}", eventhub::client::service_password_var(user));
         conf = conf.replace(&var, &format!("\"{user}-secret\""));

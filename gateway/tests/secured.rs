@@ -23,7 +23,20 @@ fn secured_server() -> NatsServer {
         .unwrap()
         .replace(".nats-data", STORE_DIR_PLACEHOLDER);
     for user in [
-        "ops", "auth", "payments", "profile", "admin", "photo", "sweeper", "gateway", "sys",
+        "ops",
+        "auth",
+        "payments",
+        "profile",
+        "admin",
+        "photo",
+        "preferences",
+        "notifications",
+        "analytics",
+        "onboarding",
+        "privacy",
+        "sweeper",
+        "gateway",
+        "sys",
     ] {
         let var = format!("${}", eventhub::client::service_password_var(user));
         assert!(conf.contains(&var), "nats.conf reads {var}");

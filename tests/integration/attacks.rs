@@ -21,7 +21,7 @@ use eventhub::ConsumerHandle;
 use eventhub::Event;
 use eventhub::HandlerError;
 use eventhub::wire::headers;
-use eventhub_catalog::events::{payment, photo, user};
+use eventhub_catalog::events::{erasure, onboarding, payment, photo, user};
 use eventhub_codegen::services::{Consumer, Role};
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
@@ -284,6 +284,28 @@ fn classify(reply: async_nats::Message) -> Outcome {
 }
 
 /// The payload of a victim event of `event_type` whose id the victim reports.
+/// The first fixture instance of the newest version of `event_type`, and its subject.
+fn fixture_payload(event_type: &str) -> Option<(String, Value)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/events");
+    let prefix = format!("{event_type}.v");
+    let version = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            name.strip_prefix(&prefix)?
+                .strip_suffix(".json")?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()?;
+    let text = std::fs::read_to_string(format!("{dir}/{prefix}{version}.json")).ok()?;
+    let items: Vec<Value> = serde_json::from_str(&text).ok()?;
+    Some((
+        format!("events.{event_type}.v{version}"),
+        items.into_iter().next()?,
+    ))
+}
+
 fn payload(event_type: &str, marker: &str) -> (String, Value) {
     let now = "2026-11-23T10:00:00Z";
     match event_type {
@@ -310,10 +332,15 @@ fn payload(event_type: &str, marker: &str) -> (String, Value) {
                 "uploaded_at": now,
             }),
         ),
-        other => panic!(
-            "the attack suite has no victim events of `{other}`: add them to `payload` so every \
-             declared consumer is attacked"
-        ),
+        // The saga events: the first instance of their fixture, on the subject of their
+        // newest version (tests/fixtures/events/<type>.v<N>.json).
+        other => fixture_payload(other).unwrap_or_else(|| {
+            panic!(
+                "the attack suite has no victim events of `{other}`: add a fixture \
+                 (tests/fixtures/events) or a `payload` arm so every declared consumer is \
+                 attacked"
+            )
+        }),
     }
 }
 
@@ -337,7 +364,17 @@ async fn publish_victim_event(owner: &Client, event_type: &str, id: Option<Strin
         "user.created" => publish::<user::CreatedV2>(owner, body, id).await,
         "payment.created" => publish::<payment::CreatedV1>(owner, body, id).await,
         "photo.uploaded" => publish::<photo::UploadedV1>(owner, body, id).await,
-        other => unreachable!("{other}"),
+        "user.deleted" => publish::<user::DeletedV1>(owner, body, id).await,
+        "erasure.escalated" => publish::<erasure::EscalatedV1>(owner, body, id).await,
+        "onboarding.cancelled" => publish::<onboarding::CancelledV1>(owner, body, id).await,
+        "onboarding.completed" => publish::<onboarding::CompletedV1>(owner, body, id).await,
+        "onboarding.preferences-requested" => {
+            publish::<onboarding::PreferencesRequestedV1>(owner, body, id).await
+        }
+        "onboarding.welcome-requested" => {
+            publish::<onboarding::WelcomeRequestedV1>(owner, body, id).await
+        }
+        other => unreachable!("{other}: add it to publish_victim_event"),
     }
 }
 
@@ -377,6 +414,16 @@ async fn victim(
         ("user.created", Some([2])) => run::<user::CreatedV2>(client, durable, tx).await,
         ("payment.created", None) => run::<payment::Created>(client, durable, tx).await,
         ("photo.uploaded", None) => run::<photo::Uploaded>(client, durable, tx).await,
+        ("user.deleted", None) => run::<user::Deleted>(client, durable, tx).await,
+        ("erasure.escalated", None) => run::<erasure::Escalated>(client, durable, tx).await,
+        ("onboarding.cancelled", None) => run::<onboarding::Cancelled>(client, durable, tx).await,
+        ("onboarding.completed", None) => run::<onboarding::Completed>(client, durable, tx).await,
+        ("onboarding.preferences-requested", None) => {
+            run::<onboarding::PreferencesRequested>(client, durable, tx).await
+        }
+        ("onboarding.welcome-requested", None) => {
+            run::<onboarding::WelcomeRequested>(client, durable, tx).await
+        }
         other => panic!(
             "the attack suite has no victim for {other:?}: add it to `victim` so every declared \
              consumer is attacked"
@@ -769,9 +816,11 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
                 None,
                 create(st, json!({ "durable_name": d, "ack_policy": "explicit", "filter_subjects": [f, "events.>"] })),
             ));
+            // Another stream's subject: one of this stream would be refused as a delivery
+            // cycle before the push conversion is even considered.
             let foreign = catalog_subjects
                 .iter()
-                .find(|(ty, _, _)| !owns(me, ty))
+                .find(|(ty, _, stream)| !owns(me, ty) && stream != st)
                 .unwrap();
             attempts.push((
                 "own durable turned push, delivering elsewhere",
