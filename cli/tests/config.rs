@@ -5,7 +5,6 @@ mod common;
 
 use common::Run;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use eventhub::Client;
 use eventhub::ConnectOptions;
@@ -22,20 +21,13 @@ fn repo() -> PathBuf {
 
 /// Runs `eventhub` in `dir` with only the environment it is given.
 fn eventhub_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventhub"));
+    let mut cmd = common::eventhub();
     cmd.current_dir(dir).args(args).env_clear();
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run eventhub");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd.envs(env.iter().copied());
+    Run::of(&mut cmd)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -6,7 +6,6 @@ mod common;
 
 use common::Run;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use eventhub_catalog::events::{CATALOG, PROTO_FILE};
 use serde_json::{Value, json};
@@ -20,19 +19,12 @@ fn repo() -> PathBuf {
 
 /// Runs `eventhub` in `cwd` with `env` set and no catalog variables inherited.
 fn eventhub(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventhub"));
-    cmd.current_dir(cwd).args(args);
-    cmd.env_remove("EVENTHUB_SCHEMAS")
-        .env_remove("EVENTHUB_SCHEMAS_DIR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run eventhub");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(
+        common::eventhub()
+            .current_dir(cwd)
+            .args(args)
+            .envs(env.iter().copied()),
+    )
 }
 
 fn tempdir(name: &str) -> PathBuf {

@@ -1,6 +1,7 @@
 //! The declaration of services: validation against the catalog, the permissions it grants, and
-//! the repository's `nats.conf`, which is generated from it (a golden file:
-//! `EVENTHUB_BLESS=1 cargo test -p eventhub-codegen --test services` rewrites it).
+//! the repository's `nats.conf`, which is generated from it (a golden file, compared with
+//! `expectorate`: `EXPECTORATE=overwrite cargo test -p eventhub-codegen --test services`
+//! rewrites it).
 
 mod common;
 
@@ -62,17 +63,9 @@ fn the_checked_in_nats_conf_is_generated_from_the_declaration() {
         .command("eventhub config nats --out nats.conf")
         .render()
         .unwrap();
-    let path = repo().join("nats.conf");
-    if std::env::var_os("EVENTHUB_BLESS").is_some() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        current == text,
-        "nats.conf is stale: it no longer matches schemas/services.json and the catalog. \
-         Regenerate it with `cargo run -p eventhub-cli -- config nats --out nats.conf` (or \
-         EVENTHUB_BLESS=1 cargo test -p eventhub-codegen --test services)"
-    );
+    // Regenerate with `cargo run -p eventhub-cli -- config nats --out nats.conf` (or
+    // `EXPECTORATE=overwrite cargo test -p eventhub-codegen --test services`).
+    expectorate::assert_contents(repo().join("nats.conf"), &text);
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //!
 //! The schemas are JSON Schema draft 7, generated from these types with `schemars`. The files
 //! in `sdk/metadata/` are checked against [`MetadataSchema::to_pretty_json`] by a test; after a
-//! change to the types, regenerate them with `EVENTHUB_BLESS=1 cargo test -p eventhub metadata`.
+//! change to the types, regenerate them with
+//! `EXPECTORATE=overwrite cargo test -p eventhub metadata`.
 //!
 //! ```
 //! let schema = eventhub::metadata::MetadataSchema::DeadLetterHeaders.schema();
@@ -419,42 +420,13 @@ mod tests {
     use super::*;
     use crate::wire::headers;
 
-    /// The committed files are what the types generate.
+    /// The committed files are what the types generate (`expectorate`: accept a change with
+    /// `EXPECTORATE=overwrite cargo test -p eventhub metadata`).
     #[test]
     fn shipped_metadata_schemas_are_up_to_date() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("metadata");
-        let bless = std::env::var_os("EVENTHUB_BLESS").is_some();
         for schema in MetadataSchema::ALL {
-            let path = dir.join(schema.file_name());
-            let generated = schema.to_pretty_json();
-            if bless {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &generated).unwrap();
-                continue;
-            }
-            let shipped = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; run `EVENTHUB_BLESS=1 cargo test -p eventhub metadata` to create it",
-                    path.display()
-                )
-            });
-            let shipped = shipped.replace("\r\n", "\n");
-            if shipped != generated {
-                let first = shipped
-                    .lines()
-                    .zip(generated.lines())
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(shipped.lines().count().min(generated.lines().count()));
-                panic!(
-                    "{} differs from the schema the types generate, first at line {}:\n  \
-                     shipped:   {:?}\n  generated: {:?}\n\
-                     Run `EVENTHUB_BLESS=1 cargo test -p eventhub metadata` to regenerate it.",
-                    path.display(),
-                    first + 1,
-                    shipped.lines().nth(first),
-                    generated.lines().nth(first),
-                );
-            }
+            expectorate::assert_contents(dir.join(schema.file_name()), &schema.to_pretty_json());
         }
     }
 
