@@ -16,7 +16,7 @@ use crate::output::{Table, print_json};
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// A consumer whose lag (pending plus ack pending) is above this makes the system unhealthy.
-    #[arg(long, default_value_t = eventhub::metrics::HealthOptions::default().max_lag)]
+    #[arg(long, default_value_t = eventhub::health::HealthOptions::default().max_lag)]
     max_lag: u64,
 }
 

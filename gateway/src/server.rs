@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use eventhub::metrics::HealthOptions;
+use eventhub::health::HealthOptions;
 use eventhub::{Client, ConnectOptions};
 use eventhub_codegen::services::Services;
 use tokio::sync::watch;

@@ -14,8 +14,9 @@
 //!   where [`DeadLetters`] lists, replays and deletes entries and the [`Sweeper`] catches
 //!   events whose consumer died during their last delivery.
 //! - [`trace`](wire::trace) carries W3C trace context (`traceparent`) from publishers to handlers and their
-//!   follow-ups; [`Client::metrics`] renders Prometheus metrics, [`Client::serve_metrics`]
-//!   serves them with a health check ([`Client::health`]).
+//!   follow-ups; `Client::metrics` renders Prometheus metrics (feature `metrics`, on
+//!   `prometheus-client`) and [`Client::health`] checks the connection, streams and consumers,
+//!   for the service's own HTTP endpoint to serve.
 //! - [`crypto`](wire::crypto) encrypts the fields schemas mark `x-sensitive` (AES-256-GCM, keys from a
 //!   [`Keyring`]) before they are published, and decrypts them for consumers that hold the key.
 //! - [`metadata`] holds the JSON Schemas of the headers of an event and of a dead letter, for
@@ -34,11 +35,12 @@
 // Layers, each using only those below it (scripts/check-layers verifies there is no cycle):
 //
 //   open, metrics, metadata, testing   what a Client opens; rendering; schemas of headers
+//   health                             the health of a client
 //   consume                            durable consumers: the loop, handler layers, decisions
 //   dlq                                dead letters, replay, the sweeper
 //   publish                            publishers and pipelines
 //   client                             the connection of one service
-//   counters, topology                 per-client counters; streams and provisioning
+//   counters, topology                 per-client counters and metric registry; streams
 //   upcast                             consuming a family as one type
 //   wire                               events, headers, codecs, schemas, crypto, trace
 //   error                              error types
@@ -47,7 +49,9 @@ pub mod consume;
 mod counters;
 pub mod dlq;
 pub mod error;
+pub mod health;
 pub mod metadata;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 mod open;
 pub mod publish;

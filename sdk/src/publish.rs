@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind as NatsKind};
@@ -318,7 +317,7 @@ impl Publisher {
         .await;
         match &result {
             Ok(receipt) => {
-                counters.published.fetch_add(1, Ordering::Relaxed);
+                counters.published();
                 span.record("stream.sequence", receipt.sequence);
                 span.record(
                     "outcome",
@@ -326,7 +325,7 @@ impl Publisher {
                 );
             }
             Err(e) => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
+                counters.failed();
                 span.record("outcome", tracing::field::debug(e.kind()));
             }
         }
@@ -364,7 +363,7 @@ impl Publisher {
             Err(e) => Err(e),
         };
         if sent.is_err() {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
+            counters.failed();
         }
         sent
     }
@@ -856,12 +855,12 @@ impl Pipeline {
         let counters = pending.counters.clone();
         match pending.settle().await {
             (_, Ok(ack)) => {
-                counters.published.fetch_add(1, Ordering::Relaxed);
+                counters.published();
                 self.report.stored += 1;
                 self.report.duplicates += u64::from(ack.duplicate);
             }
             (id, Err(error)) => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
+                counters.failed();
                 self.report.failures.push(PipelineFailure {
                     index,
                     id,

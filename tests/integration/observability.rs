@@ -1,4 +1,4 @@
-//! Observability: trace context across services, Prometheus metrics over HTTP, health.
+//! Observability: trace context across services, Prometheus metrics, health.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -7,10 +7,9 @@ use std::time::Duration;
 use eventhub::HandlerError;
 use eventhub::PublishOptions;
 use eventhub::TraceContext;
-use eventhub::metrics::HealthOptions;
+use eventhub::health::HealthOptions;
 use eventhub::wire::headers;
 use eventhub_catalog::events::{payment, user};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::support::{DlqWatch, connect, next, quick, record, server_and_client, user_created_v2};
@@ -144,26 +143,6 @@ async fn a_trace_id_is_carried_from_the_publisher_to_two_services_and_their_foll
     }
 }
 
-/// A `GET` over a plain TCP connection: status line, headers, body.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String, String) {
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        socket.read_to_string(&mut response),
-    )
-    .await
-    .expect("a response within 20s")
-    .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("headers and body");
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    (status.to_string(), headers.to_string(), body.to_string())
-}
-
 /// The value of one series (`name{labels}`) in a Prometheus text exposition.
 #[track_caller]
 fn sample(body: &str, series: &str) -> f64 {
@@ -175,11 +154,10 @@ fn sample(body: &str, series: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn metrics_scraped_over_http_count_what_happened() {
+async fn metrics_count_what_happened() {
     const N: usize = 10;
     let (_server, client) = server_and_client("profile").await;
     client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
-    let endpoint = client.serve_metrics("127.0.0.1:0").await.unwrap();
     let mut dlq = DlqWatch::start(&client).await;
 
     // Events 0..3 fail once, event 3 is rejected, the rest succeed.
@@ -220,13 +198,7 @@ async fn metrics_scraped_over_http_count_what_happened() {
     let consumer = "consumer=\"profile__user_created\"";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let body = loop {
-        let (status, head, body) = http_get(endpoint.local_addr(), "/metrics").await;
-        assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: text/plain; version=0.0.4"),
-            "{head}"
-        );
+        let body = client.metrics().render().await;
         let settled =
             |name: &str| sample(&body, &format!("{name}{{{consumer},stream=\"IDENTITY\"}}")) == 0.0;
         let handled = sample(
@@ -330,20 +302,24 @@ async fn metrics_scraped_over_http_count_what_happened() {
     }
     assert!(body.contains("# HELP eventhub_handled_total "));
 
-    let (status, _, _) = http_get(endpoint.local_addr(), "/nope").await;
-    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    // The instance's stats and the metrics are one set of counts.
     let stats = handle.shutdown().await;
     assert_eq!(
         (stats.handled, stats.retried, stats.dead_lettered),
         (9, 3, 1)
     );
-    // The rendered text equals what the SDK renders without HTTP (modulo timing: both idle).
-    assert!(
-        client
-            .metrics()
-            .render()
-            .await
-            .contains("eventhub_handled_total")
+    // A shut-down instance's counts stay in the metrics (counters never go down).
+    let body = client.metrics().render().await;
+    assert_eq!(
+        sample(&body, &format!("eventhub_handled_total{{{labels}}}")),
+        (N - 1) as f64
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "eventhub_consumer_running{consumer=\"profile__user_created\"}"
+        ),
+        0.0
     );
 }
 
@@ -357,10 +333,6 @@ async fn health_reports_lag_over_the_threshold_and_a_lost_server() {
     assert!(health.streams.iter().all(|s| !s.present), "{health:?}");
 
     client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
-    let endpoint = client
-        .serve_metrics_with("127.0.0.1:0", options.clone())
-        .await
-        .unwrap();
     // One handler, one event at a time, blocked until released.
     let release = Arc::new(Semaphore::new(0));
     let (started_tx, mut started) = mpsc::unbounded_channel();
@@ -392,12 +364,8 @@ async fn health_reports_lag_over_the_threshold_and_a_lost_server() {
         ),
         ("profile__user_created", true, 0, 0, false)
     );
-    let (status, _, body) = http_get(endpoint.local_addr(), "/health").await;
-    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["healthy"],
-        true
-    );
+    // What an endpoint serves (the gateway's `/health`).
+    assert_eq!(serde_json::to_value(&health).unwrap()["healthy"], true);
 
     // Seven events and a stuck handler: lag 7 > 5.
     for i in 0..7 {
@@ -413,9 +381,7 @@ async fn health_reports_lag_over_the_threshold_and_a_lost_server() {
     let c = &health.consumers[0];
     assert!(c.alive && c.lagging, "{c:?}");
     assert_eq!(c.pending + c.ack_pending, 7, "{c:?}");
-    let (status, _, body) = http_get(endpoint.local_addr(), "/health").await;
-    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let json = serde_json::to_value(&health).unwrap();
     assert_eq!(json["consumers"][0]["lagging"], true);
 
     // Released, it catches up and is healthy again.
@@ -447,8 +413,6 @@ async fn health_reports_lag_over_the_threshold_and_a_lost_server() {
     };
     assert!(!health.healthy, "{health:?}");
     assert!(health.streams.iter().all(|s| !s.present), "{health:?}");
-    let (status, _, _) = http_get(endpoint.local_addr(), "/health").await;
-    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
     let metrics = client.metrics().render().await;
     assert!(metrics.contains("\neventhub_connected 0\n"), "{metrics}");
 }

@@ -16,7 +16,7 @@ use eventhub::dlq::DeadLetterReason;
 use eventhub::error::ConnectErrorKind;
 use eventhub::error::ConsumeErrorKind;
 use eventhub::error::PublishErrorKind;
-use eventhub::metrics::HealthOptions;
+use eventhub::health::HealthOptions;
 use eventhub::wire::headers;
 use eventhub_catalog::events::{payment, user};
 use eventhub_codegen::services::Services;

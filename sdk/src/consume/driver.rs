@@ -15,10 +15,11 @@ use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use super::decide::{Decision, Outcome, decide};
+use super::envelope::{Envelope, Metadata};
 use super::handler::{FailureKind, HandlerError, Processed};
-use super::{ConsumerOptions, Counters, Envelope, Metadata};
+use super::options::ConsumerOptions;
 use crate::client::Client;
-use crate::counters::ConsumerCounters;
+use crate::counters::ConsumerCounters as Counters;
 use crate::dlq::{self, DeadLetterReason};
 use crate::error::DecodeError;
 use crate::publish::Publisher;
@@ -35,9 +36,8 @@ pub(super) struct Shared<S> {
     pub(super) options: ConsumerOptions,
     /// The handler, wrapped in its layers.
     pub(super) service: S,
+    /// What this instance did: its stats, and (summed per durable) its metrics.
     pub(super) counters: Arc<Counters>,
-    /// The client's metrics of this durable.
-    pub(super) metrics: Arc<ConsumerCounters>,
     pub(super) workers: Semaphore,
     /// Events waiting for a worker watch this, not a timer each: the loop bumps it every
     /// keep-alive period (they send an in-progress ack) and on shutdown (they hand their event
@@ -275,7 +275,6 @@ async fn carry_out<S>(
     handled: Option<bool>,
 ) {
     let counters = &shared.counters;
-    let metrics = &shared.metrics;
     let span = tracing::Span::current();
     match decision {
         Decision::Ack => match message.ack().await {
@@ -285,7 +284,6 @@ async fn carry_out<S>(
                     span.record("outcome", "duplicate");
                 } else {
                     Counters::bump(&counters.handled);
-                    ConsumerCounters::bump(&metrics.handled);
                     span.record("outcome", "ok");
                 }
             }
@@ -302,7 +300,6 @@ async fn carry_out<S>(
                 "eventhub: delivery {delivered} of {max} failed, retrying in {delay:?}: {error}"
             );
             Counters::bump(&counters.retried);
-            ConsumerCounters::bump(&metrics.retried);
             span.record("outcome", "retry");
             if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
                 tracing::warn!(
@@ -339,8 +336,7 @@ async fn dead_letter<S>(
                     failed.subject,
                     failed.deliveries,
                 );
-                Counters::bump(&shared.counters.dead_lettered);
-                shared.metrics.dead_lettered(reason.as_str());
+                shared.counters.dead_lettered(reason.as_str());
                 tracing::Span::current().record(
                     "outcome",
                     tracing::field::display(format_args!("dead-letter: {reason}")),
@@ -386,7 +382,8 @@ fn decode_with_keys<E: Consumable>(
         return E::decode_typed(event_type, version, raw);
     };
     match client.keyring() {
-        Some(keyring) if keyring.contains(key_id) => {
+        // Without the `encryption` feature, as without the key: the fields stay ciphertext.
+        Some(keyring) if cfg!(feature = "encryption") && keyring.contains(key_id) => {
             let decryptor =
                 Decryptor::new(keyring, key_id, header(headers::ID).unwrap_or_default());
             E::decode_typed_decrypting(event_type, version, raw, &decryptor)

@@ -27,7 +27,7 @@ use tower::{Layer, Service};
 use super::Envelope;
 use super::handler::{HandlerError, Processed};
 use super::idempotency::{self, Claim, Guard};
-use crate::counters::ConsumerCounters;
+use crate::counters::{ConsumerCounters, Latency};
 
 /// Turns a panic in the handler (or an inner layer) into a retryable
 /// [`HandlerError::panicked`]: the consumer keeps running.
@@ -147,6 +147,8 @@ where
 #[derive(Debug, Clone)]
 pub(crate) struct MetricsLayer {
     pub(crate) counters: Arc<ConsumerCounters>,
+    /// The durable's handler time.
+    pub(crate) latency: Latency,
 }
 
 impl<S> Layer<S> for MetricsLayer {
@@ -156,6 +158,7 @@ impl<S> Layer<S> for MetricsLayer {
         Metered {
             inner,
             counters: self.counters.clone(),
+            latency: self.latency.clone(),
         }
     }
 }
@@ -165,6 +168,7 @@ impl<S> Layer<S> for MetricsLayer {
 pub(crate) struct Metered<S> {
     inner: S,
     counters: Arc<ConsumerCounters>,
+    latency: Latency,
 }
 
 impl<S, R> Service<R> for Metered<S>
@@ -182,11 +186,12 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         let counters = self.counters.clone();
+        let latency = self.latency.clone();
         let started = std::time::Instant::now();
         let future = self.inner.call(request);
         async move {
             let result = future.await;
-            counters.latency.observe(started.elapsed());
+            latency.observe(started.elapsed());
             if result.is_err() {
                 ConsumerCounters::bump(&counters.failed);
             }

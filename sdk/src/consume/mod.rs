@@ -26,7 +26,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{
@@ -42,7 +41,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 
 use crate::client::Client;
-use crate::counters::ConsumerCounters;
+use crate::counters::ConsumerCounters as Counters;
 use crate::error::{ConsumeError, ConsumeErrorKind};
 use crate::publish::Publisher;
 use crate::wire::Consumable;
@@ -57,6 +56,8 @@ pub use handler::{FailureKind, HandlerError, HandlerFn, Processed};
 pub use idempotency::{IDEMPOTENCY_PREFIX, bucket_config as idempotency_bucket_config};
 pub use layers::{CatchPanicLayer, TimeoutLayer};
 pub use options::{Backoff, ConsumerOptions, Failover, StartFrom};
+
+pub use crate::counters::ConsumerStats;
 
 /// Metadata key marking consumers eventhub manages.
 const MANAGED: &str = "eventhub.managed";
@@ -332,80 +333,6 @@ pub struct Consumer<E, L = Identity> {
     _event: PhantomData<fn() -> E>,
 }
 
-/// Counts of what a consumer did since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ConsumerStats {
-    /// Messages received.
-    pub received: u64,
-    /// Events handled successfully and acked.
-    pub handled: u64,
-    /// Failed attempts sent back for a retry (`Nak` with delay).
-    pub retried: u64,
-    /// Events moved to the dead letters (any reason).
-    pub dead_lettered: u64,
-    /// Of those, poison (undecodable) events.
-    pub poison: u64,
-    /// Handler panics (counted as retryable failures).
-    pub panics: u64,
-    /// Handler timeouts (counted as retryable failures).
-    pub timeouts: u64,
-    /// Replays from the dead letters meant for another consumer (checked against the replay's
-    /// record), acked unhandled.
-    pub replays_skipped: u64,
-    /// Events marked as a dead-letter replay for another consumer without a matching replay
-    /// record (a forged or stale mark): handled like any event, and logged.
-    pub forged_replay_marks: u64,
-    /// Events whose signature does not prove their source, dead-lettered as `forged`
-    /// ([`crate::wire::signing`]).
-    pub forged: u64,
-    /// Events received but not handled because of a shutdown, returned at once for another
-    /// instance.
-    pub returned: u64,
-    /// Events acked without running the handler because their id was handled before
-    /// ([`ConsumerOptions::idempotent`]).
-    pub duplicates_skipped: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    received: AtomicU64,
-    handled: AtomicU64,
-    retried: AtomicU64,
-    dead_lettered: AtomicU64,
-    poison: AtomicU64,
-    panics: AtomicU64,
-    timeouts: AtomicU64,
-    replays_skipped: AtomicU64,
-    forged_replay_marks: AtomicU64,
-    forged: AtomicU64,
-    returned: AtomicU64,
-    duplicates_skipped: AtomicU64,
-}
-
-impl Counters {
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> ConsumerStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        ConsumerStats {
-            received: get(&self.received),
-            handled: get(&self.handled),
-            retried: get(&self.retried),
-            dead_lettered: get(&self.dead_lettered),
-            poison: get(&self.poison),
-            panics: get(&self.panics),
-            timeouts: get(&self.timeouts),
-            replays_skipped: get(&self.replays_skipped),
-            forged_replay_marks: get(&self.forged_replay_marks),
-            forged: get(&self.forged),
-            returned: get(&self.returned),
-            duplicates_skipped: get(&self.duplicates_skipped),
-        }
-    }
-}
-
 /// A running consumer, from [`Consumer::spawn`].
 #[derive(Debug)]
 pub struct ConsumerHandle {
@@ -502,14 +429,14 @@ impl<E: Consumable, L> Consumer<E, L> {
         <L::Service as Service<Envelope<E>>>::Future: Send + 'static,
     {
         let (tx, rx) = watch::channel(false);
-        let counters = Arc::new(Counters::default());
         let name = self.name.clone();
-        let metrics =
+        let durable =
             self.client
                 .registry()
                 .consumer(&self.name, self.stream, E::FAMILY.event_type);
-        // Alive (for health) until the task ends; a graceful end retires it.
-        let running = metrics.start();
+        // One set of counts for the stats and the metrics; alive (for health) until the task
+        // ends, and a graceful end retires it.
+        let (counters, running) = durable.start();
         let inner = self.layers.layer(service);
         let builtin = ServiceBuilder::new()
             .layer(CatchPanicLayer)
@@ -521,7 +448,8 @@ impl<E: Consumable, L> Consumer<E, L> {
             }))
             .option_layer(self.options.handler_timeout.map(TimeoutLayer::new))
             .layer(MetricsLayer {
-                counters: metrics.clone(),
+                counters: counters.clone(),
+                latency: durable.latency.clone(),
             })
             .service(inner);
         let run = run_loop(
@@ -534,7 +462,6 @@ impl<E: Consumable, L> Consumer<E, L> {
             builtin,
             rx,
             counters.clone(),
-            metrics,
         );
         let task = tokio::spawn(async move {
             let stats = run.await;
@@ -583,7 +510,6 @@ async fn run_loop<E, S>(
     service: S,
     mut shutdown: watch::Receiver<bool>,
     counters: Arc<Counters>,
-    metrics: Arc<ConsumerCounters>,
 ) -> ConsumerStats
 where
     E: Consumable,
@@ -610,7 +536,6 @@ where
             options: options.clone(),
             service,
             counters: counters.clone(),
-            metrics,
             waiting: waiting_rx,
             replays: tokio::sync::OnceCell::new(),
         });

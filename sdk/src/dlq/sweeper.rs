@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{DeadLetterReason, Failed, read_original, write};
+use super::store::{DeadLetterReason, Failed, read_original, write};
 use crate::client::Client;
 use crate::error::{DeadLetterError, DeadLetterErrorKind};
 use crate::topology::ADVISORY_STREAM;

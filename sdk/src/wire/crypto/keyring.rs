@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::Path;
 
+#[cfg(feature = "encryption")]
 use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -51,6 +52,7 @@ pub struct Keyring {
 pub(crate) struct Key {
     pub(crate) id: String,
     bytes: Zeroizing<[u8; KEY_LEN]>,
+    #[cfg(feature = "encryption")]
     pub(crate) cipher: Aes256Gcm,
 }
 
@@ -293,8 +295,12 @@ impl KeyringError {
 impl Key {
     fn new(id: String, key: [u8; KEY_LEN]) -> Self {
         let bytes = Zeroizing::new(key);
-        let cipher = Aes256Gcm::new((&*bytes).into());
-        Self { id, bytes, cipher }
+        Self {
+            #[cfg(feature = "encryption")]
+            cipher: Aes256Gcm::new((&*bytes).into()),
+            id,
+            bytes,
+        }
     }
 }
 

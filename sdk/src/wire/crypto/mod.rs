@@ -13,6 +13,11 @@
 //! (altered, or moved from another field or event) makes the event poison: it is dead-lettered
 //! with [`DecodeErrorKind::Decryption`].
 //!
+//! Without the cargo feature `encryption` (on by default) the types stay (a keyring still
+//! loads), but nothing is sealed: publishing an event with `x-sensitive` fields fails with
+//! [`PublishErrorKind::NoEncryptionKey`], and consumers get those fields as ciphertext, as a
+//! consumer without the key does.
+//!
 //! The encrypted value: `enc:v1:<key id>:<base64url, unpadded, of nonce ‖ ciphertext ‖ tag>`,
 //! AES-256-GCM with a random 96-bit nonce per value. The associated data binds the value to its
 //! place: `<event type>.v<version>` NUL `<JSON pointer of the field>` NUL `<event id>`
@@ -21,9 +26,12 @@
 
 mod keyring;
 
+#[cfg(feature = "encryption")]
 use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
 use async_nats::HeaderMap;
+#[cfg(feature = "encryption")]
 use base64::Engine;
+#[cfg(feature = "encryption")]
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
@@ -38,8 +46,10 @@ use crate::wire::headers;
 pub const PREFIX: &str = "enc:v1:";
 
 /// Bytes of the AES-GCM nonce.
+#[cfg(feature = "encryption")]
 const NONCE_LEN: usize = 12;
 /// Bytes of the AES-GCM tag.
+#[cfg(feature = "encryption")]
 const TAG_LEN: usize = 16;
 
 /// Decrypts the `x-sensitive` fields of received events with the key their header names.
@@ -150,6 +160,16 @@ pub(crate) fn seal(
     mut value: Value,
 ) -> Result<Value, PublishError> {
     let what = format!("{} v{} (id {event_id})", target.event_type, target.version);
+    if !cfg!(feature = "encryption") {
+        return Err(PublishError::new(
+            PublishErrorKind::NoEncryptionKey,
+            format!(
+                "{what} has fields marked x-sensitive ({}) and this build of eventhub has no \
+                 encryption (cargo feature `encryption`); nothing was sent",
+                target.sensitive.join(", "),
+            ),
+        ));
+    }
     let Some(keyring) = keyring else {
         return Err(PublishError::new(
             PublishErrorKind::NoEncryptionKey,
@@ -200,7 +220,22 @@ pub(crate) fn mark(h: &mut HeaderMap, keyring: Option<&Keyring>) {
     }
 }
 
+/// Without the `encryption` feature nothing is sealed or opened.
+#[cfg(not(feature = "encryption"))]
+const WITHOUT: &str = "this build of eventhub has no encryption (cargo feature `encryption`)";
+
+#[cfg(not(feature = "encryption"))]
+fn seal_text(_: &keyring::Key, _: &[u8], _: &str) -> Result<String, &'static str> {
+    Err(WITHOUT)
+}
+
+#[cfg(not(feature = "encryption"))]
+fn open(_: &keyring::Key, _: &[u8], _: &str) -> Result<String, String> {
+    Err(WITHOUT.into())
+}
+
 /// `enc:v1:<kid>:<base64url(nonce ‖ ciphertext ‖ tag)>`
+#[cfg(feature = "encryption")]
 fn seal_text(key: &keyring::Key, aad: &[u8], plaintext: &str) -> Result<String, &'static str> {
     let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
     let sealed = key
@@ -224,6 +259,7 @@ fn seal_text(key: &keyring::Key, aad: &[u8], plaintext: &str) -> Result<String, 
 }
 
 /// The plaintext of an encrypted value. The reasons never contain the value.
+#[cfg(feature = "encryption")]
 fn open(key: &keyring::Key, aad: &[u8], text: &str) -> Result<String, String> {
     let Some(rest) = text.strip_prefix(PREFIX) else {
         return Err(
@@ -308,7 +344,7 @@ fn visit_tokens<E>(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "encryption"))]
 mod tests {
     use serde_json::json;
 
