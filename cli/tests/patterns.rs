@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::Run;
@@ -15,23 +14,12 @@ use eventhub_patterns::saga::{self, Saga, SagaOptions, SagaRecord, SagaStatus, S
 use eventhub_testkit::NatsServer;
 
 fn eventhub(server: &NatsServer, args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventhub"));
-    cmd.arg("--server").arg(server.client_url()).args(args);
-    for var in [
-        "NATS_URL",
-        "NATS_USER",
-        "NATS_PASSWORD",
-        "NATS_TOKEN",
-        "NATS_CREDS",
-    ] {
-        cmd.env_remove(var);
-    }
-    let out = cmd.output().expect("run eventhub");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(
+        common::eventhub()
+            .arg("--server")
+            .arg(server.client_url())
+            .args(args),
+    )
 }
 
 async fn setup(service: &str) -> (NatsServer, Client) {
