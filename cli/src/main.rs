@@ -14,6 +14,7 @@ mod health;
 mod output;
 mod publish;
 mod runtime;
+mod schedules;
 mod schemas;
 mod streams;
 mod tail;
@@ -62,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: topology::Command,
     },
+    /// Scheduled events waiting in their streams (`schedules list [STREAM]`).
+    Schedules {
+        #[command(subcommand)]
+        command: schedules::Command,
+    },
     /// Dead letters: list, show, replay, purge.
     Dlq {
         #[command(subcommand)]
@@ -103,6 +109,7 @@ async fn run(
         Command::Consumers { stream, .. } => consumers::run(server, stream, json).await,
         Command::Topology { command } => topology::run(server, command, json).await,
         Command::Dlq { command } => dlq::run(server, command, json).await,
+        Command::Schedules { command } => schedules::run(server, command, json).await,
         Command::Publish(args) => publish::run(server, args, json).await,
         Command::Tail(args) => tail::run(server, args, json).await,
         Command::Health(args) => health::run(server, args, json).await,

@@ -8,6 +8,7 @@ mod encryption;
 mod harness;
 mod hostile;
 mod idempotency;
+mod jetstream;
 mod limbo;
 mod metadata;
 mod observability;

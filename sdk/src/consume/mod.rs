@@ -18,6 +18,7 @@ mod driver;
 mod envelope;
 mod handler;
 mod idempotency;
+mod keyed;
 pub mod layers;
 mod options;
 mod pull;
@@ -576,6 +577,7 @@ where
             metrics,
             waiting: waiting_rx,
             replays: tokio::sync::OnceCell::new(),
+            keys: Default::default(),
         });
         // Handlers run as futures of this task, not spawned tasks: no hand-off between threads
         // per event (handlers with heavy CPU work should spawn it themselves).

@@ -143,6 +143,10 @@ pub struct ConsumerOptions {
     /// Opt-in de-duplication of handled events, remembered for this long (see
     /// [`ConsumerOptions::idempotent`]). Default `None`.
     pub idempotency_window: Option<Duration>,
+    /// Handle events with the same partition key (`x-partition-key`) one after another, in
+    /// stream order, and different keys concurrently (see
+    /// [`ConsumerOptions::ordered_by_key`]). Default `false`.
+    pub ordered_by_key: bool,
 }
 
 impl Default for ConsumerOptions {
@@ -160,6 +164,7 @@ impl Default for ConsumerOptions {
             fetch_expires: Duration::from_secs(2),
             start_from: StartFrom::All,
             idempotency_window: None,
+            ordered_by_key: false,
         }
     }
 }
@@ -248,6 +253,17 @@ impl ConsumerOptions {
     /// Sets where a new durable starts.
     pub fn start_from(mut self, start_from: StartFrom) -> Self {
         self.start_from = start_from;
+        self
+    }
+
+    /// Orders by partition key: events whose schema declares `x-partition-key` are handled
+    /// strictly in arrival (stream) order per key, also across retries — a failing event is
+    /// tried again in place after its backoff delay while the later events of its key wait
+    /// (kept alive with in-progress acks), and the other keys go on — with up to
+    /// `concurrency` keys at once. Events without a key are not ordered. The order holds
+    /// within one instance (see the `keyed` module docs in `docs/jetstream-features.md`).
+    pub fn ordered_by_key(mut self, ordered: bool) -> Self {
+        self.ordered_by_key = ordered;
         self
     }
 }
