@@ -28,9 +28,10 @@
 //! raw async-nats: 50 durable consumers over 10 streams, a backlog drained by 4 instances
 //! sharing a durable (processes of this binary, `--drain-child`), a 3-node R3 cluster beside one
 //! server, and events of 256 B, 4 KiB and 64 KiB. `--only core,peers,fanout,backlog,cluster,
-//! sizes,gateway,codegen,patterns` runs some of them (`gateway`: the HTTP gateway's publish
-//! throughput and WebSocket fan-out, see `gateway.rs`; `patterns`: request-reply and
-//! aggregates, see `patterns.rs`); `--quick` runs every one with small counts;
+//! sizes,gateway,codegen,patterns,jetstream` runs some of them (`gateway`: the HTTP gateway's
+//! publish throughput and WebSocket fan-out, see `gateway.rs`; `patterns`: request-reply and
+//! aggregates, see `patterns.rs`; `jetstream`: atomic groups and keyed consumers, see
+//! `jetstream.rs`); `--quick` runs every one with small counts;
 //! `EVENTHUB_BENCH_BACKLOG` sets the backlog's size. The output ends with a one-line summary;
 //! `--json` prints everything, with a `summary` object (every targeted figure, its target,
 //! whether it is met). `--write-docs docs/performance.md RUN.json…` renders the generated part
@@ -49,6 +50,7 @@ mod codec;
 mod docs;
 mod fanout;
 mod gateway;
+mod jetstream;
 mod measure;
 mod patterns;
 mod peers;
@@ -124,12 +126,21 @@ const QUICK: Plan = Plan {
 };
 
 /// The parts of a run, for `--only`.
-const PARTS: [&str; 9] = [
-    "core", "peers", "fanout", "backlog", "cluster", "sizes", "gateway", "codegen", "patterns",
+const PARTS: [&str; 10] = [
+    "core",
+    "peers",
+    "fanout",
+    "backlog",
+    "cluster",
+    "sizes",
+    "gateway",
+    "codegen",
+    "patterns",
+    "jetstream",
 ];
 
 const USAGE: &str = "usage: eventhub-bench [--json] [--quick] [--only PART,…] | --codec [--json] | \
---write-docs PAGE RUN.json… \n  parts: core, peers, fanout, backlog, cluster, sizes, gateway, codegen, patterns";
+--write-docs PAGE RUN.json… \n  parts: core, peers, fanout, backlog, cluster, sizes, gateway, codegen, patterns, jetstream";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -263,6 +274,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs("patterns") {
         patterns::run(&env, &url, &typical, &mut report).await?;
+    }
+    if runs("jetstream") {
+        jetstream::run(&env, &typical, &mut report).await?;
     }
     if runs("codegen") {
         for &n in plan.codegen {

@@ -314,6 +314,10 @@ macro_rules! bench_streams {
             max_msg_size: None,
             max_bytes: None,
             discard: Discard::Old,
+            allow_msg_schedules: false,
+            allow_atomic: false,
+            allow_msg_ttl: false,
+            subject_delete_marker_ttl: None,
         }),*];
 
     };

@@ -16,6 +16,7 @@ mod projections;
 mod publish;
 mod runtime;
 mod sagas;
+mod schedules;
 mod schemas;
 mod streams;
 mod tail;
@@ -63,6 +64,11 @@ enum Command {
     Topology {
         #[command(subcommand)]
         command: topology::Command,
+    },
+    /// Scheduled events waiting in their streams (`schedules list [STREAM]`).
+    Schedules {
+        #[command(subcommand)]
+        command: schedules::Command,
     },
     /// Dead letters: list, show, replay, purge.
     Dlq {
@@ -115,6 +121,7 @@ async fn run(
         Command::Consumers { stream, .. } => consumers::run(server, stream, json).await,
         Command::Topology { command } => topology::run(server, command, json).await,
         Command::Dlq { command } => dlq::run(server, command, json).await,
+        Command::Schedules { command } => schedules::run(server, command, json).await,
         Command::Publish(args) => publish::run(server, args, json).await,
         Command::Tail(args) => tail::run(server, args, json).await,
         Command::Health(args) => health::run(server, args, json).await,

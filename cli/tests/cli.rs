@@ -1083,3 +1083,73 @@ async fn unpin_moves_the_pin_of_a_failover_consumer() {
         .fails(1, "is not a pinned (failover) consumer");
     h.shutdown().await;
 }
+
+/// `schedules list` shows what waits in the streams that allow schedules, and refuses a stream
+/// that does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_list_shows_pending_schedules() {
+    use eventhub::publish::Schedule;
+    use eventhub_catalog::events::order;
+    let server = NatsServer::start();
+    let shop = client(&server, "shop").await;
+    shop.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    let money = serde_json::json!({"amount_minor": 100, "currency": "EUR"});
+    let placed: order::PlacedV1 = serde_json::from_value(serde_json::json!({
+        "order_id": "0190a000-0000-7000-8000-000000000003",
+        "user_id": "0190a000-0000-7000-8000-000000000001",
+        "line_items": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": money, "total": money}],
+        "subtotal": money, "tax": money, "shipping": money, "total": money,
+        "shipping_address": {"line1": "1 Main St", "city": "Utrecht", "country": "NL"},
+        "placed_at": "2026-12-04T10:00:00Z",
+    }))
+    .unwrap();
+    let publisher = shop.publisher();
+    let later = publisher
+        .publish_after(&placed, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    publisher
+        .schedule(
+            &placed,
+            Schedule::cron("0 0 9 * * *")
+                .in_time_zone("Europe/Amsterdam")
+                .key("daily"),
+            eventhub::PublishOptions::default(),
+        )
+        .await
+        .unwrap();
+    let listed = eventhub(&server, &["schedules", "list", "--json"])
+        .ok()
+        .json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let daily = listed.iter().find(|s| s["key"] == "daily").unwrap();
+    assert_eq!(daily["schedule"], "0 0 9 * * *");
+    assert_eq!(daily["time_zone"], "Europe/Amsterdam");
+    assert_eq!(daily["target"], "events.order.placed.v1");
+    assert_eq!(daily["event_type"], "order.placed");
+    let once = listed
+        .iter()
+        .find(|s| s["key"] == later.key.as_str())
+        .unwrap();
+    assert!(
+        once["schedule"].as_str().unwrap().starts_with("@at "),
+        "{once}"
+    );
+    assert_eq!(once["event_id"], later.receipt.id.as_str());
+    let table = eventhub(&server, &["schedules", "list", "ORDERS"]).ok();
+    assert!(table.stdout.contains("daily"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("(Europe/Amsterdam)"),
+        "{}",
+        table.stdout
+    );
+    // Cancelled: gone from the list.
+    assert!(publisher.cancel_schedule("ORDERS", "daily").await.unwrap());
+    let listed = eventhub(&server, &["schedules", "list", "--json"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    eventhub(&server, &["schedules", "list", "IDENTITY"])
+        .fails(1, "does not allow message schedules");
+}

@@ -86,6 +86,7 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
 
     let protos = proto_models(catalog, &mut diags);
     let sensitive = sensitive_fields(catalog, &mut diags);
+    let extensions = crate::extensions::of_catalog(catalog, &mut diags);
 
     let mut domains: BTreeMap<String, Vec<&EventSchema>> = BTreeMap::new();
     for e in &catalog.events {
@@ -157,6 +158,7 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
             &families,
             &root_statics(catalog, &protos),
             &sensitive,
+            &extensions,
             &catalog_index,
         );
         let module_ident = format_ident!("{}", module);
@@ -467,6 +469,7 @@ fn domain_items(
     families: &BTreeMap<String, Vec<&EventSchema>>,
     protos: &BTreeMap<(String, u32), proc_macro2::Ident>,
     sensitive: &SensitiveFields,
+    extensions: &BTreeMap<(String, u32), crate::extensions::Extensions>,
     catalog_index: &BTreeMap<(String, u32), usize>,
 ) -> TokenStream {
     let mut items = Vec::new();
@@ -483,6 +486,8 @@ fn domain_items(
         let mut upcast_arms = Vec::new();
         let mut decrypting_arms = Vec::new();
         let mut family_sensitive = false;
+        let mut key_arms = Vec::new();
+        let mut family_keyed = false;
         let numbers: Vec<Literal> = versions
             .iter()
             .map(|e| Literal::u32_unsuffixed(e.name.version))
@@ -503,6 +508,22 @@ fn domain_items(
                 catalog_index[&(e.name.event_type.clone(), e.name.version)],
             );
             family_sensitive |= !paths.is_empty();
+            let extension = extensions.get(&(e.name.event_type.clone(), e.name.version));
+            let extension_items = extension.map(crate::extensions::Extensions::tokens);
+            let keyed = extension.is_some_and(|x| x.partition_key.is_some());
+            let key_accessor = keyed.then(|| {
+                quote! {
+                    fn partition_key(&self) -> ::std::option::Option<::std::string::String> {
+                        <Self as #rt::Event>::partition_key(self)
+                    }
+                }
+            });
+            if keyed {
+                key_arms.push(quote! { Self::#variant(event) => <#ident as #rt::Event>::partition_key(event), });
+            } else {
+                key_arms.push(quote! { Self::#variant(_) => ::std::option::Option::None, });
+            }
+            family_keyed |= keyed;
             // Only events with sensitive fields get these: the defaults cost nothing.
             let (sensitive_const, has_sensitive, decrypting) = if paths.is_empty() {
                 (quote! {}, quote! {}, quote! {})
@@ -534,6 +555,7 @@ fn domain_items(
                     const PROTO: &'static #rt::wire::proto::Message = &super::descriptors::#proto;
                     const INFO: &'static #rt::EventInfo = &super::CATALOG[#index];
                     #sensitive_const
+                    #extension_items
                     fn validator() -> &'static #rt::wire::schema::Validator {
                         static VALIDATOR: ::std::sync::OnceLock<#rt::wire::schema::Validator> =
                             ::std::sync::OnceLock::new();
@@ -558,6 +580,7 @@ fn domain_items(
                     fn version(&self) -> u32 {
                         #version
                     }
+                    #key_accessor
                 }
             });
             variants.push(quote! {
@@ -602,6 +625,15 @@ fn domain_items(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let family_key = family_keyed.then(|| {
+            quote! {
+                fn partition_key(&self) -> ::std::option::Option<::std::string::String> {
+                    match self {
+                        #(#key_arms)*
+                    }
+                }
+            }
+        });
         let fam_doc2 = format!(
             " Its consumers subscribe to `{family_subject}`, so an event of a version this build \
              does not know yet is dead-lettered, not skipped."
@@ -634,6 +666,7 @@ fn domain_items(
                         #(#version_arms)*
                     }
                 }
+                #family_key
             }
             #(#froms)*
             /// Converts whichever version arrived into `T`, given a conversion from every
@@ -747,12 +780,32 @@ fn streams_const(rt: &syn::Path, catalog: &Catalog) -> TokenStream {
         let description = s.description.clone().unwrap_or_default();
         // Exactly the subjects of this catalog's event versions: a subject outside the catalog
         // is not stored (a publish to it fails), so nothing waits where no consumer reads.
-        let subjects: Vec<String> = catalog
+        let mut subjects: Vec<String> = catalog
             .events
             .iter()
             .filter(|e| e.stream == s.name)
             .map(|e| e.name.subject())
             .collect();
+        // Where the stream's schedules wait (`schedules.<STREAM>.<key>`): a schedule must be a
+        // message of the stream it publishes into.
+        if s.allow_msg_schedules {
+            subjects.push(format!("schedules.{}.>", s.name));
+        }
+        let allow_msg_schedules = s.allow_msg_schedules;
+        let allow_atomic = s.allow_atomic;
+        // An event with `x-ttl` needs per-message TTLs in its stream.
+        let allow_msg_ttl = s.allow_msg_ttl
+            || catalog
+                .events
+                .iter()
+                .any(|e| e.stream == s.name && crate::extensions::ttl_ms(&e.root).is_some());
+        let subject_delete_marker_ttl = match s.subject_delete_marker_ttl_ms {
+            Some(ms) => {
+                let ms = Literal::u64_unsuffixed(ms);
+                quote!(::std::option::Option::Some(::std::time::Duration::from_millis(#ms)))
+            }
+            None => quote!(::std::option::Option::None),
+        };
         let owned = !s.external;
         let retention = format_ident!("{}", crate::naming::pascal(s.retention));
         let storage = format_ident!("{}", crate::naming::pascal(s.storage));
@@ -783,6 +836,10 @@ fn streams_const(rt: &syn::Path, catalog: &Catalog) -> TokenStream {
                 max_msg_size: #max_msg_size,
                 max_bytes: #max_bytes,
                 discard: #rt::topology::Discard::#discard,
+                allow_msg_schedules: #allow_msg_schedules,
+                allow_atomic: #allow_atomic,
+                allow_msg_ttl: #allow_msg_ttl,
+                subject_delete_marker_ttl: #subject_delete_marker_ttl,
             }
         }
     });

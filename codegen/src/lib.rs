@@ -60,6 +60,7 @@ mod diagnostic;
 mod domain_enum;
 mod embed;
 pub mod export;
+mod extensions;
 mod externs;
 mod files;
 mod generate;

@@ -25,6 +25,15 @@ pub(crate) struct StreamDecl {
     pub(crate) max_msg_size: Option<u64>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) discard: &'static str,
+    /// `allow_msg_schedules`: the stream holds schedules of its events (nats-server 2.12).
+    pub(crate) allow_msg_schedules: bool,
+    /// `allow_atomic`: the stream takes atomic batches (nats-server 2.12).
+    pub(crate) allow_atomic: bool,
+    /// `allow_msg_ttl`: the stream honours per-message TTLs (nats-server 2.11); also set when
+    /// an event of the stream declares `x-ttl`.
+    pub(crate) allow_msg_ttl: bool,
+    /// `subject_delete_marker_ttl`, in milliseconds.
+    pub(crate) subject_delete_marker_ttl_ms: Option<u64>,
     /// Another catalog owns the stream (creates it, sets its limits): this catalog only adds
     /// its events' subjects to it.
     pub(crate) external: bool,
@@ -45,6 +54,10 @@ const STREAM_KEYS: &[&str] = &[
     "max_msg_size",
     "max_bytes",
     "discard",
+    "allow_msg_schedules",
+    "allow_atomic",
+    "allow_msg_ttl",
+    "subject_delete_marker_ttl",
 ];
 
 /// The catalog's name (`catalog` in the topology document; `default` when absent): provisioning
@@ -221,10 +234,32 @@ fn stream(
         None => Some("old"),
         Some(_) => f.choice("discard", &["old", "new"], None),
     };
+    let allow_msg_schedules = f.flag("allow_msg_schedules");
+    let allow_atomic = f.flag("allow_atomic");
+    let allow_msg_ttl = f.flag("allow_msg_ttl");
+    let subject_delete_marker_ttl_ms = match map.get("subject_delete_marker_ttl") {
+        None => None,
+        Some(_) => f.duration("subject_delete_marker_ttl", false),
+    };
     let description = map
         .get("description")
         .and_then(Value::as_str)
         .map(str::to_string);
+    if allow_msg_schedules && discard == Some("new") {
+        diags.push(
+            file,
+            pointer_push(ptr, "allow_msg_schedules"),
+            "a stream with `allow_msg_schedules` must discard old messages (nats-server refuses \
+             schedules with `discard: new`)",
+        );
+    }
+    if subject_delete_marker_ttl_ms.is_some_and(|ms| ms < 1_000) {
+        diags.push(
+            file,
+            pointer_push(ptr, "subject_delete_marker_ttl"),
+            "`subject_delete_marker_ttl` must be at least 1s (nats-server's minimum)",
+        );
+    }
     if let Some(r) = replicas
         && !(1..=5).contains(&r)
     {
@@ -260,6 +295,11 @@ fn stream(
         max_msg_size,
         max_bytes,
         discard: discard?,
+        allow_msg_schedules,
+        allow_atomic,
+        // Delete markers are messages with a TTL: the server needs per-message TTLs for them.
+        allow_msg_ttl: allow_msg_ttl || subject_delete_marker_ttl_ms.is_some(),
+        subject_delete_marker_ttl_ms,
         external: false,
     })
 }
@@ -313,6 +353,10 @@ fn external_stream(
         max_msg_size: None,
         max_bytes: None,
         discard: "old",
+        allow_msg_schedules: false,
+        allow_atomic: false,
+        allow_msg_ttl: false,
+        subject_delete_marker_ttl_ms: None,
         external: true,
     })
 }
@@ -410,6 +454,22 @@ impl Fields<'_> {
                     "`{key}` must be a duration like \"500ms\", \"30s\", \"2m\", \"12h\" or \"90d\"{}",
                     if zero_ok { " (\"0s\" = unlimited)" } else { "" }));
                 None
+            }
+        }
+    }
+
+    /// An optional `true`/`false` setting (default `false`).
+    fn flag(&mut self, key: &str) -> bool {
+        match self.map.get(key) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                self.diags.push(
+                    self.file,
+                    pointer_push(self.ptr, key),
+                    format!("`{key}` must be true or false"),
+                );
+                false
             }
         }
     }
@@ -547,6 +607,36 @@ mod tests {
             ),
             "{all}"
         );
+    }
+
+    #[test]
+    fn jetstream_flags_parse_and_conflicts_are_refused() {
+        let mut flags = decl(json!(["events.order.>"]));
+        flags["allow_msg_schedules"] = json!(true);
+        flags["allow_atomic"] = json!(true);
+        flags["subject_delete_marker_ttl"] = json!("15m");
+        let (s, msgs) = check(json!({"streams": {"ORDERS": flags}}));
+        assert!(msgs.is_empty(), "{msgs:?}");
+        assert!(s[0].allow_msg_schedules && s[0].allow_atomic);
+        // Delete markers need per-message TTLs.
+        assert!(s[0].allow_msg_ttl);
+        assert_eq!(s[0].subject_delete_marker_ttl_ms, Some(900_000));
+        let (s, _) = check(json!({"streams": {"USERS": decl(json!(["events.user.>"]))}}));
+        assert!(!s[0].allow_msg_schedules && !s[0].allow_atomic && !s[0].allow_msg_ttl);
+
+        let mut bad = decl(json!(["events.order.>"]));
+        bad["allow_msg_schedules"] = json!(true);
+        bad["discard"] = json!("new");
+        bad["allow_atomic"] = json!("yes");
+        bad["subject_delete_marker_ttl"] = json!("500ms");
+        let (_, msgs) = check(json!({"streams": {"ORDERS": bad}}));
+        let all = msgs.join("\n");
+        assert!(all.contains("#/streams/ORDERS/allow_msg_schedules: a stream with `allow_msg_schedules` must discard old"), "{all}");
+        assert!(
+            all.contains("#/streams/ORDERS/allow_atomic: `allow_atomic` must be true or false"),
+            "{all}"
+        );
+        assert!(all.contains("#/streams/ORDERS/subject_delete_marker_ttl: `subject_delete_marker_ttl` must be at least 1s"), "{all}");
     }
 
     #[test]

@@ -104,6 +104,20 @@ pub enum PublishErrorKind {
     NoEncryptionKey,
     /// The server refused the message for another reason (stream sealed, storage full…).
     Rejected,
+    /// The event's stream does not allow what the publish needs: schedules
+    /// (`allow_msg_schedules`), atomic groups (`allow_atomic`) or a per-message TTL
+    /// (`allow_msg_ttl`). Set the flag in `streams.json` and provision. Nothing was stored.
+    FeatureDisabled,
+    /// The connected nats-server is older than the feature needs
+    /// ([`Feature::min_version`](crate::publish::Feature::min_version)). Nothing was sent.
+    ServerTooOld,
+    /// A schedule the server would refuse: a cron expression that is not 6 fields, an interval
+    /// under a second, a time zone on a non-cron schedule, a key that is not a subject token.
+    /// Nothing was sent.
+    InvalidSchedule,
+    /// An atomic group over its limits (more than 1,000 events, events of several streams,
+    /// none at all): refused before anything was sent.
+    GroupLimit,
 }
 
 /// Why provisioning streams failed.

@@ -80,6 +80,20 @@ pub struct StreamSpec {
     pub max_bytes: Option<u64>,
     /// What to discard when full.
     pub discard: Discard,
+    /// Whether the stream holds message schedules (`allow_msg_schedules`, nats-server 2.12):
+    /// what [`Publisher::publish_at`](crate::Publisher::publish_at) and its kin need. Its
+    /// subjects then include [`schedule_subjects`](StreamSpec::schedule_subjects) (generated
+    /// by the codegen), where the schedules wait. The server cannot turn it off again.
+    pub allow_msg_schedules: bool,
+    /// Whether the stream takes atomic batches (`allow_atomic`, nats-server 2.12): what
+    /// [`EventGroup`](crate::publish::EventGroup) needs.
+    pub allow_atomic: bool,
+    /// Whether the stream honours a per-message TTL (`allow_msg_ttl`, nats-server 2.11): set
+    /// when an event of the stream declares `x-ttl`.
+    pub allow_msg_ttl: bool,
+    /// How long the marker the server leaves when the last message of a subject expires or is
+    /// removed stays (`subject_delete_marker_ttl`, nats-server 2.11; needs `allow_msg_ttl`).
+    pub subject_delete_marker_ttl: Option<Duration>,
 }
 
 /// Name of the stream that holds dead letters.
@@ -109,6 +123,10 @@ impl StreamSpec {
         max_msg_size: None,
         max_bytes: None,
         discard: Discard::Old,
+        allow_msg_schedules: false,
+        allow_atomic: false,
+        allow_msg_ttl: false,
+        subject_delete_marker_ttl: None,
     };
 
     /// The stream capturing max-deliveries advisories for the sweeper.
@@ -125,6 +143,10 @@ impl StreamSpec {
         max_msg_size: None,
         max_bytes: None,
         discard: Discard::Old,
+        allow_msg_schedules: false,
+        allow_atomic: false,
+        allow_msg_ttl: false,
+        subject_delete_marker_ttl: None,
     };
 
     /// The JetStream configuration for this declaration.
@@ -155,9 +177,28 @@ impl StreamSpec {
                 .max_bytes
                 .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
             allow_direct: true,
+            allow_message_schedules: self.allow_msg_schedules,
+            allow_atomic_publish: self.allow_atomic,
+            allow_message_ttl: self.allow_msg_ttl,
+            subject_delete_marker_ttl: self.subject_delete_marker_ttl,
             ..Default::default()
         }
     }
+
+    /// The subject pattern under which this stream's schedules wait:
+    /// `schedules.<STREAM>.>` (see [`schedule_subject`]).
+    pub fn schedule_subjects(&self) -> String {
+        format!("{SCHEDULE_PREFIX}.{}.>", self.name)
+    }
+}
+
+/// Subject prefix of schedules: a schedule of stream `S` named `key` waits on
+/// `schedules.S.key` until the server publishes its event.
+pub const SCHEDULE_PREFIX: &str = "schedules";
+
+/// The subject of schedule `key` in `stream`.
+pub fn schedule_subject(stream: &str, key: &str) -> String {
+    format!("{SCHEDULE_PREFIX}.{stream}.{key}")
 }
 
 /// A catalog's streams: what [`Client::provision`](crate::Client::provision) creates or
@@ -507,6 +548,14 @@ async fn provision_owned(
         updated.max_bytes = wanted.max_bytes;
         updated.discard = wanted.discard;
         updated.allow_direct = wanted.allow_direct;
+        // Never turned off here: the server refuses to disable schedules, and a flag another
+        // catalog's events rely on is not this one's to remove.
+        updated.allow_message_schedules |= wanted.allow_message_schedules;
+        updated.allow_atomic_publish |= wanted.allow_atomic_publish;
+        updated.allow_message_ttl |= wanted.allow_message_ttl;
+        if wanted.subject_delete_marker_ttl.is_some() {
+            updated.subject_delete_marker_ttl = wanted.subject_delete_marker_ttl;
+        }
         updated.metadata = wanted.metadata.clone();
         update(js, updated, &drift).await?;
     }
@@ -709,6 +758,39 @@ fn diff(wanted: &stream::Config, actual: &stream::Config) -> Vec<Drift> {
         "allow_direct",
         wanted.allow_direct.to_string(),
         actual.allow_direct.to_string(),
+    );
+    if wanted.subject_delete_marker_ttl.is_some() {
+        check(
+            "subject_delete_marker_ttl",
+            format!("{:?}", wanted.subject_delete_marker_ttl),
+            format!("{:?}", actual.subject_delete_marker_ttl),
+        );
+    }
+    // Flags are only ever turned on (see provision_owned): one on the server and not declared
+    // is no drift.
+    let mut enabled = |field: &'static str, declared: bool, actual: bool| {
+        if declared && !actual {
+            out.push(Drift {
+                field,
+                declared: "true".to_string(),
+                actual: "false".to_string(),
+            });
+        }
+    };
+    enabled(
+        "allow_msg_schedules",
+        wanted.allow_message_schedules,
+        actual.allow_message_schedules,
+    );
+    enabled(
+        "allow_atomic",
+        wanted.allow_atomic_publish,
+        actual.allow_atomic_publish,
+    );
+    enabled(
+        "allow_msg_ttl",
+        wanted.allow_message_ttl,
+        actual.allow_message_ttl,
     );
     out
 }

@@ -9,6 +9,7 @@ mod failover;
 mod harness;
 mod hostile;
 mod idempotency;
+mod jetstream;
 mod limbo;
 mod metadata;
 mod observability;

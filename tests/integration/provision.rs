@@ -187,6 +187,10 @@ const TEAM: Topology = Topology {
         max_msg_size: None,
         max_bytes: None,
         discard: Discard::Old,
+        allow_msg_schedules: false,
+        allow_atomic: false,
+        allow_msg_ttl: false,
+        subject_delete_marker_ttl: None,
     }],
 };
 
@@ -287,6 +291,10 @@ async fn a_stream_two_catalogs_claim_is_a_conflict_not_a_fix() {
             max_msg_size: None,
             max_bytes: None,
             discard: Discard::Old,
+            allow_msg_schedules: false,
+            allow_atomic: false,
+            allow_msg_ttl: false,
+            subject_delete_marker_ttl: None,
         }],
     };
     let before = orders_subjects(&client).await;

@@ -45,6 +45,8 @@ pub(super) struct Shared<S> {
     pub(super) waiting: watch::Receiver<Waiting>,
     /// The dead-letter replay records, opened when the first replay mark arrives.
     pub(super) replays: tokio::sync::OnceCell<kv::Store>,
+    /// The partition keys with events in flight ([`ConsumerOptions::ordered_by_key`]).
+    pub(super) keys: Arc<super::keyed::KeyLocks>,
 }
 
 /// What the consumer loop tells events waiting for a worker.
@@ -103,7 +105,7 @@ pub(super) async fn process<E, S>(
         );
     }
 
-    let failed = dlq::Failed {
+    let mut failed = dlq::Failed {
         subject: message.subject.as_str(),
         headers: hdrs,
         payload: message.payload.clone(),
@@ -125,7 +127,7 @@ pub(super) async fn process<E, S>(
     }
 
     // Decode before waiting for a worker: a poison message is set aside at once.
-    let decoded = match parse_subject(message.subject.as_str()) {
+    let decode = || match parse_subject(message.subject.as_str()) {
         // The type decides what it decodes: one family, or every family of a domain it knows
         // (`Consumable::decode_typed` refuses any other type).
         Some((ty, version)) => {
@@ -147,7 +149,7 @@ pub(super) async fn process<E, S>(
             message.subject
         )),
     };
-    let (event, version) = match decoded {
+    let (mut event, version) = match decode() {
         Ok(ok) => ok,
         Err(error) => {
             Counters::bump(&counters.poison);
@@ -161,8 +163,27 @@ pub(super) async fn process<E, S>(
         }
     };
 
+    // Events of one key, one at a time in arrival order (taken before any await: see
+    // KeyLocks::turn).
+    let key_turn = match event.partition_key() {
+        Some(key) if shared.options.ordered_by_key => {
+            match shared
+                .keys
+                .turn(key, &message, shared.waiting.clone())
+                .await
+            {
+                Some(turn) => Some(turn),
+                None => {
+                    give_back(message, shared.counters.clone()).await;
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
+
     // Take a free handler; if none, wait, keeping the message alive meanwhile.
-    let _worker = match shared.workers.try_acquire() {
+    let mut worker = match shared.workers.try_acquire() {
         Ok(p) => p,
         Err(_) => {
             let mut waiting = shared.waiting.clone();
@@ -193,72 +214,101 @@ pub(super) async fn process<E, S>(
         }
     };
 
-    let meta = metadata(
-        &message,
-        &shared_headers,
-        &known,
-        E::FAMILY.event_type,
-        version,
-        stream.clone(),
-        sequence,
-        delivered,
-        published,
-    );
-    let span = tracing::info_span!(
-        "eventhub.handle",
-        consumer = %shared.name,
-        event.id = %meta.id,
-        event.r#type = E::FAMILY.event_type,
-        event.version = version,
-        subject = %message.subject,
-        stream = %stream,
-        stream.sequence = sequence,
-        delivered,
-        correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
-        trace_id = tracing::field::Empty,
-        parent_span_id = tracing::field::Empty,
-        outcome = tracing::field::Empty,
-    );
-    if let Some(trace) = &meta.trace {
-        span.record("trace_id", tracing::field::display(trace.trace_id()));
-        span.record("parent_span_id", tracing::field::display(trace.span_id()));
+    // A failing event of a key is tried again here, not nak'ed (see keyed): `attempt` counts
+    // its deliveries and tries.
+    let mut attempt = delivered;
+    loop {
+        let meta = metadata(
+            &message,
+            &shared_headers,
+            &known,
+            E::FAMILY.event_type,
+            version,
+            stream.clone(),
+            sequence,
+            attempt,
+            published,
+        );
+        let span = tracing::info_span!(
+            "eventhub.handle",
+            consumer = %shared.name,
+            event.id = %meta.id,
+            event.r#type = E::FAMILY.event_type,
+            event.version = version,
+            subject = %message.subject,
+            stream = %stream,
+            stream.sequence = sequence,
+            delivered = attempt,
+            correlation_id = meta.correlation_id.as_deref().unwrap_or(""),
+            trace_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        if let Some(trace) = &meta.trace {
+            span.record("trace_id", tracing::field::display(trace.trace_id()));
+            span.record("parent_span_id", tracing::field::display(trace.span_id()));
+        }
+        let envelope = Envelope::new(event, meta, &shared.publisher);
+        let call = shared
+            .service
+            .clone()
+            .oneshot(envelope)
+            .instrument(span.clone());
+        tokio::pin!(call);
+        // In-progress acks while the handler (and its layers: an idempotency claim being waited
+        // for, say) runs, so the delivery is not redelivered mid-work.
+        let period = keep_alive_period(&shared.options);
+        let mut keep_alive = tokio::time::interval_at(Instant::now() + period, period);
+        let result = loop {
+            tokio::select! {
+                biased;
+                result = &mut call => break result,
+                _ = keep_alive.tick() => {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            }
+        };
+        let outcome = match &result {
+            Ok(done) => Outcome::Done(*done),
+            Err(e) => {
+                match e.kind() {
+                    FailureKind::Panicked => Counters::bump(&counters.panics),
+                    FailureKind::TimedOut => Counters::bump(&counters.timeouts),
+                    _ => {}
+                }
+                Outcome::Failed(e)
+            }
+        };
+        let duplicate = matches!(result, Ok(Processed::Duplicate));
+        let decision = decide(outcome, attempt, max_deliver(&shared));
+        if let (Some(_), Decision::Retry { delay, error }) = (&key_turn, &decision) {
+            let delay = delay.unwrap_or_else(|| shared.options.backoff.delay(attempt));
+            tracing::warn!(parent: &span, "eventhub: attempt {attempt} of {} failed, trying again in place in {delay:?} (its key waits): {error}", shared.options.max_deliver);
+            Counters::bump(&counters.retried);
+            ConsumerCounters::bump(&shared.metrics.retried);
+            // Free the handler slot for other keys while this one waits.
+            drop(worker);
+            if !super::keyed::pause(delay, &message, shared.waiting.clone()).await {
+                give_back(message, shared.counters.clone()).await;
+                return;
+            }
+            worker = match shared.workers.acquire().await {
+                Ok(p) => p,
+                Err(_) => return,
+            };
+            match decode() {
+                Ok((again, _)) => event = again,
+                Err(_) => return,
+            }
+            attempt += 1;
+            failed.deliveries = attempt;
+            continue;
+        }
+        carry_out(&shared, &message, &failed, decision, Some(duplicate))
+            .instrument(span)
+            .await;
+        return;
     }
-    let envelope = Envelope::new(event, meta, &shared.publisher);
-    let call = shared
-        .service
-        .clone()
-        .oneshot(envelope)
-        .instrument(span.clone());
-    tokio::pin!(call);
-    // In-progress acks while the handler (and its layers: an idempotency claim being waited
-    // for, say) runs, so the delivery is not redelivered mid-work.
-    let period = keep_alive_period(&shared.options);
-    let mut keep_alive = tokio::time::interval_at(Instant::now() + period, period);
-    let result = loop {
-        tokio::select! {
-            biased;
-            result = &mut call => break result,
-            _ = keep_alive.tick() => {
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        }
-    };
-    let outcome = match &result {
-        Ok(done) => Outcome::Done(*done),
-        Err(e) => {
-            match e.kind() {
-                FailureKind::Panicked => Counters::bump(&counters.panics),
-                FailureKind::TimedOut => Counters::bump(&counters.timeouts),
-                _ => {}
-            }
-            Outcome::Failed(e)
-        }
-    };
-    let duplicate = matches!(result, Ok(Processed::Duplicate));
-    let decision = decide(outcome, delivered, max_deliver(&shared));
-    carry_out(&shared, &message, &failed, decision, Some(duplicate))
-        .instrument(span)
-        .await;
 }
 
 fn max_deliver<S>(shared: &Shared<S>) -> u64 {

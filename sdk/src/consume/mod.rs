@@ -18,6 +18,7 @@ mod driver;
 mod envelope;
 mod handler;
 mod idempotency;
+mod keyed;
 pub mod layers;
 mod options;
 mod pull;
@@ -538,6 +539,7 @@ where
             counters: counters.clone(),
             waiting: waiting_rx,
             replays: tokio::sync::OnceCell::new(),
+            keys: Default::default(),
         });
         // Handlers run as futures of this task, not spawned tasks: no hand-off between threads
         // per event (handlers with heavy CPU work should spawn it themselves).

@@ -202,6 +202,10 @@ pub struct ConsumerOptions {
     pub idempotency_window: Option<Duration>,
     /// How the instances of the durable share its events. Default [`Failover::None`].
     pub failover: Failover,
+    /// Handle events with the same partition key (`x-partition-key`) one after another, in
+    /// stream order, and different keys concurrently (see
+    /// [`ConsumerOptions::ordered_by_key`]). Default `false`.
+    pub ordered_by_key: bool,
 }
 
 impl Default for ConsumerOptions {
@@ -220,6 +224,7 @@ impl Default for ConsumerOptions {
             start_from: StartFrom::All,
             idempotency_window: None,
             failover: Failover::None,
+            ordered_by_key: false,
         }
     }
 }
@@ -324,6 +329,17 @@ impl ConsumerOptions {
             Failover::Pinned { takeover } => self.fetch_expires.min(takeover / 2),
             _ => self.fetch_expires,
         }
+    }
+
+    /// Orders by partition key: events whose schema declares `x-partition-key` are handled
+    /// strictly in arrival (stream) order per key, also across retries — a failing event is
+    /// tried again in place after its backoff delay while the later events of its key wait
+    /// (kept alive with in-progress acks), and the other keys go on — with up to
+    /// `concurrency` keys at once. Events without a key are not ordered. The order holds
+    /// within one instance (see the `keyed` module docs in `docs/jetstream-features.md`).
+    pub fn ordered_by_key(mut self, ordered: bool) -> Self {
+        self.ordered_by_key = ordered;
+        self
     }
 }
 

@@ -34,6 +34,27 @@ pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
     const SENSITIVE: &'static [&'static str] = &[];
     /// Its entry in the catalog, with its self-contained JSON Schema.
     const INFO: &'static EventInfo;
+    /// How long the stream keeps each event of this type (`"x-ttl": "30s"` in the schema):
+    /// publishing sets `Nats-TTL`, and the stream needs `allow_msg_ttl` (the codegen sets it on
+    /// a stream with such an event). `None` (the default): the stream's own limits.
+    const TTL: Option<std::time::Duration> = None;
+    /// The field whose value orders events (`"x-partition-key": "/order_id"` in the schema),
+    /// as a JSON pointer into the event: a consumer with
+    /// [`ConsumerOptions::ordered_by_key`](crate::ConsumerOptions) handles events with the
+    /// same key one after another, in stream order. `None` (the default): no key.
+    const PARTITION_KEY: Option<&'static str> = None;
+
+    /// The value of [`Event::PARTITION_KEY`] in this event (a string as is, another value as
+    /// its JSON text); `None` without a key or when the field is absent or null.
+    fn partition_key(&self) -> Option<String> {
+        let pointer = Self::PARTITION_KEY?;
+        let value = serde_json::to_value(self).ok()?;
+        match value.pointer(pointer)? {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
 
     /// Its JSON Schema, compiled once (see [`crate::wire::schema`]): publishing and consuming check
     /// every event against it. Generated types keep it in a static of their own; the default
@@ -127,6 +148,13 @@ pub trait Consumable: Sized + Send + Sync + fmt::Debug + 'static {
 
     /// The version of this value.
     fn version(&self) -> u32;
+
+    /// Its partition key ([`Event::partition_key`]): what a consumer with
+    /// [`ConsumerOptions::ordered_by_key`](crate::ConsumerOptions::ordered_by_key) orders by.
+    /// Default `None` (generated for events whose schema declares `x-partition-key`).
+    fn partition_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a [`Consumable`] type covers.

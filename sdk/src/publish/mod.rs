@@ -1,4 +1,21 @@
-//! Publishing typed events.
+//! Publishing typed events: one at a time, pipelined, scheduled ([`Schedule`]) or as an atomic
+//! group ([`EventGroup`]).
+
+mod group;
+mod schedule;
+mod version;
+
+pub use group::{EventGroup, GroupReceipt};
+pub use schedule::{Schedule, Scheduled};
+pub use version::{Feature, Version};
+
+/// The headers of JetStream message schedules (set by eventhub, or by the server on the
+/// events it publishes from a schedule).
+pub mod schedule_headers {
+    pub use super::schedule::{
+        SCHEDULE, SCHEDULE_NEXT, SCHEDULE_TARGET, SCHEDULE_TIME_ZONE, SCHEDULE_TTL, SCHEDULER,
+    };
+}
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,6 +35,14 @@ use crate::wire::headers::{OutgoingHeaders, new_event_id, wire_size};
 use crate::wire::proto::Message;
 use crate::wire::trace::{SpanId, TraceContext};
 use crate::wire::{Event, EventInfo};
+
+/// Header: how long the stream keeps this message (nats-server 2.11, `allow_msg_ttl`).
+pub const TTL: &str = "Nats-TTL";
+
+/// A TTL as the server reads it: whole seconds (its minimum is one).
+fn ttl_value(ttl: Duration) -> String {
+    format!("{}s", ttl.as_secs().max(1))
+}
 
 /// JetStream's error code for a message above the stream's `max_msg_size`.
 const MESSAGE_TOO_LARGE: u64 = 10054;
@@ -44,6 +69,9 @@ pub struct PublishOptions {
     /// request's `traceparent`: the event gets a new span in that trace with it as parent.
     /// Default: the publisher's (inside a handler: the handled event's), else a new trace.
     pub trace_parent: Option<TraceContext>,
+    /// Publish later: the stream keeps the event as a schedule and the server publishes it on
+    /// the event's subject when due ([`Publisher::publish_at`]). Default: now.
+    pub schedule: Option<Schedule>,
 }
 
 impl PublishOptions {
@@ -80,6 +108,12 @@ impl PublishOptions {
     /// Continues this trace (e.g. from an incoming request's `traceparent`).
     pub fn trace_parent(mut self, parent: TraceContext) -> Self {
         self.trace_parent = Some(parent);
+        self
+    }
+
+    /// Publishes on `schedule` instead of now (see [`Publisher::publish_at`]).
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = Some(schedule);
         self
     }
 }
@@ -216,6 +250,96 @@ impl Publisher {
     /// Publishes `event` on its subject and waits for the stream to store it.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<Receipt, PublishError> {
         self.publish_with(event, PublishOptions::default()).await
+    }
+
+    /// Has the server publish `event` at `when` (nats-server 2.12; the stream needs
+    /// `allow_msg_schedules`). The stream stores it now as a schedule under
+    /// `schedules.<STREAM>.<event id>`; consumers receive it, with its envelope, when due.
+    ///
+    /// ```no_run
+    /// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::error::PublishError> {
+    /// let when = chrono::Utc::now() + chrono::Duration::hours(24);
+    /// let scheduled = client.publisher().publish_at(&event, when).await?;
+    /// // Changed our mind:
+    /// client.publisher().cancel_schedule(&scheduled.receipt.stream, &scheduled.key).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_at<E: Event>(
+        &self,
+        event: &E,
+        when: DateTime<Utc>,
+    ) -> Result<Scheduled, PublishError> {
+        self.schedule(event, Schedule::at(when), PublishOptions::default())
+            .await
+    }
+
+    /// Has the server publish `event` after `delay` (see [`Publisher::publish_at`]).
+    pub async fn publish_after<E: Event>(
+        &self,
+        event: &E,
+        delay: Duration,
+    ) -> Result<Scheduled, PublishError> {
+        self.schedule(event, Schedule::after(delay), PublishOptions::default())
+            .await
+    }
+
+    /// Stores `event` as a schedule: once ([`Schedule::at`], [`Schedule::after`]) or again and
+    /// again ([`Schedule::every`], [`Schedule::cron`]: nats-server 2.14) until
+    /// [cancelled](Publisher::cancel_schedule). Every event the server publishes from a
+    /// recurring schedule carries the same `ce-id` (the schedule's): give consumers that must
+    /// tell occurrences apart the stream sequence, not the id.
+    pub async fn schedule<E: Event>(
+        &self,
+        event: &E,
+        schedule: Schedule,
+        options: PublishOptions,
+    ) -> Result<Scheduled, PublishError> {
+        let mut options = options;
+        let id = options.id.get_or_insert_with(new_event_id).clone();
+        let key = schedule.key_or(&id).to_string();
+        options.schedule = Some(schedule);
+        let receipt = self.publish_with(event, options).await?;
+        Ok(Scheduled {
+            subject: crate::topology::schedule_subject(&receipt.stream, &key),
+            receipt,
+            key,
+        })
+    }
+
+    /// Cancels the pending schedule `key` of `stream` (purges its subject). Returns whether
+    /// one was pending; an event the server already published stays published.
+    pub async fn cancel_schedule(&self, stream: &str, key: &str) -> Result<bool, PublishError> {
+        let Sink::Nats(client) = &self.sink else {
+            return Err(PublishError::new(
+                PublishErrorKind::Rejected,
+                "a recording publisher keeps no schedules to cancel",
+            ));
+        };
+        let subject = crate::topology::schedule_subject(stream, key);
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+            PublishError::with_source(
+                PublishErrorKind::Rejected,
+                format!("could not cancel schedule `{subject}` of stream {stream}"),
+                e,
+            )
+        };
+        let js_stream = client
+            .jetstream()
+            .get_stream_no_info(stream)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let purged = js_stream
+            .purge()
+            .filter(subject.clone())
+            .await
+            .map_err(|e| failed(e.into()))?;
+        Ok(purged.purged > 0)
+    }
+
+    /// An atomic group: events (of any types, of one stream) the stream stores all or none.
+    /// See [`EventGroup`].
+    pub fn group(&self) -> EventGroup {
+        EventGroup::new(self.clone())
     }
 
     /// [`Publisher::publish`](crate::Publisher::publish) with options (event id, correlation, causation, time).
@@ -436,31 +560,26 @@ impl Publisher {
         parent: Option<SpanId>,
         counters: &Arc<PublishCounters>,
     ) -> Result<PendingAck, PublishError> {
-        let correlation = options
-            .correlation_id
-            .as_deref()
-            .or(self.correlation_id.as_deref())
-            .unwrap_or(&id);
-        let causation = options
-            .causation_id
-            .as_deref()
-            .or(self.causation_id.as_deref());
-        let mut headers = OutgoingHeaders {
-            id: &id,
-            source: self.sink.service_arc(),
-            time: options.time.unwrap_or_else(Utc::now),
-            correlation_id: correlation,
-            causation_id: causation,
-            content_type: self.codec_of(options).content_type(),
-            trace: &trace,
+        let mut headers = self.headers(&target, &id, &payload, options, &trace);
+        let mut subject = None;
+        if target.ttl.is_some() {
+            self.require([Feature::MessageTtl])?;
         }
-        .build(target.event_type, target.version, target.schema_id);
-        if !target.sensitive.is_empty() {
-            crate::wire::crypto::mark(&mut headers, self.sink.keyring());
-        }
-        if let Some(signer) = self.sink.signer() {
-            let signature = signer.sign(self.sink.service_arc(), &id, target.subject, &payload);
-            headers.insert(crate::wire::signing::SIGNATURE, signature.as_str());
+        if let Some(schedule) = &options.schedule {
+            self.require(schedule.features())?;
+            for (name, value) in schedule.headers(&id)? {
+                headers.insert(name, value.as_str());
+            }
+            headers.insert(schedule::SCHEDULE_TARGET, target.subject);
+            // The TTL goes on the events the schedule publishes, not on the schedule (which
+            // would expire before it fires).
+            if let Some(ttl) = target.ttl {
+                headers.insert(schedule::SCHEDULE_TTL, ttl_value(ttl).as_str());
+            }
+            subject = Some(crate::topology::schedule_subject(
+                target.stream,
+                schedule.key_or(&id),
+            ));
         }
         self.check_size(&target, &id, payload.len(), wire_size(&headers))?;
         let sent_at = Instant::now();
@@ -468,7 +587,11 @@ impl Publisher {
             Sink::Nats(client) => Ack::Nats {
                 future: client
                     .jetstream()
-                    .publish_with_headers(target.subject, headers, payload)
+                    .publish_with_headers(
+                        subject.unwrap_or_else(|| target.subject.to_string()),
+                        headers,
+                        payload,
+                    )
                     .await
                     .map_err(|e| {
                         map_publish_error(client, e, target.subject, target.stream, &id, sent_at)
@@ -488,7 +611,65 @@ impl Publisher {
             trace,
             parent,
             counters: counters.clone(),
+            scheduled: options.schedule.is_some(),
         })
+    }
+
+    /// Checks that the connected server has `features` (a recording has them all).
+    fn require(&self, features: impl IntoIterator<Item = Feature>) -> Result<(), PublishError> {
+        if let Sink::Nats(client) = &self.sink {
+            let version = client.nats().server_info().version;
+            for feature in features {
+                feature.check(&version)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The CloudEvents (and signature) headers of an encoded event.
+    fn headers(
+        &self,
+        target: &Target,
+        id: &str,
+        payload: &Bytes,
+        options: &PublishOptions,
+        trace: &TraceContext,
+    ) -> async_nats::HeaderMap {
+        let correlation = options
+            .correlation_id
+            .as_deref()
+            .or(self.correlation_id.as_deref())
+            .unwrap_or(&id);
+        let causation = options
+            .causation_id
+            .as_deref()
+            .or(self.causation_id.as_deref());
+        let mut headers = OutgoingHeaders {
+            id,
+            source: self.sink.service_arc(),
+            time: options.time.unwrap_or_else(Utc::now),
+            correlation_id: correlation,
+            causation_id: causation,
+            content_type: self.codec_of(options).content_type(),
+            trace,
+        }
+        .build(target.event_type, target.version, target.schema_id);
+        if !target.sensitive.is_empty() {
+            crate::wire::crypto::mark(&mut headers, self.sink.keyring());
+        }
+        // A schedule carries its events' TTL in Nats-Schedule-TTL instead.
+        if let Some(ttl) = target.ttl
+            && options.schedule.is_none()
+        {
+            headers.insert(TTL, ttl_value(ttl).as_str());
+        }
+        if let Some(signer) = self.sink.signer() {
+            // Signed for the event's subject: the one a consumer receives it on, also when
+            // the server publishes it from a schedule.
+            let signature = signer.sign(self.sink.service_arc(), id, target.subject, payload);
+            headers.insert(crate::wire::signing::SIGNATURE, signature.as_str());
+        }
+        headers
     }
 
     /// Refuses an event the server or the stream would refuse, naming the limit.
@@ -532,6 +713,8 @@ pub(crate) struct Target {
     pub(crate) sensitive: &'static [&'static str],
     /// Its compiled schema: what is published is checked against it first.
     pub(crate) validator: &'static crate::wire::schema::Validator,
+    /// How long the stream keeps it ([`Event::TTL`](crate::Event::TTL)).
+    pub(crate) ttl: Option<Duration>,
 }
 
 impl Target {
@@ -545,6 +728,7 @@ impl Target {
             proto: E::PROTO,
             sensitive: E::SENSITIVE,
             validator: E::validator(),
+            ttl: E::TTL,
         }
     }
 
@@ -558,6 +742,8 @@ impl Target {
             proto: info.proto,
             sensitive: info.sensitive,
             validator: crate::wire::schema::Validator::cached(info.schema, info.sensitive),
+            // Not in a catalog's run-time entry: a tool publishing by EventInfo sets no TTL.
+            ttl: None,
         }
     }
 
@@ -616,6 +802,8 @@ struct PendingAck {
     parent: Option<SpanId>,
     /// Where the latency of an acknowledged publish is recorded.
     counters: Arc<PublishCounters>,
+    /// Whether it was sent as a schedule (on `schedules.<STREAM>.<key>`).
+    scheduled: bool,
 }
 
 impl PendingAck {
@@ -642,6 +830,7 @@ impl PendingAck {
             ack,
             sent_at,
             counters,
+            scheduled,
             ..
         } = self;
         let (future, client) = match ack {
@@ -665,7 +854,24 @@ impl PendingAck {
                 sequence: ack.sequence,
                 duplicate: ack.duplicate,
             })
-            .map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at));
+            .map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at))
+            .map_err(|e| {
+                // No stream captures the schedule subject: the stream exists (or the plain
+                // publish would fail alike) but was not provisioned for schedules.
+                if scheduled && e.kind() == PublishErrorKind::NoStream {
+                    PublishError::new(
+                        PublishErrorKind::FeatureDisabled,
+                        format!(
+                            "no stream takes schedules of `{subject}`: stream {stream} does not \
+                             allow message schedules (or does not exist); set \
+                             `\"allow_msg_schedules\": true` on it in streams.json and provision \
+                             the topology; event {id} was not stored"
+                        ),
+                    )
+                } else {
+                    e
+                }
+            });
         (id, result)
     }
 }
@@ -731,7 +937,9 @@ fn map_publish_error(
             let code = std::error::Error::source(&e)
                 .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
                 .map(|j| j.error_code().0);
-            if code == Some(MESSAGE_TOO_LARGE) {
+            if let Some(e) = code.and_then(|code| feature_error(code, subject, stream, id)) {
+                e
+            } else if code == Some(MESSAGE_TOO_LARGE) {
                 PublishError::with_source(
                     PublishErrorKind::PayloadTooLarge,
                     format!(
@@ -748,6 +956,39 @@ fn map_publish_error(
             }
         }
     }
+}
+
+/// The typed error for a JetStream error code of a feature eventhub uses, if `code` is one.
+pub(crate) fn feature_error(
+    code: u64,
+    subject: &str,
+    stream: &str,
+    id: &str,
+) -> Option<PublishError> {
+    let disabled = |flag: &str, what: &str| {
+        PublishError::new(
+            PublishErrorKind::FeatureDisabled,
+            format!(
+                "stream {stream} does not allow {what}, so event {id} on `{subject}` was not \
+                 stored: set `\"{flag}\": true` on it in streams.json and provision the topology"
+            ),
+        )
+    };
+    let invalid = |what: &str| {
+        PublishError::new(
+            PublishErrorKind::InvalidSchedule,
+            format!("the server refused the schedule of event {id} on `{subject}`: {what}"),
+        )
+    };
+    Some(match code {
+        10188 => disabled("allow_msg_schedules", "message schedules"),
+        10174 => disabled("allow_atomic", "atomic publish"),
+        10166 => disabled("allow_msg_ttl", "per-message TTLs"),
+        10189 => invalid("its pattern is invalid"),
+        10190 => invalid("its target is not a subject of the stream"),
+        10223 => invalid("its time zone is not one the server knows"),
+        _ => return None,
+    })
 }
 
 /// Many publishes in flight: [`Pipeline::send`] returns once the event is on its way (waiting

@@ -1,0 +1,133 @@
+//! JetStream-native features at their cost, each beside the plain way (no raw async-nats side):
+//!
+//! - atomic event groups of 100 (`Publisher::group`, one batch each, awaited) vs the same
+//!   events pipelined (window 100): what all-or-nothing costs;
+//! - a keyed consumer (`ordered_by_key`) vs an unkeyed one, 8 handlers of 1 ms each, over
+//!   events of 1 and of 16 partition keys: one key serializes its events, more keys give the
+//!   parallelism back.
+//!
+//! In these rows the "raw" column is the plain way (pipelined publish, unkeyed consumer) and
+//! the "eventhub" column the feature.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use eventhub::{ConsumerOptions, StartFrom};
+use eventhub_catalog::events::order;
+use tokio::sync::Notify;
+
+use crate::measure::{Report, Row, Section};
+use crate::scenarios::Env;
+
+const GROUP: usize = 100;
+
+pub(crate) async fn run(
+    env: &Env<'_>,
+    event: &order::PlacedV1,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let client = env.client;
+    let n = (env.plan.pipelined / 10).max(GROUP) / GROUP * GROUP;
+    let publisher = client.publisher();
+
+    let started = Instant::now();
+    let mut pipeline = publisher.pipeline(GROUP);
+    for _ in 0..n {
+        pipeline.send(event).await?;
+    }
+    let failures = pipeline.finish().await.failures;
+    anyhow::ensure!(
+        failures.is_empty(),
+        "pipelined publish failed: {failures:?}"
+    );
+    let pipelined = n as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    for _ in 0..n / GROUP {
+        let mut group = publisher.group();
+        for _ in 0..GROUP {
+            group.add(event)?;
+        }
+        group.publish().await?;
+    }
+    let grouped = n as f64 / started.elapsed().as_secs_f64();
+    report.rows.push(Row::of(
+        Section::Scale,
+        "typical",
+        "publish, events/s: pipelined (raw column) vs atomic groups of 100",
+        pipelined,
+        grouped,
+    ));
+
+    let consumed = (env.plan.consumed / 20).max(200);
+    for (keys, label) in [
+        (
+            1usize,
+            "consume 8×1 ms handlers, 1 key: unkeyed (raw column) vs keyed, events/s",
+        ),
+        (
+            16,
+            "consume 8×1 ms handlers, 16 keys: unkeyed (raw column) vs keyed, events/s",
+        ),
+    ] {
+        let plain = consume(env, event, consumed, keys, false).await?;
+        let keyed = consume(env, event, consumed, keys, true).await?;
+        report
+            .rows
+            .push(Row::of(Section::Scale, "typical", label, plain, keyed));
+    }
+    Ok(())
+}
+
+/// Publishes `n` orders over `keys` order ids and consumes them from a new durable; events/s.
+async fn consume(
+    env: &Env<'_>,
+    event: &order::PlacedV1,
+    n: usize,
+    keys: usize,
+    ordered: bool,
+) -> anyhow::Result<f64> {
+    let client = env.client;
+    let mut stream = env.js.get_stream("ORDERS").await?;
+    stream.purge().await?;
+    let mut pipeline = client.publisher().pipeline(1024);
+    let mut value = serde_json::to_value(event)?;
+    for i in 0..n {
+        value["order_id"] = serde_json::json!(uuid::Uuid::from_u128(1 + (i % keys) as u128));
+        let e: order::PlacedV1 = serde_json::from_value(value.clone())?;
+        pipeline.send(&e).await?;
+    }
+    anyhow::ensure!(pipeline.finish().await.failures.is_empty());
+    let done = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let (d, a) = (done.clone(), all.clone());
+    let name = format!(
+        "bench_keyed_{keys}_{ordered}_{}",
+        uuid::Uuid::now_v7().simple()
+    );
+    let started = Instant::now();
+    let handle = client
+        .consumer::<order::Placed>(
+            ConsumerOptions::default()
+                .name(name)
+                .concurrency(8)
+                .start_from(StartFrom::All)
+                .ordered_by_key(ordered),
+        )
+        .await?
+        .spawn(move |_env| {
+            let (done, all) = (d.clone(), a.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if done.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                    all.notify_one();
+                }
+                Ok(())
+            }
+        });
+    tokio::time::timeout(Duration::from_secs(300), all.notified()).await?;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    handle.shutdown().await;
+    Ok(rate)
+}
