@@ -89,7 +89,7 @@ async fn consume(
     ordered: bool,
 ) -> anyhow::Result<f64> {
     let client = env.client;
-    let mut stream = env.js.get_stream("ORDERS").await?;
+    let stream = env.js.get_stream("ORDERS").await?;
     stream.purge().await?;
     let mut pipeline = client.publisher().pipeline(1024);
     let mut value = serde_json::to_value(event)?;

@@ -45,7 +45,7 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
     let explicit = names.len() == 1;
     let mut pending = Vec::new();
     for name in &names {
-        let mut stream = crate::connect::open(&client, name).await?;
+        let stream = crate::connect::open(&client, name).await?;
         if !stream.cached_info().config.allow_message_schedules {
             if explicit {
                 anyhow::bail!(

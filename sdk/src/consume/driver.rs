@@ -285,7 +285,6 @@ pub(super) async fn process<E, S>(
             let delay = delay.unwrap_or_else(|| shared.options.backoff.delay(attempt));
             tracing::warn!(parent: &span, "eventhub: attempt {attempt} of {} failed, trying again in place in {delay:?} (its key waits): {error}", shared.options.max_deliver);
             Counters::bump(&counters.retried);
-            ConsumerCounters::bump(&shared.metrics.retried);
             // Free the handler slot for other keys while this one waits.
             drop(worker);
             if !super::keyed::pause(delay, &message, shared.waiting.clone()).await {

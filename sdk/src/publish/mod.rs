@@ -639,7 +639,7 @@ impl Publisher {
             .correlation_id
             .as_deref()
             .or(self.correlation_id.as_deref())
-            .unwrap_or(&id);
+            .unwrap_or(id);
         let causation = options
             .causation_id
             .as_deref()
