@@ -379,6 +379,10 @@ pub const STREAMS: &[::eventhub::StreamSpec] = &[
         max_msg_size: ::std::option::Option::Some(65536),
         max_bytes: ::std::option::Option::None,
         discard: ::eventhub::topology::Discard::Old,
+        allow_msg_schedules: false,
+        allow_atomic: false,
+        allow_msg_ttl: false,
+        subject_delete_marker_ttl: ::std::option::Option::None,
     },
 ];
 /// This catalog's name and streams, for `Client::provision`.
