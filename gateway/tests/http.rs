@@ -72,6 +72,34 @@ async fn accepted_only_once_stored_and_idempotent_by_id() {
 }
 
 #[tokio::test]
+async fn http2_cleartext_clients_publish() {
+    // Cleartext HTTP/2 with prior knowledge, as a proxy or service mesh speaks to an upstream.
+    let hub = start().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let ids: Vec<String> = (0..8).map(|_| uuid()).collect();
+    let answers = futures::future::join_all(ids.iter().map(|id| {
+        let mut body = envelope("photo.uploaded", "photo", photo_uploaded(&uuid()));
+        body["id"] = json!(id);
+        h2.post(hub.url("/v1/events"))
+            .header("x-api-key", PHOTO_KEY)
+            .json(&body)
+            .send()
+    }))
+    .await;
+    for (id, answer) in ids.iter().zip(answers) {
+        let resp = answer.expect("an HTTP/2 answer");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["eventId"], id.as_str());
+    }
+}
+
+#[tokio::test]
 async fn jwt_bearer_publishes_and_version_defaults_to_latest() {
     let hub = start().await;
     let token = jwt("auth", None, JWT_SECRET);
