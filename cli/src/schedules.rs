@@ -81,11 +81,7 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
             let owner = eventhub::topology::schedule_owner(&subject).map(str::to_string);
             pending.push(Pending {
                 stream: name.clone(),
-                key: subject
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or(&subject)
-                    .to_string(),
+                key: subject.rsplit('.').next().unwrap_or(&subject).to_string(),
                 service: owner,
                 schedule: header(sh::SCHEDULE).unwrap_or_default(),
                 time_zone: header(sh::SCHEDULE_TIME_ZONE),

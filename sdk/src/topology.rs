@@ -834,7 +834,10 @@ mod schedule_subject_tests {
         assert_eq!(subject, "schedules.ORDERS.shop.daily");
         assert_eq!(schedule_owner(&subject), Some("shop"));
         assert_eq!(schedule_owner("schedules.ORDERS.daily"), None);
-        assert_eq!(schedule_owner("schedules.ORDERS.shop.daily.cancelled"), None);
+        assert_eq!(
+            schedule_owner("schedules.ORDERS.shop.daily.cancelled"),
+            None
+        );
         assert_eq!(schedule_owner("events.ORDERS.shop.daily"), None);
         assert_eq!(
             cancel_marker_subject(&subject),

@@ -566,8 +566,7 @@ fn metadata(
         causation_id: owned(known.causation_id),
         trace: known.traceparent.and_then(TraceContext::parse),
         scheduler: header(schedule_headers::SCHEDULER),
-        occurrence: header(schedule_headers::SCHEDULE_NEXT)
-            .filter(|next| next.as_str() != PURGE),
+        occurrence: header(schedule_headers::SCHEDULE_NEXT).filter(|next| next.as_str() != PURGE),
         headers: headers_map.clone(),
     }
 }
@@ -643,17 +642,28 @@ mod tests {
         let own = "schedules.IDENTITY.auth.welcome";
         assert_eq!(forged_schedule(own, Some("auth"), SUBJECT, None), None);
         let why = forged_schedule(own, Some("payments"), SUBJECT, None).unwrap();
-        assert!(why.contains("of service `auth`, but its ce-source is `payments`"), "{why}");
+        assert!(
+            why.contains("of service `auth`, but its ce-source is `payments`"),
+            "{why}"
+        );
         assert!(forged_schedule(own, None, SUBJECT, None).is_some());
         // The type's declared publisher, when the trust knows it.
         let trust = Trust::new().publisher("user.created", "auth");
-        assert_eq!(forged_schedule(own, Some("auth"), SUBJECT, Some(&trust)), None);
+        assert_eq!(
+            forged_schedule(own, Some("auth"), SUBJECT, Some(&trust)),
+            None
+        );
         let theirs = "schedules.IDENTITY.payments.x";
         let why = forged_schedule(theirs, Some("payments"), SUBJECT, Some(&trust)).unwrap();
         assert!(why.contains("`auth` publishes user.created"), "{why}");
         // Subjects before the namespaces name no service; anything else is no schedule.
         assert_eq!(
-            forged_schedule("schedules.IDENTITY.old", Some("auth"), SUBJECT, Some(&trust)),
+            forged_schedule(
+                "schedules.IDENTITY.old",
+                Some("auth"),
+                SUBJECT,
+                Some(&trust)
+            ),
             None
         );
         assert!(
@@ -661,8 +671,13 @@ mod tests {
         );
         assert!(forged_schedule("events.user.created.v1", Some("auth"), SUBJECT, None).is_some());
         assert!(
-            forged_schedule("schedules.IDENTITY.auth.k.cancelled", Some("auth"), SUBJECT, None)
-                .is_some()
+            forged_schedule(
+                "schedules.IDENTITY.auth.k.cancelled",
+                Some("auth"),
+                SUBJECT,
+                None
+            )
+            .is_some()
         );
     }
 }

@@ -637,7 +637,9 @@ impl Publisher {
                 future: client
                     .jetstream()
                     .publish_with_headers(
-                        subject.clone().unwrap_or_else(|| target.subject.to_string()),
+                        subject
+                            .clone()
+                            .unwrap_or_else(|| target.subject.to_string()),
                         headers,
                         payload,
                     )
