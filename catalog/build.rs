@@ -20,7 +20,8 @@ fn main() {
     }
 }
 
-/// `SIGNING_KEYS`: each service with declared nkeys and its public keys.
+/// `SIGNING_KEYS`: each service with declared nkeys and its public keys; `PUBLISHERS`: each
+/// declared event type and its publishing service.
 fn signing_keys(schemas: &Path, out: &Path) -> Result<bool, eventhub_codegen::Error> {
     let catalog = eventhub_codegen::Catalog::load(schemas)?;
     let services = eventhub_codegen::services::Services::load(schemas, &catalog)?;
@@ -30,6 +31,16 @@ fn signing_keys(schemas: &Path, out: &Path) -> Result<bool, eventhub_codegen::Er
     );
     for (service, keys) in services.iter().flat_map(|s| s.signing_keys()) {
         let _ = writeln!(code, "    ({service:?}, &{keys:?}),");
+    }
+    code.push_str("];\n");
+    code.push_str(
+        "/// Each declared event type and the service that publishes it (`publishes` of the \
+         declaration of services).\npub const PUBLISHERS: &[(&str, &str)] = &[\n",
+    );
+    for service in services.iter().flat_map(|s| &s.services) {
+        for p in &service.publishes {
+            let _ = writeln!(code, "    ({:?}, {:?}),", p.event_type, service.name);
+        }
     }
     code.push_str("];\n");
     eventhub_codegen::write_if_changed(out, &code)

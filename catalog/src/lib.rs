@@ -27,13 +27,17 @@ mod upcast;
 include!(concat!(env!("OUT_DIR"), "/signing.rs"));
 
 /// A [`Trust`](eventhub::wire::signing::Trust) requiring a valid signature from every service
-/// the declaration lists nkeys for ([`SIGNING_KEYS`]); give it to the consumers' client with
-/// [`ConnectOptions::trust`](eventhub::ConnectOptions::trust).
+/// the declaration lists nkeys for ([`SIGNING_KEYS`]) and knowing each type's publisher
+/// ([`PUBLISHERS`]: a scheduled event of another service's type is forged); give it to the
+/// consumers' client with [`ConnectOptions::trust`](eventhub::ConnectOptions::trust).
 pub fn trust() -> Result<eventhub::wire::signing::Trust, eventhub::wire::signing::SigningError> {
-    SIGNING_KEYS.iter().try_fold(
+    let trust = SIGNING_KEYS.iter().try_fold(
         eventhub::wire::signing::Trust::new(),
         |trust, (service, keys)| trust.service(service, keys.iter()),
-    )
+    )?;
+    Ok(PUBLISHERS
+        .iter()
+        .fold(trust, |trust, (ty, service)| trust.publisher(ty, service)))
 }
 
 pub use events::{CATALOG, PROTO_FILE, STREAMS, TOPOLOGY, for_each_event};

@@ -21,6 +21,9 @@ pub(crate) enum Command {
 /// One pending schedule.
 struct Pending {
     stream: String,
+    /// The service whose namespace it waits in (`None`: a subject of eventhub before the
+    /// namespaces, `schedules.<stream>.<key>`).
+    service: Option<String>,
     key: String,
     subject: String,
     schedule: String,
@@ -71,12 +74,15 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
                 continue;
             };
             let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
+            // A cancel marker (`<schedule subject>.cancelled`), not a schedule.
+            if header(sh::SCHEDULE).is_none() {
+                continue;
+            }
+            let owner = eventhub::topology::schedule_owner(&subject).map(str::to_string);
             pending.push(Pending {
                 stream: name.clone(),
-                key: subject
-                    .strip_prefix(&prefix)
-                    .unwrap_or(&subject)
-                    .to_string(),
+                key: subject.rsplit('.').next().unwrap_or(&subject).to_string(),
+                service: owner,
                 schedule: header(sh::SCHEDULE).unwrap_or_default(),
                 time_zone: header(sh::SCHEDULE_TIME_ZONE),
                 target: header(sh::SCHEDULE_TARGET).unwrap_or_default(),
@@ -93,6 +99,7 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
                 .iter()
                 .map(|p| json!({
                     "stream": p.stream,
+                    "service": p.service,
                     "key": p.key,
                     "subject": p.subject,
                     "schedule": p.schedule,
@@ -110,7 +117,9 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
         say!("no pending schedules");
         return Ok(());
     }
-    let mut table = Table::new(&["STREAM", "KEY", "EVENT", "SCHEDULE", "TARGET", "EVENT ID"]);
+    let mut table = Table::new(&[
+        "STREAM", "SERVICE", "KEY", "EVENT", "SCHEDULE", "TARGET", "EVENT ID",
+    ]);
     for p in &pending {
         let schedule = match &p.time_zone {
             Some(zone) => format!("{} ({zone})", p.schedule),
@@ -118,6 +127,7 @@ pub(crate) async fn run(server: &ServerArgs, command: Command, json: bool) -> an
         };
         table.row(vec![
             p.stream.clone(),
+            p.service.clone().unwrap_or_else(|| "-".into()),
             p.key.clone(),
             p.event_type.clone().unwrap_or_else(|| "-".into()),
             schedule,

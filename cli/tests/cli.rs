@@ -1124,6 +1124,8 @@ async fn schedules_list_shows_pending_schedules() {
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
     let daily = listed.iter().find(|s| s["key"] == "daily").unwrap();
+    assert_eq!(daily["service"], "shop");
+    assert_eq!(daily["subject"], "schedules.ORDERS.shop.daily");
     assert_eq!(daily["schedule"], "0 0 9 * * *");
     assert_eq!(daily["time_zone"], "Europe/Amsterdam");
     assert_eq!(daily["target"], "events.order.placed.v1");

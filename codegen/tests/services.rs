@@ -505,3 +505,111 @@ fn a_saga_reads_one_stream_of_published_inputs_under_its_own_durables() {
         "the saga's durable `saga_typo` is already declared",
     );
 }
+
+#[test]
+fn a_service_schedules_only_under_its_own_name_in_streams_with_schedules() {
+    let s = parse(json!({
+        "operators": ["ops"],
+        "services": {
+            "shop": { "publishes": ["order.placed"] },
+            "auth": { "publishes": ["user.created"], "consumes": [{ "event": "order.placed" }] }
+        }
+    }))
+    .unwrap();
+    let users = s.users();
+    let allow = |name: &str| {
+        users
+            .iter()
+            .find(|u| u.name == name)
+            .unwrap()
+            .permissions
+            .as_ref()
+            .unwrap()
+            .publish_allow
+            .clone()
+    };
+    let schedules = |name: &str| -> Vec<String> {
+        allow(name)
+            .into_iter()
+            .filter(|s| s.starts_with("schedules."))
+            .collect()
+    };
+    assert_eq!(schedules("shop"), ["schedules.ORDERS.shop.>"]);
+    // IDENTITY holds no schedules; consuming ORDERS grants none.
+    assert_eq!(schedules("auth"), Vec::<String>::new());
+    // Never the purge API, which cancelling a schedule used to take.
+    let shop = users.iter().find(|u| u.name == "shop").unwrap();
+    assert!(
+        shop.permissions
+            .as_ref()
+            .unwrap()
+            .publish_deny
+            .contains(&"$JS.API.STREAM.PURGE.>".to_string())
+    );
+}
+
+#[test]
+fn a_stream_with_schedules_has_one_publishing_service() {
+    // A catalog whose stream with schedules stores two types.
+    let dir = tempfile::tempdir().unwrap();
+    let schema = |desc: &str| {
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "description": desc,
+            "type": "object",
+            "properties": { "n": { "description": "A number.", "type": "integer" } },
+            "required": ["n"]
+        })
+    };
+    for (domain, name) in [("alpha", "happened"), ("beta", "happened")] {
+        std::fs::create_dir_all(dir.path().join(domain)).unwrap();
+        std::fs::write(
+            dir.path().join(domain).join(format!("{name}.v1.json")),
+            schema(&format!("Something {domain} saw.")).to_string(),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("streams.json"),
+        json!({
+            "catalog": "mixed",
+            "streams": { "MIXED": {
+                "description": "Two owners, one stream.",
+                "subjects": ["events.alpha.>", "events.beta.>"],
+                "retention": "limits", "storage": "file", "max_age": "1d", "replicas": 1,
+                "duplicate_window": "2m", "allow_msg_schedules": true
+            } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let catalog = Catalog::load(dir.path()).expect("the small catalog");
+    let doc = json!({
+        "operators": ["ops"],
+        "services": {
+            "one": { "publishes": ["alpha.happened"] },
+            "two": { "publishes": ["beta.happened"] }
+        }
+    });
+    let err = Services::parse(Path::new("services.json"), &doc, &catalog)
+        .expect_err("two publishers into a stream with schedules");
+    let text = err.to_string();
+    assert!(
+        text.contains("#/services/two/publishes/0")
+            && text.contains("`two` publishes `beta.happened` into stream MIXED")
+            && text.contains("Nats-Rollup: all"),
+        "{text}"
+    );
+    let alone = json!({
+        "operators": ["ops"],
+        "services": { "one": { "publishes": ["alpha.happened", "beta.happened"] } }
+    });
+    let s = Services::parse(Path::new("services.json"), &alone, &catalog).unwrap();
+    let one = s.users().into_iter().find(|u| u.name == "one").unwrap();
+    let allow = one.permissions.unwrap().publish_allow;
+    assert_eq!(
+        allow.iter().filter(|s| s.starts_with("schedules.")).count(),
+        1,
+        "{allow:?}"
+    );
+}

@@ -178,6 +178,8 @@ pub fn envelope<E: Consumable>(event: E) -> EnvelopeBuilder<E> {
             causation_id: None,
             trace: None,
             headers: Arc::new(HeaderMap::new()),
+            scheduler: None,
+            occurrence: None,
         },
         event,
         publisher: None,

@@ -186,19 +186,48 @@ impl StreamSpec {
     }
 
     /// The subject pattern under which this stream's schedules wait:
-    /// `schedules.<STREAM>.>` (see [`schedule_subject`]).
+    /// `schedules.<STREAM>.>` (each service's under `schedules.<STREAM>.<service>.>`: see
+    /// [`schedule_subject`]).
     pub fn schedule_subjects(&self) -> String {
         format!("{SCHEDULE_PREFIX}.{}.>", self.name)
     }
 }
 
-/// Subject prefix of schedules: a schedule of stream `S` named `key` waits on
-/// `schedules.S.key` until the server publishes its event.
+/// Subject prefix of schedules: a schedule named `key` of service `svc` in stream `S` waits on
+/// `schedules.S.svc.key` until the server publishes its event.
 pub const SCHEDULE_PREFIX: &str = "schedules";
 
-/// The subject of schedule `key` in `stream`.
-pub fn schedule_subject(stream: &str, key: &str) -> String {
-    format!("{SCHEDULE_PREFIX}.{stream}.{key}")
+/// The subject of schedule `key` of `service` in `stream`: `schedules.<stream>.<service>.<key>`.
+/// Under the generated permissions a service may publish only under its own name
+/// (`schedules.<stream>.<service>.>`), so it can neither replace nor cancel another's schedule.
+pub fn schedule_subject(stream: &str, service: &str, key: &str) -> String {
+    format!("{SCHEDULE_PREFIX}.{stream}.{service}.{key}")
+}
+
+/// Where a stream's schedule namespace puts the service that stored a schedule: the service of
+/// `schedules.<stream>.<service>.<key>`; `None` for any other subject (the subjects of eventhub
+/// before the namespaces, `schedules.<stream>.<key>`, name no service).
+pub fn schedule_owner(subject: &str) -> Option<&str> {
+    let mut tokens = subject.split('.');
+    let (Some(SCHEDULE_PREFIX), Some(_stream), Some(service), Some(_key), None) = (
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+    ) else {
+        return None;
+    };
+    Some(service)
+}
+
+/// The subject of the marker that cancels the schedule on `subject`: one token longer than any
+/// schedule subject (so never one), within the namespace of the schedule's service.
+pub(crate) fn cancel_marker_subject(subject: &str) -> String {
+    match subject.split('.').count() {
+        4.. => format!("{subject}.cancelled"),
+        _ => format!("{subject}.cancelled.legacy"),
+    }
 }
 
 /// A catalog's streams: what [`Client::provision`](crate::Client::provision) creates or
@@ -793,4 +822,31 @@ fn diff(wanted: &stream::Config, actual: &stream::Config) -> Vec<Drift> {
         actual.allow_message_ttl,
     );
     out
+}
+
+#[cfg(test)]
+mod schedule_subject_tests {
+    use super::*;
+
+    #[test]
+    fn schedules_wait_in_their_services_namespace_and_markers_never_collide() {
+        let subject = schedule_subject("ORDERS", "shop", "daily");
+        assert_eq!(subject, "schedules.ORDERS.shop.daily");
+        assert_eq!(schedule_owner(&subject), Some("shop"));
+        assert_eq!(schedule_owner("schedules.ORDERS.daily"), None);
+        assert_eq!(
+            schedule_owner("schedules.ORDERS.shop.daily.cancelled"),
+            None
+        );
+        assert_eq!(schedule_owner("events.ORDERS.shop.daily"), None);
+        assert_eq!(
+            cancel_marker_subject(&subject),
+            "schedules.ORDERS.shop.daily.cancelled"
+        );
+        // Five tokens: never a schedule subject (three or four).
+        assert_eq!(
+            cancel_marker_subject("schedules.ORDERS.daily"),
+            "schedules.ORDERS.daily.cancelled.legacy"
+        );
+    }
 }

@@ -840,6 +840,52 @@ async fn every_declared_service_attacks_the_others_and_nothing_leaks() {
                 ));
             }
         }
+        // Schedules: the server publishes whatever a stored schedule says, and a cancel marker
+        // purges any schedule; only a stream's publisher may store or cancel one, under its
+        // own name.
+        for spec in eventhub_catalog::TOPOLOGY
+            .streams
+            .iter()
+            .filter(|x| x.allow_msg_schedules)
+        {
+            let st = spec.name;
+            let Some((ty, target, _)) = catalog_subjects.iter().find(|(_, _, x)| x == st) else {
+                continue;
+            };
+            let publishes_here = s
+                .services
+                .service(me)
+                .is_some_and(|x| x.publishes.iter().any(|p| p.stream == st));
+            for owner in names.iter().map(String::as_str).chain(["(legacy)"]) {
+                if owner == me && publishes_here {
+                    continue;
+                }
+                let subject = if owner == "(legacy)" {
+                    format!("schedules.{st}.attack")
+                } else {
+                    format!("schedules.{st}.{owner}.attack")
+                };
+                let id = format!("forged-{}", uuid::Uuid::now_v7());
+                let mut h = event_headers(me, &id, ty);
+                h.insert("Nats-Schedule", "@at 2000-01-01T00:00:00Z");
+                h.insert("Nats-Schedule-Target", target.as_str());
+                attempts.push((
+                    "store or cancel a schedule in another's name",
+                    subject.clone(),
+                    Some(h),
+                    json!({}),
+                ));
+                let mut marker = HeaderMap::new();
+                marker.insert("Nats-Schedule-Next", "purge");
+                marker.insert("Nats-Scheduler", subject.as_str());
+                attempts.push((
+                    "store or cancel a schedule in another's name",
+                    format!("{subject}.cancelled"),
+                    Some(marker),
+                    Value::Null,
+                ));
+            }
+        }
         for stream in &streams {
             for (subject, body) in [
                 (format!("$JS.API.STREAM.DELETE.{stream}"), Value::Null),

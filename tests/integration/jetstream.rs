@@ -13,7 +13,9 @@ use eventhub::{
 };
 use eventhub_catalog::events::{order, system, user};
 
-use crate::support::{next, quick, record, server_and_client, user_created_v1, user_created_v2};
+use crate::support::{
+    DlqWatch, next, quick, record, server_and_client, user_created_v1, user_created_v2,
+};
 
 /// Provisions the catalog with `change` applied to stream `name`'s declaration.
 async fn provision_with(client: &Client, name: &str, change: fn(&mut StreamSpec)) {
@@ -59,7 +61,7 @@ async fn a_delayed_event_arrives_when_due_with_its_envelope() {
         .unwrap();
     assert_eq!(
         scheduled.subject,
-        format!("schedules.IDENTITY.{}", scheduled.receipt.id)
+        format!("schedules.IDENTITY.auth.{}", scheduled.receipt.id)
     );
     let (meta, at) = next(&mut rx, 10).await;
     assert!(
@@ -69,6 +71,12 @@ async fn a_delayed_event_arrives_when_due_with_its_envelope() {
     );
     // An ordinary event: its id, type, source and subject, plus the server's scheduler mark.
     assert_eq!(meta.id, scheduled.receipt.id);
+    assert_eq!(meta.scheduler.as_deref(), Some(scheduled.subject.as_str()));
+    assert_eq!(
+        meta.occurrence, None,
+        "one shot: no occurrences to tell apart"
+    );
+    assert_eq!(meta.occurrence_id(), scheduled.receipt.id);
     assert_eq!(meta.event_type, "user.created");
     assert_eq!(meta.source.as_deref(), Some("auth"));
     assert_eq!(meta.subject, user::CreatedV1::SUBJECT);
@@ -189,6 +197,258 @@ async fn a_recurring_schedule_fires_until_cancelled() {
     // One may have been on its way while the schedule was purged; never more.
     assert!(after_cancel <= 1, "{after_cancel} ticks after cancelling");
     handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_occurrence_of_a_recurring_schedule_is_its_own_event_for_an_idempotent_consumer() {
+    let (server, client) = server_and_client("auth").await;
+    provision_with(&client, "IDENTITY", with_schedules).await;
+    // The effect of each handled occurrence, by occurrence id; the second occurrence fails its
+    // first delivery.
+    let effects: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let options = || quick().name("ticks").idempotent(Duration::from_secs(600));
+    let handler = |effects: Arc<Mutex<BTreeMap<String, u32>>>,
+                   tx: tokio::sync::mpsc::UnboundedSender<(String, u64)>| {
+        move |env: eventhub::Envelope<user::CreatedV1>| {
+            let effects = effects.clone();
+            let tx = tx.clone();
+            async move {
+                let meta = env.meta();
+                let id = meta.occurrence_id().into_owned();
+                let _ = tx.send((id.clone(), meta.delivered));
+                let mut effects = effects.lock().unwrap();
+                if effects.len() == 1 && !effects.contains_key(&id) && meta.delivered == 1 {
+                    return Err(HandlerError::retry("the second occurrence fails once"));
+                }
+                *effects.entry(id).or_default() += 1;
+                Ok(())
+            }
+        }
+    };
+    let handle = client
+        .consumer::<user::CreatedV1>(options())
+        .await
+        .unwrap()
+        .spawn(handler(effects.clone(), tx.clone()));
+    let publisher = client.publisher();
+    let tick = publisher
+        .schedule(
+            &user_created_v1("tick@example.com"),
+            Schedule::every(Duration::from_secs(1)).key("tick"),
+            PublishOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut failed_then_handled = None;
+    let mut delivered: Vec<(String, u64)> = Vec::new();
+    while effects.lock().unwrap().len() < 3 {
+        let (id, attempt) = next(&mut rx, 10).await;
+        if attempt == 2 {
+            failed_then_handled = Some(id.clone());
+        }
+        delivered.push((id, attempt));
+    }
+    assert!(
+        publisher
+            .cancel_schedule("IDENTITY", &tick.key)
+            .await
+            .unwrap()
+    );
+    let stats = handle.shutdown().await;
+    let effects = effects.lock().unwrap().clone();
+    // Distinct occurrences of one event id, each `<ce-id>@<occurrence>`.
+    for id in effects.keys() {
+        assert!(
+            id.starts_with(&format!("{}@", tick.receipt.id)),
+            "{id} is an occurrence of {}",
+            tick.receipt.id
+        );
+    }
+    let failed = failed_then_handled.expect("the failed occurrence was redelivered");
+    assert_eq!(
+        delivered.iter().filter(|(id, _)| *id == failed).count(),
+        2,
+        "failed once, delivered again: {delivered:?}"
+    );
+    assert!(
+        effects.values().all(|n| *n == 1),
+        "each occurrence's effect recorded exactly once: {effects:?}"
+    );
+    assert_eq!(stats.duplicates_skipped, 0, "{stats:?}");
+
+    // Every stored occurrence delivered again (the durable recreated from the start): each is
+    // a duplicate of what was handled, none runs the handler.
+    let stream = client.jetstream().get_stream("IDENTITY").await.unwrap();
+    stream.delete_consumer("ticks").await.unwrap();
+    let again: Arc<Mutex<BTreeMap<String, u32>>> = Arc::new(Mutex::new(effects.clone()));
+    let (tx2, mut rx2) = tokio::sync::mpsc::unbounded_channel();
+    let handle = client
+        .consumer::<user::CreatedV1>(options())
+        .await
+        .unwrap()
+        .spawn(handler(again.clone(), tx2));
+    // A fresh event after the occurrences: once it is handled, they were all seen.
+    let last = publisher
+        .publish(&user_created_v1("after@example.com"))
+        .await
+        .unwrap();
+    loop {
+        let (id, _) = next(&mut rx2, 10).await;
+        if id == last.id {
+            break;
+        }
+    }
+    let stats = handle.shutdown().await;
+    let again = again.lock().unwrap().clone();
+    assert!(
+        stats.duplicates_skipped >= effects.len() as u64,
+        "every handled occurrence skipped: {stats:?}"
+    );
+    for (id, n) in &effects {
+        assert_eq!(again.get(id), Some(n), "{id} ran again: {again:?}");
+    }
+    drop(server);
+}
+
+/// Stores a raw schedule (as a hostile client would) in `stream`.
+async fn raw_schedule(
+    client: &Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: Vec<u8>,
+) -> u64 {
+    let mut h = async_nats::HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, *v);
+    }
+    client
+        .jetstream()
+        .publish_with_headers(subject.to_string(), h, payload.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_or_else(|e| panic!("the server stores `{subject}`: {e}"))
+        .sequence
+}
+
+#[tokio::test]
+async fn a_schedule_that_makes_the_server_publish_another_services_event_is_dead_lettered() {
+    use eventhub::publish::schedule_headers as sh;
+    use eventhub::wire::headers as ce;
+    let (server, client) = server_and_client("auth").await;
+    provision_with(&client, "IDENTITY", with_schedules).await;
+    let mut dlq = DlqWatch::start(&client).await;
+    // The consumer knows who publishes user.created (the catalog's trust does, from the
+    // declaration of services).
+    let consumer = Client::connect(
+        eventhub::ConnectOptions::new("profile")
+            .url(server.client_url())
+            .trust(eventhub::wire::signing::Trust::new().publisher("user.created", "auth")),
+    )
+    .await
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = consumer
+        .consumer::<user::Created>(quick())
+        .await
+        .unwrap()
+        .spawn(move |env| {
+            let _ = tx.send(env.meta().id.clone());
+            async { Ok(()) }
+        });
+    let legit = client
+        .publisher()
+        .publish(&user_created_v2("real@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx, 10).await, legit.id);
+
+    // `payments` may schedule in IDENTITY (a hand-written permission: the generated ones give a
+    // stream with schedules one publisher). The server publishes what it is told, where.
+    let now = "@at 2000-01-01T00:00:00Z";
+    let payload = serde_json::to_vec(&user_created_v1("forged@example.com")).unwrap();
+    // 1. The server copies auth's last user.created v2 (its headers, auth's source) elsewhere.
+    raw_schedule(
+        &client,
+        "schedules.IDENTITY.payments.copy",
+        &[
+            (sh::SCHEDULE, now),
+            ("Nats-Schedule-Source", user::CreatedV2::SUBJECT),
+            (sh::SCHEDULE_TARGET, user::CreatedV1::SUBJECT),
+        ],
+        Vec::new(),
+    )
+    .await;
+    // 2. Its own name and source, another service's event type.
+    raw_schedule(
+        &client,
+        "schedules.IDENTITY.payments.target",
+        &[
+            (sh::SCHEDULE, now),
+            (sh::SCHEDULE_TARGET, user::CreatedV1::SUBJECT),
+            (ce::ID, "forged-target"),
+            (ce::TYPE, "user.created"),
+            (ce::SOURCE, "payments"),
+            (ce::CONTENT_TYPE, "application/json"),
+        ],
+        payload.clone(),
+    )
+    .await;
+    // 3. An event marked as scheduled by auth, stored by payments directly.
+    raw_schedule(
+        &client,
+        user::CreatedV1::SUBJECT,
+        &[
+            (sh::SCHEDULER, "schedules.IDENTITY.auth.welcome"),
+            (sh::SCHEDULE_NEXT, "purge"),
+            (ce::ID, "forged-mark"),
+            (ce::TYPE, "user.created"),
+            (ce::SOURCE, "payments"),
+            (ce::CONTENT_TYPE, "application/json"),
+        ],
+        payload,
+    )
+    .await;
+    let mut why = Vec::new();
+    for _ in 0..3 {
+        let entry = dlq.next(15).await;
+        let h = entry.headers.as_ref().unwrap();
+        assert_eq!(
+            h.get(ce::DLQ_REASON).map(|v| v.as_str()),
+            Some("forged"),
+            "{h:?}"
+        );
+        why.push(h.get(ce::DLQ_ERROR).unwrap().as_str().to_string());
+    }
+    why.sort();
+    assert!(
+        why.iter()
+            .any(|w| w.contains("`auth` publishes user.created")),
+        "{why:?}"
+    );
+    assert!(
+        why.iter().any(|w| w.contains(
+            "schedule `schedules.IDENTITY.payments.copy` of service `payments`, but its \
+             ce-source is `auth`"
+        )),
+        "{why:?}"
+    );
+    assert!(
+        why.iter()
+            .any(|w| w.contains("of service `auth`, but its ce-source is `payments`")),
+        "{why:?}"
+    );
+    // auth's own schedule still reaches the handler.
+    let own = client
+        .publisher()
+        .publish_after(&user_created_v1("own@example.com"), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx, 10).await, own.receipt.id);
+    let stats = handle.shutdown().await;
+    assert_eq!((stats.handled, stats.forged), (2, 3), "{stats:?}");
+    assert!(rx.try_recv().is_err(), "nothing forged was handled");
 }
 
 #[tokio::test]

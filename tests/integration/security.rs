@@ -321,10 +321,24 @@ pub(crate) struct Secured {
 impl Secured {
     pub(crate) fn start() -> Secured {
         let services = declaration();
-        let mut conf =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
-                .unwrap()
-                .replace(".nats-data", STORE_DIR_PLACEHOLDER);
+        let conf =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).unwrap();
+        Self::run(services, conf)
+    }
+
+    /// A server running the configuration generated (as `eventhub config nats` does) from
+    /// `doc`, a declaration of services over the repository's catalog.
+    pub(crate) fn declared(doc: serde_json::Value) -> Secured {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+        let catalog = eventhub_codegen::Catalog::load(&dir).expect("the catalog");
+        let services = Services::parse(Path::new("services.json"), &doc, &catalog)
+            .unwrap_or_else(|e| panic!("a valid declaration: {e}"));
+        let conf = NatsConfig::new(&services).render().unwrap();
+        Self::run(services, conf)
+    }
+
+    fn run(services: Services, conf: String) -> Secured {
+        let mut conf = conf.replace(".nats-data", STORE_DIR_PLACEHOLDER);
         for user in services.users() {
             let var = format!("${}", eventhub::client::service_password_var(&user.name));
             assert!(conf.contains(&var), "nats.conf reads {var}");
@@ -872,4 +886,194 @@ async fn the_generated_config_with_nkeys_admits_each_user_by_its_seed() {
     .await
     .expect_err("auth's key carries auth's permissions");
     assert_eq!(err.kind(), ConsumeErrorKind::PermissionDenied, "{err}");
+}
+
+// --- Scheduled events under the generated permissions ---------------------------------------
+
+/// `shop` owns ORDERS (a stream with schedules), `auth` consumes its orders.
+fn shop_and_auth() -> Secured {
+    Secured::declared(serde_json::json!({
+        "operators": ["ops"],
+        "services": {
+            "shop": { "publishes": ["order.placed"] },
+            "auth": {
+                "publishes": ["user.created"],
+                "consumes": [{ "event": "order.placed" }]
+            }
+        }
+    }))
+}
+
+fn order_placed(id: u8) -> eventhub_catalog::events::order::PlacedV1 {
+    let money = serde_json::json!({"amount_minor": 100, "currency": "EUR"});
+    serde_json::from_value(serde_json::json!({
+        "order_id": format!("0190a000-0000-7000-8000-0000000000{id:02}"),
+        "user_id": "0190a000-0000-7000-8000-000000000001",
+        "line_items": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": money, "total": money}],
+        "subtotal": money, "tax": money, "shipping": money, "total": money,
+        "shipping_address": {"line1": "1 Main St", "city": "Utrecht", "country": "NL"},
+        "placed_at": "2026-12-04T10:00:00Z",
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_schedules_and_cancels_its_own_events_under_the_generated_config() {
+    use eventhub_catalog::events::order;
+    let s = shop_and_auth();
+    let _ops = s.ops().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let auth = s.connect("auth").await;
+    let handle = auth
+        .consumer::<order::Placed>(quick())
+        .await
+        .expect("auth consumes orders")
+        .spawn(move |env| {
+            let _ = tx.send(env.meta().clone());
+            async { Ok(()) }
+        });
+    let shop = s.connect("shop").await;
+    let publisher = shop.publisher();
+    let cancelled = publisher
+        .publish_after(&order_placed(1), Duration::from_secs(1))
+        .await
+        .expect("shop schedules under its own name");
+    assert_eq!(
+        cancelled.subject,
+        format!("schedules.ORDERS.shop.{}", cancelled.receipt.id)
+    );
+    assert!(
+        publisher
+            .cancel_schedule("ORDERS", &cancelled.key)
+            .await
+            .expect("shop cancels its own schedule without the purge API"),
+        "it was pending"
+    );
+    assert!(
+        !publisher
+            .cancel_schedule("ORDERS", &cancelled.key)
+            .await
+            .unwrap(),
+        "nothing left to cancel"
+    );
+    // Due after the cancelled one would have fired.
+    let kept = publisher
+        .publish_after(&order_placed(2), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let meta = next(&mut rx, 10).await;
+    // Delivered with its envelope: id, type, source, the scheduler mark.
+    assert_eq!(meta.id, kept.receipt.id);
+    assert_eq!(meta.event_type, "order.placed");
+    assert_eq!(meta.source.as_deref(), Some("shop"));
+    assert_eq!(meta.scheduler.as_deref(), Some(kept.subject.as_str()));
+    assert_eq!(meta.occurrence, None, "a one-shot schedule");
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.handled, 1, "the cancelled one never fired: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_can_neither_schedule_nor_cancel_in_another_services_name() {
+    use eventhub_catalog::events::order;
+    let s = shop_and_auth();
+    let ops = s.ops().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handle = s
+        .connect("auth")
+        .await
+        .consumer::<order::Placed>(quick())
+        .await
+        .unwrap()
+        .spawn(move |env| {
+            let _ = tx.send(env.meta().id.clone());
+            async { Ok(()) }
+        });
+    let shop = s.connect("shop").await;
+    let victim = shop
+        .publisher()
+        .schedule(
+            &order_placed(3),
+            eventhub::publish::Schedule::after(Duration::from_secs(3)).key("reminder"),
+            eventhub::PublishOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    // auth, posing as shop (its SDK then writes in shop's namespace): denied.
+    let posing = Client::connect(
+        ConnectOptions::new("shop")
+            .url(s.server.client_url())
+            .user_password("auth", password("auth"))
+            .inbox_prefix("_INBOX_auth")
+            .request_timeout(Duration::from_secs(3)),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let err = posing
+        .publisher()
+        .schedule(
+            &order_placed(4),
+            eventhub::publish::Schedule::after(Duration::from_secs(1)).key("reminder"),
+            eventhub::PublishOptions::default(),
+        )
+        .await
+        .expect_err("replacing shop's schedule");
+    assert_eq!(err.kind(), PublishErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.to_string().contains("`schedules.ORDERS.shop.reminder`"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "not a timeout");
+    // shop, posing as another service: its grant is its own name only.
+    let elsewhere = Client::connect(
+        ConnectOptions::new("billing")
+            .url(s.server.client_url())
+            .user_password("shop", password("shop"))
+            .inbox_prefix("_INBOX_shop"),
+    )
+    .await
+    .unwrap();
+    let err = elsewhere
+        .publisher()
+        .publish_after(&order_placed(5), Duration::from_secs(1))
+        .await
+        .expect_err("outside shop's namespace");
+    assert_eq!(err.kind(), PublishErrorKind::PermissionDenied, "{err}");
+
+    // auth cancelling shop's schedule: the marker is outside its grant...
+    let err = s
+        .connect("auth")
+        .await
+        .publisher()
+        .cancel_schedule_subject("ORDERS", &victim.subject)
+        .await
+        .expect_err("cancelling shop's schedule");
+    assert_eq!(err.kind(), PublishErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.to_string()
+            .contains("`schedules.ORDERS.shop.reminder.cancelled`"),
+        "{err}"
+    );
+    // ...and so is the purge API.
+    let purge = s
+        .connect("auth")
+        .await
+        .jetstream()
+        .get_stream_no_info("ORDERS")
+        .await
+        .unwrap()
+        .purge()
+        .filter(victim.subject.clone())
+        .await;
+    assert!(purge.is_err(), "{purge:?}");
+
+    // shop's schedule is intact: its event arrives, and only it.
+    assert_eq!(next(&mut rx, 15).await, victim.receipt.id);
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.handled, 1, "{stats:?}");
+    // Nothing but the fired event is left in ORDERS (the one-shot schedule was purged by the
+    // server when it fired; no attacker's message was stored).
+    let mut orders = ops.jetstream().get_stream("ORDERS").await.unwrap();
+    assert_eq!(orders.info().await.unwrap().state.messages, 1);
 }

@@ -66,6 +66,9 @@ pub struct Published {
     pub event_type: String,
     /// The stream that stores it.
     pub stream: String,
+    /// Whether that stream holds message schedules: the service then schedules its events
+    /// under `schedules.<stream>.<service>.>`.
+    pub schedules: bool,
     /// The subject of every version in the catalog (`events.user.created.v1`, …).
     pub subjects: Vec<String>,
 }

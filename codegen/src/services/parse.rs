@@ -39,6 +39,8 @@ const GATEWAY_KEYS: &[&str] = &["name", "description", "publishes_for"];
 /// What the catalog says about one event type.
 struct EventType {
     stream: String,
+    /// Whether its stream holds message schedules (`allow_msg_schedules`).
+    schedules: bool,
     /// (version, subject), by version.
     versions: Vec<(u32, String)>,
 }
@@ -62,8 +64,13 @@ struct Parser<'a> {
 pub(super) fn parse(file: &Path, doc: &Value, catalog: &Catalog) -> Result<Services, Error> {
     let mut types: BTreeMap<String, EventType> = BTreeMap::new();
     for e in catalog.events() {
+        let schedules = catalog
+            .streams
+            .iter()
+            .any(|s| s.name == e.stream && s.allow_msg_schedules);
         let t = types.entry(e.event_type.clone()).or_insert(EventType {
             stream: e.stream.clone(),
+            schedules,
             versions: Vec::new(),
         });
         t.versions.push((e.version, e.subject.clone()));
@@ -161,6 +168,7 @@ impl Parser<'_> {
             ),
         }
         self.unpublished_consumptions(&services);
+        self.one_publisher_per_schedule_stream(&services);
         let gateway = match root.get("gateway") {
             None => None,
             Some(v) => self.gateway(v, &services),
@@ -338,9 +346,11 @@ impl Parser<'_> {
             }
             self.owners
                 .insert(ty.to_string(), (service.to_string(), p.clone()));
+            let schedules = self.types.get(ty).is_some_and(|t| t.schedules);
             out.push(Published {
                 event_type: ty.to_string(),
                 stream,
+                schedules,
                 subjects: versions.into_iter().map(|(_, s)| s).collect(),
             });
         }
@@ -642,6 +652,40 @@ impl Parser<'_> {
             }
         }
         (self.diags.len() == before).then(|| out.into_iter().collect())
+    }
+
+    /// A stream that allows message schedules accepts rollup headers from every publisher
+    /// (nats-server turns `allow_rollup_hdrs` on with `allow_msg_schedules`), and a message with
+    /// `Nats-Rollup: all` on any subject of the stream purges the whole stream; a message with
+    /// `Nats-Schedule-Next: purge` purges any schedule in it. Subject permissions cannot refuse
+    /// a header, so only the stream's one owner may publish into it.
+    fn one_publisher_per_schedule_stream(&mut self, services: &[Service]) {
+        let mut first: BTreeMap<&str, &str> = BTreeMap::new();
+        for s in services {
+            for (i, p) in s.publishes.iter().enumerate() {
+                if !p.schedules {
+                    continue;
+                }
+                match first.get(p.stream.as_str()) {
+                    None => {
+                        first.insert(&p.stream, &s.name);
+                    }
+                    Some(owner) if *owner == s.name => {}
+                    Some(owner) => self.err(
+                        format!("{}/publishes/{i}", pointer_push("/services", &s.name)),
+                        format!(
+                            "`{}` publishes `{}` into stream {}, which `{owner}` publishes into \
+                             too: a stream with `allow_msg_schedules` takes rollup headers from \
+                             any publisher (nats-server requires `allow_rollup_hdrs` for \
+                             schedules), so one service could purge the other's events \
+                             (`Nats-Rollup: all`) or cancel its schedules; give each service \
+                             its own stream with schedules",
+                            s.name, p.event_type, p.stream
+                        ),
+                    ),
+                }
+            }
+        }
     }
 
     fn unpublished_consumptions(&mut self, services: &[Service]) {

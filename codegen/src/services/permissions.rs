@@ -6,6 +6,7 @@
 //! | grant | for |
 //! |---|---|
 //! | `events.<type>.v<N>` (each version of each owned type) | `Publisher::publish` |
+//! | `schedules.<stream>.<service>.>` (each stream with `allow_msg_schedules` it publishes into) | `Publisher::schedule` and its kin store schedules under the service's own name, `Publisher::cancel_schedule` publishes the cancel marker there |
 //! | `$JS.API.STREAM.INFO.<stream>` | `Client::consumer` looks its stream up |
 //! | `$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>` | `Client::consumer` creates or updates its durable; the filter rides in the subject, so the grant pins it |
 //! | `$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>` | pull requests |
@@ -284,6 +285,11 @@ fn service_permissions(s: &Service) -> Permissions {
     for p in &s.publishes {
         for subject in &p.subjects {
             push(&mut allow, subject.clone());
+        }
+        if p.schedules {
+            // Its own namespace only: a schedule on another service's subject would replace
+            // that service's schedule (one schedule per subject).
+            push(&mut allow, format!("schedules.{}.{}.>", p.stream, s.name));
         }
     }
     let mut bare_creates = Vec::new();

@@ -23,6 +23,7 @@ use crate::counters::ConsumerCounters as Counters;
 use crate::dlq::{self, DeadLetterReason};
 use crate::error::DecodeError;
 use crate::publish::Publisher;
+use crate::publish::schedule_headers;
 use crate::wire::crypto::{Decryptor, Keyring};
 use crate::wire::headers::{self, Known};
 use crate::wire::trace::TraceContext;
@@ -118,6 +119,21 @@ pub(super) async fn process<E, S>(
     // Who sent it, proven before anything else reads it.
     if let Some(trust) = shared.client.trust()
         && let Err(why) = trust.verify(&shared_headers, message.subject.as_str(), &message.payload)
+    {
+        Counters::bump(&counters.forged);
+        tracing::warn!(consumer = %shared.name, "eventhub: {stream} #{sequence} is forged: {why}");
+        let decision = decide(Outcome::Forged(&why), delivered, max_deliver(&shared));
+        carry_out(&shared, &message, &failed, decision, None).await;
+        return;
+    }
+
+    if let Some(scheduler) = shared_headers.get(schedule_headers::SCHEDULER)
+        && let Some(why) = forged_schedule(
+            scheduler.as_str(),
+            known.source,
+            message.subject.as_str(),
+            shared.client.trust(),
+        )
     {
         Counters::bump(&counters.forged);
         tracing::warn!(consumer = %shared.name, "eventhub: {stream} #{sequence} is forged: {why}");
@@ -529,6 +545,7 @@ fn metadata(
     published: DateTime<Utc>,
 ) -> Metadata {
     let owned = |v: Option<&str>| v.map(str::to_string);
+    let header = |name: &str| headers_map.get(name).map(|v| v.as_str().to_string());
     Metadata {
         id: event_id(known, &stream, sequence),
         event_type: event_type.to_string(),
@@ -548,7 +565,53 @@ fn metadata(
         correlation_id: owned(known.correlation_id.or(known.id)),
         causation_id: owned(known.causation_id),
         trace: known.traceparent.and_then(TraceContext::parse),
+        scheduler: header(schedule_headers::SCHEDULER),
+        occurrence: header(schedule_headers::SCHEDULE_NEXT).filter(|next| next.as_str() != PURGE),
         headers: headers_map.clone(),
+    }
+}
+
+/// `Nats-Schedule-Next` of the event a one-shot schedule published (the schedule is purged).
+const PURGE: &str = "purge";
+
+/// Why a scheduled event (one carrying `Nats-Scheduler`) is forged, if it is. The server
+/// publishes a schedule's event on the schedule's `Nats-Schedule-Target`, whatever the
+/// permissions of the service that stored it, and copies another subject's last message
+/// when asked (`Nats-Schedule-Source`): the schedule's namespace must name the event's
+/// `ce-source`, and that service must be the type's declared publisher when the trust knows it.
+fn forged_schedule(
+    scheduler: &str,
+    source: Option<&str>,
+    subject: &str,
+    trust: Option<&crate::wire::signing::Trust>,
+) -> Option<String> {
+    let source_text = source.unwrap_or("(none)");
+    match crate::topology::schedule_owner(scheduler) {
+        Some(owner) if Some(owner) == source => {}
+        Some(owner) => {
+            return Some(format!(
+                "published from schedule `{scheduler}` of service `{owner}`, but its ce-source \
+                 is `{source_text}`: a service schedules only its own events"
+            ));
+        }
+        // `schedules.<stream>.<key>`: eventhub before namespaces (only an operator can write
+        // there under the generated permissions).
+        None if scheduler.starts_with("schedules.") && scheduler.split('.').count() == 3 => {}
+        None => {
+            return Some(format!(
+                "carries Nats-Scheduler `{scheduler}`, which is not a schedule subject \
+                 (schedules.<stream>.<service>.<key>)"
+            ));
+        }
+    }
+    let event_type = parse_subject(subject).map(|(ty, _)| ty)?;
+    match trust.and_then(|t| t.publisher_of(event_type)) {
+        Some(publisher) if Some(publisher) != source => Some(format!(
+            "a scheduled {event_type} event from `{source_text}`, but `{publisher}` publishes \
+             {event_type}: the server published it from a schedule on a subject its service \
+             may not publish to"
+        )),
+        _ => None,
     }
 }
 
@@ -563,6 +626,58 @@ pub(super) async fn give_back(message: jetstream::Message, counters: Arc<Counter
     if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
         tracing::debug!(
             "eventhub: returning a message failed ({e}); it is redelivered after the ack wait"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forged_schedule;
+    use crate::wire::signing::Trust;
+
+    const SUBJECT: &str = "events.user.created.v1";
+
+    #[test]
+    fn a_schedule_vouches_only_for_its_own_services_events() {
+        let own = "schedules.IDENTITY.auth.welcome";
+        assert_eq!(forged_schedule(own, Some("auth"), SUBJECT, None), None);
+        let why = forged_schedule(own, Some("payments"), SUBJECT, None).unwrap();
+        assert!(
+            why.contains("of service `auth`, but its ce-source is `payments`"),
+            "{why}"
+        );
+        assert!(forged_schedule(own, None, SUBJECT, None).is_some());
+        // The type's declared publisher, when the trust knows it.
+        let trust = Trust::new().publisher("user.created", "auth");
+        assert_eq!(
+            forged_schedule(own, Some("auth"), SUBJECT, Some(&trust)),
+            None
+        );
+        let theirs = "schedules.IDENTITY.payments.x";
+        let why = forged_schedule(theirs, Some("payments"), SUBJECT, Some(&trust)).unwrap();
+        assert!(why.contains("`auth` publishes user.created"), "{why}");
+        // Subjects before the namespaces name no service; anything else is no schedule.
+        assert_eq!(
+            forged_schedule(
+                "schedules.IDENTITY.old",
+                Some("auth"),
+                SUBJECT,
+                Some(&trust)
+            ),
+            None
+        );
+        assert!(
+            forged_schedule("schedules.IDENTITY.old", Some("x"), SUBJECT, Some(&trust)).is_some()
+        );
+        assert!(forged_schedule("events.user.created.v1", Some("auth"), SUBJECT, None).is_some());
+        assert!(
+            forged_schedule(
+                "schedules.IDENTITY.auth.k.cancelled",
+                Some("auth"),
+                SUBJECT,
+                None
+            )
+            .is_some()
         );
     }
 }

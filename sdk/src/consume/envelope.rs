@@ -41,6 +41,26 @@ pub struct Metadata {
     pub trace: Option<TraceContext>,
     /// Every header of the message (shared with the dead-letter path, not copied).
     pub headers: std::sync::Arc<HeaderMap>,
+    /// For an event the server published from a schedule: the schedule's subject
+    /// (`Nats-Scheduler`, `schedules.<stream>.<service>.<key>`).
+    pub scheduler: Option<String>,
+    /// For an event a *recurring* schedule published: which occurrence it is, as the server
+    /// marks it (`Nats-Schedule-Next`: when the schedule fires next, RFC 3339). Every occurrence
+    /// carries the schedule's `ce-id`; this tells them apart, and stays the same when one
+    /// occurrence is redelivered. `None` for a one-shot schedule's event and any other event.
+    pub occurrence: Option<String>,
+}
+
+impl Metadata {
+    /// The id that names this event for idempotency and de-duplication: [`Metadata::id`], or
+    /// for an occurrence of a recurring schedule `<id>@<occurrence>` (each occurrence is its own
+    /// event; a redelivery of one is the same). The idempotency guard records this id.
+    pub fn occurrence_id(&self) -> std::borrow::Cow<'_, str> {
+        match &self.occurrence {
+            Some(occurrence) => format!("{}@{occurrence}", self.id).into(),
+            None => self.id.as_str().into(),
+        }
+    }
 }
 
 /// A received event with its metadata. Dereferences to the event.

@@ -253,7 +253,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let config = self.config.clone();
         async move {
-            let key = idempotency::key(&envelope.meta().id);
+            let key = idempotency::key(&envelope.meta().occurrence_id());
             let sequence = envelope.meta().sequence;
             let guard = &config.guard;
             // Waiting for another claim: the consumer keeps the delivery alive meanwhile.

@@ -36,6 +36,12 @@ use crate::wire::proto::Message;
 use crate::wire::trace::{SpanId, TraceContext};
 use crate::wire::{Event, EventInfo};
 
+/// Header: the last sequence expected on the subject [`EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT`]
+/// names (nats-server 2.11).
+const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+/// Header: the subject [`EXPECTED_LAST_SUBJECT_SEQUENCE`] is about, when not the publish subject.
+const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+
 /// Header: how long the stream keeps this message (nats-server 2.11, `allow_msg_ttl`).
 pub const TTL: &str = "Nats-TTL";
 
@@ -254,7 +260,7 @@ impl Publisher {
 
     /// Has the server publish `event` at `when` (nats-server 2.12; the stream needs
     /// `allow_msg_schedules`). The stream stores it now as a schedule under
-    /// `schedules.<STREAM>.<event id>`; consumers receive it, with its envelope, when due.
+    /// `schedules.<STREAM>.<service>.<event id>`; consumers receive it, with its envelope, when due.
     ///
     /// ```no_run
     /// # async fn demo<E: eventhub::Event>(client: eventhub::Client, event: E) -> Result<(), eventhub::error::PublishError> {
@@ -286,8 +292,10 @@ impl Publisher {
     /// Stores `event` as a schedule: once ([`Schedule::at`], [`Schedule::after`]) or again and
     /// again ([`Schedule::every`], [`Schedule::cron`]: nats-server 2.14) until
     /// [cancelled](Publisher::cancel_schedule). Every event the server publishes from a
-    /// recurring schedule carries the same `ce-id` (the schedule's): give consumers that must
-    /// tell occurrences apart the stream sequence, not the id.
+    /// recurring schedule carries the same `ce-id` (the schedule's) and its own occurrence
+    /// ([`Metadata::occurrence`](crate::consume::Metadata::occurrence)): consumers de-duplicate
+    /// on [`Metadata::occurrence_id`](crate::consume::Metadata::occurrence_id), which the
+    /// idempotency guard does.
     pub async fn schedule<E: Event>(
         &self,
         event: &E,
@@ -300,40 +308,80 @@ impl Publisher {
         options.schedule = Some(schedule);
         let receipt = self.publish_with(event, options).await?;
         Ok(Scheduled {
-            subject: crate::topology::schedule_subject(&receipt.stream, &key),
+            subject: crate::topology::schedule_subject(
+                &receipt.stream,
+                self.sink.service_arc(),
+                &key,
+            ),
             receipt,
             key,
         })
     }
 
-    /// Cancels the pending schedule `key` of `stream` (purges its subject). Returns whether
-    /// one was pending; an event the server already published stays published.
+    /// Cancels this service's pending schedule `key` of `stream`. Returns whether one was
+    /// pending; an event the server already published stays published.
+    ///
+    /// Needs no purge permission: the server purges a schedule when a message of its stream
+    /// carries `Nats-Schedule-Next: purge` and `Nats-Scheduler: <the schedule's subject>` (as
+    /// the events it publishes from one-shot schedules do). That marker goes on
+    /// `schedules.<stream>.<service>.<key>.cancelled` (within the service's namespace, and a
+    /// rollup there: at most one marker per key stays in the stream).
     pub async fn cancel_schedule(&self, stream: &str, key: &str) -> Result<bool, PublishError> {
+        let subject = crate::topology::schedule_subject(stream, self.sink.service_arc(), key);
+        self.cancel_schedule_subject(stream, &subject).await
+    }
+
+    /// Cancels the schedule waiting on `subject` of `stream`, whoever stored it (an operator
+    /// also reaches the subjects of eventhub before the namespaces, `schedules.<stream>.<key>`,
+    /// and those of other services, which the generated permissions deny a service). Returns
+    /// whether one was pending.
+    pub async fn cancel_schedule_subject(
+        &self,
+        stream: &str,
+        subject: &str,
+    ) -> Result<bool, PublishError> {
         let Sink::Nats(client) = &self.sink else {
             return Err(PublishError::new(
                 PublishErrorKind::Rejected,
                 "a recording publisher keeps no schedules to cancel",
             ));
         };
-        let subject = crate::topology::schedule_subject(stream, key);
-        let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
-            PublishError::with_source(
-                PublishErrorKind::Rejected,
-                format!("could not cancel schedule `{subject}` of stream {stream}"),
-                e,
-            )
+        let marker = crate::topology::cancel_marker_subject(subject);
+        let send = |probe: bool| {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(schedule::SCHEDULE_NEXT, "purge");
+            headers.insert(schedule::SCHEDULER, subject);
+            // Schedule streams take rollups (the server requires them): one marker per key.
+            headers.insert(async_nats::header::NATS_ROLLUP, "sub");
+            if probe {
+                // Refused when a message waits on the schedule's subject: then one is pending.
+                headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+                headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT, subject);
+            }
+            let marker = marker.clone();
+            async move {
+                let sent_at = Instant::now();
+                let ack = client
+                    .jetstream()
+                    .publish_with_headers(marker.clone(), headers, Bytes::new())
+                    .await;
+                let ack = match ack {
+                    Ok(ack) => ack.await,
+                    Err(e) => Err(e),
+                };
+                ack.map_err(|e| (e, sent_at))
+            }
         };
-        let js_stream = client
-            .jetstream()
-            .get_stream_no_info(stream)
-            .await
-            .map_err(|e| failed(e.into()))?;
-        let purged = js_stream
-            .purge()
-            .filter(subject.clone())
-            .await
-            .map_err(|e| failed(e.into()))?;
-        Ok(purged.purged > 0)
+        let what = format!("cancel of schedule `{subject}`");
+        match send(true).await {
+            // Nothing was waiting: the marker purged nothing.
+            Ok(_) => Ok(false),
+            Err((e, _)) if e.kind() == NatsKind::WrongLastSequence => match send(false).await {
+                Ok(_) => Ok(true),
+                Err((e, since)) => Err(map_publish_error(client, e, &marker, stream, &what, since)),
+            },
+            Err((e, since)) => Err(map_publish_error(client, e, &marker, stream, &what, since)),
+        }
     }
 
     /// An atomic group: events (of any types, of one stream) the stream stores all or none.
@@ -578,6 +626,7 @@ impl Publisher {
             }
             subject = Some(crate::topology::schedule_subject(
                 target.stream,
+                self.sink.service_arc(),
                 schedule.key_or(&id),
             ));
         }
@@ -588,13 +637,16 @@ impl Publisher {
                 future: client
                     .jetstream()
                     .publish_with_headers(
-                        subject.unwrap_or_else(|| target.subject.to_string()),
+                        subject
+                            .clone()
+                            .unwrap_or_else(|| target.subject.to_string()),
                         headers,
                         payload,
                     )
                     .await
                     .map_err(|e| {
-                        map_publish_error(client, e, target.subject, target.stream, &id, sent_at)
+                        let sent_on = subject.as_deref().unwrap_or(target.subject);
+                        map_publish_error(client, e, sent_on, target.stream, &id, sent_at)
                     })?,
                 client: client.clone(),
             },
@@ -611,7 +663,7 @@ impl Publisher {
             trace,
             parent,
             counters: counters.clone(),
-            scheduled: options.schedule.is_some(),
+            schedule_subject: subject,
         })
     }
 
@@ -802,8 +854,9 @@ struct PendingAck {
     parent: Option<SpanId>,
     /// Where the latency of an acknowledged publish is recorded.
     counters: Arc<PublishCounters>,
-    /// Whether it was sent as a schedule (on `schedules.<STREAM>.<key>`).
-    scheduled: bool,
+    /// The subject of its schedule, when it was sent as one
+    /// (`schedules.<STREAM>.<service>.<key>`): where it was published.
+    schedule_subject: Option<String>,
 }
 
 impl PendingAck {
@@ -830,9 +883,12 @@ impl PendingAck {
             ack,
             sent_at,
             counters,
-            scheduled,
+            schedule_subject,
             ..
         } = self;
+        let scheduled = schedule_subject.is_some();
+        // Permissions are about the subject it was published on.
+        let sent_on = schedule_subject.as_deref().unwrap_or(subject);
         let (future, client) = match ack {
             Ack::Nats { future, client } => (future, client),
             Ack::Recorded(stored) => return (id, Ok(stored)),
@@ -841,8 +897,8 @@ impl PendingAck {
         let result = tokio::select! {
             biased;
             r = std::future::IntoFuture::into_future(future) => r,
-            () = permissions.wait_denied(subject, sent_at) => {
-                return (id, Err(permission_denied(&client, subject)));
+            () = permissions.wait_denied(sent_on, sent_at) => {
+                return (id, Err(permission_denied(&client, sent_on)));
             }
         };
         if result.is_ok() {
@@ -854,7 +910,7 @@ impl PendingAck {
                 sequence: ack.sequence,
                 duplicate: ack.duplicate,
             })
-            .map_err(|e| map_publish_error(&client, e, subject, stream, &id, sent_at))
+            .map_err(|e| map_publish_error(&client, e, sent_on, stream, &id, sent_at))
             .map_err(|e| {
                 // No stream captures the schedule subject: the stream exists (or the plain
                 // publish would fail alike) but was not provisioned for schedules.

@@ -1,12 +1,23 @@
 //! Scheduled and delayed events over JetStream message schedules (`Nats-Schedule`).
 //!
-//! A schedule is a message of the event's own stream, on `schedules.<STREAM>.<key>`, that
+//! A schedule is a message of the event's own stream, on `schedules.<STREAM>.<service>.<key>`
+//! (the publishing service's namespace: see [`crate::topology::schedule_subject`]), that
 //! carries the event (its payload and its CloudEvents headers) plus the `Nats-Schedule*`
 //! headers; at the due time the *server* publishes a copy on the event's subject, without the
 //! schedule's `Nats-Schedule*`, `Nats-Msg-Id` and `Nats-Expected-*` headers and with
 //! `Nats-Scheduler` (the schedule's subject) added. Consumers see an ordinary event with its
 //! `ce-id`, type and source. A one-shot schedule is then removed; a recurring one stays until
 //! it is cancelled. One schedule per key: a new one with the same key replaces it.
+//!
+//! Each event a recurring schedule publishes also carries `Nats-Schedule-Next` (when the
+//! schedule fires next), which the server sets and a client cannot (it may only send
+//! `purge`): a consumer tells occurrences apart by it
+//! ([`Metadata::occurrence_id`](crate::consume::Metadata::occurrence_id)).
+//!
+//! The server publishes the event itself, whatever the subject permissions of the service that
+//! stored the schedule: a consumer checks that `Nats-Scheduler` names the event's `ce-source`
+//! (and, when its [`Trust`](crate::wire::signing::Trust) declares publishers, that this
+//! service publishes the type), and dead-letters the event as forged otherwise.
 
 use std::time::Duration;
 
@@ -221,7 +232,7 @@ pub struct Scheduled {
     pub receipt: Receipt,
     /// The schedule's key ([`Schedule::key`], or the event id).
     pub key: String,
-    /// The subject the schedule waits on: `schedules.<STREAM>.<key>`.
+    /// The subject the schedule waits on: `schedules.<STREAM>.<service>.<key>`.
     pub subject: String,
 }
 

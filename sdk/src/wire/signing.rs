@@ -77,11 +77,14 @@ impl Signer {
     }
 }
 
-/// The public keys each service signs with: what a consumer checks events against.
+/// The public keys each service signs with, and which service publishes which event type:
+/// what a consumer checks events against.
 #[derive(Clone, Default)]
 pub struct Trust {
     keys: HashMap<String, Vec<(String, Arc<nkeys::KeyPair>)>>,
     require_all: bool,
+    /// Event type -> the service that publishes it.
+    publishers: HashMap<String, String>,
 }
 
 impl fmt::Debug for Trust {
@@ -92,9 +95,12 @@ impl fmt::Debug for Trust {
             .map(|(s, k)| (s, k.iter().map(|(p, _)| p).collect::<Vec<_>>()))
             .collect();
         services.sort();
+        let mut publishers: Vec<_> = self.publishers.iter().collect();
+        publishers.sort();
         f.debug_struct("Trust")
             .field("services", &services)
             .field("require_all", &self.require_all)
+            .field("publishers", &publishers)
             .finish()
     }
 }
@@ -115,7 +121,9 @@ impl PartialEq for Trust {
             v.sort();
             v
         };
-        self.require_all == other.require_all && keys(self) == keys(other)
+        self.require_all == other.require_all
+            && keys(self) == keys(other)
+            && self.publishers == other.publishers
     }
 }
 
@@ -165,6 +173,21 @@ impl Trust {
     pub fn require_all(mut self) -> Self {
         self.require_all = true;
         self
+    }
+
+    /// Declares `service` as the publisher of `event_type` (`user.created`), as the declaration
+    /// of services does. The server publishes the events of a schedule itself, whatever the
+    /// permissions of the service that stored it: a scheduled event of a type whose declared
+    /// publisher is not its `ce-source` is forged.
+    pub fn publisher(mut self, event_type: &str, service: &str) -> Self {
+        self.publishers
+            .insert(event_type.to_string(), service.to_string());
+        self
+    }
+
+    /// The declared publisher of `event_type`, if any.
+    pub fn publisher_of(&self, event_type: &str) -> Option<&str> {
+        self.publishers.get(event_type).map(String::as_str)
     }
 
     /// Whether events from `service` must be signed.
