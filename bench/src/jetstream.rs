@@ -80,8 +80,8 @@ pub(crate) async fn run(
     for task in tasks {
         task.await??;
     }
-    let concurrent = (n / GROUP / IN_FLIGHT * GROUP * IN_FLIGHT) as f64
-        / started.elapsed().as_secs_f64();
+    let concurrent =
+        (n / GROUP / IN_FLIGHT * GROUP * IN_FLIGHT) as f64 / started.elapsed().as_secs_f64();
     report.rows.push(Row::of(
         Section::Scale,
         "typical",
