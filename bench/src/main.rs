@@ -54,6 +54,7 @@ mod jetstream;
 mod measure;
 mod patterns;
 mod peers;
+mod plan;
 mod scale;
 mod scenarios;
 mod sdk;
@@ -65,65 +66,6 @@ use anyhow::Context;
 use eventhub_catalog::events::{auth, order};
 
 use crate::measure::{Report, Row, Section, Target};
-
-/// What the run covers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Plan {
-    pub(crate) pipelined: usize,
-    pub(crate) awaited: usize,
-    pub(crate) consumed: usize,
-    pub(crate) latency_secs: u64,
-    /// Runs per side behind each row, the sides alternating.
-    pub(crate) rounds: usize,
-    pub(crate) codegen: &'static [usize],
-    /// Events a run for the peers' pipelined publish and consume (their awaited publish takes
-    /// `awaited`).
-    pub(crate) peer_events: usize,
-    /// Rounds of the peer comparisons (each round runs both peers and eventhub).
-    pub(crate) peer_rounds: usize,
-    /// Rounds (runs per side) of the scale rows.
-    pub(crate) scale_rounds: usize,
-    /// Events per bench stream for the 50 consumers (each reads them all).
-    pub(crate) fanout_events: usize,
-    /// Events in the backlog drained by 4 instances.
-    pub(crate) backlog: usize,
-    /// Events a run for the R1 / R3 rows.
-    pub(crate) cluster_events: usize,
-    /// Payload bytes a run for the size rows (so fewer events of a bigger size).
-    pub(crate) size_bytes: usize,
-}
-
-const FULL: Plan = Plan {
-    pipelined: 100_000,
-    awaited: 5_000,
-    consumed: 100_000,
-    latency_secs: 5,
-    rounds: 7,
-    codegen: &[10, 100, 1000],
-    peer_events: 20_000,
-    peer_rounds: 3,
-    scale_rounds: 3,
-    fanout_events: 10_000,
-    backlog: 1_000_000,
-    cluster_events: 50_000,
-    size_bytes: 256 << 20,
-};
-
-const QUICK: Plan = Plan {
-    pipelined: 10_000,
-    awaited: 500,
-    consumed: 10_000,
-    latency_secs: 1,
-    rounds: 1,
-    codegen: &[10, 100],
-    peer_events: 2_000,
-    peer_rounds: 1,
-    scale_rounds: 1,
-    fanout_events: 200,
-    backlog: 20_000,
-    cluster_events: 5_000,
-    size_bytes: 8 << 20,
-};
 
 /// The parts of a run, for `--only`.
 const PARTS: [&str; 10] = [
@@ -157,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let json = args.iter().any(|a| a == "--json");
     let quick = args.iter().any(|a| a == "--quick");
-    let plan = if quick { QUICK } else { FULL };
+    let plan = if quick { plan::QUICK } else { plan::FULL };
     let mut only: Option<Vec<String>> = None;
     let mut rest = args.iter();
     while let Some(a) = rest.next() {

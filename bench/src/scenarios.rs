@@ -1,8 +1,6 @@
 //! The scenarios, each run for raw async-nats and for eventhub.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,14 +11,12 @@ use eventhub::Client;
 use eventhub::Consumable;
 use eventhub::Event;
 use futures::StreamExt;
-use tokio::sync::Notify;
 
-use crate::Plan;
 use crate::measure::{Meter, Row, Run, Target, quantile};
+use crate::plan::Plan;
+pub(crate) use crate::plan::{Clock, WINDOW, env_number};
 use crate::sdk;
 
-/// Publishes kept in flight by both sides' pipelines.
-pub(crate) const WINDOW: usize = 4096;
 /// Handlers for the concurrent consume runs.
 pub(crate) const HANDLERS: usize = 8;
 
@@ -95,11 +91,6 @@ pub(crate) fn sides(round: usize) -> [Side; 2] {
     } else {
         [Side::Sdk, Side::Raw]
     }
-}
-
-/// A number from the environment variable `name`, if set and valid.
-pub(crate) fn env_number(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 pub(crate) fn throughput(raw: &Run, sdk: &Run) -> f64 {
@@ -671,71 +662,4 @@ fn quantiles(sorted: &[u64]) -> String {
         quantile(sorted, 0.99),
         quantile(sorted, 0.999)
     )
-}
-
-/// Send and receive times of a latency run, by event index (ids `lat-<run>-<i>`).
-#[derive(Clone)]
-pub(crate) struct Clock {
-    base: Instant,
-    /// Distinguishes this run's ids from earlier runs' (the stream de-duplicates ids).
-    pub(crate) run: String,
-    sent: Arc<Vec<AtomicU64>>,
-    latencies: Arc<Mutex<Vec<u64>>>,
-    done: Arc<Notify>,
-    total: usize,
-}
-
-impl Clock {
-    pub(crate) fn new(total: usize) -> Self {
-        Self {
-            base: Instant::now(),
-            run: uuid::Uuid::now_v7().simple().to_string(),
-            sent: Arc::new((0..total).map(|_| AtomicU64::new(0)).collect()),
-            latencies: Arc::new(Mutex::new(Vec::with_capacity(total))),
-            done: Arc::new(Notify::new()),
-            total,
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-
-    pub(crate) fn sent(&self, i: usize) {
-        self.sent[i].store(self.now(), Ordering::Relaxed);
-    }
-
-    pub(crate) fn received(&self, id: &str) {
-        let Some(i) = id
-            .rsplit('-')
-            .next()
-            .and_then(|i| i.parse::<usize>().ok())
-            .filter(|i| *i < self.total)
-        else {
-            return;
-        };
-        let micros = (self
-            .now()
-            .saturating_sub(self.sent[i].load(Ordering::Relaxed)))
-            / 1000;
-        let mut l = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
-        l.push(micros);
-        if l.len() == self.total {
-            self.done.notify_one();
-        }
-    }
-
-    pub(crate) async fn all_received(&self) {
-        self.done.notified().await;
-    }
-
-    pub(crate) fn latencies(&self) -> Vec<u64> {
-        let mut l = self
-            .latencies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        l.sort_unstable();
-        l
-    }
 }

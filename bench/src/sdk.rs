@@ -28,7 +28,7 @@ use eventhub_catalog::events::order;
 use tokio::sync::Notify;
 
 use crate::measure::{Meter, Run};
-use crate::scenarios::{Clock, WINDOW, env_number};
+use crate::plan::{Clock, WINDOW, env_number};
 
 /// A client of service `bench` at `url`.
 /// A client of service `bench` signing what it publishes with a new nkey and verifying, with

@@ -3,13 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-
-use crate::server::Shared;
 
 #[derive(Debug, Default)]
 pub(crate) struct HttpMetrics {
@@ -18,7 +11,7 @@ pub(crate) struct HttpMetrics {
 }
 
 impl HttpMetrics {
-    fn observe(&self, route: String, status: u16, seconds: f64) {
+    pub(crate) fn observe(&self, route: String, status: u16, seconds: f64) {
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry((route, status)).or_default();
         entry.0 += 1;
@@ -49,20 +42,4 @@ impl HttpMetrics {
         }
         out
     }
-}
-
-pub(crate) async fn record(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    // The matched route, never the raw path: a client cannot grow the label set.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let start = Instant::now();
-    let response = next.run(request).await;
-    state.metrics.observe(
-        route,
-        response.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
-    response
 }

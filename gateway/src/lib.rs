@@ -35,7 +35,9 @@ mod http_metrics;
 pub mod openapi;
 pub mod publish;
 mod server;
+mod state;
 pub mod stream;
 
 pub use error::{ApiError, ErrorCode, StartError};
-pub use server::{Config, Gateway};
+pub use server::Gateway;
+pub use state::Config;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorCode, FieldError};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// The longest event id accepted (it becomes the `Nats-Msg-Id` and `ce-id` headers).
 pub const MAX_ID_LEN: usize = 128;
@@ -311,7 +311,7 @@ async fn publish_request(
             "the event store is not reachable; nothing was published",
         ));
     }
-    let deadline: Duration = crate::server::publish_deadline(state);
+    let deadline: Duration = crate::state::publish_deadline(state);
     let result = tokio::time::timeout(
         deadline,
         client.publisher().publish_json(info, &data, options),

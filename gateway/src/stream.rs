@@ -37,7 +37,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorCode};
 use crate::feed::{Event, Inbox, Membership};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// The read buffer of a connection (and the largest message it may send).
 const CLIENT_READ_BUFFER: usize = 4 * 1024;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::Generator;
+use super::{Generator, json_data};
 use crate::adversarial::oracle::{Data, Encoding, Fault};
 use eventhub_catalog::events::user;
 
@@ -208,14 +208,5 @@ impl Generator {
             v1: Fault::None,
             v2: Fault::None,
         }
-    }
-}
-
-pub(super) fn json_data(v: Value, v1: Fault, v2: Fault) -> Data {
-    Data {
-        bytes: serde_json::to_vec(&v).expect("JSON"),
-        encoding: Encoding::Json,
-        v1,
-        v2,
     }
 }

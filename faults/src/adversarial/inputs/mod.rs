@@ -3,8 +3,6 @@
 mod data;
 mod headers;
 
-use data::json_data;
-
 use std::fmt;
 
 use eventhub::Event;
@@ -633,5 +631,15 @@ pub(crate) fn short(s: &str) -> String {
         format!("{cut}…({} chars)", s.chars().count())
     } else {
         escaped
+    }
+}
+
+/// JSON data with what each schema version says of it.
+fn json_data(v: Value, v1: Fault, v2: Fault) -> Data {
+    Data {
+        bytes: serde_json::to_vec(&v).expect("JSON"),
+        encoding: Encoding::Json,
+        v1,
+        v2,
     }
 }

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::Form;
 use axum::Router;
@@ -32,72 +31,11 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 
 use crate::auth::{API_KEY_HEADER, Role};
-use crate::server::Shared;
+use crate::state::Shared;
 
-const COOKIE: &str = "eventhub_session";
-const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+use self::state::{COOKIE, Job, SESSION_TTL, Session, random_token};
 
-#[derive(Debug, Clone)]
-struct Session {
-    operator: String,
-    csrf: String,
-    expires: Instant,
-}
-
-/// Signed-in operators, by session id.
-#[derive(Debug, Default)]
-pub(crate) struct Sessions {
-    by_id: Mutex<HashMap<String, Session>>,
-}
-
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    // A failing OS random source is not something to serve sessions without.
-    getrandom::fill(&mut bytes).expect("the OS random source");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl Sessions {
-    fn create(&self, operator: &str) -> (String, Session) {
-        let id = random_token();
-        let session = Session {
-            operator: operator.to_string(),
-            csrf: random_token(),
-            expires: Instant::now() + SESSION_TTL,
-        };
-        let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        map.insert(id.clone(), session.clone());
-        (id, session)
-    }
-
-    fn get(&self, headers: &HeaderMap) -> Option<(String, Session)> {
-        let id = cookie(headers, COOKIE)?;
-        let map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&id)
-            .filter(|s| s.expires > Instant::now())
-            .map(|s| (id.clone(), s.clone()))
-    }
-
-    fn remove(&self, id: &str) {
-        self.by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-    }
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
+pub(crate) mod state;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -867,36 +805,6 @@ async fn job_page(
     page("dead letter job", refresh, &body, Some(&session))
 }
 
-/// A group replay or purge in progress (or done).
-#[derive(Debug)]
-struct Job {
-    replay: bool,
-    total: usize,
-    done: AtomicUsize,
-    /// `id: error` of each entry that failed.
-    failed: Mutex<Vec<String>>,
-    finished: AtomicBool,
-}
-
-/// Group jobs by id, kept an hour.
-#[derive(Debug, Default)]
-pub(crate) struct Jobs {
-    by_id: Mutex<HashMap<String, (Instant, Arc<Job>)>>,
-}
-
-impl Jobs {
-    fn insert(&self, id: String, job: Arc<Job>) {
-        let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(3600));
-        map.insert(id, (Instant::now(), job));
-    }
-
-    fn get(&self, id: &str) -> Option<Arc<Job>> {
-        let map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id).map(|(_, job)| job.clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -916,6 +824,6 @@ mod tests {
             header::COOKIE,
             "a=1; eventhub_session=abc; b=2".parse().unwrap(),
         );
-        assert_eq!(cookie(&h, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(state::cookie(&h, COOKIE).as_deref(), Some("abc"));
     }
 }
