@@ -175,15 +175,15 @@ async fn health(State(state): State<Shared>) -> Response {
 
 async fn metrics(State(state): State<Shared>) -> Response {
     let mut text = state.client.metrics().render().await;
-    text.push_str(&state.metrics.render());
     let (feeds, members) = (state.feeds.running().await, state.feeds.members().await);
-    text.push_str(&format!(
-        "# HELP eventhub_gateway_stream_feeds Live feeds running (one per followed stream).\n\
-         # TYPE eventhub_gateway_stream_feeds gauge\neventhub_gateway_stream_feeds {feeds}\n\
-         # HELP eventhub_gateway_stream_members WebSocket connections reading the live feeds, per stream.\n\
-         # TYPE eventhub_gateway_stream_members gauge\neventhub_gateway_stream_members {members}\n"
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    state.metrics.feeds.set(feeds as i64);
+    state.metrics.members.set(members as i64);
+    text.push_str(&state.metrics.render());
+    (
+        [(header::CONTENT_TYPE, eventhub::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 async fn openapi(State(state): State<Shared>) -> Response {
