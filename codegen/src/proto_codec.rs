@@ -439,7 +439,10 @@ impl Gen<'_> {
                 ::std::result::Result::Ok(())
             }
             #[allow(unused_mut, non_snake_case)]
-            fn #dec(mut b: &[u8]) -> #rt::wire::proto::rt::R<#ty> {
+            fn #dec(mut b: &[u8], depth: u32) -> #rt::wire::proto::rt::R<#ty> {
+                if depth > #rt::wire::proto::rt::MAX_DEPTH {
+                    return ::std::result::Result::Err(#rt::wire::proto::rt::Fail);
+                }
                 #(#slots)*
                 while !b.is_empty() {
                     let (number, wire) = #rt::wire::proto::rt::key(&mut b)?;
@@ -610,7 +613,7 @@ impl Gen<'_> {
                     self.structs.get(ty)?;
                     self.queue.push((j, ty.clone()));
                     let dec = self.dec_fn(j);
-                    quote! { #dec(#rt::delimited(wire, &mut #b)?)? }
+                    quote! { #dec(#rt::delimited(wire, &mut #b)?, depth + 1)? }
                 }
                 Shape::Wrapper => {
                     // An empty wrapper is `null`, an empty array or an empty map.

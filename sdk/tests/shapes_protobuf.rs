@@ -35,10 +35,10 @@ fn check<E: Event + PartialEq>(instance: Value) {
         "{what}"
     );
     // The generated decoder reads its own bytes and the descriptor-driven encoder's.
-    let back = (codec.decode)(&generated).unwrap_or_else(|_| panic!("{what}: does not decode"));
+    let back = (codec.decode)(&generated, 0).unwrap_or_else(|_| panic!("{what}: does not decode"));
     assert_eq!(back, event, "{what}");
     let from_value = proto::encode_value(E::PROTO, &value).unwrap();
-    let back = (codec.decode)(&from_value)
+    let back = (codec.decode)(&from_value, 0)
         .unwrap_or_else(|_| panic!("{what}: does not decode bytes of the JSON value"));
     assert_eq!(back, event, "{what}");
 }
@@ -110,4 +110,45 @@ fn sensitive() {
     use sensitive::shapes::SensitiveV1 as E;
     check::<E>(json!({"user_id": "u", "email": "e@example.com", "phone": null}));
     check::<E>(json!({"user_id": "", "email": "", "phone": "1"}));
+}
+
+/// A hostile payload nesting a recursive message far deeper than any event does is refused,
+/// by the generated decoder and the descriptor-driven one, without exhausting the stack.
+#[test]
+fn deeply_nested_payloads_are_refused() {
+    use nested::shapes::NestedV1 as E;
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    // Node: children = 1, label = 2.
+    let nest = |levels: usize| {
+        let mut node = vec![0x12, 0x01, b'x'];
+        for _ in 0..levels {
+            let mut outer = vec![0x0a];
+            varint(node.len(), &mut outer);
+            outer.extend_from_slice(&node);
+            outer.extend_from_slice(&[0x12, 0x01, b'x']);
+            node = outer;
+        }
+        // NestedV1: billing = 2 (Party: name = 1), tree = 4.
+        let mut bytes = vec![0x12, 0x03, 0x0a, 0x01, b'b', 0x22];
+        varint(node.len(), &mut bytes);
+        bytes.extend_from_slice(&node);
+        bytes
+    };
+    let codec = E::PROTO_CODEC.unwrap();
+    let shallow = nest(50);
+    assert!((codec.decode)(&shallow, 0).is_ok());
+    assert!(proto::decode::<E>(&shallow).is_ok());
+    let deep = nest(5_000);
+    assert!((codec.decode)(&deep, 0).is_err());
+    let err = proto::decode::<E>(&deep).unwrap_err();
+    assert!(
+        err.to_string().contains("nested more than 100 deep"),
+        "{err}"
+    );
 }

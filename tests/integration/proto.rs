@@ -188,7 +188,7 @@ impl EventVisitor for StoredBytes {
                     line.trim()
                 ));
             }
-            match (codec.decode)(&stored) {
+            match (codec.decode)(&stored, 0) {
                 Ok(back) if back == event => {}
                 Ok(back) => self.problems.push(format!(
                     "{what} fixture #{i}: stored bytes decode as {back:?}, not {event:?}"

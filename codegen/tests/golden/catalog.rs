@@ -785,7 +785,11 @@ Constraints: ≥ 1.*/
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shop_cart_checked_out_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<CartCheckedOutV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_cart_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
             let mut f_items: ::std::option::Option<u64> = ::std::default::Default::default();
             while !b.is_empty() {
@@ -838,7 +842,11 @@ Constraints: ≥ 1.*/
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shop_cart_checked_out_v2(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<CartCheckedOutV2> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_cart_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
             let mut f_customer_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
             let mut f_delivery_note: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
@@ -928,7 +936,11 @@ Constraints: ≥ 1.*/
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shop_order_placed_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<OrderPlacedV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_attributes: ::std::collections::HashMap<
                 ::std::string::String,
                 ::std::string::String,
@@ -1002,6 +1014,7 @@ Constraints: ≥ 1.*/
                             .push(
                                 __proto_decode_shop_order_placed_v1__order_placed_v1_line(
                                     ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                    depth + 1,
                                 )?,
                             );
                     }
@@ -1023,6 +1036,7 @@ Constraints: ≥ 1.*/
                         f_total = ::std::option::Option::Some(
                             __proto_decode_shop_order_placed_v1__money(
                                 ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
                             )?,
                         );
                     }
@@ -1072,7 +1086,11 @@ Constraints: ≥ 1.*/
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shop_order_placed_v1__money(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<super::shared::Money> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_amount_minor: ::std::option::Option<u64> = ::std::option::Option::None;
             let mut f_currency: ::std::option::Option<super::shared::Currency> = ::std::option::Option::None;
             while !b.is_empty() {
@@ -1132,7 +1150,11 @@ Constraints: ≥ 1.*/
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shop_order_placed_v1__order_placed_v1_line(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<OrderPlacedV1Line> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_engraving: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
             let mut f_price: ::std::option::Option<super::shared::Money> = ::std::option::Option::None;
             let mut f_quantity: ::std::option::Option<::std::num::NonZeroU64> = ::std::option::Option::None;
@@ -1149,6 +1171,7 @@ Constraints: ≥ 1.*/
                         f_price = ::std::option::Option::Some(
                             __proto_decode_shop_order_placed_v1__money(
                                 ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
                             )?,
                         );
                     }

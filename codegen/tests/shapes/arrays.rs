@@ -283,7 +283,11 @@ pub mod shapes {
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_arrays_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<ArraysV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_grid: ::std::vec::Vec<::std::vec::Vec<i64>> = ::std::default::Default::default();
             let mut f_holes: ::std::vec::Vec<
                 ::std::option::Option<::std::string::String>,

@@ -365,7 +365,11 @@ Constraints: always `"fixed"`.*/
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_enums_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<EnumsV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_channel: ::std::option::Option<EnumsV1Channel> = ::std::option::Option::None;
             let mut f_kind: ::std::option::Option<::serde_json::Value> = ::std::default::Default::default();
             let mut f_maybe: ::std::option::Option<EnumsV1Maybe> = ::std::default::Default::default();

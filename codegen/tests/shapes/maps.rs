@@ -317,7 +317,11 @@ pub mod shapes {
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_maps_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<MapsV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_counts: ::std::collections::HashMap<::std::string::String, u64> = ::std::default::Default::default();
             let mut f_groups: ::std::collections::HashMap<
                 ::std::string::String,
@@ -563,6 +567,7 @@ pub mod shapes {
                                     v39 = ::std::option::Option::Some(
                                         __proto_decode_shapes_maps_v1__maps_v1_point(
                                             ::eventhub::wire::proto::rt::delimited(wire, &mut eb37)?,
+                                            depth + 1,
                                         )?,
                                     );
                                 }
@@ -608,7 +613,11 @@ pub mod shapes {
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_maps_v1__maps_v1_point(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<MapsV1Point> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_x: ::std::option::Option<f64> = ::std::option::Option::None;
             let mut f_y: ::std::option::Option<f64> = ::std::option::Option::None;
             while !b.is_empty() {

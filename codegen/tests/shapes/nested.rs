@@ -285,7 +285,11 @@ pub mod shapes {
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_nested_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<NestedV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_address: ::std::option::Option<NestedV1Address> = ::std::default::Default::default();
             let mut f_billing: ::std::option::Option<NestedV1Party> = ::std::option::Option::None;
             let mut f_shipping: ::std::option::Option<NestedV1Party> = ::std::default::Default::default();
@@ -297,6 +301,7 @@ pub mod shapes {
                         f_address = ::std::option::Option::Some(
                             __proto_decode_shapes_nested_v1__address(
                                 ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
                             )?,
                         );
                     }
@@ -304,6 +309,7 @@ pub mod shapes {
                         f_billing = ::std::option::Option::Some(
                             __proto_decode_shapes_nested_v1__nested_v1_party(
                                 ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
                             )?,
                         );
                     }
@@ -311,6 +317,7 @@ pub mod shapes {
                         f_shipping = ::std::option::Option::Some(
                             __proto_decode_shapes_nested_v1__nested_v1_party(
                                 ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
                             )?,
                         );
                     }
@@ -318,6 +325,7 @@ pub mod shapes {
                         f_tree = ::std::option::Option::Some(
                             __proto_decode_shapes_nested_v1__nested_v1_node(
                                 ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
                             )?,
                         );
                     }
@@ -356,7 +364,11 @@ pub mod shapes {
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_nested_v1__nested_v1_node(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<NestedV1Node> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_children: ::std::vec::Vec<NestedV1Node> = ::std::default::Default::default();
             let mut f_label: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
             while !b.is_empty() {
@@ -367,6 +379,7 @@ pub mod shapes {
                             .push(
                                 __proto_decode_shapes_nested_v1__nested_v1_node(
                                     ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                    depth + 1,
                                 )?,
                             );
                     }
@@ -401,7 +414,11 @@ pub mod shapes {
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_nested_v1__nested_v1_party(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<NestedV1Party> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_name: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
             while !b.is_empty() {
                 let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
@@ -441,7 +458,11 @@ pub mod shapes {
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_nested_v1__address(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<NestedV1Address> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_city: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
             let mut f_street: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
             while !b.is_empty() {

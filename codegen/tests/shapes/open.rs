@@ -349,7 +349,11 @@ pub mod shapes {
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_open_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<OpenV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_any: ::std::option::Option<OpenV1Any> = ::std::default::Default::default();
             let mut f_either: ::std::option::Option<OpenV1Either> = ::std::default::Default::default();
             let mut f_free: ::std::option::Option<::serde_json::Value> = ::std::default::Default::default();

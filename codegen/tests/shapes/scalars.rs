@@ -344,7 +344,11 @@ Constraints: matches `^[A-Z]{3}$`.*/
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_scalars_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<ScalarsV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_at: ::std::option::Option<
                 ::chrono::DateTime<::chrono::offset::Utc>,
             > = ::std::option::Option::None;

@@ -317,7 +317,11 @@ Constraints: sensitive: encrypted when published (`x-sensitive`).*/
         #[allow(unused_mut, non_snake_case)]
         fn __proto_decode_shapes_sensitive_v1(
             mut b: &[u8],
+            depth: u32,
         ) -> ::eventhub::wire::proto::rt::R<SensitiveV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
             let mut f_email: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
             let mut f_phone: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
             let mut f_user_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;

@@ -293,7 +293,7 @@ pub(crate) fn decode_with<E: serde::de::DeserializeOwned>(
     payload: &[u8],
 ) -> Result<E, DecodeError> {
     if let Some(codec) = fast
-        && let Ok(event) = (codec.decode)(payload)
+        && let Ok(event) = (codec.decode)(payload, 0)
     {
         return Ok(event);
     }
@@ -323,7 +323,7 @@ fn decode_via_value<E: serde::de::DeserializeOwned>(
 /// Decodes a protobuf payload of `message` into the event's JSON form.
 pub fn decode_value(message: &'static Message, payload: &[u8]) -> Result<Value, DecodeError> {
     let mut buf = payload;
-    read_message(message, &mut buf).map_err(|f| {
+    read_message(message, &mut buf, 0).map_err(|f| {
         let at = f.path();
         let at = if at.is_empty() {
             String::new()
@@ -357,7 +357,13 @@ fn in_field(m: &Message, number: u32, mut f: Fail) -> Fail {
     f
 }
 
-fn read_message(m: &'static Message, buf: &mut &[u8]) -> Result<Value, Fail> {
+fn read_message(m: &'static Message, buf: &mut &[u8], depth: u32) -> Result<Value, Fail> {
+    if depth > rt::MAX_DEPTH {
+        return Err(Fail::new(format!(
+            "messages nested more than {} deep",
+            rt::MAX_DEPTH
+        )));
+    }
     let mut obj = Map::new();
     while !buf.is_empty() {
         let (number, wire) = decode_key(buf).map_err(|e| Fail {
@@ -365,9 +371,8 @@ fn read_message(m: &'static Message, buf: &mut &[u8]) -> Result<Value, Fail> {
             ..Fail::new(format!("in {}: bad field key ({e})", m.place()))
         })?;
         match m.field(number) {
-            Some(f) => {
-                read_field(f, wire, buf, &mut obj).map_err(|e| in_field(m, number, e).at(f.name))?
-            }
+            Some(f) => read_field(f, wire, buf, &mut obj, depth)
+                .map_err(|e| in_field(m, number, e).at(f.name))?,
             None => skip_field(wire, number, buf, DecodeContext::default()).map_err(|e| Fail {
                 located: true,
                 ..Fail::new(format!(
@@ -404,6 +409,7 @@ fn read_field(
     wire: WireType,
     buf: &mut &[u8],
     obj: &mut Map<String, Value>,
+    depth: u32,
 ) -> Result<(), Fail> {
     let packable = matches!(
         f.kind,
@@ -422,24 +428,26 @@ fn read_field(
             };
             while !packed.is_empty() {
                 let at = items.len();
-                items.push(read_single(f.kind, item_wire, &mut packed).map_err(|e| e.at(at))?);
+                items.push(
+                    read_single(f.kind, item_wire, &mut packed, depth).map_err(|e| e.at(at))?,
+                );
             }
         } else {
             let at = items.len();
-            items.push(read_single(f.kind, wire, buf).map_err(|e| e.at(at))?);
+            items.push(read_single(f.kind, wire, buf, depth).map_err(|e| e.at(at))?);
         }
         return Ok(());
     }
     if let Kind::Map(entry) = f.kind {
         check_wire(WireType::LengthDelimited, wire)?;
         let mut body = take_delimited(buf)?;
-        let (key, value) = read_entry(entry, &mut body)?;
+        let (key, value) = read_entry(entry, &mut body, depth)?;
         if let Value::Object(map) = slot(obj, f.name, || Value::Object(Map::new())) {
             map.insert(key, value);
         }
         return Ok(());
     }
-    let value = read_single(f.kind, wire, buf)?;
+    let value = read_single(f.kind, wire, buf, depth)?;
     // A repeated occurrence of a singular field: the last one wins.
     obj.insert(f.name.to_string(), value);
     Ok(())
@@ -460,7 +468,11 @@ fn slot<'a>(
 
 /// A map entry: key (field 1) and value (field 2); missing ones are protobuf's defaults, as
 /// other producers leave out zero values in map entries.
-fn read_entry(entry: &'static Message, body: &mut &[u8]) -> Result<(String, Value), Fail> {
+fn read_entry(
+    entry: &'static Message,
+    body: &mut &[u8],
+    depth: u32,
+) -> Result<(String, Value), Fail> {
     let value_field = &entry.fields[1];
     let mut key = String::new();
     let mut value = None;
@@ -469,11 +481,14 @@ fn read_entry(entry: &'static Message, body: &mut &[u8]) -> Result<(String, Valu
             decode_key(body).map_err(|e| Fail::new(format!("bad map entry key ({e})")))?;
         match number {
             1 => {
-                if let Value::String(k) = read_single(Kind::String, wire, body)? {
+                if let Value::String(k) = read_single(Kind::String, wire, body, depth)? {
                     key = k;
                 }
             }
-            2 => value = Some(read_single(value_field.kind, wire, body).map_err(|e| e.at(&key))?),
+            2 => {
+                value =
+                    Some(read_single(value_field.kind, wire, body, depth).map_err(|e| e.at(&key))?)
+            }
             _ => skip_field(wire, number, body, DecodeContext::default())
                 .map_err(|e| Fail::new(format!("bad map entry ({e})")))?,
         }
@@ -486,7 +501,7 @@ fn read_entry(entry: &'static Message, body: &mut &[u8]) -> Result<(String, Valu
             Kind::Double => Value::from(0.0),
             Kind::Bool => Value::Bool(false),
             Kind::Json => Value::Null,
-            Kind::Message(m) => read_message(m, &mut &[][..]).map_err(|e| e.at(&key))?,
+            Kind::Message(m) => read_message(m, &mut &[][..], depth + 1).map_err(|e| e.at(&key))?,
             Kind::Map(_) => Value::Object(Map::new()),
         },
     };
@@ -521,7 +536,7 @@ fn take_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Fail> {
     Ok(body)
 }
 
-fn read_single(kind: Kind, wire: WireType, buf: &mut &[u8]) -> Result<Value, Fail> {
+fn read_single(kind: Kind, wire: WireType, buf: &mut &[u8], depth: u32) -> Result<Value, Fail> {
     let varint = |buf: &mut &[u8]| {
         check_wire(WireType::Varint, wire)?;
         decode_varint(buf).map_err(|e| Fail::new(format!("bad varint ({e})")))
@@ -559,14 +574,14 @@ fn read_single(kind: Kind, wire: WireType, buf: &mut &[u8]) -> Result<Value, Fai
         Kind::Message(m) => {
             check_wire(WireType::LengthDelimited, wire)?;
             let mut body = take_delimited(buf)?;
-            read_message(m, &mut body)?
+            read_message(m, &mut body, depth + 1)?
         }
         Kind::Map(entry) => {
             // Only reached for a map inside a wrapper's repeated field, which codegen never
             // produces; decode one entry as a one-key object.
             check_wire(WireType::LengthDelimited, wire)?;
             let mut body = take_delimited(buf)?;
-            let (k, v) = read_entry(entry, &mut body)?;
+            let (k, v) = read_entry(entry, &mut body, depth + 1)?;
             let mut map = Map::new();
             map.insert(k, v);
             Value::Object(map)

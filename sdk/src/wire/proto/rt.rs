@@ -30,13 +30,18 @@ pub struct Fail;
 /// What generated code returns.
 pub type R<T> = Result<T, Fail>;
 
+/// How deep messages may nest in a payload (as prost's default): a recursive schema must not
+/// let a hostile payload exhaust the stack.
+pub const MAX_DEPTH: u32 = 100;
+
 /// The generated encoder and decoder of an event type
 /// ([`Event::PROTO_CODEC`](crate::Event::PROTO_CODEC)).
 pub struct Codec<T> {
     /// Appends the encoded message (its fields, no length) to the buffer.
     pub encode: fn(&T, &mut Vec<u8>) -> R<()>,
-    /// Decodes a whole message.
-    pub decode: fn(&[u8]) -> R<T>,
+    /// Decodes a whole message nested `depth` deep (0 for an event); fails past
+    /// [`MAX_DEPTH`].
+    pub decode: fn(&[u8], u32) -> R<T>,
 }
 
 impl<T> Clone for Codec<T> {
