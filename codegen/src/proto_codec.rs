@@ -608,7 +608,7 @@ impl Gen<'_> {
                 quote! { #rt::read_double::<#ty>(wire, &mut #b)? }
             }
             Kind::Bool if is_named(ty, &["bool"]) => quote! { #rt::read_bool(wire, &mut #b)? },
-            Kind::Message(j) => match self.model.messages[j].shape.clone() {
+            Kind::Message(j) => match self.model.messages[j].shape {
                 Shape::Object => {
                     self.structs.get(ty)?;
                     self.queue.push((j, ty.clone()));
