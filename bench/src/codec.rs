@@ -83,7 +83,7 @@ impl Bench {
             .collect::<Result<_, _>>()?;
         let proto: Vec<Vec<u8>> = events
             .iter()
-            .map(|e| eventhub::wire::proto::encode(E::PROTO, e))
+            .map(|e| eventhub::wire::proto::encode(e))
             .collect::<Result<_, _>>()?;
         let mean = |v: &[Vec<u8>]| v.iter().map(Vec::len).sum::<usize>() as f64 / v.len() as f64;
         let decode = |content_type: &'static str| {
@@ -104,7 +104,7 @@ impl Bench {
                 black_box(serde_json::to_vec(e).expect("encodes"));
             }),
             proto_encode_ns: ns_per_item(&events, |e| {
-                black_box(eventhub::wire::proto::encode(E::PROTO, e).expect("encodes"));
+                black_box(eventhub::wire::proto::encode(e).expect("encodes"));
             }),
             json_decode_ns: ns_per_item(&json, decode(eventhub::wire::codec::JSON)),
             proto_decode_ns: ns_per_item(&proto, decode(eventhub::wire::codec::PROTOBUF)),

@@ -48,10 +48,14 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
     let in_domain = settings(catalog, Place::DomainModule, options.builders);
 
     let mut modules = Vec::new();
+    // typify's structs, read back for the generated protobuf codecs.
+    let mut shared_structs = BTreeMap::new();
     if catalog.shared.values().any(|d| d.origin.is_none()) {
         match typify(&in_shared, &shared_defs) {
             Ok(t) => {
                 let tokens = t.tokens;
+                shared_structs =
+                    crate::proto_codec::structs(&tokens, Some(crate::naming::SHARED_DIR));
                 modules.push(quote! {
                     /// Types defined once in `schemas/shared/` and used by events of every domain.
                     pub mod shared {
@@ -153,6 +157,29 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
             }
         }
         let tokens = typified.tokens;
+        let domain_structs = crate::proto_codec::structs(&tokens, None);
+        let structs = crate::proto_codec::Structs {
+            shared: &shared_structs,
+            domain: &domain_structs,
+        };
+        let mut codec_fns = Vec::new();
+        let mut codecs = BTreeMap::new();
+        for e in events {
+            let key = (e.name.event_type.clone(), e.name.version);
+            let ident = format_ident!("{}", e.name.struct_ident());
+            if let Some((fns, codec)) =
+                crate::proto_codec::event_codec(&rt, &structs, &ident, &protos[catalog_index[&key]])
+            {
+                codec_fns.push(fns);
+                codecs.insert(key, codec);
+            }
+        }
+        // A module for prettyplease to format, which becomes the runtime's `__protobuf!` (kept
+        // with its `protobuf` feature) once formatted: see `PROTOBUF_MODULE`.
+        let codec_fns = (!codec_fns.is_empty()).then(|| {
+            let module = format_ident!("{PROTOBUF_MODULE}");
+            quote! { mod #module { #(#codec_fns)* } }
+        });
         let ours = domain_items(
             &rt,
             &families,
@@ -160,6 +187,7 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
             &sensitive,
             &extensions,
             &catalog_index,
+            &codecs,
         );
         let module_ident = format_ident!("{}", module);
         let doc = format!(
@@ -181,6 +209,7 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
                 #tokens
                 #ours
                 #domain_enum
+                #codec_fns
             }
         });
     }
@@ -204,8 +233,21 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
             message: format!("internal error: generated tokens do not parse: {e}"),
         }])
     })?;
-    Ok(format!("{HEADER}{}", prettyplease::unparse(&parsed)))
+    let text = prettyplease::unparse(&parsed).replace(
+        &format!("    mod {PROTOBUF_MODULE} {{\n"),
+        &format!(
+            "    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),\n    \
+             // kept when eventhub is built with its `protobuf` feature.\n    \
+             {runtime}::__protobuf! {{\n"
+        ),
+    );
+    Ok(format!("{HEADER}{text}"))
 }
+
+/// The name of the module the generated protobuf functions of a domain are written in, which
+/// the formatted text turns into a `__protobuf!` invocation: prettyplease formats the items of a
+/// module, not the tokens of a macro.
+const PROTOBUF_MODULE: &str = "__eventhub_protobuf";
 
 /// Which module typify generates into.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -471,6 +513,7 @@ fn domain_items(
     sensitive: &SensitiveFields,
     extensions: &BTreeMap<(String, u32), crate::extensions::Extensions>,
     catalog_index: &BTreeMap<(String, u32), usize>,
+    codecs: &BTreeMap<(String, u32), TokenStream>,
 ) -> TokenStream {
     let mut items = Vec::new();
     let mut subjects = Vec::new();
@@ -545,6 +588,7 @@ fn domain_items(
                 #[doc = #subject_doc]
                 pub const #const_name: &str = #subject;
             });
+            let codec = codecs.get(&(e.name.event_type.clone(), e.name.version));
             items.push(quote! {
                 impl #rt::Event for #ident {
                     const TYPE: &'static str = #event_type;
@@ -556,6 +600,7 @@ fn domain_items(
                     const INFO: &'static #rt::EventInfo = &super::CATALOG[#index];
                     #sensitive_const
                     #extension_items
+                    #codec
                     fn validator() -> &'static #rt::wire::schema::Validator {
                         static VALIDATOR: ::std::sync::OnceLock<#rt::wire::schema::Validator> =
                             ::std::sync::OnceLock::new();

@@ -68,6 +68,7 @@ mod guard;
 mod lock;
 mod naming;
 pub mod proto;
+mod proto_codec;
 pub mod release;
 mod sensitive;
 pub mod services;

@@ -73,3 +73,45 @@ pub use wire::codec::Codec;
 pub use wire::crypto::Keyring;
 pub use wire::trace::TraceContext;
 pub use wire::{Consumable, Event, EventInfo, Family};
+
+/// Generated code: its protobuf encoders and decoders, kept when this crate is built with the
+/// `protobuf` feature and dropped without it (a catalog's code compiles either way).
+#[cfg(feature = "protobuf")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __protobuf {
+    ($($generated:tt)*) => { $($generated)* };
+}
+
+/// Generated code: its protobuf encoders and decoders, kept when this crate is built with the
+/// `protobuf` feature and dropped without it (a catalog's code compiles either way).
+#[cfg(not(feature = "protobuf"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __protobuf {
+    ($($generated:tt)*) => {};
+}
+
+/// Generated code: `Event::PROTO_CODEC` of an event type from its generated protobuf encoder
+/// and decoder (with the `protobuf` feature; nothing without it).
+#[cfg(feature = "protobuf")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __proto_codec {
+    ($encode:ident, $decode:ident) => {
+        const PROTO_CODEC: ::std::option::Option<$crate::wire::proto::rt::Codec<Self>> =
+            ::std::option::Option::Some($crate::wire::proto::rt::Codec {
+                encode: $encode,
+                decode: $decode,
+            });
+    };
+}
+
+/// Generated code: `Event::PROTO_CODEC` of an event type from its generated protobuf encoder
+/// and decoder (with the `protobuf` feature; nothing without it).
+#[cfg(not(feature = "protobuf"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __proto_codec {
+    ($encode:ident, $decode:ident) => {};
+}

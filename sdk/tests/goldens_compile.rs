@@ -134,9 +134,24 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
         coupon: None,
         ..order.clone()
     };
+    // The codegen generated the encoder and decoder of each event version.
+    assert!(<shop::OrderPlacedV1 as Event>::PROTO_CODEC.is_some());
+    assert!(<shop::CartCheckedOutV1 as Event>::PROTO_CODEC.is_some());
+    assert!(<shop::CartCheckedOutV2 as Event>::PROTO_CODEC.is_some());
     for event in [order, minimal] {
-        let bytes =
-            eventhub::wire::proto::encode(<shop::OrderPlacedV1 as Event>::PROTO, &event).unwrap();
+        let bytes = eventhub::wire::proto::encode(&event).unwrap();
+        // The generated encoder and the descriptor-driven one agree.
+        let proto = <shop::OrderPlacedV1 as Event>::PROTO;
+        let value = serde_json::to_value(&event).unwrap();
+        let from_value = eventhub::wire::proto::encode_value(proto, &value).unwrap();
+        assert_eq!(
+            eventhub::wire::proto::decode_value(proto, &bytes).unwrap(),
+            value
+        );
+        assert_eq!(
+            eventhub::wire::proto::decode::<shop::OrderPlacedV1>(&from_value).unwrap(),
+            event
+        );
         let protobuf = RawEvent {
             content_type: Some("application/protobuf"),
             payload: &bytes,
@@ -165,8 +180,7 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
         delivery_note: None,
         items: Some(0),
     };
-    let bytes =
-        eventhub::wire::proto::encode(<shop::CartCheckedOutV2 as Event>::PROTO, &v2).unwrap();
+    let bytes = eventhub::wire::proto::encode(&v2).unwrap();
     let protobuf = RawEvent {
         content_type: Some("application/protobuf"),
         payload: &bytes,
@@ -175,13 +189,10 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
         shop::CartCheckedOut::decode(2, &protobuf).unwrap(),
         shop::CartCheckedOut::V2(v2)
     );
-    let v1_bytes = eventhub::wire::proto::encode(
-        <shop::CartCheckedOutV1 as Event>::PROTO,
-        &shop::CartCheckedOutV1 {
-            cart_id: "c1".into(),
-            items: None,
-        },
-    )
+    let v1_bytes = eventhub::wire::proto::encode(&shop::CartCheckedOutV1 {
+        cart_id: "c1".into(),
+        items: None,
+    })
     .unwrap();
     let err = shop::CartCheckedOut::decode(
         2,

@@ -284,6 +284,10 @@ Constraints: ≥ 1.*/
         const STREAM: &'static str = "SHOP";
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shop_cart_checked_out_v1,
+            __proto_decode_shop_cart_checked_out_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -332,6 +336,10 @@ Constraints: ≥ 1.*/
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHOP_CART_CHECKED_OUT_V2;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[1];
         const SENSITIVE: &'static [&'static str] = &["/delivery_note"];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shop_cart_checked_out_v2,
+            __proto_decode_shop_cart_checked_out_v2
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -495,6 +503,9 @@ Constraints: ≥ 1.*/
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHOP_ORDER_PLACED_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[2];
         const SENSITIVE: &'static [&'static str] = &["/lines/*/engraving"];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shop_order_placed_v1, __proto_decode_shop_order_placed_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -753,6 +764,459 @@ Constraints: ≥ 1.*/
     impl ::std::convert::From<OrderPlaced> for Any {
         fn from(event: OrderPlaced) -> Self {
             Self::OrderPlaced(event)
+        }
+    }
+    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),
+    // kept when eventhub is built with its `protobuf` feature.
+    ::eventhub::__protobuf! {
+        #[allow(non_snake_case)]
+        fn __proto_encode_shop_cart_checked_out_v1(
+            v: &CartCheckedOutV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::string(w, 1u32, &v.cart_id);
+            if !::std::option::Option::is_none(&v.items) {
+                if let ::std::option::Option::Some(x1) = &v.items {
+                    ::eventhub::wire::proto::rt::uint(w, 2u32, x1)?;
+                }
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shop_cart_checked_out_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<CartCheckedOutV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_cart_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            let mut f_items: ::std::option::Option<u64> = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_cart_id = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_items = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_uint::<u64>(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(CartCheckedOutV1 {
+                cart_id: match f_cart_id {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                items: f_items,
+            })
+        }
+        #[allow(non_snake_case)]
+        fn __proto_encode_shop_cart_checked_out_v2(
+            v: &CartCheckedOutV2,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::string(w, 1u32, &v.cart_id);
+            ::eventhub::wire::proto::rt::string(w, 2u32, &v.customer_id);
+            if !::std::option::Option::is_none(&v.delivery_note) {
+                if let ::std::option::Option::Some(x1) = &v.delivery_note {
+                    ::eventhub::wire::proto::rt::string(w, 3u32, x1);
+                }
+            }
+            if !::std::option::Option::is_none(&v.items) {
+                if let ::std::option::Option::Some(x2) = &v.items {
+                    ::eventhub::wire::proto::rt::uint(w, 4u32, x2)?;
+                }
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shop_cart_checked_out_v2(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<CartCheckedOutV2> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_cart_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            let mut f_customer_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            let mut f_delivery_note: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
+            let mut f_items: ::std::option::Option<u64> = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_cart_id = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_customer_id = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    3u32 => {
+                        f_delivery_note = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    4u32 => {
+                        f_items = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_uint::<u64>(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(CartCheckedOutV2 {
+                cart_id: match f_cart_id {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                customer_id: match f_customer_id {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                delivery_note: f_delivery_note,
+                items: f_items,
+            })
+        }
+        #[allow(non_snake_case)]
+        fn __proto_encode_shop_order_placed_v1(
+            v: &OrderPlacedV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            if !::std::collections::HashMap::is_empty(&v.attributes) {
+                for (k1, x2) in &v.attributes {
+                    let start3 = ::eventhub::wire::proto::rt::begin(w, 1u32);
+                    ::eventhub::wire::proto::rt::string(w, 1, k1);
+                    ::eventhub::wire::proto::rt::string(w, 2u32, x2);
+                    ::eventhub::wire::proto::rt::end(w, start3);
+                }
+            }
+            if !::std::option::Option::is_none(&v.channel) {
+                if let ::std::option::Option::Some(x7) = &v.channel {
+                    ::eventhub::wire::proto::rt::str_form(w, 2u32, x7)?;
+                }
+            }
+            if !::std::option::Option::is_none(&v.coupon) {
+                if let ::std::option::Option::Some(x8) = &v.coupon {
+                    ::eventhub::wire::proto::rt::string(w, 3u32, x8);
+                }
+            }
+            for x9 in &v.lines {
+                let start10 = ::eventhub::wire::proto::rt::begin(w, 4u32);
+                __proto_encode_shop_order_placed_v1__order_placed_v1_line(x9, w)?;
+                ::eventhub::wire::proto::rt::end(w, start10);
+            }
+            ::eventhub::wire::proto::rt::str_form(w, 5u32, &v.order_id)?;
+            ::eventhub::wire::proto::rt::str_form(w, 6u32, &v.placed_at)?;
+            let start11 = ::eventhub::wire::proto::rt::begin(w, 7u32);
+            __proto_encode_shop_order_placed_v1__money(&v.total, w)?;
+            ::eventhub::wire::proto::rt::end(w, start11);
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shop_order_placed_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<OrderPlacedV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_attributes: ::std::collections::HashMap<
+                ::std::string::String,
+                ::std::string::String,
+            > = ::std::default::Default::default();
+            let mut f_channel: ::std::option::Option<OrderPlacedV1Channel> = ::std::default::Default::default();
+            let mut f_coupon: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
+            let mut f_lines: ::std::vec::Vec<OrderPlacedV1Line> = ::std::default::Default::default();
+            let mut f_order_id: ::std::option::Option<::uuid::Uuid> = ::std::option::Option::None;
+            let mut f_placed_at: ::std::option::Option<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+            > = ::std::option::Option::None;
+            let mut f_total: ::std::option::Option<super::shared::Money> = ::std::option::Option::None;
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        let mut eb4 = ::eventhub::wire::proto::rt::delimited(
+                            wire,
+                            &mut b,
+                        )?;
+                        let mut k5: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+                        let mut v6: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+                        while !eb4.is_empty() {
+                            let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                &mut eb4,
+                            )?;
+                            match number {
+                                1 => {
+                                    k5 = ::std::option::Option::Some(
+                                        ::eventhub::wire::proto::rt::read_string(wire, &mut eb4)?,
+                                    );
+                                }
+                                2 => {
+                                    v6 = ::std::option::Option::Some(
+                                        ::eventhub::wire::proto::rt::read_string(wire, &mut eb4)?,
+                                    );
+                                }
+                                _ => {
+                                    ::eventhub::wire::proto::rt::skip(number, wire, &mut eb4)?
+                                }
+                            }
+                        }
+                        match (k5, v6) {
+                            (
+                                ::std::option::Option::Some(k),
+                                ::std::option::Option::Some(v),
+                            ) => {
+                                f_attributes.insert(k, v);
+                            }
+                            _ => {
+                                return ::std::result::Result::Err(
+                                    ::eventhub::wire::proto::rt::Fail,
+                                );
+                            }
+                        }
+                    }
+                    2u32 => {
+                        f_channel = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                OrderPlacedV1Channel,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    3u32 => {
+                        f_coupon = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    4u32 => {
+                        f_lines
+                            .push(
+                                __proto_decode_shop_order_placed_v1__order_placed_v1_line(
+                                    ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                    depth + 1,
+                                )?,
+                            );
+                    }
+                    5u32 => {
+                        f_order_id = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                ::uuid::Uuid,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    6u32 => {
+                        f_placed_at = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                ::chrono::DateTime<::chrono::offset::Utc>,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    7u32 => {
+                        f_total = ::std::option::Option::Some(
+                            __proto_decode_shop_order_placed_v1__money(
+                                ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
+                            )?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(OrderPlacedV1 {
+                attributes: f_attributes,
+                channel: f_channel,
+                coupon: f_coupon,
+                lines: f_lines,
+                order_id: match f_order_id {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                placed_at: match f_placed_at {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                total: match f_total {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+            })
+        }
+        #[allow(non_snake_case)]
+        fn __proto_encode_shop_order_placed_v1__money(
+            v: &super::shared::Money,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::uint(w, 1u32, &v.amount_minor)?;
+            ::eventhub::wire::proto::rt::str_form(w, 2u32, &v.currency)?;
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shop_order_placed_v1__money(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<super::shared::Money> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_amount_minor: ::std::option::Option<u64> = ::std::option::Option::None;
+            let mut f_currency: ::std::option::Option<super::shared::Currency> = ::std::option::Option::None;
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_amount_minor = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_uint::<u64>(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_currency = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                super::shared::Currency,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(super::shared::Money {
+                amount_minor: match f_amount_minor {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                currency: match f_currency {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+            })
+        }
+        #[allow(non_snake_case)]
+        fn __proto_encode_shop_order_placed_v1__order_placed_v1_line(
+            v: &OrderPlacedV1Line,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            if !::std::option::Option::is_none(&v.engraving) {
+                if let ::std::option::Option::Some(x12) = &v.engraving {
+                    ::eventhub::wire::proto::rt::string(w, 1u32, x12);
+                }
+            }
+            let start13 = ::eventhub::wire::proto::rt::begin(w, 2u32);
+            __proto_encode_shop_order_placed_v1__money(&v.price, w)?;
+            ::eventhub::wire::proto::rt::end(w, start13);
+            ::eventhub::wire::proto::rt::uint(w, 3u32, &v.quantity)?;
+            ::eventhub::wire::proto::rt::string(w, 4u32, &v.sku);
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shop_order_placed_v1__order_placed_v1_line(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<OrderPlacedV1Line> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_engraving: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
+            let mut f_price: ::std::option::Option<super::shared::Money> = ::std::option::Option::None;
+            let mut f_quantity: ::std::option::Option<::std::num::NonZeroU64> = ::std::option::Option::None;
+            let mut f_sku: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_engraving = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_price = ::std::option::Option::Some(
+                            __proto_decode_shop_order_placed_v1__money(
+                                ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
+                            )?,
+                        );
+                    }
+                    3u32 => {
+                        f_quantity = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_uint::<
+                                ::std::num::NonZeroU64,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    4u32 => {
+                        f_sku = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(OrderPlacedV1Line {
+                engraving: f_engraving,
+                price: match f_price {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                quantity: match f_quantity {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                sku: match f_sku {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+            })
         }
     }
 }

@@ -62,6 +62,9 @@ pub mod shapes {
         const STREAM: &'static str = "SHAPES";
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHAPES_ARRAYS_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shapes_arrays_v1, __proto_decode_shapes_arrays_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -226,6 +229,174 @@ pub mod shapes {
     impl ::std::convert::From<Arrays> for Any {
         fn from(event: Arrays) -> Self {
             Self::Arrays(event)
+        }
+    }
+    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),
+    // kept when eventhub is built with its `protobuf` feature.
+    ::eventhub::__protobuf! {
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_arrays_v1(
+            v: &ArraysV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            if !::std::vec::Vec::is_empty(&v.grid) {
+                for x1 in &v.grid {
+                    let start2 = ::eventhub::wire::proto::rt::begin(w, 1u32);
+                    let start4 = ::eventhub::wire::proto::rt::begin(w, 1u32);
+                    for x3 in x1 {
+                        ::eventhub::wire::proto::rt::sint_item(w, x3)?;
+                    }
+                    ::eventhub::wire::proto::rt::end(w, start4);
+                    ::eventhub::wire::proto::rt::end(w, start2);
+                }
+            }
+            if !::std::vec::Vec::is_empty(&v.holes) {
+                for x7 in &v.holes {
+                    let start8 = ::eventhub::wire::proto::rt::begin(w, 2u32);
+                    if let ::std::option::Option::Some(x9) = x7 {
+                        ::eventhub::wire::proto::rt::string(w, 1u32, x9);
+                    }
+                    ::eventhub::wire::proto::rt::end(w, start8);
+                }
+            }
+            if !::std::option::Option::is_none(&v.maybe_list) {
+                if let ::std::option::Option::Some(x12) = &v.maybe_list {
+                    let start13 = ::eventhub::wire::proto::rt::begin(w, 3u32);
+                    for x14 in x12 {
+                        ::eventhub::wire::proto::rt::string(w, 1u32, x14);
+                    }
+                    ::eventhub::wire::proto::rt::end(w, start13);
+                }
+            }
+            if !::std::vec::Vec::is_empty(&v.scores) {
+                let start18 = ::eventhub::wire::proto::rt::begin(w, 4u32);
+                for x17 in &v.scores {
+                    ::eventhub::wire::proto::rt::double_item(w, x17);
+                }
+                ::eventhub::wire::proto::rt::end(w, start18);
+            }
+            for x19 in &v.tags {
+                ::eventhub::wire::proto::rt::string(w, 5u32, x19);
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_arrays_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<ArraysV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_grid: ::std::vec::Vec<::std::vec::Vec<i64>> = ::std::default::Default::default();
+            let mut f_holes: ::std::vec::Vec<
+                ::std::option::Option<::std::string::String>,
+            > = ::std::default::Default::default();
+            let mut f_maybe_list: ::std::option::Option<
+                ::std::vec::Vec<::std::string::String>,
+            > = ::std::default::Default::default();
+            let mut f_scores: ::std::vec::Vec<f64> = ::std::default::Default::default();
+            let mut f_tags: ::std::vec::Vec<::std::string::String> = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_grid
+                            .push({
+                                let mut wb5 = ::eventhub::wire::proto::rt::delimited(
+                                    wire,
+                                    &mut b,
+                                )?;
+                                let mut v6: ::std::vec::Vec<i64> = ::std::default::Default::default();
+                                while !wb5.is_empty() {
+                                    let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                        &mut wb5,
+                                    )?;
+                                    if number == 1 {
+                                        ::eventhub::wire::proto::rt::read_repeated(
+                                            wire,
+                                            &mut wb5,
+                                            ::eventhub::wire::proto::rt::WireType::Varint,
+                                            ::eventhub::wire::proto::rt::read_sint::<i64>,
+                                            &mut v6,
+                                        )?;
+                                    } else {
+                                        ::eventhub::wire::proto::rt::skip(number, wire, &mut wb5)?;
+                                    }
+                                }
+                                v6
+                            });
+                    }
+                    2u32 => {
+                        f_holes
+                            .push({
+                                let mut wb10 = ::eventhub::wire::proto::rt::delimited(
+                                    wire,
+                                    &mut b,
+                                )?;
+                                let mut v11: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
+                                while !wb10.is_empty() {
+                                    let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                        &mut wb10,
+                                    )?;
+                                    if number == 1 {
+                                        v11 = ::std::option::Option::Some(
+                                            ::eventhub::wire::proto::rt::read_string(wire, &mut wb10)?,
+                                        );
+                                    } else {
+                                        ::eventhub::wire::proto::rt::skip(number, wire, &mut wb10)?;
+                                    }
+                                }
+                                v11
+                            });
+                    }
+                    3u32 => {
+                        f_maybe_list = ::std::option::Option::Some({
+                            let mut wb15 = ::eventhub::wire::proto::rt::delimited(
+                                wire,
+                                &mut b,
+                            )?;
+                            let mut v16: ::std::vec::Vec<::std::string::String> = ::std::default::Default::default();
+                            while !wb15.is_empty() {
+                                let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                    &mut wb15,
+                                )?;
+                                if number == 1 {
+                                    v16.push(
+                                        ::eventhub::wire::proto::rt::read_string(wire, &mut wb15)?,
+                                    );
+                                } else {
+                                    ::eventhub::wire::proto::rt::skip(number, wire, &mut wb15)?;
+                                }
+                            }
+                            v16
+                        });
+                    }
+                    4u32 => {
+                        ::eventhub::wire::proto::rt::read_repeated(
+                            wire,
+                            &mut b,
+                            ::eventhub::wire::proto::rt::WireType::SixtyFourBit,
+                            ::eventhub::wire::proto::rt::read_double::<f64>,
+                            &mut f_scores,
+                        )?;
+                    }
+                    5u32 => {
+                        f_tags
+                            .push(
+                                ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                            );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(ArraysV1 {
+                grid: f_grid,
+                holes: f_holes,
+                maybe_list: f_maybe_list,
+                scores: f_scores,
+                tags: f_tags,
+            })
         }
     }
 }

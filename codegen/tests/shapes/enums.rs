@@ -172,6 +172,9 @@ Constraints: always `"fixed"`.*/
         const STREAM: &'static str = "SHAPES";
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHAPES_ENUMS_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shapes_enums_v1, __proto_decode_shapes_enums_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -336,6 +339,79 @@ Constraints: always `"fixed"`.*/
     impl ::std::convert::From<Enums> for Any {
         fn from(event: Enums) -> Self {
             Self::Enums(event)
+        }
+    }
+    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),
+    // kept when eventhub is built with its `protobuf` feature.
+    ::eventhub::__protobuf! {
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_enums_v1(
+            v: &EnumsV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::str_form(w, 1u32, &v.channel)?;
+            if !::std::option::Option::is_none(&v.kind) {
+                if let ::std::option::Option::Some(x1) = &v.kind {
+                    ::eventhub::wire::proto::rt::str_form(w, 2u32, x1)?;
+                }
+            }
+            if !::std::option::Option::is_none(&v.maybe) {
+                if let ::std::option::Option::Some(x2) = &v.maybe {
+                    ::eventhub::wire::proto::rt::str_form(w, 3u32, x2)?;
+                }
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_enums_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<EnumsV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_channel: ::std::option::Option<EnumsV1Channel> = ::std::option::Option::None;
+            let mut f_kind: ::std::option::Option<::serde_json::Value> = ::std::default::Default::default();
+            let mut f_maybe: ::std::option::Option<EnumsV1Maybe> = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_channel = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                EnumsV1Channel,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_kind = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                ::serde_json::Value,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    3u32 => {
+                        f_maybe = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                EnumsV1Maybe,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(EnumsV1 {
+                channel: match f_channel {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                kind: f_kind,
+                maybe: f_maybe,
+            })
         }
     }
 }

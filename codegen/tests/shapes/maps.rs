@@ -87,6 +87,9 @@ pub mod shapes {
         const STREAM: &'static str = "SHAPES";
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHAPES_MAPS_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shapes_maps_v1, __proto_decode_shapes_maps_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -251,6 +254,410 @@ pub mod shapes {
     impl ::std::convert::From<Maps> for Any {
         fn from(event: Maps) -> Self {
             Self::Maps(event)
+        }
+    }
+    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),
+    // kept when eventhub is built with its `protobuf` feature.
+    ::eventhub::__protobuf! {
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_maps_v1(
+            v: &MapsV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            if !::std::collections::HashMap::is_empty(&v.counts) {
+                for (k1, x2) in &v.counts {
+                    let start3 = ::eventhub::wire::proto::rt::begin(w, 1u32);
+                    ::eventhub::wire::proto::rt::string(w, 1, k1);
+                    ::eventhub::wire::proto::rt::uint(w, 2u32, x2)?;
+                    ::eventhub::wire::proto::rt::end(w, start3);
+                }
+            }
+            if !::std::collections::HashMap::is_empty(&v.groups) {
+                for (k7, x8) in &v.groups {
+                    let start9 = ::eventhub::wire::proto::rt::begin(w, 2u32);
+                    ::eventhub::wire::proto::rt::string(w, 1, k7);
+                    let start10 = ::eventhub::wire::proto::rt::begin(w, 2u32);
+                    for x11 in x8 {
+                        ::eventhub::wire::proto::rt::string(w, 1u32, x11);
+                    }
+                    ::eventhub::wire::proto::rt::end(w, start10);
+                    ::eventhub::wire::proto::rt::end(w, start9);
+                }
+            }
+            for (k17, x18) in &v.labels {
+                let start19 = ::eventhub::wire::proto::rt::begin(w, 3u32);
+                ::eventhub::wire::proto::rt::string(w, 1, k17);
+                ::eventhub::wire::proto::rt::string(w, 2u32, x18);
+                ::eventhub::wire::proto::rt::end(w, start19);
+            }
+            if !::std::option::Option::is_none(&v.maybe_map) {
+                if let ::std::option::Option::Some(x23) = &v.maybe_map {
+                    let start24 = ::eventhub::wire::proto::rt::begin(w, 4u32);
+                    for (k25, x26) in x23 {
+                        let start27 = ::eventhub::wire::proto::rt::begin(w, 1u32);
+                        ::eventhub::wire::proto::rt::string(w, 1, k25);
+                        ::eventhub::wire::proto::rt::boolean(w, 2u32, x26);
+                        ::eventhub::wire::proto::rt::end(w, start27);
+                    }
+                    ::eventhub::wire::proto::rt::end(w, start24);
+                }
+            }
+            if !::std::collections::HashMap::is_empty(&v.points) {
+                for (k33, x34) in &v.points {
+                    let start35 = ::eventhub::wire::proto::rt::begin(w, 5u32);
+                    ::eventhub::wire::proto::rt::string(w, 1, k33);
+                    let start36 = ::eventhub::wire::proto::rt::begin(w, 2u32);
+                    __proto_encode_shapes_maps_v1__maps_v1_point(x34, w)?;
+                    ::eventhub::wire::proto::rt::end(w, start36);
+                    ::eventhub::wire::proto::rt::end(w, start35);
+                }
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_maps_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<MapsV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_counts: ::std::collections::HashMap<::std::string::String, u64> = ::std::default::Default::default();
+            let mut f_groups: ::std::collections::HashMap<
+                ::std::string::String,
+                ::std::vec::Vec<::std::string::String>,
+            > = ::std::default::Default::default();
+            let mut f_labels: ::std::collections::HashMap<
+                ::std::string::String,
+                ::std::string::String,
+            > = ::std::default::Default::default();
+            let mut f_maybe_map: ::std::option::Option<
+                ::std::collections::HashMap<::std::string::String, bool>,
+            > = ::std::default::Default::default();
+            let mut f_points: ::std::collections::HashMap<
+                ::std::string::String,
+                MapsV1Point,
+            > = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        let mut eb4 = ::eventhub::wire::proto::rt::delimited(
+                            wire,
+                            &mut b,
+                        )?;
+                        let mut k5: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+                        let mut v6: ::std::option::Option<u64> = ::std::option::Option::None;
+                        while !eb4.is_empty() {
+                            let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                &mut eb4,
+                            )?;
+                            match number {
+                                1 => {
+                                    k5 = ::std::option::Option::Some(
+                                        ::eventhub::wire::proto::rt::read_string(wire, &mut eb4)?,
+                                    );
+                                }
+                                2 => {
+                                    v6 = ::std::option::Option::Some(
+                                        ::eventhub::wire::proto::rt::read_uint::<
+                                            u64,
+                                        >(wire, &mut eb4)?,
+                                    );
+                                }
+                                _ => {
+                                    ::eventhub::wire::proto::rt::skip(number, wire, &mut eb4)?
+                                }
+                            }
+                        }
+                        match (k5, v6) {
+                            (
+                                ::std::option::Option::Some(k),
+                                ::std::option::Option::Some(v),
+                            ) => {
+                                f_counts.insert(k, v);
+                            }
+                            _ => {
+                                return ::std::result::Result::Err(
+                                    ::eventhub::wire::proto::rt::Fail,
+                                );
+                            }
+                        }
+                    }
+                    2u32 => {
+                        let mut eb12 = ::eventhub::wire::proto::rt::delimited(
+                            wire,
+                            &mut b,
+                        )?;
+                        let mut k13: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+                        let mut v14: ::std::option::Option<
+                            ::std::vec::Vec<::std::string::String>,
+                        > = ::std::option::Option::None;
+                        while !eb12.is_empty() {
+                            let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                &mut eb12,
+                            )?;
+                            match number {
+                                1 => {
+                                    k13 = ::std::option::Option::Some(
+                                        ::eventhub::wire::proto::rt::read_string(wire, &mut eb12)?,
+                                    );
+                                }
+                                2 => {
+                                    v14 = ::std::option::Option::Some({
+                                        let mut wb15 = ::eventhub::wire::proto::rt::delimited(
+                                            wire,
+                                            &mut eb12,
+                                        )?;
+                                        let mut v16: ::std::vec::Vec<::std::string::String> = ::std::default::Default::default();
+                                        while !wb15.is_empty() {
+                                            let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                                &mut wb15,
+                                            )?;
+                                            if number == 1 {
+                                                v16.push(
+                                                    ::eventhub::wire::proto::rt::read_string(wire, &mut wb15)?,
+                                                );
+                                            } else {
+                                                ::eventhub::wire::proto::rt::skip(number, wire, &mut wb15)?;
+                                            }
+                                        }
+                                        v16
+                                    });
+                                }
+                                _ => {
+                                    ::eventhub::wire::proto::rt::skip(number, wire, &mut eb12)?
+                                }
+                            }
+                        }
+                        match (k13, v14) {
+                            (
+                                ::std::option::Option::Some(k),
+                                ::std::option::Option::Some(v),
+                            ) => {
+                                f_groups.insert(k, v);
+                            }
+                            _ => {
+                                return ::std::result::Result::Err(
+                                    ::eventhub::wire::proto::rt::Fail,
+                                );
+                            }
+                        }
+                    }
+                    3u32 => {
+                        let mut eb20 = ::eventhub::wire::proto::rt::delimited(
+                            wire,
+                            &mut b,
+                        )?;
+                        let mut k21: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+                        let mut v22: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+                        while !eb20.is_empty() {
+                            let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                &mut eb20,
+                            )?;
+                            match number {
+                                1 => {
+                                    k21 = ::std::option::Option::Some(
+                                        ::eventhub::wire::proto::rt::read_string(wire, &mut eb20)?,
+                                    );
+                                }
+                                2 => {
+                                    v22 = ::std::option::Option::Some(
+                                        ::eventhub::wire::proto::rt::read_string(wire, &mut eb20)?,
+                                    );
+                                }
+                                _ => {
+                                    ::eventhub::wire::proto::rt::skip(number, wire, &mut eb20)?
+                                }
+                            }
+                        }
+                        match (k21, v22) {
+                            (
+                                ::std::option::Option::Some(k),
+                                ::std::option::Option::Some(v),
+                            ) => {
+                                f_labels.insert(k, v);
+                            }
+                            _ => {
+                                return ::std::result::Result::Err(
+                                    ::eventhub::wire::proto::rt::Fail,
+                                );
+                            }
+                        }
+                    }
+                    4u32 => {
+                        f_maybe_map = ::std::option::Option::Some({
+                            let mut wb28 = ::eventhub::wire::proto::rt::delimited(
+                                wire,
+                                &mut b,
+                            )?;
+                            let mut v29: ::std::collections::HashMap<
+                                ::std::string::String,
+                                bool,
+                            > = ::std::default::Default::default();
+                            while !wb28.is_empty() {
+                                let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                    &mut wb28,
+                                )?;
+                                if number == 1 {
+                                    let mut eb30 = ::eventhub::wire::proto::rt::delimited(
+                                        wire,
+                                        &mut wb28,
+                                    )?;
+                                    let mut k31: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+                                    let mut v32: ::std::option::Option<bool> = ::std::option::Option::None;
+                                    while !eb30.is_empty() {
+                                        let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                            &mut eb30,
+                                        )?;
+                                        match number {
+                                            1 => {
+                                                k31 = ::std::option::Option::Some(
+                                                    ::eventhub::wire::proto::rt::read_string(wire, &mut eb30)?,
+                                                );
+                                            }
+                                            2 => {
+                                                v32 = ::std::option::Option::Some(
+                                                    ::eventhub::wire::proto::rt::read_bool(wire, &mut eb30)?,
+                                                );
+                                            }
+                                            _ => {
+                                                ::eventhub::wire::proto::rt::skip(number, wire, &mut eb30)?
+                                            }
+                                        }
+                                    }
+                                    match (k31, v32) {
+                                        (
+                                            ::std::option::Option::Some(k),
+                                            ::std::option::Option::Some(v),
+                                        ) => {
+                                            v29.insert(k, v);
+                                        }
+                                        _ => {
+                                            return ::std::result::Result::Err(
+                                                ::eventhub::wire::proto::rt::Fail,
+                                            );
+                                        }
+                                    }
+                                } else {
+                                    ::eventhub::wire::proto::rt::skip(number, wire, &mut wb28)?;
+                                }
+                            }
+                            v29
+                        });
+                    }
+                    5u32 => {
+                        let mut eb37 = ::eventhub::wire::proto::rt::delimited(
+                            wire,
+                            &mut b,
+                        )?;
+                        let mut k38: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+                        let mut v39: ::std::option::Option<MapsV1Point> = ::std::option::Option::None;
+                        while !eb37.is_empty() {
+                            let (number, wire) = ::eventhub::wire::proto::rt::key(
+                                &mut eb37,
+                            )?;
+                            match number {
+                                1 => {
+                                    k38 = ::std::option::Option::Some(
+                                        ::eventhub::wire::proto::rt::read_string(wire, &mut eb37)?,
+                                    );
+                                }
+                                2 => {
+                                    v39 = ::std::option::Option::Some(
+                                        __proto_decode_shapes_maps_v1__maps_v1_point(
+                                            ::eventhub::wire::proto::rt::delimited(wire, &mut eb37)?,
+                                            depth + 1,
+                                        )?,
+                                    );
+                                }
+                                _ => {
+                                    ::eventhub::wire::proto::rt::skip(number, wire, &mut eb37)?
+                                }
+                            }
+                        }
+                        match (k38, v39) {
+                            (
+                                ::std::option::Option::Some(k),
+                                ::std::option::Option::Some(v),
+                            ) => {
+                                f_points.insert(k, v);
+                            }
+                            _ => {
+                                return ::std::result::Result::Err(
+                                    ::eventhub::wire::proto::rt::Fail,
+                                );
+                            }
+                        }
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(MapsV1 {
+                counts: f_counts,
+                groups: f_groups,
+                labels: f_labels,
+                maybe_map: f_maybe_map,
+                points: f_points,
+            })
+        }
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_maps_v1__maps_v1_point(
+            v: &MapsV1Point,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::double(w, 1u32, &v.x);
+            ::eventhub::wire::proto::rt::double(w, 2u32, &v.y);
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_maps_v1__maps_v1_point(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<MapsV1Point> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_x: ::std::option::Option<f64> = ::std::option::Option::None;
+            let mut f_y: ::std::option::Option<f64> = ::std::option::Option::None;
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_x = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_double::<
+                                f64,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_y = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_double::<
+                                f64,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(MapsV1Point {
+                x: match f_x {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                y: match f_y {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+            })
         }
     }
 }

@@ -79,6 +79,9 @@ pub mod shapes {
         const STREAM: &'static str = "SHAPES";
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHAPES_NESTED_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shapes_nested_v1, __proto_decode_shapes_nested_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -243,6 +246,252 @@ pub mod shapes {
     impl ::std::convert::From<Nested> for Any {
         fn from(event: Nested) -> Self {
             Self::Nested(event)
+        }
+    }
+    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),
+    // kept when eventhub is built with its `protobuf` feature.
+    ::eventhub::__protobuf! {
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_nested_v1(
+            v: &NestedV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            if !::std::option::Option::is_none(&v.address) {
+                if let ::std::option::Option::Some(x1) = &v.address {
+                    let start2 = ::eventhub::wire::proto::rt::begin(w, 1u32);
+                    __proto_encode_shapes_nested_v1__address(x1, w)?;
+                    ::eventhub::wire::proto::rt::end(w, start2);
+                }
+            }
+            let start3 = ::eventhub::wire::proto::rt::begin(w, 2u32);
+            __proto_encode_shapes_nested_v1__nested_v1_party(&v.billing, w)?;
+            ::eventhub::wire::proto::rt::end(w, start3);
+            if !::std::option::Option::is_none(&v.shipping) {
+                if let ::std::option::Option::Some(x4) = &v.shipping {
+                    let start5 = ::eventhub::wire::proto::rt::begin(w, 3u32);
+                    __proto_encode_shapes_nested_v1__nested_v1_party(x4, w)?;
+                    ::eventhub::wire::proto::rt::end(w, start5);
+                }
+            }
+            if !::std::option::Option::is_none(&v.tree) {
+                if let ::std::option::Option::Some(x6) = &v.tree {
+                    let start7 = ::eventhub::wire::proto::rt::begin(w, 4u32);
+                    __proto_encode_shapes_nested_v1__nested_v1_node(x6, w)?;
+                    ::eventhub::wire::proto::rt::end(w, start7);
+                }
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_nested_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<NestedV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_address: ::std::option::Option<NestedV1Address> = ::std::default::Default::default();
+            let mut f_billing: ::std::option::Option<NestedV1Party> = ::std::option::Option::None;
+            let mut f_shipping: ::std::option::Option<NestedV1Party> = ::std::default::Default::default();
+            let mut f_tree: ::std::option::Option<NestedV1Node> = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_address = ::std::option::Option::Some(
+                            __proto_decode_shapes_nested_v1__address(
+                                ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
+                            )?,
+                        );
+                    }
+                    2u32 => {
+                        f_billing = ::std::option::Option::Some(
+                            __proto_decode_shapes_nested_v1__nested_v1_party(
+                                ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
+                            )?,
+                        );
+                    }
+                    3u32 => {
+                        f_shipping = ::std::option::Option::Some(
+                            __proto_decode_shapes_nested_v1__nested_v1_party(
+                                ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
+                            )?,
+                        );
+                    }
+                    4u32 => {
+                        f_tree = ::std::option::Option::Some(
+                            __proto_decode_shapes_nested_v1__nested_v1_node(
+                                ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                depth + 1,
+                            )?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(NestedV1 {
+                address: f_address,
+                billing: match f_billing {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                shipping: f_shipping,
+                tree: f_tree,
+            })
+        }
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_nested_v1__nested_v1_node(
+            v: &NestedV1Node,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            if !::std::vec::Vec::is_empty(&v.children) {
+                for x8 in &v.children {
+                    let start9 = ::eventhub::wire::proto::rt::begin(w, 1u32);
+                    __proto_encode_shapes_nested_v1__nested_v1_node(x8, w)?;
+                    ::eventhub::wire::proto::rt::end(w, start9);
+                }
+            }
+            ::eventhub::wire::proto::rt::string(w, 2u32, &v.label);
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_nested_v1__nested_v1_node(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<NestedV1Node> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_children: ::std::vec::Vec<NestedV1Node> = ::std::default::Default::default();
+            let mut f_label: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_children
+                            .push(
+                                __proto_decode_shapes_nested_v1__nested_v1_node(
+                                    ::eventhub::wire::proto::rt::delimited(wire, &mut b)?,
+                                    depth + 1,
+                                )?,
+                            );
+                    }
+                    2u32 => {
+                        f_label = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(NestedV1Node {
+                children: f_children,
+                label: match f_label {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+            })
+        }
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_nested_v1__nested_v1_party(
+            v: &NestedV1Party,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::string(w, 1u32, &v.name);
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_nested_v1__nested_v1_party(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<NestedV1Party> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_name: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_name = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(NestedV1Party {
+                name: match f_name {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+            })
+        }
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_nested_v1__address(
+            v: &NestedV1Address,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::string(w, 1u32, &v.city);
+            if !::std::option::Option::is_none(&v.street) {
+                if let ::std::option::Option::Some(x10) = &v.street {
+                    ::eventhub::wire::proto::rt::string(w, 2u32, x10);
+                }
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_nested_v1__address(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<NestedV1Address> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_city: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            let mut f_street: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_city = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_street = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(NestedV1Address {
+                city: match f_city {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                street: f_street,
+            })
         }
     }
 }

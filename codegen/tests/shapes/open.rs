@@ -155,6 +155,9 @@ pub mod shapes {
         const STREAM: &'static str = "SHAPES";
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHAPES_OPEN_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shapes_open_v1, __proto_decode_shapes_open_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -319,6 +322,74 @@ pub mod shapes {
     impl ::std::convert::From<Open> for Any {
         fn from(event: Open) -> Self {
             Self::Open(event)
+        }
+    }
+    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),
+    // kept when eventhub is built with its `protobuf` feature.
+    ::eventhub::__protobuf! {
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_open_v1(
+            v: &OpenV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            if !::std::option::Option::is_none(&v.any) {
+                ::eventhub::wire::proto::rt::json(w, 1u32, &v.any)?;
+            }
+            if !::std::option::Option::is_none(&v.either) {
+                ::eventhub::wire::proto::rt::json(w, 2u32, &v.either)?;
+            }
+            if !::std::option::Option::is_none(&v.free) {
+                ::eventhub::wire::proto::rt::json(w, 3u32, &v.free)?;
+            }
+            if !::std::option::Option::is_none(&v.several) {
+                ::eventhub::wire::proto::rt::json(w, 4u32, &v.several)?;
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_open_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<OpenV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_any: ::std::option::Option<OpenV1Any> = ::std::default::Default::default();
+            let mut f_either: ::std::option::Option<OpenV1Either> = ::std::default::Default::default();
+            let mut f_free: ::std::option::Option<::serde_json::Value> = ::std::default::Default::default();
+            let mut f_several: ::std::option::Option<OpenV1Several> = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_any = ::eventhub::wire::proto::rt::read_json::<
+                            ::std::option::Option<OpenV1Any>,
+                        >(wire, &mut b)?;
+                    }
+                    2u32 => {
+                        f_either = ::eventhub::wire::proto::rt::read_json::<
+                            ::std::option::Option<OpenV1Either>,
+                        >(wire, &mut b)?;
+                    }
+                    3u32 => {
+                        f_free = ::eventhub::wire::proto::rt::read_json::<
+                            ::std::option::Option<::serde_json::Value>,
+                        >(wire, &mut b)?;
+                    }
+                    4u32 => {
+                        f_several = ::eventhub::wire::proto::rt::read_json::<
+                            ::std::option::Option<OpenV1Several>,
+                        >(wire, &mut b)?;
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(OpenV1 {
+                any: f_any,
+                either: f_either,
+                free: f_free,
+                several: f_several,
+            })
         }
     }
 }

@@ -136,6 +136,9 @@ Constraints: matches `^[A-Z]{3}$`.*/
         const STREAM: &'static str = "SHAPES";
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHAPES_SCALARS_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shapes_scalars_v1, __proto_decode_shapes_scalars_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -300,6 +303,147 @@ Constraints: matches `^[A-Z]{3}$`.*/
     impl ::std::convert::From<Scalars> for Any {
         fn from(event: Scalars) -> Self {
             Self::Scalars(event)
+        }
+    }
+    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),
+    // kept when eventhub is built with its `protobuf` feature.
+    ::eventhub::__protobuf! {
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_scalars_v1(
+            v: &ScalarsV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::str_form(w, 1u32, &v.at)?;
+            if !::std::option::Option::is_none(&v.code) {
+                if let ::std::option::Option::Some(x1) = &v.code {
+                    ::eventhub::wire::proto::rt::str_form(w, 2u32, x1)?;
+                }
+            }
+            ::eventhub::wire::proto::rt::uint(w, 3u32, &v.count)?;
+            if !::std::option::Option::is_none(&v.delta) {
+                if let ::std::option::Option::Some(x2) = &v.delta {
+                    ::eventhub::wire::proto::rt::sint(w, 4u32, x2)?;
+                }
+            }
+            if !::std::option::Option::is_none(&v.flag) {
+                if let ::std::option::Option::Some(x3) = &v.flag {
+                    ::eventhub::wire::proto::rt::boolean(w, 5u32, x3);
+                }
+            }
+            ::eventhub::wire::proto::rt::str_form(w, 6u32, &v.id)?;
+            if let ::std::option::Option::Some(x4) = &v.note {
+                ::eventhub::wire::proto::rt::string(w, 7u32, x4);
+            }
+            if !::std::option::Option::is_none(&v.ratio) {
+                if let ::std::option::Option::Some(x5) = &v.ratio {
+                    ::eventhub::wire::proto::rt::double(w, 8u32, x5);
+                }
+            }
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_scalars_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<ScalarsV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_at: ::std::option::Option<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+            > = ::std::option::Option::None;
+            let mut f_code: ::std::option::Option<ScalarsV1Code> = ::std::default::Default::default();
+            let mut f_count: ::std::option::Option<u64> = ::std::option::Option::None;
+            let mut f_delta: ::std::option::Option<i64> = ::std::default::Default::default();
+            let mut f_flag: ::std::option::Option<bool> = ::std::default::Default::default();
+            let mut f_id: ::std::option::Option<::uuid::Uuid> = ::std::option::Option::None;
+            let mut f_note: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
+            let mut f_ratio: ::std::option::Option<f64> = ::std::default::Default::default();
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_at = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                ::chrono::DateTime<::chrono::offset::Utc>,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_code = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                ScalarsV1Code,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    3u32 => {
+                        f_count = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_uint::<u64>(wire, &mut b)?,
+                        );
+                    }
+                    4u32 => {
+                        f_delta = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_sint::<i64>(wire, &mut b)?,
+                        );
+                    }
+                    5u32 => {
+                        f_flag = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_bool(wire, &mut b)?,
+                        );
+                    }
+                    6u32 => {
+                        f_id = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_str_form::<
+                                ::uuid::Uuid,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    7u32 => {
+                        f_note = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    8u32 => {
+                        f_ratio = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_double::<
+                                f64,
+                            >(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(ScalarsV1 {
+                at: match f_at {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                code: f_code,
+                count: match f_count {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                delta: f_delta,
+                flag: f_flag,
+                id: match f_id {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                note: f_note,
+                ratio: f_ratio,
+            })
         }
     }
 }

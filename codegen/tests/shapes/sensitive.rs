@@ -60,6 +60,9 @@ Constraints: sensitive: encrypted when published (`x-sensitive`).*/
         const PROTO: &'static ::eventhub::wire::proto::Message = &super::descriptors::SHAPES_SENSITIVE_V1;
         const INFO: &'static ::eventhub::EventInfo = &super::CATALOG[0];
         const SENSITIVE: &'static [&'static str] = &["/email", "/phone"];
+        ::eventhub::__proto_codec!(
+            __proto_encode_shapes_sensitive_v1, __proto_decode_shapes_sensitive_v1
+        );
         fn validator() -> &'static ::eventhub::wire::schema::Validator {
             static VALIDATOR: ::std::sync::OnceLock<
                 ::eventhub::wire::schema::Validator,
@@ -292,6 +295,76 @@ Constraints: sensitive: encrypted when published (`x-sensitive`).*/
     impl ::std::convert::From<Sensitive> for Any {
         fn from(event: Sensitive) -> Self {
             Self::Sensitive(event)
+        }
+    }
+    // The protobuf encoder and decoder of each event version (`Event::PROTO_CODEC`),
+    // kept when eventhub is built with its `protobuf` feature.
+    ::eventhub::__protobuf! {
+        #[allow(non_snake_case)]
+        fn __proto_encode_shapes_sensitive_v1(
+            v: &SensitiveV1,
+            w: &mut ::std::vec::Vec<u8>,
+        ) -> ::eventhub::wire::proto::rt::R<()> {
+            ::eventhub::wire::proto::rt::string(w, 1u32, &v.email);
+            if !::std::option::Option::is_none(&v.phone) {
+                if let ::std::option::Option::Some(x1) = &v.phone {
+                    ::eventhub::wire::proto::rt::string(w, 2u32, x1);
+                }
+            }
+            ::eventhub::wire::proto::rt::string(w, 3u32, &v.user_id);
+            ::std::result::Result::Ok(())
+        }
+        #[allow(unused_mut, non_snake_case)]
+        fn __proto_decode_shapes_sensitive_v1(
+            mut b: &[u8],
+            depth: u32,
+        ) -> ::eventhub::wire::proto::rt::R<SensitiveV1> {
+            if depth > ::eventhub::wire::proto::rt::MAX_DEPTH {
+                return ::std::result::Result::Err(::eventhub::wire::proto::rt::Fail);
+            }
+            let mut f_email: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            let mut f_phone: ::std::option::Option<::std::string::String> = ::std::default::Default::default();
+            let mut f_user_id: ::std::option::Option<::std::string::String> = ::std::option::Option::None;
+            while !b.is_empty() {
+                let (number, wire) = ::eventhub::wire::proto::rt::key(&mut b)?;
+                match number {
+                    1u32 => {
+                        f_email = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    2u32 => {
+                        f_phone = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    3u32 => {
+                        f_user_id = ::std::option::Option::Some(
+                            ::eventhub::wire::proto::rt::read_string(wire, &mut b)?,
+                        );
+                    }
+                    _ => ::eventhub::wire::proto::rt::skip(number, wire, &mut b)?,
+                }
+            }
+            ::std::result::Result::Ok(SensitiveV1 {
+                email: match f_email {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+                phone: f_phone,
+                user_id: match f_user_id {
+                    ::std::option::Option::Some(v) => v,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::eventhub::wire::proto::rt::Fail,
+                        );
+                    }
+                },
+            })
         }
     }
 }

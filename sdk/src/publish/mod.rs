@@ -799,9 +799,9 @@ impl Target {
         }
     }
 
-    fn encode<T: serde::Serialize + ?Sized>(
+    fn encode(
         &self,
-        value: &T,
+        value: &serde_json::Value,
         id: &str,
         codec: Codec,
     ) -> Result<Bytes, PublishError> {
@@ -822,7 +822,7 @@ impl Target {
                 .map(Bytes::from)
                 .map_err(|e| failed(e.into())),
             #[cfg(feature = "protobuf")]
-            Codec::Protobuf => crate::wire::proto::encode_serialize(self.proto, value)
+            Codec::Protobuf => crate::wire::proto::encode_value(self.proto, value)
                 .map(Bytes::from)
                 .map_err(|e| failed(e.into())),
             #[cfg(not(feature = "protobuf"))]

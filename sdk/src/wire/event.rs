@@ -28,6 +28,11 @@ pub trait Event: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync
     const STREAM: &'static str;
     /// Its protobuf message, for `application/protobuf` payloads (see [`crate::wire::proto`]).
     const PROTO: &'static crate::wire::proto::Message;
+    /// The protobuf encoder and decoder the codegen generated for the type; `None` (the
+    /// default, for hand-written types) encodes and decodes through the JSON value.
+    #[cfg(feature = "protobuf")]
+    #[doc(hidden)]
+    const PROTO_CODEC: Option<crate::wire::proto::rt::Codec<Self>> = None;
     /// The fields the schema marks `x-sensitive`, as JSON pointers into the event (`*` for
     /// every item of an array): `["/email", "/recovery_emails/*"]`. Publishing encrypts them
     /// (see [`crate::wire::crypto`]). Empty for most events, and then nothing is done.
@@ -222,7 +227,8 @@ impl RawEvent<'_> {
         match self.content_type.map(media_type) {
             #[cfg(feature = "protobuf")]
             Some(t) if t.eq_ignore_ascii_case(PROTOBUF) || t.eq_ignore_ascii_case(X_PROTOBUF) => {
-                let event: E = crate::wire::proto::decode::<E>(E::PROTO, self.payload)?;
+                let event: E =
+                    crate::wire::proto::decode_with(E::PROTO, E::PROTO_CODEC, self.payload)?;
                 // Checked like JSON: the schema describes the data, whatever its encoding.
                 let value = serde_json::to_value(&event).map_err(|e| {
                     DecodeError::new(DecodeErrorKind::SchemaMismatch, e.to_string())

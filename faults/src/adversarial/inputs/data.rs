@@ -195,12 +195,10 @@ impl Generator {
         let o = Value::Object(self.valid_object());
         let bytes = if version == 1 {
             let e: user::CreatedV1 = serde_json::from_value(o).expect("a valid v1");
-            eventhub::wire::proto::encode(<user::CreatedV1 as eventhub::Event>::PROTO, &e)
-                .expect("encodes")
+            eventhub::wire::proto::encode(&e).expect("encodes")
         } else {
             let e: user::CreatedV2 = serde_json::from_value(o).expect("a valid v2");
-            eventhub::wire::proto::encode(<user::CreatedV2 as eventhub::Event>::PROTO, &e)
-                .expect("encodes")
+            eventhub::wire::proto::encode(&e).expect("encodes")
         };
         Data {
             bytes,

@@ -9,11 +9,9 @@ use prost::encoding::{
 };
 use serde_json::{Map, Value};
 
-use super::{Field, Kind, Message, Shape};
+use super::descriptor::{Field, Kind, Message, Shape};
+use super::rt;
 use crate::error::{DecodeError, DecodeErrorKind};
-
-mod de;
-mod ser;
 
 /// A value that does not fit the protobuf message of its event (only possible for values that
 /// do not match the schema: a typed event always encodes).
@@ -67,36 +65,20 @@ impl Fail {
     }
 }
 
-/// Encodes `value` (an event: its type's `Event::PROTO` is the message) as `message`.
-pub fn encode<T: serde::Serialize + ?Sized>(
+/// Encodes `value` as `message`: with the generated encoder of its type (`fast`) when it has
+/// one, otherwise (or when that fails) through its JSON value, whose errors name where the value
+/// does not fit the message.
+pub(crate) fn encode_with<T: serde::Serialize>(
     message: &'static Message,
+    fast: Option<rt::Codec<T>>,
     value: &T,
 ) -> Result<Vec<u8>, EncodeError> {
-    encode_serialize(message, value)
-}
-
-/// Encodes any serializable value as `message` (used for events and for JSON values of
-/// [`EventInfo`](crate::EventInfo)s).
-pub(crate) fn encode_serialize<T: serde::Serialize + ?Sized>(
-    message: &'static Message,
-    value: &T,
-) -> Result<Vec<u8>, EncodeError> {
-    let mut w = Writer {
-        buf: Vec::with_capacity(128),
-    };
-    match ser::message(&mut w, message, value) {
-        Ok(()) => Ok(w.buf),
-        // Encode again through the JSON value, which names where the value does not fit.
-        Err(_) => encode_via_value(message, value),
+    if let Some(codec) = fast {
+        let mut buf = Vec::with_capacity(128);
+        if (codec.encode)(value, &mut buf).is_ok() {
+            return Ok(buf);
+        }
     }
-}
-
-/// Encodes through the value's JSON form: slower than the direct path, and its errors name
-/// where the value does not fit the message.
-fn encode_via_value<T: serde::Serialize + ?Sized>(
-    message: &'static Message,
-    value: &T,
-) -> Result<Vec<u8>, EncodeError> {
     let value = serde_json::to_value(value).map_err(|e| EncodeError {
         path: String::new(),
         detail: e.to_string(),
@@ -206,8 +188,14 @@ impl Writer {
                 })
             }
             kind => {
+                // A wrapper holds a null item (as an empty wrapper); other items cannot be null.
+                let nullable = match kind {
+                    Kind::Json => true,
+                    Kind::Message(m) => m.shape == Shape::Wrapper,
+                    _ => false,
+                };
                 for (i, item) in items.iter().enumerate() {
-                    if item.is_null() && kind != Kind::Json {
+                    if item.is_null() && !nullable {
                         return Err(expected("an item", item).at(i));
                     }
                     self.single(f.number, kind, item).map_err(|e| e.at(i))?;
@@ -294,26 +282,22 @@ impl Writer {
     }
 }
 
-/// Decodes a protobuf payload of `E`.
-///
-/// Decodes `payload` as `message` into `E` (an event: its type's `Event::PROTO` is the
-/// message). A payload that is not a valid encoding of `message` is
-/// [`DecodeErrorKind::InvalidProtobuf`]; one that is, but does not make an `E` (a missing
-/// required property, a value out of range), is [`DecodeErrorKind::SchemaMismatch`]. Both name
-/// where.
-pub fn decode<E: serde::de::DeserializeOwned>(
+/// Decodes `payload` as `message` into `E`: with the generated decoder of `E` (`fast`) when it
+/// has one, otherwise (or when that fails) through the payload's JSON value. A payload that is
+/// not a valid encoding of `message` is [`DecodeErrorKind::InvalidProtobuf`]; one that is, but
+/// does not make an `E` (a missing required property, a value out of range), is
+/// [`DecodeErrorKind::SchemaMismatch`]. Both name where.
+pub(crate) fn decode_with<E: serde::de::DeserializeOwned>(
     message: &'static Message,
+    fast: Option<rt::Codec<E>>,
     payload: &[u8],
 ) -> Result<E, DecodeError> {
-    let fast = E::deserialize(de::MessageDe {
-        message,
-        bytes: payload,
-    });
-    match fast {
-        Ok(event) => Ok(event),
-        // Decode again through the JSON value, which locates and classifies the failure.
-        Err(_) => decode_via_value(message, payload),
+    if let Some(codec) = fast
+        && let Ok(event) = (codec.decode)(payload, 0)
+    {
+        return Ok(event);
     }
+    decode_via_value(message, payload)
 }
 
 /// Decodes through the payload's JSON value: slower than the direct path, and it names where a
@@ -339,7 +323,7 @@ fn decode_via_value<E: serde::de::DeserializeOwned>(
 /// Decodes a protobuf payload of `message` into the event's JSON form.
 pub fn decode_value(message: &'static Message, payload: &[u8]) -> Result<Value, DecodeError> {
     let mut buf = payload;
-    read_message(message, &mut buf).map_err(|f| {
+    read_message(message, &mut buf, 0).map_err(|f| {
         let at = f.path();
         let at = if at.is_empty() {
             String::new()
@@ -373,7 +357,13 @@ fn in_field(m: &Message, number: u32, mut f: Fail) -> Fail {
     f
 }
 
-fn read_message(m: &'static Message, buf: &mut &[u8]) -> Result<Value, Fail> {
+fn read_message(m: &'static Message, buf: &mut &[u8], depth: u32) -> Result<Value, Fail> {
+    if depth > rt::MAX_DEPTH {
+        return Err(Fail::new(format!(
+            "messages nested more than {} deep",
+            rt::MAX_DEPTH
+        )));
+    }
     let mut obj = Map::new();
     while !buf.is_empty() {
         let (number, wire) = decode_key(buf).map_err(|e| Fail {
@@ -381,9 +371,8 @@ fn read_message(m: &'static Message, buf: &mut &[u8]) -> Result<Value, Fail> {
             ..Fail::new(format!("in {}: bad field key ({e})", m.place()))
         })?;
         match m.field(number) {
-            Some(f) => {
-                read_field(f, wire, buf, &mut obj).map_err(|e| in_field(m, number, e).at(f.name))?
-            }
+            Some(f) => read_field(f, wire, buf, &mut obj, depth)
+                .map_err(|e| in_field(m, number, e).at(f.name))?,
             None => skip_field(wire, number, buf, DecodeContext::default()).map_err(|e| Fail {
                 located: true,
                 ..Fail::new(format!(
@@ -420,6 +409,7 @@ fn read_field(
     wire: WireType,
     buf: &mut &[u8],
     obj: &mut Map<String, Value>,
+    depth: u32,
 ) -> Result<(), Fail> {
     let packable = matches!(
         f.kind,
@@ -438,24 +428,26 @@ fn read_field(
             };
             while !packed.is_empty() {
                 let at = items.len();
-                items.push(read_single(f.kind, item_wire, &mut packed).map_err(|e| e.at(at))?);
+                items.push(
+                    read_single(f.kind, item_wire, &mut packed, depth).map_err(|e| e.at(at))?,
+                );
             }
         } else {
             let at = items.len();
-            items.push(read_single(f.kind, wire, buf).map_err(|e| e.at(at))?);
+            items.push(read_single(f.kind, wire, buf, depth).map_err(|e| e.at(at))?);
         }
         return Ok(());
     }
     if let Kind::Map(entry) = f.kind {
         check_wire(WireType::LengthDelimited, wire)?;
         let mut body = take_delimited(buf)?;
-        let (key, value) = read_entry(entry, &mut body)?;
+        let (key, value) = read_entry(entry, &mut body, depth)?;
         if let Value::Object(map) = slot(obj, f.name, || Value::Object(Map::new())) {
             map.insert(key, value);
         }
         return Ok(());
     }
-    let value = read_single(f.kind, wire, buf)?;
+    let value = read_single(f.kind, wire, buf, depth)?;
     // A repeated occurrence of a singular field: the last one wins.
     obj.insert(f.name.to_string(), value);
     Ok(())
@@ -476,7 +468,11 @@ fn slot<'a>(
 
 /// A map entry: key (field 1) and value (field 2); missing ones are protobuf's defaults, as
 /// other producers leave out zero values in map entries.
-fn read_entry(entry: &'static Message, body: &mut &[u8]) -> Result<(String, Value), Fail> {
+fn read_entry(
+    entry: &'static Message,
+    body: &mut &[u8],
+    depth: u32,
+) -> Result<(String, Value), Fail> {
     let value_field = &entry.fields[1];
     let mut key = String::new();
     let mut value = None;
@@ -485,11 +481,14 @@ fn read_entry(entry: &'static Message, body: &mut &[u8]) -> Result<(String, Valu
             decode_key(body).map_err(|e| Fail::new(format!("bad map entry key ({e})")))?;
         match number {
             1 => {
-                if let Value::String(k) = read_single(Kind::String, wire, body)? {
+                if let Value::String(k) = read_single(Kind::String, wire, body, depth)? {
                     key = k;
                 }
             }
-            2 => value = Some(read_single(value_field.kind, wire, body).map_err(|e| e.at(&key))?),
+            2 => {
+                value =
+                    Some(read_single(value_field.kind, wire, body, depth).map_err(|e| e.at(&key))?)
+            }
             _ => skip_field(wire, number, body, DecodeContext::default())
                 .map_err(|e| Fail::new(format!("bad map entry ({e})")))?,
         }
@@ -502,7 +501,7 @@ fn read_entry(entry: &'static Message, body: &mut &[u8]) -> Result<(String, Valu
             Kind::Double => Value::from(0.0),
             Kind::Bool => Value::Bool(false),
             Kind::Json => Value::Null,
-            Kind::Message(m) => read_message(m, &mut &[][..]).map_err(|e| e.at(&key))?,
+            Kind::Message(m) => read_message(m, &mut &[][..], depth + 1).map_err(|e| e.at(&key))?,
             Kind::Map(_) => Value::Object(Map::new()),
         },
     };
@@ -537,7 +536,7 @@ fn take_delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Fail> {
     Ok(body)
 }
 
-fn read_single(kind: Kind, wire: WireType, buf: &mut &[u8]) -> Result<Value, Fail> {
+fn read_single(kind: Kind, wire: WireType, buf: &mut &[u8], depth: u32) -> Result<Value, Fail> {
     let varint = |buf: &mut &[u8]| {
         check_wire(WireType::Varint, wire)?;
         decode_varint(buf).map_err(|e| Fail::new(format!("bad varint ({e})")))
@@ -575,14 +574,14 @@ fn read_single(kind: Kind, wire: WireType, buf: &mut &[u8]) -> Result<Value, Fai
         Kind::Message(m) => {
             check_wire(WireType::LengthDelimited, wire)?;
             let mut body = take_delimited(buf)?;
-            read_message(m, &mut body)?
+            read_message(m, &mut body, depth + 1)?
         }
         Kind::Map(entry) => {
             // Only reached for a map inside a wrapper's repeated field, which codegen never
             // produces; decode one entry as a one-key object.
             check_wire(WireType::LengthDelimited, wire)?;
             let mut body = take_delimited(buf)?;
-            let (k, v) = read_entry(entry, &mut body)?;
+            let (k, v) = read_entry(entry, &mut body, depth + 1)?;
             let mut map = Map::new();
             map.insert(k, v);
             Value::Object(map)
@@ -817,9 +816,12 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.path(), "/prices/0/amount");
-        // The direct path gives up and the JSON value's path names where.
-        let err = encode_serialize(&ROOT, &json!({"prices": [{"amount": 1, "currency": 7}]}))
-            .unwrap_err();
+        let err = encode_with(
+            &ROOT,
+            None,
+            &json!({"prices": [{"amount": 1, "currency": 7}]}),
+        )
+        .unwrap_err();
         assert_eq!(err.path(), "/prices/0/currency");
         let err = encode_value(&ROOT, &json!({"colour": "red"})).unwrap_err();
         assert!(
@@ -855,41 +857,10 @@ mod tests {
         flag: Option<bool>,
     }
 
-    /// The direct decoder and the one through the JSON value agree.
-    fn both_ways(bytes: &[u8]) -> Root {
-        let direct = <Root as serde::Deserialize>::deserialize(de::MessageDe {
-            message: &ROOT,
-            bytes,
-        })
-        .expect("the direct path decodes");
-        let via_value: Root = serde_json::from_value(decode_value(&ROOT, bytes).unwrap()).unwrap();
-        assert_eq!(direct, via_value);
-        direct
-    }
-
     #[test]
-    fn the_direct_decoder_agrees_with_the_json_value() {
-        for v in [
-            json!({
-                "n": -5, "prices": [{"amount": 0, "currency": ""}, {"amount": 1999, "currency": "EUR"}],
-                "ratio": [0.5, -1.0], "tags": {"a": 1, "b": -2}, "note": "",
-                "extra": {"any": [1, "x", null]}, "maybe": [], "flag": false
-            }),
-            json!({"prices": [], "tags": {}, "note": null, "extra": null}),
-            json!({"prices": [], "tags": {}, "note": "x", "maybe": ["a", ""], "extra": "s"}),
-        ] {
-            let bytes = encode_value(&ROOT, &v).unwrap();
-            both_ways(&bytes);
-            // The direct encoder writes the same bytes from the value (fields in its order).
-            let mut w = Writer { buf: Vec::new() };
-            ser::message(&mut w, &ROOT, &v).unwrap();
-            assert_eq!(
-                decode_value(&ROOT, &w.buf).unwrap(),
-                decode_value(&ROOT, &bytes).unwrap()
-            );
-        }
-        // Another producer's choices: fields out of order and interleaved, unpacked doubles, a
-        // map entry without its value (0), an unknown field.
+    fn another_producers_choices_decode() {
+        // Fields out of order and interleaved, unpacked doubles, a map entry without its value
+        // (0), an unknown field.
         let mut bytes = vec![0x19];
         bytes.extend_from_slice(&2.0f64.to_le_bytes()); // ratio: 2.0 (unpacked)
         bytes.extend_from_slice(&[0x2a, 0x01, b'n']); // note: "n"
@@ -899,16 +870,15 @@ mod tests {
         bytes.push(0x19);
         bytes.extend_from_slice(&3.0f64.to_le_bytes()); // ratio: 3.0
         bytes.extend_from_slice(&[0x12, 0x02, 0x08, 0x07]); // prices[1]: amount 7, no currency
-        let err = <Root as serde::Deserialize>::deserialize(de::MessageDe {
-            message: &ROOT,
-            bytes: &bytes,
-        });
-        assert!(err.is_err(), "a Money without currency is missing a field");
+        let err = decode_with::<Root>(&ROOT, None, &bytes).unwrap_err();
+        assert_eq!(err.kind(), DecodeErrorKind::SchemaMismatch);
+        assert!(err.to_string().contains("prices[1]"), "{err}");
         bytes.truncate(bytes.len() - 4);
-        let root = both_ways(&bytes);
+        let root: Root = decode_with(&ROOT, None, &bytes).unwrap();
         assert_eq!(root.ratio, vec![2.0, 3.0]);
         assert_eq!(root.tags["k"], 0);
         assert_eq!(root.prices[0].currency, "USD");
         assert_eq!(root.prices[0].amount, 5);
+        assert_eq!(root.note.as_deref(), Some("n"));
     }
 }
