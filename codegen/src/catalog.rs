@@ -30,6 +30,9 @@ use crate::validate::{DocKind, RefSite, check_document};
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub(crate) events: Vec<EventSchema>,
+    /// The request/response pairs (`<name>.request.v<N>.json` + `<name>.response.v<N>.json`):
+    /// typed request-reply, not events (no stream, not exported as events).
+    pub(crate) requests: Vec<RequestPair>,
     pub(crate) shared: BTreeMap<String, SharedDef>,
     pub(crate) streams: Vec<StreamDecl>,
     /// The catalog's name (`catalog` in `streams.json`).
@@ -61,6 +64,31 @@ pub(crate) struct EventSchema {
     /// Shared definitions this event needs, directly or through other definitions.
     pub(crate) shared_used: BTreeSet<String>,
     pub(crate) stream: String,
+}
+
+/// One request version and its response, paired by file name.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestPair {
+    /// `<name>.request.v<N>.json`, named like an event `user.lookup.request` v`N`.
+    pub(crate) request: EventSchema,
+    /// `<name>.response.v<N>.json`.
+    pub(crate) response: EventSchema,
+}
+
+impl RequestPair {
+    /// `user.lookup`
+    pub(crate) fn request_type(&self) -> &str {
+        self.request
+            .name
+            .event_type
+            .strip_suffix(".request")
+            .unwrap_or(&self.request.name.event_type)
+    }
+
+    /// `rpc.user.lookup.v1`
+    pub(crate) fn subject(&self) -> String {
+        format!("rpc.{}.v{}", self.request_type(), self.request.name.version)
+    }
 }
 
 /// A definition from `schemas/shared/`, or one of another catalog's that this one uses.
@@ -115,6 +143,20 @@ pub struct EventInfoData {
     pub schema: String,
     /// The fields marked `x-sensitive`, as JSON pointers (`*` for every array item).
     pub sensitive: Vec<String>,
+}
+
+/// One request version of a catalog (`<name>.request.v<N>.json` with its response).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestEntry {
+    /// `user.lookup`
+    pub request_type: String,
+    /// `1`
+    pub version: u32,
+    /// `rpc.user.lookup.v1`
+    pub subject: String,
+    /// The generated Rust type of the request, relative to the `events` module:
+    /// `user::LookupRequestV1` (its response: `user::LookupResponseV1`).
+    pub rust_type: String,
 }
 
 /// A summary of one event version, for tools (the CLI's `schemas list`).
@@ -334,6 +376,31 @@ impl Catalog {
         Some(self.bundle(e))
     }
 
+    /// Every versioned schema the compatibility gate covers: the events, then both sides of
+    /// each request (named `user.lookup.request` and `user.lookup.response` in the lock).
+    pub(crate) fn versioned(&self) -> impl Iterator<Item = &EventSchema> {
+        self.events
+            .iter()
+            .chain(self.requests.iter().flat_map(|r| [&r.request, &r.response]))
+    }
+
+    /// Every request version of the catalog, by request type and version.
+    pub fn requests(&self) -> Vec<RequestEntry> {
+        self.requests
+            .iter()
+            .map(|r| RequestEntry {
+                request_type: r.request_type().to_string(),
+                version: r.request.name.version,
+                subject: r.subject(),
+                rust_type: format!(
+                    "{}::{}",
+                    r.request.name.module(),
+                    r.request.name.struct_ident()
+                ),
+            })
+            .collect()
+    }
+
     pub(crate) fn bundle(&self, e: &EventSchema) -> Value {
         let mut root = e.root.clone();
         let mut defs = serde_json::Map::new();
@@ -387,6 +454,7 @@ impl<'e> Loader<'e> {
         let mut topology_doc = None;
         let mut shared_docs = Vec::new();
         let mut event_docs = Vec::new();
+        let mut rpc_docs = Vec::new();
         for f in raw {
             match f.rel.first().map(String::as_str) {
                 Some(TOPOLOGY_FILE) if f.rel.len() == 1 => topology_doc = Some(f),
@@ -395,6 +463,10 @@ impl<'e> Loader<'e> {
                 Some(SHARED_DIR) if f.rel.len() > 1 => shared_docs.push(f),
                 _ => {
                     match parse_event_path(&f.rel.iter().map(String::as_str).collect::<Vec<_>>()) {
+                        Ok(name) if rpc_side(&name).is_some() => {
+                            self.event_files.insert(f.rel.clone());
+                            rpc_docs.push((name, f));
+                        }
                         Ok(name) => {
                             self.event_files.insert(f.rel.clone());
                             event_docs.push((name, f));
@@ -492,6 +564,7 @@ impl<'e> Loader<'e> {
         });
         check_duplicates(&events, diags);
         self.check_extern_events(&events, diags);
+        let requests = self.pair_requests(rpc_docs, &events, diags);
 
         let topo_path = label.join(TOPOLOGY_FILE);
         let name = match &topology_doc {
@@ -542,6 +615,7 @@ impl<'e> Loader<'e> {
         self.drop_unused_imports(&events);
         Some(Catalog {
             events,
+            requests,
             shared: self.shared,
             streams,
             name,
@@ -687,6 +761,81 @@ impl<'e> Loader<'e> {
                 }
             }
         }
+    }
+
+    /// Bundles the request and response schemas and pairs them by name and version: each
+    /// request needs its response and each response its request.
+    fn pair_requests(
+        &self,
+        docs: Vec<(EventName, RawFile)>,
+        events: &[EventSchema],
+        diags: &mut Diagnostics,
+    ) -> Vec<RequestPair> {
+        // (request type, version) -> (request, response)
+        type Sides = (Option<EventSchema>, Option<EventSchema>);
+        let mut sides: BTreeMap<(String, u32), Sides> = BTreeMap::new();
+        for (name, f) in docs {
+            let Some((base, side)) = rpc_side(&name) else {
+                continue;
+            };
+            let key = (base.to_string(), name.version);
+            let Some(schema) = self.event(name, &f, diags) else {
+                continue;
+            };
+            let slot = sides.entry(key).or_default();
+            match side {
+                RpcSide::Request => slot.0 = Some(schema),
+                RpcSide::Response => slot.1 = Some(schema),
+            }
+        }
+        let mut out = Vec::new();
+        for ((base, version), pair) in sides {
+            let file_name = |side: &str| {
+                let (_, name) = base.split_once('.').unwrap_or(("", &base));
+                format!("{}.{side}.v{version}.json", name.replace('.', "/"))
+            };
+            match pair {
+                (Some(request), Some(response)) => {
+                    if let Some(clash) = events.iter().find(|e| {
+                        e.name.module() == request.name.module()
+                            && (e.name.family_ident == request.name.family_ident
+                                || e.name.family_ident == response.name.family_ident)
+                    }) {
+                        diags.push(
+                            &request.file,
+                            "",
+                            format!(
+                                "request `{base}` v{version} clashes with event {} ({}): its \
+                                 generated type has the same name; rename one",
+                                clash.name.event_type,
+                                clash.file.display()
+                            ),
+                        );
+                    }
+                    out.push(RequestPair { request, response })
+                }
+                (Some(request), None) => diags.push(
+                    &request.file,
+                    "",
+                    format!(
+                        "request `{base}` v{version} has no response: add `{}` next to it \
+                         (a request is answered with the response of the same name and version)",
+                        file_name("response")
+                    ),
+                ),
+                (None, Some(response)) => diags.push(
+                    &response.file,
+                    "",
+                    format!(
+                        "response `{base}` v{version} has no request: add `{}` next to it \
+                         (a response answers the request of the same name and version)",
+                        file_name("request")
+                    ),
+                ),
+                (None, None) => {}
+            }
+        }
+        out
     }
 
     fn event(&self, name: EventName, f: &RawFile, diags: &mut Diagnostics) -> Option<EventSchema> {
@@ -1104,6 +1253,27 @@ fn defs_of(doc: &Value) -> Vec<(String, Value)> {
 }
 
 /// Same event type and version twice, or two events that would get the same Rust name.
+/// Which side of a request-reply pair a schema is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RpcSide {
+    /// `<name>.request.v<N>.json`
+    Request,
+    /// `<name>.response.v<N>.json`
+    Response,
+}
+
+/// For a schema named `<domain>/<name>.request.v<N>` or `.response.v<N>`: the request type
+/// (`user.lookup`) and the side. `None` for an event.
+pub(crate) fn rpc_side(name: &EventName) -> Option<(&str, RpcSide)> {
+    if let Some(base) = name.event_type.strip_suffix(".request") {
+        Some((base, RpcSide::Request))
+    } else {
+        name.event_type
+            .strip_suffix(".response")
+            .map(|base| (base, RpcSide::Response))
+    }
+}
+
 fn check_duplicates(events: &[EventSchema], diags: &mut Diagnostics) {
     let mut by_version: BTreeMap<(&str, u32), &EventSchema> = BTreeMap::new();
     let mut by_ident: BTreeMap<(String, String), &EventSchema> = BTreeMap::new();

@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 use serde_json::Value;
 use typify::TypeSpaceSettings;
 
-use crate::catalog::{Catalog, EventSchema};
+use crate::catalog::{Catalog, EventSchema, RequestPair};
 use crate::diagnostic::{Diagnostic, Diagnostics, Error, pointer_push};
 use crate::guard::typify;
 use crate::naming::{SHARED_DIR, const_ident, pascal};
@@ -103,9 +103,27 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
         .enumerate()
         .map(|(i, e)| ((e.name.event_type.clone(), e.name.version), i))
         .collect();
-    for (module, events) in &domains {
+    let mut rpcs: BTreeMap<String, Vec<&RequestPair>> = BTreeMap::new();
+    for r in &catalog.requests {
+        rpcs.entry(r.request.name.module()).or_default().push(r);
+    }
+    let modules_used: std::collections::BTreeSet<String> =
+        domains.keys().chain(rpcs.keys()).cloned().collect();
+    for module in &modules_used {
+        let events: &[&EventSchema] = domains.get(module).map_or(&[], Vec::as_slice);
+        let requests: &[&RequestPair] = rpcs.get(module).map_or(&[], Vec::as_slice);
+        // The first file of the domain, for messages about the whole domain.
+        let first = events
+            .first()
+            .copied()
+            .or_else(|| requests.first().map(|r| &r.request))
+            .expect("a domain has an event or a request");
         let mut defs = shared_defs.clone();
-        for e in events {
+        let sides: Vec<&EventSchema> = requests
+            .iter()
+            .flat_map(|r| [&r.request, &r.response])
+            .collect();
+        for e in events.iter().chain(sides.iter()) {
             defs.push((e.name.struct_ident(), crate::constraints::document(&e.root)));
             defs.extend(
                 e.locals
@@ -116,7 +134,8 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
         let typified = match typify(&in_domain, &defs) {
             Ok(t) => t,
             Err(msg) => {
-                locate_failure(events, &shared_defs, &in_domain, &msg, &mut diags);
+                let all: Vec<&EventSchema> = events.iter().chain(sides.iter()).copied().collect();
+                locate_failure(&all, &shared_defs, &in_domain, &msg, &mut diags);
                 continue;
             }
         };
@@ -127,15 +146,16 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
                 .get(&(e.name.event_type.clone(), e.name.version))
                 .is_some_and(|p| !p.is_empty())
         });
-        let domain_enum =
-            crate::domain_enum::tokens(&rt, &events[0].name.domain, &families, domain_sensitive);
+        let domain_enum = (!events.is_empty()).then(|| {
+            crate::domain_enum::tokens(&rt, &first.name.domain, &families, domain_sensitive)
+        });
         if let Some(clash) = families
             .keys()
             .chain(typified.type_names.iter())
             .find(|n| *n == crate::domain_enum::NAME)
         {
             diags.push(
-                &events[0].file,
+                &first.file,
                 "",
                 format!(
                     "`{clash}` in domain {module} is the name of the enum over the domain's \
@@ -189,10 +209,16 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
             &catalog_index,
             &codecs,
         );
+        let request_impls = request_items(&rt, catalog, requests);
         let module_ident = format_ident!("{}", module);
+        let what = match (events.is_empty(), requests.is_empty()) {
+            (false, true) => "Events",
+            (true, false) => "Requests",
+            _ => "Events and requests",
+        };
         let doc = format!(
-            " Events of the `{}` domain (`schemas/{}/`).",
-            events[0].name.domain, events[0].name.domain
+            " {what} of the `{}` domain (`schemas/{}/`).",
+            first.name.domain, first.name.domain
         );
         // typify's builders name shared types `super::shared::X` from inside their own
         // `builder` module: the domain module's `shared` makes that path resolve.
@@ -208,6 +234,7 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
                 #shared_import
                 #tokens
                 #ours
+                #request_impls
                 #domain_enum
                 #codec_fns
             }
@@ -248,6 +275,35 @@ pub(crate) fn generate(catalog: &Catalog, options: &Options<'_>) -> Result<Strin
 /// the formatted text turns into a `__protobuf!` invocation: prettyplease formats the items of a
 /// module, not the tokens of a macro.
 const PROTOBUF_MODULE: &str = "__eventhub_protobuf";
+
+/// `impl Request` for each request type of a domain: its response type, subject and the
+/// bundled schemas of both sides.
+fn request_items(rt: &syn::Path, catalog: &Catalog, requests: &[&RequestPair]) -> TokenStream {
+    let items = requests.iter().map(|r| {
+        let request = format_ident!("{}", r.request.name.struct_ident());
+        let response = format_ident!("{}", r.response.name.struct_ident());
+        let subject = r.subject();
+        let request_schema = catalog.bundle(&r.request).to_string();
+        let response_schema = catalog.bundle(&r.response).to_string();
+        let doc = format!(
+            " Request `{}` v{}, sent on `{subject}` and answered with [`{response}`].",
+            r.request_type(),
+            r.request.name.version
+        );
+        quote! {
+            #[doc = #doc]
+            impl #rt::wire::request::Request for #request {
+                type Response = #response;
+                const SUBJECT: &'static str = #subject;
+                const REQUEST_SCHEMA: ::core::option::Option<&'static str> =
+                    ::core::option::Option::Some(#request_schema);
+                const RESPONSE_SCHEMA: ::core::option::Option<&'static str> =
+                    ::core::option::Option::Some(#response_schema);
+            }
+        }
+    });
+    quote! { #(#items)* }
+}
 
 /// Which module typify generates into.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Released state: what was released, and whether the catalog still honours it.
 //!
-//! `schemas/released.lock` records, for every released event version, its canonical bundled
+//! `schemas/released.lock` records, for every released event version (and each side of every
+//! request, as `<type>.request` and `<type>.response`), its canonical bundled
 //! schema (shared definitions included, keys sorted). [`Lock::record`] writes a new release;
 //! [`check`] compares the catalog with the lock and [`diff`] compares two catalogs, both with
 //! the rules of [`crate::compat`].
@@ -31,7 +32,7 @@ impl Lock {
             }
         }
         let mut lock = previous.cloned().unwrap_or_default();
-        for e in &catalog.events {
+        for e in catalog.versioned() {
             let bundled = catalog.bundle(e);
             let previous = lock.field_numbers(&e.name.event_type, e.name.version);
             let proto = crate::proto::assign_field_numbers(&bundled, previous);
@@ -270,8 +271,7 @@ fn next_versions(catalogs: &[&Catalog], extra: &[(String, u32)]) -> BTreeMap<Str
     let all = catalogs
         .iter()
         .flat_map(|c| {
-            c.events
-                .iter()
+            c.versioned()
                 .map(|e| (e.name.event_type.clone(), e.name.version))
         })
         .chain(extra.iter().cloned());
@@ -284,8 +284,7 @@ fn next_versions(catalogs: &[&Catalog], extra: &[(String, u32)]) -> BTreeMap<Str
 
 fn find<'c>(catalog: &'c Catalog, event_type: &str, version: u32) -> Option<&'c EventSchema> {
     catalog
-        .events
-        .iter()
+        .versioned()
         .find(|e| e.name.event_type == event_type && e.name.version == version)
 }
 
@@ -297,8 +296,7 @@ pub fn check(catalog: &Catalog, lock: &Lock) -> Report {
     let mut keys: Vec<(String, u32)> = released.clone();
     keys.extend(
         catalog
-            .events
-            .iter()
+            .versioned()
             .map(|e| (e.name.event_type.clone(), e.name.version)),
     );
     keys.sort();
@@ -368,9 +366,8 @@ fn check_field_numbers(new: &Value, recorded: &FieldNumbers, report: &mut EventR
 pub fn diff(old: &Catalog, new: &Catalog) -> Report {
     let next = next_versions(&[old, new], &[]);
     let mut keys: Vec<(String, u32)> = old
-        .events
-        .iter()
-        .chain(&new.events)
+        .versioned()
+        .chain(new.versioned())
         .map(|e| (e.name.event_type.clone(), e.name.version))
         .collect();
     keys.sort();

@@ -334,3 +334,26 @@ fn compile_writes_nothing_when_the_catalog_is_invalid() {
     assert!(eventhub_codegen::compile(&root, &out).is_err());
     assert!(!out.exists());
 }
+
+#[test]
+fn a_request_without_its_response_and_a_response_without_its_request() {
+    let d = diagnostics(&[
+        ("user/created.v1.json", GOOD),
+        ("user/lookup.request.v1.json", GOOD),
+        ("user/find.response.v2.json", GOOD),
+    ]);
+    assert_reported(
+        &d,
+        "schemas/user/lookup.request.v1.json",
+        "",
+        "request `user.lookup` v1 has no response: add `lookup.response.v1.json` next to it \
+         (a request is answered with the response of the same name and version)",
+    );
+    assert_reported(
+        &d,
+        "schemas/user/find.response.v2.json",
+        "",
+        "response `user.find` v2 has no request: add `find.request.v2.json` next to it \
+         (a response answers the request of the same name and version)",
+    );
+}

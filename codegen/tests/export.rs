@@ -937,3 +937,21 @@ fn formats_have_names() {
             .contains("typescript, asyncapi, proto, jsonschema, html")
     );
 }
+
+/// Requests are not events: every format leaves the catalog's `user.lookup` pair out, while its
+/// events are there.
+#[test]
+fn exports_leave_request_response_pairs_out() {
+    let catalog = catalog();
+    let files = export::export_all(std::slice::from_ref(&catalog), &options()).unwrap();
+    let all: String = files.iter().map(|f| f.content.as_str()).collect();
+    assert!(all.contains("user.created"), "the events are exported");
+    for needle in ["lookup", "Lookup", "rpc.user"] {
+        let hit: Vec<_> = files
+            .iter()
+            .filter(|f| f.content.contains(needle))
+            .map(|f| f.path.display().to_string())
+            .collect();
+        assert!(hit.is_empty(), "`{needle}` exported in {hit:?}");
+    }
+}

@@ -107,10 +107,14 @@ fn a_shared_definition_change_is_reported_for_every_event_using_it() {
         .collect();
     assert_eq!(
         users,
-        ["shop.order-placed@1", "shop.refunded@1"]
-            .map(String::from)
-            .into(),
-        "every event using Money is named"
+        [
+            "shop.order-placed@1",
+            "shop.quote.response@1",
+            "shop.refunded@1"
+        ]
+        .map(String::from)
+        .into(),
+        "every event and request using Money is named"
     );
     let text = report.to_string();
     assert!(
@@ -151,6 +155,31 @@ fn marking_or_unmarking_a_released_field_x_sensitive_fails_the_build() {
     ] {
         assert!(msg.contains(expected), "{expected:?} in:\n{msg}");
     }
+}
+
+#[test]
+fn a_released_request_is_gated_like_an_event() {
+    let (_tmp, dir) = released_catalog();
+    let lock = lock_json(&dir);
+    assert!(lock["events"]["shop.quote.request@1"].is_object(), "{lock}");
+    assert!(
+        lock["events"]["shop.quote.response@1"].is_object(),
+        "{lock}"
+    );
+    edit(&dir, "shop/quote.request.v1.json", |d| {
+        d["properties"]["quantity"]["type"] = "string".into();
+    });
+    let report = check(&dir);
+    assert!(report.is_breaking(), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("shop.quote.request v1"), "{text}");
+    std::fs::remove_file(dir.join("shop/quote.response.v1.json")).unwrap();
+    std::fs::remove_file(dir.join("shop/quote.request.v1.json")).unwrap();
+    let text = check(&dir).to_string();
+    assert!(
+        text.contains("shop.quote.response v1: released version removed"),
+        "{text}"
+    );
 }
 
 #[test]

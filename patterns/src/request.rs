@@ -25,7 +25,6 @@
 //! (the requester gets [`ErrorCode::Internal`]); a requester checks responses too, so a foreign
 //! responder cannot hand it a malformed one ([`RequestError::InvalidResponse`]).
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,59 +36,12 @@ use eventhub::wire::headers;
 use eventhub::wire::schema::{Validator, Violations};
 use eventhub::{Client, TraceContext};
 use futures::{FutureExt, StreamExt};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-/// Reply header: `ok` or `error`.
-pub const REPLY_HEADER: &str = "eventhub-reply";
-
-/// The JSON Schema of an [`ErrorReply`], for responders and requesters in other languages.
-pub const ERROR_REPLY_SCHEMA: &str = r#"{
-  "$schema": "https://json-schema.org/draft/2020-12/schema",
-  "$id": "urn:eventhub:schema:error-reply:v1",
-  "title": "error-reply",
-  "description": "The payload of a reply with the header eventhub-reply: error.",
-  "type": "object",
-  "properties": {
-    "code": {
-      "description": "invalid_request, internal, or a code of the responder's domain (lowercase, _).",
-      "type": "string",
-      "pattern": "^[a-z][a-z0-9_]{0,63}$"
-    },
-    "message": { "description": "What went wrong, for people.", "type": "string", "maxLength": 4096 }
-  },
-  "required": ["code", "message"],
-  "additionalProperties": false
-}"#;
-
-/// A request type: what it is answered with, where it is sent, what its payloads must match.
-///
-/// ```
-/// use eventhub_patterns::Request;
-/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
-/// struct Lookup { user_id: String }
-/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
-/// struct Found { email: String }
-/// impl Request for Lookup {
-///     type Response = Found;
-///     const SUBJECT: &'static str = "rpc.user.lookup.v1";
-///     const REQUEST_SCHEMA: Option<&'static str> = Some(
-///         r#"{"type":"object","properties":{"user_id":{"type":"string","minLength":1}},"required":["user_id"]}"#,
-///     );
-/// }
-/// ```
-pub trait Request: Serialize + DeserializeOwned + Send + Sync + fmt::Debug + 'static {
-    /// What a successful reply carries.
-    type Response: Serialize + DeserializeOwned + Send + Sync + fmt::Debug + 'static;
-    /// The subject requests are sent on, e.g. `rpc.user.lookup.v1`.
-    const SUBJECT: &'static str;
-    /// JSON Schema of the request: checked before sending and on arrival. Default none.
-    const REQUEST_SCHEMA: Option<&'static str> = None;
-    /// JSON Schema of the response: checked before replying and on arrival. Default none.
-    const RESPONSE_SCHEMA: Option<&'static str> = None;
-}
+pub use eventhub::wire::request::{ERROR_REPLY_SCHEMA, REPLY_HEADER, Request};
 
 /// The code of an [`ErrorReply`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -228,3 +228,19 @@ fn the_proto_file_declares_every_catalog_message() {
     assert!(catalog::PROTO_FILE.contains("  map<string, string> attributes = 1;\n"));
     assert!(catalog::PROTO_FILE.contains("  repeated OrderPlacedV1Line lines = 4;\n"));
 }
+
+#[test]
+fn a_generated_request_pairs_its_response_subject_and_schemas() {
+    use eventhub::wire::request::Request;
+    assert_eq!(shop::QuoteRequestV1::SUBJECT, "rpc.shop.quote.v1");
+    let request: serde_json::Value =
+        serde_json::from_str(shop::QuoteRequestV1::REQUEST_SCHEMA.unwrap()).unwrap();
+    let response: serde_json::Value =
+        serde_json::from_str(shop::QuoteRequestV1::RESPONSE_SCHEMA.unwrap()).unwrap();
+    assert_eq!(request["required"], serde_json::json!(["sku", "quantity"]));
+    // The response's shared Money travels with it.
+    assert!(response["$defs"]["Money"].is_object(), "{response}");
+    let quote: <shop::QuoteRequestV1 as Request>::Response =
+        serde_json::from_str(r#"{"total":{"amount_minor":1250,"currency":"EUR"}}"#).unwrap();
+    let _: shop::QuoteResponseV1 = quote;
+}

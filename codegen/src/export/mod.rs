@@ -8,6 +8,9 @@
 //! generated name defined twice is an error, and a shared definition present in both must be
 //! the same.
 //!
+//! Request/response pairs (`<name>.request.v<N>.json`) are not events: no format exports them
+//! (they have no stream, no event subject and no protobuf message).
+//!
 //! | [`Format`] | files | checked by (tests) |
 //! | --- | --- | --- |
 //! | `typescript` | `events.ts` | `tsc --strict` |

@@ -53,6 +53,10 @@ pub struct Service {
     pub consumes: Vec<Consumer>,
     /// The sagas it runs (eventhub-patterns).
     pub sagas: Vec<Saga>,
+    /// The request types it answers (eventhub-patterns' `RequestExt::respond`).
+    pub responds: Vec<RequestType>,
+    /// The request types it sends (`RequestExt::request`).
+    pub requests: Vec<RequestType>,
     /// May run `Client::health` (stream names and its consumers' state).
     pub health: bool,
     /// May render the metrics gauges (its consumers' state and dead-letter counts).
@@ -70,6 +74,15 @@ pub struct Published {
     /// under `schedules.<stream>.<service>.>`.
     pub schedules: bool,
     /// The subject of every version in the catalog (`events.user.created.v1`, …).
+    pub subjects: Vec<String>,
+}
+
+/// A request type a service answers or sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestType {
+    /// `user.lookup`
+    pub request_type: String,
+    /// The subject of every version in the catalog (`rpc.user.lookup.v1`, …).
     pub subjects: Vec<String>,
 }
 
@@ -156,6 +169,13 @@ impl Services {
                     .map(|keys| (s.name.as_str(), keys.as_slice()))
             })
             .collect()
+    }
+
+    /// The service that answers `request_type`.
+    pub fn responder_of(&self, request_type: &str) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|s| s.responds.iter().any(|r| r.request_type == request_type))
     }
 
     /// The service that owns `event_type`.

@@ -18,6 +18,11 @@
 //! }
 //! ```
 //!
+//! Typed request-reply is declared too: `"responds": ["user.lookup"]` lets a service answer
+//! the requests of type `user.lookup` (`rpc.user.lookup.v<N>`, in its queue group; it may
+//! publish only replies to the requests it received), `"requests": ["user.lookup"]` lets a
+//! service send them. A request type has exactly one responding service.
+//!
 //! An event type has exactly one publishing service (its owner; a `gateway` may publish it on
 //! the owner's behalf). A consumed entry is one durable consumer, named
 //! `<service>__<event type with . and - as _>` unless `durable` says otherwise. The JSON Schema
@@ -38,8 +43,8 @@ use crate::naming::SERVICES_FILE;
 
 pub use declaration::{
     ACCOUNT, ADVISORY_STREAM, Consumer, DLQ_STREAM, Gateway, IDEMPOTENCY_PREFIX, Published,
-    SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Saga, Service, Services, default_durable,
-    inbox_prefix, password_var,
+    RequestType, SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Saga, Service, Services,
+    default_durable, inbox_prefix, password_var,
 };
 pub use permissions::{Permissions, Role, User};
 

@@ -267,6 +267,10 @@ fn entry(out: &mut String, credential: &str, permissions: Option<&Permissions>) 
     out.push_str("          subscribe: {\n");
     list(out, "allow", &p.subscribe_allow);
     out.push_str("          }\n");
+    if p.allow_responses {
+        // One reply per request received, within the server's default window.
+        out.push_str("          allow_responses: true\n");
+    }
     out.push_str("      } }\n");
 }
 

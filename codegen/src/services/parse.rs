@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::declaration::{
-    Consumer, Gateway, Published, SWEEPER_DURABLE, SYSTEM_USER, Saga, Service, Services,
-    default_durable,
+    Consumer, Gateway, Published, RequestType, SWEEPER_DURABLE, SYSTEM_USER, Saga, Service,
+    Services, default_durable,
 };
 use crate::catalog::Catalog;
 use crate::diagnostic::{Diagnostics, Error, pointer_push, suggest};
@@ -29,6 +29,8 @@ const SERVICE_KEYS: &[&str] = &[
     "publishes",
     "consumes",
     "sagas",
+    "responds",
+    "requests",
     "health",
     "metrics",
 ];
@@ -59,6 +61,12 @@ struct Parser<'a> {
     sagas: BTreeMap<String, String>,
     /// (pointer to its inputs, saga, inputs), checked against the publishers at the end.
     saga_inputs: Vec<(String, String, Vec<String>)>,
+    /// Request type -> its subjects, by version.
+    request_types: BTreeMap<String, Vec<String>>,
+    /// Request type -> (responding service, where).
+    responders: BTreeMap<String, (String, String)>,
+    /// (where, requesting service, request type), checked against the responders at the end.
+    requesters: Vec<(String, String, String)>,
 }
 
 pub(super) fn parse(file: &Path, doc: &Value, catalog: &Catalog) -> Result<Services, Error> {
@@ -75,6 +83,13 @@ pub(super) fn parse(file: &Path, doc: &Value, catalog: &Catalog) -> Result<Servi
         });
         t.versions.push((e.version, e.subject.clone()));
     }
+    let mut request_types: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in catalog.requests() {
+        request_types
+            .entry(r.request_type.clone())
+            .or_default()
+            .push(r.subject.clone());
+    }
     let mut p = Parser {
         file,
         diags: Diagnostics::default(),
@@ -84,6 +99,9 @@ pub(super) fn parse(file: &Path, doc: &Value, catalog: &Catalog) -> Result<Servi
         owners: BTreeMap::new(),
         sagas: BTreeMap::new(),
         saga_inputs: Vec::new(),
+        request_types,
+        responders: BTreeMap::new(),
+        requesters: Vec::new(),
     };
     p.users.insert(
         SYSTEM_USER.to_string(),
@@ -300,12 +318,16 @@ impl Parser<'_> {
         let publishes = self.publishes(name, &ptr, map.get("publishes"));
         let consumes = self.consumes(name, &ptr, map.get("consumes"));
         let sagas = self.sagas(&ptr, map.get("sagas"));
+        let responds = self.request_list(name, &ptr, "responds", map.get("responds"));
+        let requests = self.request_list(name, &ptr, "requests", map.get("requests"));
         named.then(|| Service {
             name: name.to_string(),
             description,
             publishes,
             consumes,
             sagas,
+            responds,
+            requests,
             health,
             metrics,
         })
@@ -373,6 +395,75 @@ impl Parser<'_> {
             if let Some(c) = self.consumer(service, &format!("{ptr}/{i}"), item) {
                 out.push(c);
             }
+        }
+        out
+    }
+
+    /// `responds` or `requests`: request types of the catalog, each once; a request type has
+    /// one responding service.
+    fn request_list(
+        &mut self,
+        service: &str,
+        ptr: &str,
+        key: &str,
+        v: Option<&Value>,
+    ) -> Vec<RequestType> {
+        let ptr = pointer_push(ptr, key);
+        let Some(v) = v else { return Vec::new() };
+        let Some(items) = v.as_array() else {
+            self.err(
+                &ptr,
+                format!("`{key}` must be an array of request types (\"user.lookup\")"),
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<RequestType> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{ptr}/{i}");
+            let Some(ty) = item.as_str() else {
+                self.err(p, "a request type is a string (\"user.lookup\")");
+                continue;
+            };
+            let Some(subjects) = self.request_types.get(ty).cloned() else {
+                let hint = suggest(ty, self.request_types.keys().map(String::as_str))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.err(
+                    p,
+                    format!(
+                        "unknown request type `{ty}`{hint}: the catalog has no \
+                         schemas/<domain>/<name>.request.v<N>.json for it"
+                    ),
+                );
+                continue;
+            };
+            if out.iter().any(|r| r.request_type == ty) {
+                self.err(p, format!("`{ty}` is listed twice"));
+                continue;
+            }
+            if key == "responds" {
+                if let Some((owner, at)) = self.responders.get(ty) {
+                    let (owner, at) = (owner.clone(), at.clone());
+                    self.err(
+                        p,
+                        format!(
+                            "`{ty}` is already answered by `{owner}` (#{at}): a request type \
+                             has one responding service (its instances share the requests in \
+                             a queue group)"
+                        ),
+                    );
+                    continue;
+                }
+                self.responders
+                    .insert(ty.to_string(), (service.to_string(), p.clone()));
+            } else {
+                self.requesters
+                    .push((p.clone(), service.to_string(), ty.to_string()));
+            }
+            out.push(RequestType {
+                request_type: ty.to_string(),
+                subjects,
+            });
         }
         out
     }
@@ -689,6 +780,17 @@ impl Parser<'_> {
     }
 
     fn unpublished_consumptions(&mut self, services: &[Service]) {
+        for (ptr, service, ty) in std::mem::take(&mut self.requesters) {
+            if !self.responders.contains_key(&ty) {
+                self.err(
+                    ptr,
+                    format!(
+                        "`{service}` requests `{ty}`, which no service answers: add it to the \
+                         `responds` of the service that answers it"
+                    ),
+                );
+            }
+        }
         for (ptr, saga, inputs) in std::mem::take(&mut self.saga_inputs) {
             for (j, input) in inputs.iter().enumerate() {
                 if !self.owners.contains_key(input) {

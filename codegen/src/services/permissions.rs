@@ -18,6 +18,8 @@
 //! | `$JS.API.STREAM.INFO.KV_<bucket>`, `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.>`, `$KV.<bucket>.>` | an idempotent consumer opens its bucket, reads and records event ids |
 //! | `$JS.API.STREAM.INFO.KV_EVENTHUB_REPLAYS`, `$JS.API.DIRECT.GET.KV_EVENTHUB_REPLAYS.$KV.EVENTHUB_REPLAYS.>` | a consumer checks a dead-letter replay mark against its record (it sees the replayed payload anyway) |
 //! | subscribe `_INBOX_<service>.>` | replies and deliveries, on the inbox prefix the SDK sets per service |
+//! | `rpc.<type>.v<N>` (each version of each type in `requests`) | eventhub-patterns' `RequestExt::request`; the reply comes to its inbox |
+//! | subscribe `rpc.<type>.v<N>` (each type in `responds`), `allow_responses` | `RequestExt::respond`: its queue group takes the requests, and it may publish one reply to the reply subject of each request it received, not to other inboxes |
 //!
 //! Creating or updating a stream is never granted to a service, not even its idempotency
 //! bucket: a stream's subjects are in the request body, and a stream on another service's inbox
@@ -73,6 +75,9 @@ pub struct Permissions {
     pub publish_deny: Vec<String>,
     /// Subscribe allow list.
     pub subscribe_allow: Vec<String>,
+    /// Whether it may reply to the requests it receives (NATS `allow_responses`: one reply to
+    /// each request's reply subject, whatever its inbox), as a responder of request-reply.
+    pub allow_responses: bool,
 }
 
 /// The JetStream API no service, sweeper or gateway may use. The bare consumer-create subject of
@@ -147,6 +152,7 @@ pub(super) fn users(s: &Services) -> Vec<User> {
                 publish_allow: allow,
                 publish_deny: denied([]),
                 subscribe_allow: vec![format!("{}.>", inbox_prefix(name))],
+                allow_responses: false,
             }),
         });
     }
@@ -202,6 +208,7 @@ pub(super) fn users(s: &Services) -> Vec<User> {
                 publish_allow: allow,
                 publish_deny: denied(durables),
                 subscribe_allow: vec![format!("{}.>", inbox_prefix(&gw.name))],
+                allow_responses: false,
             }),
         });
     }
@@ -252,6 +259,12 @@ fn summary(s: &Service) -> String {
             .map(|x| format!("{} on {}", x.name, x.inputs.join(", ")))
             .collect();
         line.push_str(&format!("; runs saga {}", sagas.join("; saga ")));
+    }
+    for (what, list) in [("answers", &s.responds), ("requests", &s.requests)] {
+        if !list.is_empty() {
+            let types: Vec<&str> = list.iter().map(|r| r.request_type.as_str()).collect();
+            line.push_str(&format!("; {what} {}", types.join(", ")));
+        }
     }
     let uses: Vec<&str> = [(s.health, "health"), (s.metrics, "metrics")]
         .iter()
@@ -344,9 +357,21 @@ fn service_permissions(s: &Service) -> Permissions {
     if s.metrics {
         push(&mut allow, format!("$JS.API.STREAM.INFO.{DLQ_STREAM}"));
     }
+    for r in &s.requests {
+        for subject in &r.subjects {
+            push(&mut allow, subject.clone());
+        }
+    }
+    let mut subscribe = vec![format!("{}.>", inbox_prefix(&s.name))];
+    for r in &s.responds {
+        for subject in &r.subjects {
+            push(&mut subscribe, subject.clone());
+        }
+    }
     Permissions {
         publish_allow: allow,
         publish_deny: denied(bare_creates),
-        subscribe_allow: vec![format!("{}.>", inbox_prefix(&s.name))],
+        subscribe_allow: subscribe,
+        allow_responses: !s.responds.is_empty(),
     }
 }

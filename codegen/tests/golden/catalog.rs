@@ -104,7 +104,7 @@ Constraints: ≥ 0.*/
         }
     }
 }
-/// Events of the `shop` domain (`schemas/shop/`).
+/// Events and requests of the `shop` domain (`schemas/shop/`).
 pub mod shop {
     #![allow(missing_docs, clippy::all)]
     ///A cart was checked out.
@@ -243,6 +243,80 @@ Constraints: ≥ 1.*/
         pub quantity: ::std::num::NonZeroU64,
         ///Stock keeping unit.
         pub sku: ::std::string::String,
+    }
+    ///Asks the shop for the price of a product (a request, answered by shop/quote.response.v1.json).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct QuoteRequestV1 {
+        /**How many.
+
+Constraints: ≥ 1.*/
+        pub quantity: ::std::num::NonZeroU64,
+        /**The product.
+
+Constraints: at least 1 character.*/
+        pub sku: QuoteRequestV1Sku,
+    }
+    /**The product.
+
+Constraints: at least 1 character.*/
+    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[serde(transparent)]
+    pub struct QuoteRequestV1Sku(::std::string::String);
+    impl ::std::ops::Deref for QuoteRequestV1Sku {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<QuoteRequestV1Sku> for ::std::string::String {
+        fn from(value: QuoteRequestV1Sku) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for QuoteRequestV1Sku {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for QuoteRequestV1Sku {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for QuoteRequestV1Sku {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for QuoteRequestV1Sku {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///The price of a quote.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    pub struct QuoteResponseV1 {
+        pub total: super::shared::Money,
     }
     /// Error types.
     pub mod error {
@@ -649,6 +723,17 @@ Constraints: ≥ 1.*/
         pub const CART_CHECKED_OUT_V2: &str = "events.shop.cart.checked-out.v2";
         /// `shop.order-placed` v1
         pub const ORDER_PLACED_V1: &str = "events.shop.order-placed.v1";
+    }
+    /// Request `shop.quote` v1, sent on `rpc.shop.quote.v1` and answered with [`QuoteResponseV1`].
+    impl ::eventhub::wire::request::Request for QuoteRequestV1 {
+        type Response = QuoteResponseV1;
+        const SUBJECT: &'static str = "rpc.shop.quote.v1";
+        const REQUEST_SCHEMA: ::core::option::Option<&'static str> = ::core::option::Option::Some(
+            "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.quote.request:v1\",\"title\":\"shop.quote.request\",\"description\":\"Asks the shop for the price of a product (a request, answered by shop/quote.response.v1.json).\",\"type\":\"object\",\"properties\":{\"sku\":{\"description\":\"The product.\",\"type\":\"string\",\"minLength\":1},\"quantity\":{\"description\":\"How many.\",\"type\":\"integer\",\"minimum\":1}},\"required\":[\"sku\",\"quantity\"],\"additionalProperties\":false}",
+        );
+        const RESPONSE_SCHEMA: ::core::option::Option<&'static str> = ::core::option::Option::Some(
+            "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"$id\":\"urn:eventhub:schema:shop.quote.response:v1\",\"title\":\"shop.quote.response\",\"description\":\"The price of a quote.\",\"type\":\"object\",\"properties\":{\"total\":{\"$ref\":\"#/$defs/Money\"}},\"required\":[\"total\"],\"$defs\":{\"Currency\":{\"description\":\"ISO 4217 code.\",\"type\":\"string\",\"pattern\":\"^[A-Z]{3}$\"},\"Money\":{\"description\":\"Minor units of a currency.\",\"type\":\"object\",\"properties\":{\"amount_minor\":{\"description\":\"Amount in minor units.\",\"type\":\"integer\",\"minimum\":0},\"currency\":{\"$ref\":\"#/$defs/Currency\"}},\"required\":[\"amount_minor\",\"currency\"]}}}",
+        );
     }
     /// Every event of the `shop` domain this build knows, by family: what a consumer of the whole domain receives (its filter is `events.shop.>`).
     ///
@@ -1554,6 +1639,14 @@ pub const SCHEMA_FILES: &[(&str, &str)] = &[
     (
         "shop/order-placed.v1.json",
         "{\n  \"$schema\": \"https://json-schema.org/draft/2020-12/schema\",\n  \"$id\": \"https://schemas.example.com/shop/order-placed/v1\",\n  \"description\": \"An order was placed. Emitted by the shop once payment is authorised.\",\n  \"type\": \"object\",\n  \"properties\": {\n    \"order_id\": { \"description\": \"The order.\", \"type\": \"string\", \"format\": \"uuid\" },\n    \"lines\": { \"description\": \"What was bought.\", \"type\": \"array\", \"minItems\": 1, \"items\": { \"$ref\": \"#/$defs/Line\" } },\n    \"total\": { \"$ref\": \"../shared/money.json#/$defs/Money\" },\n    \"channel\": { \"description\": \"Where it was placed.\", \"enum\": [\"web\", \"app\", \"store\"] },\n    \"coupon\": { \"description\": \"Coupon code, if any.\", \"type\": [\"string\", \"null\"] },\n    \"attributes\": { \"description\": \"Free-form tags.\", \"type\": \"object\", \"additionalProperties\": { \"type\": \"string\" } },\n    \"placed_at\": { \"description\": \"When.\", \"type\": \"string\", \"format\": \"date-time\" }\n  },\n  \"required\": [\"order_id\", \"lines\", \"total\", \"placed_at\"],\n  \"$defs\": {\n    \"Line\": {\n      \"description\": \"One line of an order.\",\n      \"type\": \"object\",\n      \"properties\": {\n        \"sku\": { \"description\": \"Stock keeping unit.\", \"type\": \"string\" },\n        \"quantity\": { \"description\": \"How many.\", \"type\": \"integer\", \"minimum\": 1 },\n        \"engraving\": { \"description\": \"Text engraved on the item: encrypted.\", \"type\": \"string\", \"x-sensitive\": true },\n        \"price\": { \"$ref\": \"../shared/money.json#/$defs/Money\" }\n      },\n      \"required\": [\"sku\", \"quantity\", \"price\"],\n      \"additionalProperties\": false\n    }\n  }\n}\n",
+    ),
+    (
+        "shop/quote.request.v1.json",
+        "{\n  \"$schema\": \"https://json-schema.org/draft/2020-12/schema\",\n  \"description\": \"Asks the shop for the price of a product (a request, answered by shop/quote.response.v1.json).\",\n  \"type\": \"object\",\n  \"properties\": {\n    \"sku\": { \"description\": \"The product.\", \"type\": \"string\", \"minLength\": 1 },\n    \"quantity\": { \"description\": \"How many.\", \"type\": \"integer\", \"minimum\": 1 }\n  },\n  \"required\": [\"sku\", \"quantity\"],\n  \"additionalProperties\": false\n}\n",
+    ),
+    (
+        "shop/quote.response.v1.json",
+        "{\n  \"$schema\": \"https://json-schema.org/draft/2020-12/schema\",\n  \"description\": \"The price of a quote.\",\n  \"type\": \"object\",\n  \"properties\": {\n    \"total\": { \"$ref\": \"../shared/money.json#/$defs/Money\" }\n  },\n  \"required\": [\"total\"]\n}\n",
     ),
     (
         "streams.json",
