@@ -6,6 +6,9 @@
 //!   events of 1 and of 16 partition keys: one key serializes its events, more keys give the
 //!   parallelism back.
 //!
+//! - a delay of 1 s as a stored schedule (`publish_after`) vs a `Nak(1 s)`: how late each event
+//!   arrives after it was due (p50, p99).
+//!
 //! In these rows the "raw" column is the plain way (pipelined publish, unkeyed consumer) and
 //! the "eventhub" column the feature.
 
@@ -107,7 +110,102 @@ pub(crate) async fn run(
             .rows
             .push(Row::of(Section::Scale, "typical", label, plain, keyed));
     }
+
+    // A delay of 1 s: a stored schedule (the server publishes the event when due) vs a `Nak`
+    // with that delay (the consumer's redelivery timer). How late each arrives.
+    let (scheduled, naked) = (
+        lateness(env, event, Delay::Schedule).await?,
+        lateness(env, event, Delay::Nak).await?,
+    );
+    for (q, label) in [
+        (
+            0.5,
+            "delay of 1 s, lateness p50 (ms): Nak(1 s) (raw column) vs publish_after",
+        ),
+        (
+            0.99,
+            "delay of 1 s, lateness p99 (ms): Nak(1 s) (raw column) vs publish_after",
+        ),
+    ] {
+        let ms = |v: &[u64]| crate::measure::quantile(v, q) as f64 / 1000.0;
+        report.rows.push(Row::of(
+            Section::Scale,
+            "typical",
+            label,
+            ms(&naked),
+            ms(&scheduled),
+        ));
+    }
     Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Delay {
+    Schedule,
+    Nak,
+}
+
+/// Events delayed by 1 s at once, 50 of them; how late each arrived after it was due, in µs,
+/// sorted.
+async fn lateness(env: &Env<'_>, event: &order::PlacedV1, how: Delay) -> anyhow::Result<Vec<u64>> {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use async_nats::jetstream::{AckKind, Message};
+    use futures::StreamExt;
+    const N: usize = 50;
+    const DELAY: Duration = Duration::from_secs(1);
+    let stream = env.js.get_stream("ORDERS").await?;
+    stream.purge().await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: <order::PlacedV1 as eventhub::Event>::SUBJECT.to_string(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let publisher = env.client.publisher();
+    let mut due = std::collections::HashMap::new();
+    for _ in 0..N {
+        let id = match how {
+            Delay::Schedule => {
+                let at = Instant::now() + DELAY;
+                let s = publisher.publish_after(event, DELAY).await?;
+                due.insert(s.receipt.id, at);
+                continue;
+            }
+            Delay::Nak => publisher.publish(event).await?.id,
+        };
+        due.insert(id, Instant::now());
+    }
+    let mut late = Vec::with_capacity(N);
+    while late.len() < N {
+        let m: Message = tokio::time::timeout(Duration::from_secs(60), messages.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the consumer ended"))??;
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("ce-id"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let Some(at) = due.get_mut(&id) else {
+            m.ack().await.map_err(anyhow::Error::msg)?;
+            continue;
+        };
+        if how == Delay::Nak && m.info().map_err(anyhow::Error::msg)?.delivered == 1 {
+            *at = now + DELAY;
+            m.ack_with(AckKind::Nak(Some(DELAY)))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            continue;
+        }
+        late.push(now.saturating_duration_since(*at).as_micros() as u64);
+        m.ack().await.map_err(anyhow::Error::msg)?;
+    }
+    late.sort_unstable();
+    Ok(late)
 }
 
 /// Publishes `n` orders over `keys` order ids and consumes them from a new durable; events/s.
