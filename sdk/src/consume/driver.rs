@@ -18,6 +18,7 @@ use super::decide::{Decision, Outcome, decide};
 use super::envelope::{Envelope, Metadata};
 use super::handler::{FailureKind, HandlerError, Processed};
 use super::options::ConsumerOptions;
+use super::waiting::Waiting;
 use crate::client::Client;
 use crate::counters::ConsumerCounters as Counters;
 use crate::dlq::{self, DeadLetterReason};
@@ -48,15 +49,6 @@ pub(super) struct Shared<S> {
     pub(super) replays: tokio::sync::OnceCell<kv::Store>,
     /// The partition keys with events in flight ([`ConsumerOptions::ordered_by_key`]).
     pub(super) keys: Arc<super::keyed::KeyLocks>,
-}
-
-/// What the consumer loop tells events waiting for a worker.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Waiting {
-    /// Keep-alive periods elapsed.
-    pub(super) ticks: u64,
-    /// The consumer is stopping.
-    pub(super) stop: bool,
 }
 
 /// Handles one delivery. `held` is its slot among the consumer's `concurrency + prefetch`.

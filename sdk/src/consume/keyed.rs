@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use tokio::sync::{OwnedMutexGuard, watch};
 
-use super::driver::Waiting;
+use super::waiting::Waiting;
 
 /// The keys of one running consumer with events in flight: each a fair (first come, first
 /// served) lock, so the events of a key take their turns in arrival order.

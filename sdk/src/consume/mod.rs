@@ -22,6 +22,7 @@ mod keyed;
 pub mod layers;
 mod options;
 mod pull;
+mod waiting;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -46,10 +47,11 @@ use crate::counters::ConsumerCounters as Counters;
 use crate::error::{ConsumeError, ConsumeErrorKind};
 use crate::publish::Publisher;
 use crate::wire::Consumable;
-use driver::{Shared, Waiting, give_back, keep_alive_period};
+use driver::{Shared, give_back, keep_alive_period};
 use idempotency::Guard;
 use layers::{IdempotencyLayer, MetricsLayer};
 use pull::{Arrival, Puller};
+use waiting::Waiting;
 
 pub use decide::{Decision, Outcome, decide};
 pub use envelope::{Envelope, Metadata};

@@ -11,10 +11,10 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::Utc;
 
-use super::{Publisher, Sink, Target, map_publish_error};
+use super::publisher::PublishOptions;
+use super::publisher::{Publisher, Sink, Target, map_publish_error};
+use super::version::Feature;
 use crate::error::{PublishError, PublishErrorKind};
-use crate::publish::PublishOptions;
-use crate::publish::version::Feature;
 use crate::wire::Event;
 use crate::wire::headers::{new_event_id, wire_size};
 
@@ -204,7 +204,7 @@ impl EventGroup {
             let result = self.send(&client, stream).await;
             self.attempted = true;
             match result {
-                Err(e) if attempt < attempts && super::is_transient(&e) => {
+                Err(e) if attempt < attempts && super::publisher::is_transient(&e) => {
                     let pause = std::time::Duration::from_millis(250 << (attempt - 1).min(4));
                     tracing::debug!("group publish attempt {attempt} failed ({e}); retrying");
                     tokio::time::sleep(pause).await;
@@ -303,4 +303,12 @@ fn jetstream_code(e: &async_nats::jetstream::context::PublishError) -> Option<u6
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
         .map(|j| j.error_code().0)
+}
+
+impl Publisher {
+    /// An atomic group: events (of any types, of one stream) the stream stores all or none.
+    /// See [`EventGroup`].
+    pub fn group(&self) -> EventGroup {
+        EventGroup::new(self.clone())
+    }
 }

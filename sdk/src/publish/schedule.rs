@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::receipt::Receipt;
+use super::version::Feature;
 use crate::error::{PublishError, PublishErrorKind};
-use crate::publish::Receipt;
-use crate::publish::version::Feature;
 
 /// Header: the schedule (`@at <RFC 3339>`, `@every <duration>`, a 6-field cron expression).
 pub const SCHEDULE: &str = "Nats-Schedule";
