@@ -316,8 +316,9 @@ fn hash(text: &str) -> String {
     )
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub(super) fn esc(s: &str) -> String {
+/// Escapes text for HTML element content and quoted attribute values (the gateway's dashboard
+/// uses it too).
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

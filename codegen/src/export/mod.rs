@@ -51,6 +51,7 @@ use crate::catalog::Catalog;
 use crate::diagnostic::Error;
 use options::file;
 
+pub use html::esc as html_escape;
 pub use options::{File, Format, Options, Server, ServiceRole, UnknownFormat};
 
 /// The files of `format` for `catalogs` (merged), paths relative to the format's output

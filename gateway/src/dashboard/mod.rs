@@ -37,20 +37,9 @@ use self::state::{COOKIE, Job, SESSION_TTL, Session, random_token};
 
 pub(crate) mod state;
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values (the catalog export's escaper).
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    eventhub_codegen::export::html_escape(text)
 }
 
 /// Percent-encodes a query value.
