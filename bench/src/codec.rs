@@ -88,10 +88,7 @@ impl Bench {
         let mean = |v: &[Vec<u8>]| v.iter().map(Vec::len).sum::<usize>() as f64 / v.len() as f64;
         let decode = |content_type: &'static str| {
             move |payload: &Vec<u8>| {
-                let raw = RawEvent {
-                    content_type: Some(content_type),
-                    payload,
-                };
+                let raw = RawEvent::new(Some(content_type), payload);
                 black_box(raw.decode_event::<E>().expect("fixtures decode"));
             }
         };

@@ -180,10 +180,7 @@ impl Recorded {
     /// The payload with its content type, to decode with a generated type
     /// (`Consumable::decode(version, &recorded.raw())`).
     pub fn raw(&self) -> RawEvent<'_> {
-        RawEvent {
-            content_type: self.content_type.as_deref(),
-            payload: &self.payload,
-        }
+        RawEvent::new(self.content_type.as_deref(), &self.payload)
     }
 }
 

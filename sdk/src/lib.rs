@@ -72,7 +72,7 @@ pub use upcast::Upcasted;
 pub use wire::codec::Codec;
 pub use wire::crypto::Keyring;
 pub use wire::trace::TraceContext;
-pub use wire::{Consumable, Event, EventInfo, Family};
+pub use wire::{Consumable, Event, EventInfo, Family, Validation};
 
 /// Generated code: its protobuf encoders and decoders, kept when this crate is built with the
 /// `protobuf` feature and dropped without it (a catalog's code compiles either way).

@@ -149,10 +149,7 @@ impl Published {
 
     /// Decodes it as `E` (its `x-sensitive` fields, if encrypted, stay ciphertext).
     pub fn decode<E: Consumable>(&self) -> Result<E, DecodeError> {
-        let raw = RawEvent {
-            content_type: self.header(headers::CONTENT_TYPE),
-            payload: &self.0.payload,
-        };
+        let raw = RawEvent::new(self.header(headers::CONTENT_TYPE), &self.0.payload);
         E::decode(self.version(), &raw)
     }
 }

@@ -13,10 +13,7 @@ use eventhub::error::DecodeErrorKind;
 use eventhub::wire::RawEvent;
 
 fn raw(json: &str) -> RawEvent<'_> {
-    RawEvent {
-        content_type: Some("application/json"),
-        payload: json.as_bytes(),
-    }
+    RawEvent::new(Some("application/json"), json.as_bytes())
 }
 
 #[test]
@@ -152,10 +149,7 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
             eventhub::wire::proto::decode::<shop::OrderPlacedV1>(&from_value).unwrap(),
             event
         );
-        let protobuf = RawEvent {
-            content_type: Some("application/protobuf"),
-            payload: &bytes,
-        };
+        let protobuf = RawEvent::new(Some("application/protobuf"), &bytes);
         assert_eq!(
             protobuf.decode_event::<shop::OrderPlacedV1>().unwrap(),
             event
@@ -181,10 +175,7 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
         items: Some(0),
     };
     let bytes = eventhub::wire::proto::encode(&v2).unwrap();
-    let protobuf = RawEvent {
-        content_type: Some("application/protobuf"),
-        payload: &bytes,
-    };
+    let protobuf = RawEvent::new(Some("application/protobuf"), &bytes);
     assert_eq!(
         shop::CartCheckedOut::decode(2, &protobuf).unwrap(),
         shop::CartCheckedOut::V2(v2)
@@ -194,24 +185,13 @@ fn golden_events_round_trip_through_protobuf_and_decode_by_content_type() {
         items: None,
     })
     .unwrap();
-    let err = shop::CartCheckedOut::decode(
-        2,
-        &RawEvent {
-            content_type: Some("application/protobuf"),
-            payload: &v1_bytes,
-        },
-    )
-    .unwrap_err();
+    let err =
+        shop::CartCheckedOut::decode(2, &RawEvent::new(Some("application/protobuf"), &v1_bytes))
+            .unwrap_err();
     assert_eq!(err.kind(), DecodeErrorKind::SchemaMismatch);
     assert!(err.to_string().contains("customer_id"), "{err}");
-    let err = shop::CartCheckedOut::decode(
-        1,
-        &RawEvent {
-            content_type: Some("text/plain"),
-            payload: b"c1",
-        },
-    )
-    .unwrap_err();
+    let err =
+        shop::CartCheckedOut::decode(1, &RawEvent::new(Some("text/plain"), b"c1")).unwrap_err();
     assert_eq!(err.kind(), DecodeErrorKind::UnsupportedContentType);
 }
 

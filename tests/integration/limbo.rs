@@ -528,3 +528,62 @@ async fn a_dead_letter_whose_headers_name_another_durable_cannot_be_replayed_int
     let identity = client.jetstream().get_stream("IDENTITY").await.unwrap();
     assert_eq!(identity.cached_info().state.messages, 0);
 }
+
+#[tokio::test]
+async fn a_consumer_checking_types_only_handles_what_its_type_reads_and_dead_letters_the_rest() {
+    let (_server, client) = server_and_client("profile").await;
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    let mut dlq = DlqWatch::start(&client).await;
+    let (handle, mut handled) =
+        counting_consumer(&client, quick().validation(eventhub::Validation::Types)).await;
+    let base = serde_json::to_value(user_created_v2("ok@example.com")).unwrap();
+    let with = |field: &str, value: serde_json::Value| {
+        let mut v = base.clone();
+        v[field] = value;
+        serde_json::to_vec(&v).unwrap()
+    };
+    let mut without_locale = base.clone();
+    without_locale.as_object_mut().unwrap().remove("locale");
+    // What the generated type cannot read is still a dead letter naming the field.
+    let refused = [
+        ("a number for a string", with("email", 42.into()), "email"),
+        (
+            "a required field missing",
+            serde_json::to_vec(&without_locale).unwrap(),
+            "locale",
+        ),
+        (
+            "shorter than minLength",
+            with("display_name", "".into()),
+            "display_name",
+        ),
+        ("not JSON", b"{\"email\":".to_vec(), "JSON"),
+    ];
+    for (what, payload, field) in refused {
+        foreign(&client, user::CreatedV2::SUBJECT, &[], payload)
+            .await
+            .unwrap();
+        let entry = dlq.next(10).await;
+        let error = entry
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(eventhub::wire::headers::DLQ_ERROR))
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        assert!(error.contains(field), "{what}: {error}");
+    }
+    // `format: email` is the schema's, not the type's: a types-only consumer handles it (the
+    // trade-off `Validation::Types` documents), where the default dead-letters it (above).
+    foreign(
+        &client,
+        user::CreatedV2::SUBJECT,
+        &[],
+        with("email", "not-an-email".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(next(&mut handled, 10).await, "not-an-email");
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.poison, 4, "{stats:?}");
+    assert_eq!(stats.handled, 1, "{stats:?}");
+}

@@ -75,10 +75,7 @@ impl RoundTrip {
             serde_json::from_slice::<Value>(&bytes).is_err(),
             "{what}: protobuf bytes are not JSON"
         );
-        let raw = RawEvent {
-            content_type: Some(eventhub::wire::codec::PROTOBUF),
-            payload: &bytes,
-        };
+        let raw = RawEvent::new(Some(eventhub::wire::codec::PROTOBUF), &bytes);
         match raw.decode_event::<E>() {
             Ok(back) if back == event => {}
             Ok(back) => self
@@ -95,10 +92,7 @@ impl RoundTrip {
         }
         // And JSON still works for the same event.
         let json_bytes = serde_json::to_vec(&event).unwrap();
-        let raw = RawEvent {
-            content_type: Some(eventhub::wire::codec::JSON),
-            payload: &json_bytes,
-        };
+        let raw = RawEvent::new(Some(eventhub::wire::codec::JSON), &json_bytes);
         assert_eq!(raw.decode_event::<E>().unwrap(), event, "{what} as JSON");
         self.instances += 1;
     }
@@ -558,10 +552,7 @@ async fn a_malformed_protobuf_payload_is_poison_naming_the_field() {
     );
 
     // The same bytes minus the damage decode, and good events keep flowing.
-    let raw = RawEvent {
-        content_type: Some(eventhub::wire::codec::PROTOBUF),
-        payload: &malformed,
-    };
+    let raw = RawEvent::new(Some(eventhub::wire::codec::PROTOBUF), &malformed);
     assert_eq!(
         raw.decode_event::<user::CreatedV2>().unwrap_err().kind(),
         DecodeErrorKind::InvalidProtobuf

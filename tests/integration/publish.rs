@@ -50,10 +50,7 @@ async fn a_published_event_reads_back_equal_with_its_headers() {
     );
 
     let content_type = h(headers::CONTENT_TYPE);
-    let raw = RawEvent {
-        content_type: content_type.as_deref(),
-        payload: &stored.payload,
-    };
+    let raw = RawEvent::new(content_type.as_deref(), &stored.payload);
     let back = user::Created::decode(1, &raw).expect("decode");
     assert_eq!(back, user::Created::V1(event));
 }

@@ -139,10 +139,8 @@ pub(super) async fn process<E, S>(
         // The type decides what it decodes: one family, or every family of a domain it knows
         // (`Consumable::decode_typed` refuses any other type).
         Some((ty, version)) => {
-            let raw = RawEvent {
-                content_type: known.content_type,
-                payload: &message.payload,
-            };
+            let raw = RawEvent::new(known.content_type, &message.payload)
+                .with_validation(shared.options.validation);
             let event = if E::HAS_SENSITIVE_FIELDS {
                 decode_with_keys::<E>(&shared.client, &shared.name, ty, version, &raw, hdrs)
             } else {

@@ -15,5 +15,6 @@ pub mod signing;
 pub mod trace;
 
 pub use event::{
-    Consumable, Event, EventInfo, EventVisitor, Family, RawEvent, decode_decrypting, parse_subject,
+    Consumable, Event, EventInfo, EventVisitor, Family, RawEvent, Validation, decode_decrypting,
+    parse_subject,
 };
