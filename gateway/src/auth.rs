@@ -45,11 +45,7 @@ pub struct Caller {
 
 /// SHA-256 of an API key, lowercase hex: what a keys file stores.
 pub fn hash_key(key: &str) -> String {
-    hex(&Sha256::digest(key.trim().as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(key.trim().as_bytes()))
 }
 
 /// The shortest API key accepted, in characters: 32 hex digits are 128 bits.

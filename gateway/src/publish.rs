@@ -4,7 +4,8 @@
 //! body's size (413) and shape (400 `INVALID_REQUEST`), the event type and version (404), the
 //! caller's right to publish it as `source` (403), the data against the schema (400
 //! `SCHEMA_VALIDATION_ERROR`, every violation), then the publish (503 when NATS does not store
-//! it; the event id makes a retry store it once).
+//! it; the event id makes a retry store it once). The schema check is the SDK publish's own,
+//! made before anything is sent (one check per event, as for a Rust service).
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use eventhub::error::PublishErrorKind;
-use eventhub::wire::schema::Validator;
+use eventhub::wire::schema::{Validator, Violations};
 use eventhub::{EventInfo, PublishOptions, TraceContext};
 use serde::{Deserialize, Serialize};
 
@@ -141,21 +142,42 @@ pub fn violations(info: &EventInfo, data: &serde_json::Value) -> Vec<FieldError>
     let validator = Validator::cached(info.schema, info.sensitive);
     match validator.check(data) {
         Ok(()) => Vec::new(),
-        Err(violations) => violations
-            .0
-            .iter()
-            .map(|v| FieldError {
-                field: v.field("data"),
-                // As the SDK does: the values of an event with sensitive fields are not
-                // echoed, only the rule they break.
-                error: if info.sensitive.is_empty() {
-                    v.message.clone()
-                } else {
-                    format!("violates `{}`", v.keyword)
-                },
-            })
-            .collect(),
+        Err(violations) => details(info, &violations),
     }
+}
+
+/// `violations` as `data.<field>` details.
+fn details(info: &EventInfo, violations: &Violations) -> Vec<FieldError> {
+    violations
+        .0
+        .iter()
+        .map(|v| FieldError {
+            field: v.field("data"),
+            // As the SDK does: the values of an event with sensitive fields are not echoed,
+            // only the rule they break.
+            error: if info.sensitive.is_empty() {
+                v.message.clone()
+            } else {
+                format!("violates `{}`", v.keyword)
+            },
+        })
+        .collect()
+}
+
+/// The `400 SCHEMA_VALIDATION_ERROR` answer listing every violation.
+fn schema_error(info: &EventInfo, details: Vec<FieldError>) -> ApiError {
+    let mut error = ApiError::new(
+        ErrorCode::SchemaValidationError,
+        format!(
+            "event data does not match the schema of {} v{} ({} problem{}); nothing was published",
+            info.event_type,
+            info.version,
+            details.len(),
+            if details.len() == 1 { "" } else { "s" }
+        ),
+    );
+    error.details = details;
+    error
 }
 
 fn valid_id(id: &str) -> bool {
@@ -237,21 +259,6 @@ pub(crate) fn prepare(
             options = options.trace_parent(parent);
         }
     }
-    let details = violations(info, &request.data);
-    if !details.is_empty() {
-        let mut error = ApiError::new(
-            ErrorCode::SchemaValidationError,
-            format!(
-                "event data does not match the schema of {} v{} ({} problem{}); nothing was published",
-                info.event_type,
-                info.version,
-                details.len(),
-                if details.len() == 1 { "" } else { "s" }
-            ),
-        );
-        error.details = details;
-        return Err(error);
-    }
     Ok((info, request.data, options))
 }
 
@@ -303,13 +310,26 @@ async fn publish_request(
         .id
         .get_or_insert_with(eventhub::wire::headers::new_event_id)
         .clone();
-    let client = state.publisher_for(&caller.name).await?;
+    // Without NATS the publish cannot check the data: a request that could never be stored
+    // still says so first.
+    let unreachable = |error: ApiError| {
+        let details = violations(info, &data);
+        if details.is_empty() {
+            error
+        } else {
+            schema_error(info, details)
+        }
+    };
+    let client = state
+        .publisher_for(&caller.name)
+        .await
+        .map_err(unreachable)?;
     if client.nats().connection_state() != async_nats::connection::State::Connected {
         // Not sent at all: nothing can be half-published.
-        return Err(ApiError::new(
+        return Err(unreachable(ApiError::new(
             ErrorCode::Unavailable,
             "the event store is not reachable; nothing was published",
-        ));
+        )));
     }
     let deadline: Duration = crate::state::publish_deadline(state);
     let result = tokio::time::timeout(
@@ -319,7 +339,16 @@ async fn publish_request(
     .await;
     let receipt = match result {
         Ok(Ok(receipt)) => receipt,
-        Ok(Err(e)) => return Err(publish_error(e.kind(), &e.to_string(), &id)),
+        // The data is checked once, by the publish (before anything is sent).
+        Ok(Err(e)) => {
+            let violations = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<Violations>())
+                .filter(|_| e.kind() == PublishErrorKind::Invalid);
+            return Err(match violations {
+                Some(v) => schema_error(info, details(info, v)),
+                None => publish_error(e.kind(), &e.to_string(), &id),
+            });
+        }
         Err(_) => return Err(publish_error(PublishErrorKind::TimedOut, "no ack", &id)),
     };
     tracing::debug!(

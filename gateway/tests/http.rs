@@ -357,6 +357,18 @@ async fn unreachable_store_is_503_with_retry_after_and_nothing_stored() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert_eq!(answer["errorCode"], "UNAVAILABLE");
     assert!(headers.contains_key("retry-after"));
+    // Data that could never be stored is the caller's to fix, store or no store: 400.
+    let mut invalid = photo_uploaded(&uuid());
+    invalid["size_bytes"] = json!(0);
+    let (status, answer, _) = post(
+        &hub,
+        Some(PHOTO_KEY),
+        &envelope("photo.uploaded", "photo", invalid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["errorCode"], "SCHEMA_VALIDATION_ERROR");
+    assert_eq!(answer["details"][0]["field"], "data.size_bytes", "{answer}");
 
     // Back up: the retry with the same id is stored exactly once.
     hub.server.start_again().unwrap();

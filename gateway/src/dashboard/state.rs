@@ -27,7 +27,7 @@ pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     // A failing OS random source is not something to serve sessions without.
     getrandom::fill(&mut bytes).expect("the OS random source");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 impl Sessions {

@@ -204,20 +204,11 @@ pub(super) fn key(id: &str) -> String {
     if valid && id.len() <= MAX_KEY {
         id.to_string()
     } else if 2 * id.len() < MAX_KEY {
-        let mut key = String::with_capacity(1 + id.len() * 2);
-        key.push('x');
-        for b in id.bytes() {
-            key.push_str(&format!("{b:02x}"));
-        }
-        key
+        format!("x{}", hex::encode(id))
     } else {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(id.as_bytes());
-        let mut key = String::from("xh");
-        for b in digest {
-            key.push_str(&format!("{b:02x}"));
-        }
-        key
+        format!("xh{}", hex::encode(digest))
     }
 }
 

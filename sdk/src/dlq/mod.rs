@@ -206,10 +206,7 @@ impl ReplayRecord {
     /// SHA-256 of `payload`, hex.
     pub(crate) fn digest(payload: &[u8]) -> String {
         use sha2::Digest;
-        sha2::Sha256::digest(payload)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(sha2::Sha256::digest(payload))
     }
 
     /// Whether a message on `subject` with `payload` marked as a replay for `consumer` is the

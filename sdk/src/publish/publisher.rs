@@ -1,5 +1,6 @@
 //! The publisher: options, one event at a time, pipelines, the recording sink for tests.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -373,8 +374,11 @@ impl Publisher {
     /// Publishes a JSON payload as an event of a catalog (`info` from its generated `CATALOG`, or
     /// a catalog loaded at run time), with the same headers, checks and retries
     /// as [`Publisher::publish_with`]. For tools that handle events without their Rust types
-    /// (the `eventhub` CLI); the payload is sent as given (as JSON, or encoded with
-    /// `info.proto` for [`Codec::Protobuf`]): validate it against `info.schema` first.
+    /// (the `eventhub` CLI, the gateway); the payload is sent as given (as JSON, or encoded
+    /// with `info.proto` for [`Codec::Protobuf`]) once it is checked against `info.schema`:
+    /// a violation is [`PublishErrorKind::Invalid`] whose
+    /// [`source`](std::error::Error::source) is the
+    /// [`Violations`](crate::wire::schema::Violations), and nothing is sent.
     pub async fn publish_json(
         &self,
         info: &EventInfo,
@@ -384,7 +388,7 @@ impl Publisher {
         let mut options = options;
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::from_info(info);
-        let payload = self.encode(&target, payload, &id, &options)?;
+        let payload = self.encode_value(&target, Cow::Borrowed(payload), &id, &options)?;
         self.publish_encoded(target, payload, options).await
     }
 
@@ -526,8 +530,28 @@ impl Publisher {
                 e,
             )
         })?;
-        if let Err(violations) = target.validator.check(&value) {
-            // Never the values of fields marked x-sensitive: they are plaintext here.
+        self.encode_value(target, Cow::Owned(value), id, options)
+    }
+
+    /// [`Publisher::encode`] of a JSON value, which is read in place (not copied) unless it
+    /// has fields to encrypt. A schema violation's error has the
+    /// [`Violations`](crate::wire::schema::Violations) as its
+    /// [`source`](std::error::Error::source), for callers that answer per field (the
+    /// gateway's `400`); the rules broken only, without values, for an event with sensitive
+    /// fields (they are plaintext here).
+    fn encode_value(
+        &self,
+        target: &Target,
+        value: Cow<'_, serde_json::Value>,
+        id: &str,
+        options: &PublishOptions,
+    ) -> Result<Bytes, PublishError> {
+        if let Err(mut violations) = target.validator.check(&value) {
+            if !target.sensitive.is_empty() {
+                for v in &mut violations.0 {
+                    v.message = format!("violates `{}`", v.keyword);
+                }
+            }
             let detail = if target.sensitive.is_empty() {
                 violations.to_string()
             } else {
@@ -538,12 +562,13 @@ impl Publisher {
                     .collect::<Vec<_>>()
                     .join("; ")
             };
-            return Err(PublishError::new(
+            return Err(PublishError::with_source(
                 PublishErrorKind::Invalid,
                 format!(
                     "{} v{} (id {id}) does not match its schema; nothing was sent: {detail}",
                     target.event_type, target.version
                 ),
+                violations,
             ));
         }
         if target.sensitive.is_empty() {
@@ -555,7 +580,8 @@ impl Publisher {
             sensitive: target.sensitive,
             service: self.sink.service_arc(),
         };
-        let sealed = crate::wire::crypto::seal(self.sink.keyring(), &sealing, id, value)?;
+        let sealed =
+            crate::wire::crypto::seal(self.sink.keyring(), &sealing, id, value.into_owned())?;
         target.encode(&sealed, id, self.codec_of(options))
     }
 
