@@ -18,6 +18,7 @@ use eventhub_gateway::{Config, Gateway};
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
+use crate::http_load;
 use crate::measure::{Report, Row, Section, Target, quantile};
 use crate::scenarios::Env;
 
@@ -88,38 +89,18 @@ pub(crate) async fn run(env: &Env<'_>, url: &str, report: &mut Report) -> anyhow
 
     // Serialized once, as a load generator sends a prepared body: the client's own JSON work
     // is not the gateway's cost.
-    let body = bytes::Bytes::from(serde_json::to_vec(
-        &serde_json::json!({"eventType": "auth.logout", "source": "auth", "data": logout()}),
-    )?);
-    let url_post = format!("{base}/v1/events");
-    let post = |http: reqwest::Client| {
-        let (url, body) = (url_post.clone(), body.clone());
-        move || {
-            let (http, url, body) = (http.clone(), url.clone(), body.clone());
-            async move {
-                let resp = http
-                    .post(&url)
-                    .header("x-api-key", KEY)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(resp.status() == 202, "gateway answered {}", resp.status());
-                resp.bytes().await?;
-                Ok(())
-            }
-        }
+    let prepared = http_load::Prepared {
+        addr: gateway.local_addr(),
+        path: "/v1/events",
+        headers: vec![
+            ("x-api-key", KEY.to_string()),
+            ("content-type", "application/json".to_string()),
+        ],
+        body: bytes::Bytes::from(serde_json::to_vec(
+            &serde_json::json!({"eventType": "auth.logout", "source": "auth", "data": logout()}),
+        )?),
+        expect: 202,
     };
-    // HTTP/1.1: one keep-alive connection per request in flight, as browsers and most HTTP
-    // clients do. HTTP/2 (cleartext, prior knowledge, as a proxy or service mesh speaks to an
-    // upstream): the requests in flight share one connection.
-    let h1 = post(
-        reqwest::Client::builder()
-            .http1_only()
-            .pool_max_idle_per_host(CONCURRENCY)
-            .build()?,
-    );
-    let h2 = post(reqwest::Client::builder().http2_prior_knowledge().build()?);
     let publisher = env.client.publisher();
     let direct = {
         let data = logout();
@@ -133,13 +114,17 @@ pub(crate) async fn run(env: &Env<'_>, url: &str, report: &mut Report) -> anyhow
             }
         }
     };
-    // Warm each (connections, caches), then measure one after the other.
-    concurrently(CONCURRENCY * 4, h1.clone()).await?;
-    concurrently(CONCURRENCY * 4, h2.clone()).await?;
+    // Warm each (connections, caches), then measure one after the other. HTTP/1.1: one
+    // keep-alive connection per request in flight, as browsers and most HTTP clients do.
+    // HTTP/2 (cleartext, prior knowledge, as a proxy or service mesh speaks to an upstream):
+    // the requests in flight share one connection.
+    let (h1, h2) = (http_load::Version::Http1, http_load::Version::Http2);
+    http_load::run(&prepared, h1, CONCURRENCY, CONCURRENCY * 4).await?;
+    http_load::run(&prepared, h2, CONCURRENCY, CONCURRENCY * 4).await?;
     concurrently(CONCURRENCY * 4, direct.clone()).await?;
     let (sdk_rate, sdk_lat) = concurrently(total, direct).await?;
-    let (h1_rate, h1_lat) = concurrently(total, h1).await?;
-    let (h2_rate, h2_lat) = concurrently(total, h2).await?;
+    let (h1_rate, h1_lat) = http_load::run(&prepared, h1, CONCURRENCY, total).await?;
+    let (h2_rate, h2_lat) = http_load::run(&prepared, h2, CONCURRENCY, total).await?;
     eprintln!(
         "  direct SDK {sdk_rate:.0} ev/s, gateway HTTP/1.1 {h1_rate:.0} ev/s, HTTP/2 {h2_rate:.0} ev/s"
     );

@@ -50,6 +50,7 @@ mod codec;
 mod docs;
 mod fanout;
 mod gateway;
+mod http_load;
 mod jetstream;
 mod measure;
 mod patterns;

@@ -10,6 +10,7 @@ use std::process::Stdio;
 
 use anyhow::Context as _;
 use eventhub::Event;
+use eventhub::Validation;
 use eventhub_catalog::events::order;
 
 use crate::measure::{Report, Row, Run, Section, Target, Usage};
@@ -195,7 +196,10 @@ pub(crate) async fn run(
                         match scenario {
                             Scenario::Awaited => env.sdk_publish(typical, n, 1).await?,
                             Scenario::Pipelined => env.sdk_publish(typical, n, WINDOW).await?,
-                            Scenario::Consume => env.sdk_consume::<order::PlacedV1>(n, 1).await?,
+                            Scenario::Consume => {
+                                env.sdk_consume::<order::PlacedV1>(n, 1, Validation::Schema)
+                                    .await?
+                            }
                         },
                     ),
                     Who::Peer(peer) => {

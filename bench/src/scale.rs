@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use eventhub::Consumable;
 use eventhub::Event;
+use eventhub::Validation;
 use eventhub_catalog::events::{config, order};
 
 use crate::measure::{Report, Row, Run, Section};
@@ -38,7 +39,7 @@ async fn publish_and_consume<E: Event + Consumable>(
         for side in sides(round) {
             match side {
                 Side::Raw => raw.push(env.raw_consume::<E>(n, 1).await?),
-                Side::Sdk => sdk.push(env.sdk_consume::<E>(n, 1).await?),
+                Side::Sdk => sdk.push(env.sdk_consume::<E>(n, 1, Validation::Types).await?),
             }
         }
     }

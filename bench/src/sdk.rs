@@ -18,6 +18,7 @@ use eventhub::Family;
 use eventhub::PublishOptions;
 use eventhub::StartFrom;
 use eventhub::StreamSpec;
+use eventhub::Validation;
 use eventhub::error::DecodeError;
 use eventhub::topology::Discard;
 use eventhub::topology::ProvisionOptions;
@@ -124,9 +125,13 @@ pub(crate) async fn consume<E: Event + Consumable>(
     js: &jetstream::Context,
     n: usize,
     handlers: usize,
+    validation: Validation,
 ) -> anyhow::Result<Run> {
     let name = format!("sdk_{}", uuid::Uuid::now_v7().simple());
-    let mut options = ConsumerOptions::default().name(&name).concurrency(handlers);
+    let mut options = ConsumerOptions::default()
+        .name(&name)
+        .concurrency(handlers)
+        .validation(validation);
     if let Some(prefetch) = env_number("EVENTHUB_BENCH_PREFETCH") {
         options = options.prefetch(prefetch);
     }
