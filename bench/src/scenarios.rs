@@ -405,7 +405,7 @@ impl Env<'_> {
                 if what.starts_with("raw") {
                     self.raw_consume::<E>(n, handlers).await?
                 } else {
-                    self.sdk_consume::<E>(n, handlers, Validation::Schema)
+                    self.sdk_consume::<E>(n, handlers, profile_validation())
                         .await?
                 }
             }
@@ -434,7 +434,7 @@ impl Env<'_> {
                             match side {
                                 Side::Raw => self.raw_consume::<E>(n, handlers).await?,
                                 Side::Sdk => {
-                                    self.sdk_consume::<E>(n, handlers, Validation::Schema)
+                                    self.sdk_consume::<E>(n, handlers, profile_validation())
                                         .await?
                                 }
                             }
@@ -709,4 +709,13 @@ fn quantiles(sorted: &[u64]) -> String {
         quantile(sorted, 0.99),
         quantile(sorted, 0.999)
     )
+}
+
+/// What eventhub's consumer checks in a profile: `EVENTHUB_BENCH_VALIDATION=schema` for the
+/// default consumer, otherwise the targeted rows' `Validation::Types`.
+fn profile_validation() -> Validation {
+    match std::env::var("EVENTHUB_BENCH_VALIDATION").as_deref() {
+        Ok("schema") => Validation::Schema,
+        _ => Validation::Types,
+    }
 }

@@ -170,9 +170,15 @@ pub(super) async fn process<E, S>(
     };
 
     // Events of one key, one at a time in arrival order (taken before any await: see
-    // KeyLocks::turn).
-    let key_turn = match event.partition_key() {
-        Some(key) if shared.options.ordered_by_key => {
+    // KeyLocks::turn). The key is read only when ordering needs it: reading it serializes
+    // the event.
+    let key = if shared.options.ordered_by_key {
+        event.partition_key()
+    } else {
+        None
+    };
+    let key_turn = match key {
+        Some(key) => {
             match shared
                 .keys
                 .turn(key, &message, shared.waiting.clone())
