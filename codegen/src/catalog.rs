@@ -869,9 +869,8 @@ impl<'e> Loader<'e> {
             });
         let description = doc["description"].as_str().unwrap_or_default().to_string();
         let obj = doc.as_object_mut().expect("validated as object");
-        for k in ["$defs", "definitions", "$schema", "$id"] {
-            obj.shift_remove(k);
-        }
+        // `retain` keeps the order of the others (`remove` may not).
+        obj.retain(|k, _| !matches!(k.as_str(), "$defs" | "definitions" | "$schema" | "$id"));
         let mut shared_used = BTreeSet::new();
         let mut todo: Vec<String> = direct.into_iter().collect();
         while let Some(n) = todo.pop() {

@@ -62,8 +62,8 @@ pub(super) fn render(view: &View<'_>, options: &Options) -> String {
         Some(h) => {
             let mut h = h.clone();
             if let Some(m) = h.as_object_mut() {
-                m.shift_remove("$schema");
-                m.shift_remove("$id");
+                // `retain` keeps the order of the others (`remove` may not).
+                m.retain(|k, _| k != "$schema" && k != "$id");
             }
             h
         }
@@ -129,7 +129,7 @@ fn message(e: &Ev<'_>) -> Value {
     let mut payload = components_refs(&e.root);
     if let Some(m) = payload.as_object_mut() {
         // Examples are given per message below; in the payload they would be checked twice.
-        m.shift_remove("examples");
+        m.retain(|k, _| k != "examples");
     }
     let mut m = json!({
         "name": e.event_type(),
