@@ -8,6 +8,8 @@ use anyhow::Context;
 use eventhub_codegen::Catalog;
 use eventhub_codegen::services::nats::{Auth, NatsConfig};
 use eventhub_codegen::services::{Role, Services};
+use eventhub_patterns::StoreOptions;
+use eventhub_patterns::saga::SagaOptions;
 use serde_json::json;
 
 use crate::connect::ServerArgs;
@@ -26,7 +28,8 @@ pub(crate) enum Command {
     /// drops the old one.
     Nkeys(NkeysArgs),
     /// As an operator, creates what services may not create themselves: the idempotency
-    /// buckets of the declared idempotent consumers.
+    /// buckets of the declared idempotent consumers, the buckets, timer streams and durables
+    /// of the declared sagas, the streams and snapshot buckets of the declared aggregates.
     Apply(Source),
 }
 
@@ -356,6 +359,7 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
 
 async fn apply(server: &ServerArgs, s: &Services, json: bool) -> anyhow::Result<()> {
     let client = server.connect().await?;
+    let js = client.jetstream();
     let mut done = Vec::new();
     for svc in &s.services {
         for c in &svc.consumes {
@@ -364,36 +368,111 @@ async fn apply(server: &ServerArgs, s: &Services, json: bool) -> anyhow::Result<
             };
             let bucket = c.idempotency_bucket();
             let stream = format!("KV_{bucket}");
-            let before = client.jetstream().get_stream(&stream).await.ok();
+            let before = js.get_stream(&stream).await.ok();
             let action = match before.as_ref().map(|s| s.cached_info().config.max_age) {
                 Some(age) if age == window => "unchanged",
                 Some(_) => "updated",
                 None => "created",
             };
             if action != "unchanged" {
-                client
-                    .jetstream()
-                    .create_or_update_key_value(eventhub::consume::idempotency_bucket_config(
-                        &c.durable, window,
-                    ))
-                    .await
-                    .with_context(|| format!("cannot create or update bucket {bucket}"))?;
+                js.create_or_update_key_value(eventhub::consume::idempotency_bucket_config(
+                    &c.durable, window,
+                ))
+                .await
+                .with_context(|| format!("cannot create or update bucket {bucket}"))?;
             }
-            done.push((bucket, svc.name.clone(), window, action));
+            done.push(Applied {
+                kind: "idempotency",
+                name: bucket,
+                service: svc.name.clone(),
+                detail: format!("window {window:?}"),
+                window: Some(window),
+                action,
+            });
+        }
+    }
+    // Then what the patterns need, after every bucket above (the JSON output lists them first).
+    for svc in &s.services {
+        for saga in &svc.sagas {
+            let existed = js.get_stream(saga.store()).await.is_ok();
+            let options = SagaOptions::new(&saga.stream, &saga.filters);
+            eventhub_patterns::saga::provision(&client, &saga.name, &options).await?;
+            done.push(Applied {
+                kind: "saga",
+                name: saga.name.clone(),
+                service: svc.name.clone(),
+                detail: format!(
+                    "bucket and timer stream {}, durables {} on {} and {}",
+                    saga.store(),
+                    saga.durable(),
+                    saga.stream,
+                    saga.timeouts_durable()
+                ),
+                window: None,
+                action: if existed { "updated" } else { "created" },
+            });
+        }
+        for a in &svc.aggregates {
+            let existed = js.get_stream(a.stream()).await.is_ok();
+            eventhub_patterns::aggregate::provision(
+                &client,
+                &a.aggregate_type,
+                &StoreOptions::default(),
+            )
+            .await?;
+            done.push(Applied {
+                kind: "aggregate",
+                name: a.aggregate_type.clone(),
+                service: svc.name.clone(),
+                detail: format!(
+                    "stream {} on {}, bucket {}",
+                    a.stream(),
+                    a.subjects(),
+                    a.snapshot_bucket()
+                ),
+                window: None,
+                action: if existed { "updated" } else { "created" },
+            });
         }
     }
     if json {
-        print_json(&json!(done.iter().map(|(bucket, service, window, action)| json!({
-            "bucket": bucket, "service": service, "window_secs": window.as_secs_f64(), "action": action,
-        })).collect::<Vec<_>>()));
+        print_json(&json!(done.iter().map(|a| {
+            let mut entry = json!({
+                "kind": a.kind, "service": a.service, "detail": a.detail, "action": a.action,
+            });
+            match a.window {
+                Some(window) => {
+                    entry["bucket"] = json!(a.name);
+                    entry["window_secs"] = json!(window.as_secs_f64());
+                }
+                None => entry["name"] = json!(a.name),
+            }
+            entry
+        }).collect::<Vec<_>>()));
     } else if done.is_empty() {
-        say!("nothing to create: no consumer is declared idempotent");
+        say!("nothing to create: no idempotent consumer, saga or aggregate is declared");
     } else {
-        let mut table = Table::new(&["BUCKET", "SERVICE", "WINDOW", "ACTION"]);
-        for (bucket, service, window, action) in done {
-            table.row(vec![bucket, service, format!("{window:?}"), action.into()]);
+        let mut table = Table::new(&["KIND", "NAME", "SERVICE", "WHAT", "ACTION"]);
+        for a in done {
+            table.row(vec![
+                a.kind.into(),
+                a.name,
+                a.service,
+                a.detail,
+                a.action.into(),
+            ]);
         }
         table.print();
     }
     Ok(())
+}
+
+/// One thing `config apply` provisioned.
+struct Applied {
+    kind: &'static str,
+    name: String,
+    service: String,
+    detail: String,
+    window: Option<std::time::Duration>,
+    action: &'static str,
 }

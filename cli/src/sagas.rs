@@ -3,8 +3,9 @@
 //! The CLI cannot know a saga's state type (sagas are user code), so it reads the documented
 //! layout only: one key-value bucket `SAGA_<NAME>` per saga, one entry per instance keyed by
 //! its id, holding `{state, status, step, timeout: {token, at}?, history: [{step, input,
-//! status, at}], seen}`; the timer of an instance is the message on `saga.<name>.timer.<id>`
-//! in the stream `SAGA_<NAME>`.
+//! status, at}], seen}`; the timer of an instance is the last message on
+//! `saga.<name>.timer.<id>` in the stream `SAGA_<NAME>`, armed while it has a `Nats-Schedule`
+//! header.
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
@@ -207,8 +208,9 @@ async fn timer_scheduled(client: &eventhub::Client, i: &Instance) -> Option<bool
         .await
         .ok()?;
     let subject = format!("saga.{}.timer.{}", i.saga, i.id);
+    // A finished saga's timer subject keeps a message that rolled the schedule up.
     match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(_) => Some(true),
+        Ok(m) => Some(m.headers.get("Nats-Schedule").is_some()),
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Some(false),
         Err(_) => None,
     }

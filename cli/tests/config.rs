@@ -295,9 +295,30 @@ async fn operators_run_the_cli_under_the_generated_config() {
         "EVENTHUB_IDEMPOTENCY_payments__user_created"
     );
     assert_eq!(applied[0]["action"], "created");
-    assert_eq!(
-        cli(&["config", "apply", "--json"]).ok().json()[0]["action"],
-        "unchanged"
+    // The declared sagas and aggregates, which their services may not create either.
+    let entry = |kind: &str, name: &str| {
+        applied
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == kind && e["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} in {applied}"))
+            .clone()
+    };
+    assert_eq!(entry("saga", "registration")["service"], "onboarding");
+    assert_eq!(entry("saga", "gdpr_erasure")["action"], "created");
+    assert_eq!(entry("aggregate", "user")["service"], "auth");
+    assert_eq!(entry("aggregate", "user")["action"], "created");
+    let again = cli(&["config", "apply", "--json"]).ok().json();
+    assert_eq!(again[0]["action"], "unchanged");
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] != "idempotency")
+            .all(|e| e["action"] == "updated"),
+        "{again}"
     );
 
     // A dead letter written by profile under its own user.
@@ -309,6 +330,30 @@ async fn operators_run_the_cli_under_the_generated_config() {
         )
     };
     let ops = connect("ops").await.unwrap();
+    let mut durable = ops
+        .jetstream()
+        .get_stream("IDENTITY")
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("saga_registration")
+        .await
+        .expect("apply created the saga's input durable");
+    let filters = durable.info().await.unwrap().config.filter_subjects.clone();
+    assert!(
+        filters.contains(&"events.onboarding.welcome-failed.v1".to_string()),
+        "{filters:?}"
+    );
+    for stream in [
+        "SAGA_REGISTRATION",
+        "KV_SAGA_GDPR_ERASURE",
+        "ES_USER",
+        "KV_ES_SNAPSHOTS_USER",
+    ] {
+        ops.jetstream()
+            .get_stream(stream)
+            .await
+            .unwrap_or_else(|e| panic!("apply created {stream}: {e}"));
+    }
     let dlq = ops
         .jetstream()
         .get_stream(eventhub::topology::DLQ_STREAM)

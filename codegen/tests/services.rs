@@ -90,7 +90,7 @@ fn the_declaration_follows_its_json_schema() {
         "gateway": { "name": "gateway", "description": "x", "publishes_for": ["auth"] },
         "nkeys": { "auth": "UAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" },
         "services": {
-            "auth": { "description": "x", "publishes": ["user.created"], "health": true, "metrics": false },
+            "auth": { "description": "x", "publishes": ["user.created"], "aggregates": ["account"], "health": true, "metrics": false },
             "payments": { "consumes": [
                 { "event": "user.created", "durable": "pay", "versions": [2], "idempotency": "1h" }
             ], "sagas": [{ "name": "signup", "inputs": ["user.created"] }] }
@@ -503,6 +503,131 @@ fn a_saga_reads_one_stream_of_published_inputs_under_its_own_durables() {
         f,
         "/services/admin/sagas/3",
         "the saga's durable `saga_typo` is already declared",
+    );
+}
+
+#[test]
+fn a_saga_service_gets_its_durables_bucket_and_timers_and_no_timeouts() {
+    let s = declared();
+    let users = s.users();
+    let privacy = users.iter().find(|u| u.name == "privacy").unwrap();
+    let p = privacy.permissions.as_ref().unwrap();
+    let saga: Vec<&str> = p
+        .publish_allow
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.starts_with("events.") && !s.ends_with("STREAM.NAMES"))
+        .filter(|s| !s.ends_with("INFO.EVENTHUB_DLQ"))
+        .collect();
+    assert_eq!(
+        saga,
+        [
+            "$JS.API.STREAM.INFO.IDENTITY",
+            "$JS.API.STREAM.INFO.SAGA_GDPR_ERASURE",
+            "$JS.API.STREAM.INFO.KV_SAGA_GDPR_ERASURE",
+            "$JS.API.CONSUMER.INFO.IDENTITY.saga_gdpr_erasure",
+            "$JS.API.CONSUMER.MSG.NEXT.IDENTITY.saga_gdpr_erasure",
+            "$JS.ACK.IDENTITY.saga_gdpr_erasure.>",
+            "$JS.API.CONSUMER.INFO.SAGA_GDPR_ERASURE.saga_gdpr_erasure_timeouts",
+            "$JS.API.CONSUMER.MSG.NEXT.SAGA_GDPR_ERASURE.saga_gdpr_erasure_timeouts",
+            "$JS.ACK.SAGA_GDPR_ERASURE.saga_gdpr_erasure_timeouts.>",
+            "$JS.API.DIRECT.GET.KV_SAGA_GDPR_ERASURE.$KV.SAGA_GDPR_ERASURE.>",
+            "$KV.SAGA_GDPR_ERASURE.>",
+            "saga.gdpr_erasure.timer.*",
+        ]
+    );
+    // Its durables exist before it runs: creating them (any filter in the body) is denied.
+    for bare in [
+        "$JS.API.CONSUMER.CREATE.IDENTITY.saga_gdpr_erasure",
+        "$JS.API.CONSUMER.CREATE.SAGA_GDPR_ERASURE.saga_gdpr_erasure_timeouts",
+        "$JS.API.STREAM.CREATE.>",
+    ] {
+        assert!(p.publish_deny.iter().any(|d| d == bare), "{bare}");
+    }
+    // Nobody but the saga's service touches `saga.*`, and nobody publishes a timeout.
+    for u in &users {
+        let Some(p) = &u.permissions else { continue };
+        for subject in &p.publish_allow {
+            assert!(
+                !subject.starts_with("saga.") || subject.ends_with(".timer.*"),
+                "{}: {subject}",
+                u.name
+            );
+            if subject.contains("SAGA_GDPR_ERASURE") || subject.starts_with("saga.gdpr_erasure") {
+                assert_eq!(u.name, "privacy", "{subject}");
+            }
+        }
+    }
+    // The gateway may follow IDENTITY, but never through a saga's durable.
+    let gateway = users.iter().find(|u| u.role == Role::Gateway).unwrap();
+    let deny = &gateway.permissions.as_ref().unwrap().publish_deny;
+    for subject in [
+        "$JS.API.CONSUMER.CREATE.IDENTITY.saga_gdpr_erasure",
+        "$JS.API.CONSUMER.CREATE.IDENTITY.saga_gdpr_erasure.>",
+        "$JS.API.CONSUMER.MSG.NEXT.IDENTITY.saga_gdpr_erasure",
+    ] {
+        assert!(deny.iter().any(|d| d == subject), "{subject}");
+    }
+}
+
+#[test]
+fn an_aggregate_is_granted_to_its_owner_alone() {
+    let s = declared();
+    assert_eq!(s.service("auth").unwrap().aggregates[0].stream(), "ES_USER");
+    let users = s.users();
+    let owned = [
+        "$JS.API.STREAM.INFO.ES_USER",
+        "es.user.*",
+        "$JS.API.DIRECT.GET.ES_USER",
+        "$JS.API.DIRECT.GET.ES_USER.es.user.*",
+        "$JS.API.STREAM.INFO.KV_ES_SNAPSHOTS_USER",
+        "$JS.API.DIRECT.GET.KV_ES_SNAPSHOTS_USER.$KV.ES_SNAPSHOTS_USER.>",
+        "$KV.ES_SNAPSHOTS_USER.>",
+    ];
+    let auth = users.iter().find(|u| u.name == "auth").unwrap();
+    let allow = &auth.permissions.as_ref().unwrap().publish_allow;
+    let at = allow.iter().position(|s| s == owned[0]).unwrap();
+    assert_eq!(&allow[at..at + owned.len()], owned);
+    for u in users.iter().filter(|u| u.name != "auth") {
+        let Some(p) = &u.permissions else { continue };
+        for subject in &p.publish_allow {
+            assert!(
+                !subject.contains("ES_USER") && !subject.starts_with("es."),
+                "{}: {subject}",
+                u.name
+            );
+        }
+    }
+
+    let mut doc = base();
+    doc["services"]["auth"]["aggregates"] = json!(["account", "Bad.Type", "bank-account"]);
+    doc["services"]["payments"]["aggregates"] = json!(["account", "bank_account"]);
+    doc["services"]["admin"]["aggregates"] = json!("account");
+    let d = problems(doc);
+    let f = "schemas/services.json";
+    assert_reported(
+        &d,
+        f,
+        "/services/auth/aggregates/1",
+        "1-64 lowercase letters, digits, `_` and `-`",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/payments/aggregates/0",
+        "aggregate type `account` (stream ES_ACCOUNT) is already declared by `#/services/auth/aggregates/0`",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/payments/aggregates/1",
+        "(stream ES_BANK_ACCOUNT) is already declared",
+    );
+    assert_reported(
+        &d,
+        f,
+        "/services/admin/aggregates",
+        "must be an array of aggregate types",
     );
 }
 

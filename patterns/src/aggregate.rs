@@ -50,7 +50,6 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use async_nats::jetstream::stream::{self, DirectGetErrorKind};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
@@ -168,12 +167,14 @@ impl StoreOptions {
 pub enum StoreError {
     /// [`Aggregate::TYPE`] is not one lowercase subject token.
     #[error("aggregate type `{0}` must be lowercase letters, digits, `_` and `-`")]
-    InvalidType(&'static str),
-    /// The stream or the snapshot bucket could not be created or updated.
+    InvalidType(String),
+    /// The stream or the snapshot bucket could not be created, updated or opened (a service
+    /// under the generated `nats.conf` opens what an operator provisioned: `eventhub config
+    /// apply`).
     #[error("cannot provision {what} for aggregate type `{aggregate_type}`: {source}")]
     Provision {
         /// The aggregate type.
-        aggregate_type: &'static str,
+        aggregate_type: String,
         /// The stream or bucket.
         what: String,
         /// The JetStream error.
@@ -296,8 +297,11 @@ pub struct Loaded<A> {
 }
 
 /// Up to this many stream sequences to replay, a load reads message by message (direct gets)
-/// rather than through a consumer.
+/// rather than in batches.
 const DIRECT_READS: u64 = 32;
+
+/// Events per batched direct get.
+const DIRECT_BATCH: u64 = 1024;
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot<S> {
@@ -369,65 +373,114 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// `ES_SNAPSHOTS_<TYPE>`: the snapshot bucket of an aggregate type.
+pub fn snapshot_bucket(aggregate_type: &str) -> String {
+    format!("ES_SNAPSHOTS_{}", &stream_name(aggregate_type)[3..])
+}
+
+fn valid_type(ty: &str) -> bool {
+    !ty.is_empty()
+        && ty
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn provision_error(
+    ty: &str,
+    what: String,
+) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> StoreError {
+    let aggregate_type = ty.to_string();
+    move |source| StoreError::Provision {
+        aggregate_type,
+        what,
+        source,
+    }
+}
+
+/// Creates or updates the stream of aggregate type `aggregate_type` and, when
+/// `options.snapshot_every` is set, its snapshot bucket. [`EventStore::open`] does it when they
+/// are missing; where services may not create streams (the generated `nats.conf`), an operator
+/// does it first (`eventhub config apply`, for the aggregates a service declares).
+pub async fn provision(
+    client: &Client,
+    aggregate_type: &str,
+    options: &StoreOptions,
+) -> Result<(), StoreError> {
+    let ty = aggregate_type;
+    if !valid_type(ty) {
+        return Err(StoreError::InvalidType(ty.to_string()));
+    }
+    let js = client.jetstream();
+    let name = stream_name(ty);
+    let config = stream::Config {
+        name: name.clone(),
+        description: Some(format!("eventhub: events of `{ty}` aggregates")),
+        subjects: vec![format!("es.{ty}.*")],
+        storage: stream::StorageType::File,
+        num_replicas: options.replicas,
+        allow_direct: true,
+        allow_atomic_publish: true,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| provision_error(ty, format!("stream {name}"))(e.into()))?;
+    if options.snapshot_every.is_some() {
+        let bucket = snapshot_bucket(ty);
+        js.create_or_update_key_value(kv::Config {
+            bucket: bucket.clone(),
+            description: format!("eventhub: snapshots of `{ty}` aggregates"),
+            history: 1,
+            num_replicas: options.replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| provision_error(ty, format!("bucket {bucket}"))(e.into()))?;
+    }
+    Ok(())
+}
+
 impl<A: Aggregate> EventStore<A> {
-    /// Creates (or updates) the aggregate type's stream and, with snapshots, its bucket.
+    /// Opens the aggregate type's stream and, with snapshots, its bucket; creates them first
+    /// ([`provision`]) when one is missing. A service that may only read their info (the
+    /// generated `nats.conf`) opens what an operator provisioned.
     pub async fn open(client: &Client, options: StoreOptions) -> Result<Self, StoreError> {
         let ty = A::TYPE;
-        if ty.is_empty()
-            || !ty
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        {
-            return Err(StoreError::InvalidType(ty));
+        if !valid_type(ty) {
+            return Err(StoreError::InvalidType(ty.to_string()));
         }
         let js = client.jetstream();
         let name = stream_name(ty);
-        let provision = |what: String| {
-            move |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Provision {
-                aggregate_type: ty,
-                what,
-                source: e,
-            }
-        };
-        let config = stream::Config {
-            name: name.clone(),
-            description: Some(format!("eventhub: events of `{ty}` aggregates")),
-            subjects: vec![format!("es.{ty}.*")],
-            storage: stream::StorageType::File,
-            num_replicas: options.replicas,
-            allow_direct: true,
-            allow_atomic_publish: true,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
-        js.create_or_update_stream(config)
-            .await
-            .map_err(|e| provision(format!("stream {name}"))(e.into()))?;
-        let stream = js
-            .get_stream(&name)
-            .await
-            .map_err(|e| provision(format!("stream {name}"))(e.into()))?;
-        let snapshots = match options.snapshot_every {
-            Some(every) => {
-                let bucket = format!("ES_SNAPSHOTS_{}", &name[3..]);
-                let store = js
-                    .create_or_update_key_value(kv::Config {
-                        bucket: bucket.clone(),
-                        description: format!("eventhub: snapshots of `{ty}` aggregates"),
-                        history: 1,
-                        num_replicas: options.replicas,
-                        storage: stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| provision(format!("bucket {bucket}"))(e.into()))?;
-                Some((store, every.max(1)))
-            }
+        let bucket = snapshot_bucket(ty);
+        let mut stream = js.get_stream(&name).await.ok();
+        let mut store = match options.snapshot_every {
+            Some(_) => js.get_key_value(&bucket).await.ok(),
             None => None,
+        };
+        if stream.is_none() || (options.snapshot_every.is_some() && store.is_none()) {
+            provision(client, ty, &options).await?;
+            stream = Some(
+                js.get_stream(&name)
+                    .await
+                    .map_err(|e| provision_error(ty, format!("stream {name}"))(e.into()))?,
+            );
+            if options.snapshot_every.is_some() {
+                store = Some(
+                    js.get_key_value(&bucket)
+                        .await
+                        .map_err(|e| provision_error(ty, format!("bucket {bucket}"))(e.into()))?,
+                );
+            }
+        }
+        let snapshots = match (store, options.snapshot_every) {
+            (Some(store), Some(every)) => Some((store, every.max(1))),
+            _ => None,
         };
         Ok(Self {
             client: client.clone(),
-            stream,
+            stream: stream.expect("opened or provisioned"),
             stream_name: name,
             snapshots,
             options,
@@ -615,6 +668,51 @@ impl<A: Aggregate> EventStore<A> {
         }
     }
 
+    /// Up to [`DIRECT_BATCH`] events of `subject` from sequence `from` (at most through `last`),
+    /// in one batched direct get (nats-server 2.11+): the server answers with the messages and
+    /// an end-of-batch status.
+    async fn direct_batch(
+        &self,
+        subject: &str,
+        from: u64,
+        last: u64,
+    ) -> Result<Vec<jetstream::message::StreamMessage>, Box<dyn std::error::Error + Send + Sync>>
+    {
+        let nats = self.client.nats();
+        let inbox = nats.new_inbox();
+        let mut replies = nats.subscribe(inbox.clone()).await?;
+        let request = serde_json::json!({
+            "seq": from,
+            "next_by_subj": subject,
+            "batch": (last - from + 1).min(DIRECT_BATCH),
+        });
+        nats.publish_with_reply(
+            format!("$JS.API.DIRECT.GET.{}", self.stream_name),
+            inbox,
+            serde_json::to_vec(&request)?.into(),
+        )
+        .await?;
+        let mut out = Vec::new();
+        loop {
+            let reply = tokio::time::timeout(Duration::from_secs(5), replies.next())
+                .await
+                .map_err(|_| "no answer to a direct get within 5 s")?
+                .ok_or("the subscription to the direct get's answers ended")?;
+            match reply.status.map(|s| s.as_u16()) {
+                None => out.push(jetstream::message::StreamMessage::try_from(reply)?),
+                // End of batch; not found: nothing (more) from `from` on.
+                Some(204) | Some(404) => return Ok(out),
+                Some(code) => {
+                    return Err(format!(
+                        "direct get answered {code} {}",
+                        reply.description.unwrap_or_default()
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+
     /// Loads aggregate `id`: its last snapshot (if any) and the events after it, folded.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, LoadError> {
         self.load_inner(id, true).await
@@ -717,45 +815,24 @@ impl<A: Aggregate> EventStore<A> {
                 fold(m.sequence, &m.subject, m.time, Some(&m.headers), m.payload)?;
             }
         } else if last >= start {
-            let consumer = self
-                .stream
-                .create_consumer(OrderedConfig {
-                    filter_subject: subject.clone(),
-                    deliver_policy: DeliverPolicy::ByStartSequence {
-                        start_sequence: start,
-                    },
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| read(e.into()))?;
-            let name = consumer.cached_info().name.clone();
-            let replay = async {
-                let mut messages = consumer.messages().await.map_err(|e| read(e.into()))?;
-                while let Some(message) = messages.next().await {
-                    let message = message.map_err(|e| read(e.into()))?;
-                    let info = message.info().map_err(&read)?;
-                    let sequence = info.stream_sequence;
-                    let published = info.published;
-                    fold(
-                        sequence,
-                        &message.subject,
-                        published,
-                        message.headers.as_ref(),
-                        message.payload.clone(),
-                    )?;
-                    if sequence >= last {
-                        break;
-                    }
+            // Many events: batches of direct gets. No consumer, so nothing to clean up (a
+            // service may not delete consumers under the generated `nats.conf`).
+            let mut next = start;
+            while next <= last {
+                let batch = self
+                    .direct_batch(&subject, next, last)
+                    .await
+                    .map_err(&read)?;
+                let Some(end) = batch.last().map(|m| m.sequence) else {
+                    return Err(read(
+                        format!("no events from #{next} on, though the last is #{last}").into(),
+                    ));
+                };
+                for m in batch.into_iter().filter(|m| m.sequence <= last) {
+                    fold(m.sequence, &m.subject, m.time, Some(&m.headers), m.payload)?;
                 }
-                Ok::<_, LoadError>(())
+                next = end + 1;
             }
-            .await;
-            // Consumers are a limited resource of the stream: one per load would pile up
-            // until the server's inactivity threshold removed them.
-            if let Err(e) = self.stream.delete_consumer(&name).await {
-                tracing::debug!(%subject, "cannot delete the load's consumer {name}: {e}");
-            }
-            replay?;
         }
         if let Some((bucket, every)) = snapshots
             && replayed >= *every

@@ -236,6 +236,14 @@ pub enum SagaError {
     /// [`Saga::NAME`] is not lowercase letters, digits and `_`.
     #[error("saga name `{0}` must be lowercase letters, digits and `_`")]
     InvalidName(&'static str),
+    /// [`provision`] failed: it needs an operator's rights (streams, consumers, buckets).
+    #[error("cannot provision saga {name}: {detail}")]
+    Provision {
+        /// The saga.
+        name: String,
+        /// What failed.
+        detail: String,
+    },
     /// JetStream failed.
     #[error("saga {name}: {detail}")]
     JetStream {
@@ -353,23 +361,101 @@ impl SagaHandle {
 /// Opens saga `S`'s records without running it.
 pub async fn records<S: Saga>(client: &Client) -> Result<SagaRecords, SagaError> {
     Ok(SagaRecords {
-        bucket: provision::<S>(client).await?.0,
+        bucket: store::<S>(client).await?.0,
     })
 }
 
-async fn provision<S: Saga>(client: &Client) -> Result<(kv::Store, stream::Stream), SagaError> {
+/// Saga `S`'s bucket and timer stream: opened when they exist (a service needs only read
+/// access to their info), else created.
+async fn store<S: Saga>(client: &Client) -> Result<(kv::Store, stream::Stream), SagaError> {
     let name = S::NAME;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
+    if !valid_name(name) {
         return Err(SagaError::InvalidName(name));
     }
-    let fail = |e: &dyn fmt::Display| SagaError::JetStream {
-        name,
-        detail: e.to_string(),
+    let js = client.jetstream();
+    let stream_name = saga_stream(name);
+    if let (Ok(bucket), Ok(stream)) = (
+        js.get_key_value(&stream_name).await,
+        js.get_stream(&stream_name).await,
+    ) {
+        return Ok((bucket, stream));
+    }
+    provision_store(client, name)
+        .await
+        .map_err(|detail| SagaError::JetStream { name, detail })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Creates (or updates) everything saga `name` needs: its bucket and timer stream `SAGA_<NAME>`
+/// and its two durables, `saga_<name>` on `options.stream` and `saga_<name>_timeouts`. [`start`]
+/// does it when something is missing; where services may not create streams nor consumers (the
+/// generated `nats.conf`), an operator does it first (`eventhub config apply`).
+///
+/// An existing durable is updated to `options` (a changed filter or ack wait).
+pub async fn provision(
+    client: &Client,
+    name: &str,
+    options: &SagaOptions,
+) -> Result<(), SagaError> {
+    let fail = |detail: String| SagaError::Provision {
+        name: name.to_string(),
+        detail,
     };
+    if !valid_name(name) {
+        return Err(fail(
+            "a saga's name is lowercase letters, digits and `_`".into(),
+        ));
+    }
+    let (_, timers) = provision_store(client, name).await.map_err(fail)?;
+    let inputs = client
+        .jetstream()
+        .get_stream(&options.stream)
+        .await
+        .map_err(|e| fail(format!("input stream {}: {e}", options.stream)))?;
+    inputs
+        .create_consumer(input_consumer(name, options))
+        .await
+        .map_err(|e| fail(format!("durable saga_{name}: {e}")))?;
+    timers
+        .create_consumer(timeout_consumer(name, options))
+        .await
+        .map_err(|e| fail(format!("durable saga_{name}_timeouts: {e}")))?;
+    Ok(())
+}
+
+fn input_consumer(name: &str, options: &SagaOptions) -> pull::Config {
+    pull::Config {
+        durable_name: Some(format!("saga_{name}")),
+        filter_subjects: options.subjects.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: options.ack_wait,
+        max_deliver: 5,
+        ..Default::default()
+    }
+}
+
+fn timeout_consumer(name: &str, options: &SagaOptions) -> pull::Config {
+    pull::Config {
+        durable_name: Some(format!("saga_{name}_timeouts")),
+        filter_subject: format!("saga.{name}.timeout.*"),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: options.ack_wait,
+        max_deliver: 5,
+        ..Default::default()
+    }
+}
+
+/// Creates or updates the bucket and the timer stream of saga `name` (a valid name).
+async fn provision_store(
+    client: &Client,
+    name: &str,
+) -> Result<(kv::Store, stream::Stream), String> {
     let js = client.jetstream();
     let stream_name = saga_stream(name);
     let bucket = js
@@ -381,7 +467,7 @@ async fn provision<S: Saga>(client: &Client) -> Result<(kv::Store, stream::Strea
             ..Default::default()
         })
         .await
-        .map_err(|e| fail(&e))?;
+        .map_err(|e| format!("bucket {stream_name}: {e}"))?;
     js.create_or_update_stream(stream::Config {
         name: stream_name.clone(),
         description: Some(format!("eventhub: timers of saga {name}")),
@@ -392,8 +478,11 @@ async fn provision<S: Saga>(client: &Client) -> Result<(kv::Store, stream::Strea
         ..Default::default()
     })
     .await
-    .map_err(|e| fail(&e))?;
-    let stream = js.get_stream(&stream_name).await.map_err(|e| fail(&e))?;
+    .map_err(|e| format!("stream {stream_name}: {e}"))?;
+    let stream = js
+        .get_stream(&stream_name)
+        .await
+        .map_err(|e| format!("stream {stream_name}: {e}"))?;
     Ok((bucket, stream))
 }
 
@@ -460,36 +549,21 @@ pub async fn start<S: Saga>(
         name,
         detail: e.to_string(),
     };
-    let (bucket, timer_stream) = provision::<S>(client).await?;
+    let (bucket, timer_stream) = store::<S>(client).await?;
     let js = client.jetstream();
+    // `get_or_create` asks for the durable's info first: a service that may not create
+    // consumers runs on the durables an operator provisioned.
     let inputs = js
         .get_stream(&options.stream)
         .await
         .map_err(|e| fail(&e))?
-        .get_or_create_consumer(
-            &format!("saga_{name}"),
-            pull::Config {
-                durable_name: Some(format!("saga_{name}")),
-                filter_subjects: options.subjects.clone(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: options.ack_wait,
-                max_deliver: 5,
-                ..Default::default()
-            },
-        )
+        .get_or_create_consumer(&format!("saga_{name}"), input_consumer(name, &options))
         .await
         .map_err(|e| fail(&e))?;
     let timeouts = timer_stream
         .get_or_create_consumer(
             &format!("saga_{name}_timeouts"),
-            pull::Config {
-                durable_name: Some(format!("saga_{name}_timeouts")),
-                filter_subject: format!("saga.{name}.timeout.*"),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: options.ack_wait,
-                max_deliver: 5,
-                ..Default::default()
-            },
+            timeout_consumer(name, &options),
         )
         .await
         .map_err(|e| fail(&e))?;
@@ -501,7 +575,6 @@ pub async fn start<S: Saga>(
         client: client.clone(),
         saga,
         bucket: bucket.clone(),
-        timers: timer_stream,
     };
     let task = tokio::spawn(async move {
         loop {
@@ -553,7 +626,6 @@ struct Runner<S> {
     client: Client,
     saga: S,
     bucket: kv::Store,
-    timers: stream::Stream,
 }
 
 impl<S: Saga> Runner<S> {
@@ -695,9 +767,15 @@ impl<S: Saga> Runner<S> {
             }
             Timer::Clear => {
                 if record.timeout.take().is_some() {
-                    self.timers
-                        .purge()
-                        .filter(timer_subject)
+                    // A plain message that rolls the schedule up: the server forgets the
+                    // schedule without the purge API, which services are denied.
+                    let mut h = HeaderMap::new();
+                    h.insert("Nats-Rollup", "sub");
+                    self.client
+                        .jetstream()
+                        .publish_with_headers(timer_subject, h, Bytes::from_static(b"cleared"))
+                        .await
+                        .map_err(|e| e.to_string())?
                         .await
                         .map_err(|e| e.to_string())?;
                 }

@@ -178,6 +178,30 @@ async fn loads_with_and_without_snapshots_give_the_same_state() {
     assert_eq!(plain.load("u3").await.unwrap().state, from_events.state);
 }
 
+#[tokio::test]
+async fn a_long_history_loads_in_several_batches_interleaved_with_other_aggregates() {
+    let server = NatsServer::start();
+    let client = connect(&server, "users").await;
+    let store = EventStore::<User>::open(&client, no_snapshots())
+        .await
+        .unwrap();
+    // 2,500 events in atomic batches of 100, another aggregate's events between them: the
+    // load reads past one batched direct get (1,024 events) and skips what is not its own.
+    let (mut version, mut other) = (0, 0);
+    for round in 0..25 {
+        let events: Vec<UserEvent> = (0..100)
+            .map(|i| renamed(&format!("n{}", round * 100 + i)))
+            .collect();
+        version = store.append("long", version, &events).await.unwrap();
+        other = store.append("other", other, &[renamed("x")]).await.unwrap();
+    }
+    let loaded = store.load("long").await.unwrap();
+    assert_eq!(loaded.version, version);
+    assert_eq!(loaded.events, 2_500);
+    let expected: Vec<String> = (0..2_500).map(|i| format!("n{i}")).collect();
+    assert_eq!(loaded.state.names, expected);
+}
+
 /// What an older build of the service wrote: `user.created` v1.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct OldUser;

@@ -12,36 +12,26 @@ use eventhub_catalog::events::user::{LookupRequestV1, LookupResponseV1};
 use eventhub_patterns::{
     Incoming, Request, RequestError, RequestExt, RequestOptions, ResponderOptions,
 };
-use eventhub_testkit::{NatsServer, STORE_DIR_PLACEHOLDER};
+use eventhub_testkit::{NatsServer, test_password, with_test_passwords};
 use futures::{FutureExt, StreamExt};
 
 const USER_ID: &str = common::USER_ID;
 
-/// A nats-server on the repository's `nats.conf`, each user's password `<user>-secret`.
+/// A nats-server on the repository's `nats.conf`, each user with its test password.
 fn secured() -> NatsServer {
-    let mut conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
+    let conf =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).unwrap();
+    NatsServer::builder()
+        .config(with_test_passwords(&conf))
+        .start()
         .unwrap()
-        .replace(".nats-data", STORE_DIR_PLACEHOLDER);
-    // Every `$EVENTHUB_<USER>_PASSWORD` the configuration reads.
-    while let Some(start) = conf.find("$EVENTHUB_") {
-        let end = start
-            + conf[start..]
-                .find("_PASSWORD")
-                .expect("a password variable")
-            + "_PASSWORD".len();
-        let user = conf[start + "$EVENTHUB_".len()..end - "_PASSWORD".len()]
-            .to_ascii_lowercase()
-            .replace('_', "-");
-        conf.replace_range(start..end, &format!("\"{user}-secret\""));
-    }
-    NatsServer::builder().config(conf).start().unwrap()
 }
 
 async fn connect(server: &NatsServer, user: &str) -> Client {
     Client::connect(
         ConnectOptions::new(user)
             .url(server.client_url())
-            .user_password(user, format!("{user}-secret")),
+            .user_password(user, test_password(user)),
     )
     .await
     .unwrap_or_else(|e| panic!("{user} connects: {e}"))

@@ -43,6 +43,30 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`ServerBuilder::config`], e.g. `jetstream { store_dir: "@STORE_DIR@" }`.
 pub const STORE_DIR_PLACEHOLDER: &str = "@STORE_DIR@";
 
+/// The password [`with_test_passwords`] gives `user`: `<user>-secret` (lower case, `-` as `_`).
+pub fn test_password(user: &str) -> String {
+    format!("{}-secret", user.to_ascii_lowercase().replace('-', "_"))
+}
+
+/// A generated `nats.conf` (`eventhub config nats`) made runnable by [`ServerBuilder::config`]:
+/// JetStream stores in the server's own directory, and every `$EVENTHUB_<USER>_PASSWORD` it
+/// reads becomes [`test_password`] of that user.
+pub fn with_test_passwords(conf: &str) -> String {
+    let mut out = conf.replace(".nats-data", STORE_DIR_PLACEHOLDER);
+    while let Some(start) = out.find("$EVENTHUB_") {
+        let name = start + "$EVENTHUB_".len();
+        let Some(len) = out[name..].find("_PASSWORD") else {
+            break;
+        };
+        let password = test_password(&out[name..name + len]);
+        out.replace_range(
+            start..name + len + "_PASSWORD".len(),
+            &format!("\"{password}\""),
+        );
+    }
+    out
+}
+
 /// Why a server could not be started.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -308,6 +332,14 @@ impl NatsServer {
     /// Everything the server logged so far (all runs).
     pub fn log(&self) -> String {
         self.log.text()
+    }
+
+    /// Blocks until the log of the current run has `needle` (a permission violation, say), or
+    /// fails after `timeout` with the log so far.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<(), HarnessError> {
+        self.log
+            .wait_for(self.log.last_run(), timeout, |text| text.contains(needle))
+            .map_err(|e| HarnessError(format!("waited for {needle:?}: {e}")))
     }
 
     /// The process id while it runs (for measuring its CPU time, say).
@@ -615,6 +647,18 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_config_gets_a_password_per_user_and_the_test_store() {
+        let conf = "jetstream { store_dir: \".nats-data\" }\n\
+                    { user: \"photo-x\", password: $EVENTHUB_PHOTO_X_PASSWORD }\n\
+                    { user: \"ops\", password: $EVENTHUB_OPS_PASSWORD }";
+        let text = with_test_passwords(conf);
+        assert!(text.contains(&format!("store_dir: \"{STORE_DIR_PLACEHOLDER}\"")));
+        assert!(text.contains(&format!("password: \"{}\"", test_password("photo-x"))));
+        assert!(text.contains("password: \"ops-secret\""), "{text}");
+        assert!(!text.contains('$'), "{text}");
+    }
 
     #[test]
     fn a_killed_run_closing_its_pipe_late_does_not_end_the_next_run() {

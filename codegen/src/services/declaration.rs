@@ -53,6 +53,8 @@ pub struct Service {
     pub consumes: Vec<Consumer>,
     /// The sagas it runs (eventhub-patterns).
     pub sagas: Vec<Saga>,
+    /// The event-sourced aggregate types it owns (eventhub-patterns' `EventStore`).
+    pub aggregates: Vec<Aggregate>,
     /// The request types it answers (eventhub-patterns' `RequestExt::respond`).
     pub responds: Vec<RequestType>,
     /// The request types it sends (`RequestExt::request`).
@@ -140,6 +142,34 @@ impl Saga {
     /// `saga_<name>_timeouts`: its durable on its own stream.
     pub fn timeouts_durable(&self) -> String {
         format!("saga_{}_timeouts", self.name)
+    }
+}
+
+/// An event-sourced aggregate type a service owns (eventhub-patterns' `EventStore`): its
+/// stream, its subjects and its snapshot bucket, which only the owner may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    /// `Aggregate::TYPE`: lowercase letters, digits, `_` and `-` (`account`).
+    pub aggregate_type: String,
+}
+
+impl Aggregate {
+    /// `ES_<TYPE>` (`-` as `_`): its stream.
+    pub fn stream(&self) -> String {
+        format!(
+            "ES_{}",
+            self.aggregate_type.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+
+    /// `es.<type>.*`: one subject per aggregate, the id as last token.
+    pub fn subjects(&self) -> String {
+        format!("es.{}.*", self.aggregate_type)
+    }
+
+    /// `ES_SNAPSHOTS_<TYPE>`: its snapshot bucket.
+    pub fn snapshot_bucket(&self) -> String {
+        format!("ES_SNAPSHOTS_{}", &self.stream()[3..])
     }
 }
 

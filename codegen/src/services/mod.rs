@@ -23,6 +23,13 @@
 //! publish only replies to the requests it received), `"requests": ["user.lookup"]` lets a
 //! service send them. A request type has exactly one responding service.
 //!
+//! Sagas and event-sourced aggregates of eventhub-patterns are declared by the service that
+//! runs or owns them: `"sagas": [{"name": "registration", "inputs": ["user.created"]}]` (its
+//! durables, bucket and timer stream), `"aggregates": ["account"]` (stream `ES_ACCOUNT` on
+//! `es.account.*`, bucket `ES_SNAPSHOTS_ACCOUNT`). A saga or an aggregate type has exactly one
+//! service; an operator provisions their streams, buckets and durables (`eventhub config
+//! apply`), the service only uses them.
+//!
 //! An event type has exactly one publishing service (its owner; a `gateway` may publish it on
 //! the owner's behalf). A consumed entry is one durable consumer, named
 //! `<service>__<event type with . and - as _>` unless `durable` says otherwise. The JSON Schema
@@ -42,8 +49,8 @@ use crate::diagnostic::{Diagnostic, Error};
 use crate::naming::SERVICES_FILE;
 
 pub use declaration::{
-    ACCOUNT, ADVISORY_STREAM, Consumer, DLQ_STREAM, Gateway, IDEMPOTENCY_PREFIX, Published,
-    RequestType, SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Saga, Service, Services,
+    ACCOUNT, ADVISORY_STREAM, Aggregate, Consumer, DLQ_STREAM, Gateway, IDEMPOTENCY_PREFIX,
+    Published, RequestType, SWEEPER_DURABLE, SYSTEM_ACCOUNT, SYSTEM_USER, Saga, Service, Services,
     default_durable, inbox_prefix, password_var,
 };
 pub use permissions::{Permissions, Role, User};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::declaration::{
-    Consumer, Gateway, Published, RequestType, SWEEPER_DURABLE, SYSTEM_USER, Saga, Service,
-    Services, default_durable,
+    Aggregate, Consumer, Gateway, Published, RequestType, SWEEPER_DURABLE, SYSTEM_USER, Saga,
+    Service, Services, default_durable,
 };
 use crate::catalog::Catalog;
 use crate::diagnostic::{Diagnostics, Error, pointer_push, suggest};
@@ -29,6 +29,7 @@ const SERVICE_KEYS: &[&str] = &[
     "publishes",
     "consumes",
     "sagas",
+    "aggregates",
     "responds",
     "requests",
     "health",
@@ -59,6 +60,8 @@ struct Parser<'a> {
     owners: BTreeMap<String, (String, String)>,
     /// Saga name -> where it was declared.
     sagas: BTreeMap<String, String>,
+    /// Aggregate stream -> where its type was declared.
+    aggregates: BTreeMap<String, String>,
     /// (pointer to its inputs, saga, inputs), checked against the publishers at the end.
     saga_inputs: Vec<(String, String, Vec<String>)>,
     /// Request type -> its subjects, by version.
@@ -98,6 +101,7 @@ pub(super) fn parse(file: &Path, doc: &Value, catalog: &Catalog) -> Result<Servi
         durables: BTreeMap::new(),
         owners: BTreeMap::new(),
         sagas: BTreeMap::new(),
+        aggregates: BTreeMap::new(),
         saga_inputs: Vec::new(),
         request_types,
         responders: BTreeMap::new(),
@@ -318,6 +322,7 @@ impl Parser<'_> {
         let publishes = self.publishes(name, &ptr, map.get("publishes"));
         let consumes = self.consumes(name, &ptr, map.get("consumes"));
         let sagas = self.sagas(&ptr, map.get("sagas"));
+        let aggregates = self.aggregates(&ptr, map.get("aggregates"));
         let responds = self.request_list(name, &ptr, "responds", map.get("responds"));
         let requests = self.request_list(name, &ptr, "requests", map.get("requests"));
         named.then(|| Service {
@@ -326,6 +331,7 @@ impl Parser<'_> {
             publishes,
             consumes,
             sagas,
+            aggregates,
             responds,
             requests,
             health,
@@ -484,6 +490,56 @@ impl Parser<'_> {
             if let Some(s) = self.saga(&format!("{ptr}/{i}"), item) {
                 out.push(s);
             }
+        }
+        out
+    }
+
+    fn aggregates(&mut self, ptr: &str, v: Option<&Value>) -> Vec<Aggregate> {
+        let ptr = pointer_push(ptr, "aggregates");
+        let Some(v) = v else { return Vec::new() };
+        let Some(items) = v.as_array() else {
+            self.err(
+                &ptr,
+                "`aggregates` must be an array of aggregate types ([\"account\"])",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{ptr}/{i}");
+            let ty = item.as_str().unwrap_or_default();
+            let valid = !ty.is_empty()
+                && ty.len() <= 64
+                && ty.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !valid {
+                self.err(
+                    p,
+                    "an aggregate type is its `Aggregate::TYPE`: 1-64 lowercase letters, digits, \
+                     `_` and `-` (it names the stream ES_<TYPE> and the subjects es.<type>.*)",
+                );
+                continue;
+            }
+            let aggregate = Aggregate {
+                aggregate_type: ty.to_string(),
+            };
+            // `a-b` and `a_b` share the stream ES_A_B.
+            if let Some(first) = self.aggregates.get(&aggregate.stream()) {
+                let first = first.clone();
+                self.err(
+                    p,
+                    format!(
+                        "aggregate type `{ty}` (stream {}) is already declared by {first}: an \
+                         aggregate's history has one owner",
+                        aggregate.stream()
+                    ),
+                );
+                continue;
+            }
+            self.aggregates
+                .insert(aggregate.stream(), format!("`#{p}`"));
+            out.push(aggregate);
         }
         out
     }

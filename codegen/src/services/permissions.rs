@@ -17,12 +17,21 @@
 //! | `$JS.API.STREAM.INFO.EVENTHUB_DLQ` | metrics: dead-letter counts |
 //! | `$JS.API.STREAM.INFO.KV_<bucket>`, `$JS.API.DIRECT.GET.KV_<bucket>.$KV.<bucket>.>`, `$KV.<bucket>.>` | an idempotent consumer opens its bucket, reads and records event ids |
 //! | `$JS.API.STREAM.INFO.KV_EVENTHUB_REPLAYS`, `$JS.API.DIRECT.GET.KV_EVENTHUB_REPLAYS.$KV.EVENTHUB_REPLAYS.>` | a consumer checks a dead-letter replay mark against its record (it sees the replayed payload anyway) |
+//! | for each saga it runs (`sagas`): `$JS.API.STREAM.INFO` of its input stream, of `SAGA_<NAME>` and of `KV_SAGA_<NAME>` | `saga::start` opens the input stream, the timer stream and the bucket an operator provisioned (`eventhub config apply`); it never creates them |
+//! | `$JS.API.CONSUMER.INFO.<input stream>.saga_<name>`, `$JS.API.CONSUMER.MSG.NEXT.<input stream>.saga_<name>`, `$JS.ACK.<input stream>.saga_<name>.>` | its inputs, on the durable the operator created (the bare create subject is denied: its body may carry any filter) |
+//! | the same three for `SAGA_<NAME>.saga_<name>_timeouts` | the timeouts the server publishes from the schedules |
+//! | `$JS.API.DIRECT.GET.KV_SAGA_<NAME>.$KV.SAGA_<NAME>.>`, `$KV.SAGA_<NAME>.>` | reads and writes (compare-and-set) its instances |
+//! | `saga.<name>.timer.*` | arms a timer (a `Nats-Schedule` message whose target the server keeps inside `SAGA_<NAME>`) and clears it (a message that rolls the schedule up, instead of the purge API). Not `saga.<name>.timeout.*`: only the server publishes a timeout, from a schedule, so nobody can fire one by hand |
+//! | for each aggregate type it owns (`aggregates`): `$JS.API.STREAM.INFO.ES_<TYPE>`, `$JS.API.STREAM.INFO.KV_ES_SNAPSHOTS_<TYPE>` | `EventStore::open` opens the stream and the snapshot bucket an operator provisioned |
+//! | `es.<type>.*` | `EventStore::append`: one message or an atomic batch, with `Nats-Expected-Last-Subject-Sequence` (the stream allows neither rollups, TTLs nor schedules) |
+//! | `$JS.API.DIRECT.GET.ES_<TYPE>`, `$JS.API.DIRECT.GET.ES_<TYPE>.es.<type>.*` | `EventStore::load`: the last event of an aggregate, the events after a sequence (one by one or batched); no consumer |
+//! | `$JS.API.DIRECT.GET.KV_ES_SNAPSHOTS_<TYPE>.$KV.ES_SNAPSHOTS_<TYPE>.>`, `$KV.ES_SNAPSHOTS_<TYPE>.>` | reads and writes (compare-and-set) snapshots |
 //! | subscribe `_INBOX_<service>.>` | replies and deliveries, on the inbox prefix the SDK sets per service |
 //! | `rpc.<type>.v<N>` (each version of each type in `requests`) | eventhub-patterns' `RequestExt::request`; the reply comes to its inbox |
 //! | subscribe `rpc.<type>.v<N>` (each type in `responds`), `allow_responses` | `RequestExt::respond`: its queue group takes the requests, and it may publish one reply to the reply subject of each request it received, not to other inboxes |
 //!
 //! Creating or updating a stream is never granted to a service, not even its idempotency
-//! bucket: a stream's subjects are in the request body, and a stream on another service's inbox
+//! bucket, its saga's bucket and timer stream or its aggregate's stream: a stream's subjects are in the request body, and a stream on another service's inbox
 //! prefix captures that service's deliveries. Operators create the buckets
 //! (`eventhub config apply`).
 
@@ -182,6 +191,23 @@ pub(super) fn users(s: &Services) -> Vec<User> {
         push(&mut allow, "$JS.API.STREAM.NAMES".into());
         // ...but never a declared durable: neither its filter nor its deliveries.
         let mut durables = Vec::new();
+        for saga in s.services.iter().flat_map(|x| &x.sagas) {
+            durables.push(format!(
+                "$JS.API.CONSUMER.CREATE.{}.{}",
+                saga.stream,
+                saga.durable()
+            ));
+            durables.push(format!(
+                "$JS.API.CONSUMER.CREATE.{}.{}.>",
+                saga.stream,
+                saga.durable()
+            ));
+            durables.push(format!(
+                "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+                saga.stream,
+                saga.durable()
+            ));
+        }
         for c in s.services.iter().flat_map(|x| &x.consumes) {
             durables.push(format!(
                 "$JS.API.CONSUMER.CREATE.{}.{}",
@@ -259,6 +285,14 @@ fn summary(s: &Service) -> String {
             .map(|x| format!("{} on {}", x.name, x.inputs.join(", ")))
             .collect();
         line.push_str(&format!("; runs saga {}", sagas.join("; saga ")));
+    }
+    if !s.aggregates.is_empty() {
+        let types: Vec<&str> = s
+            .aggregates
+            .iter()
+            .map(|a| a.aggregate_type.as_str())
+            .collect();
+        line.push_str(&format!("; owns aggregate {}", types.join(", ")));
     }
     for (what, list) in [("answers", &s.responds), ("requests", &s.requests)] {
         if !list.is_empty() {
@@ -339,6 +373,48 @@ fn service_permissions(s: &Service) -> Permissions {
             push(&mut allow, format!("$KV.{bucket}.>"));
         }
         bare_creates.push(format!("$JS.API.CONSUMER.CREATE.{stream}.{durable}"));
+    }
+    for saga in &s.sagas {
+        let (stream, durable) = (&saga.stream, saga.durable());
+        let store = saga.store();
+        let timeouts = saga.timeouts_durable();
+        push(&mut allow, format!("$JS.API.STREAM.INFO.{stream}"));
+        push(&mut allow, format!("$JS.API.STREAM.INFO.{store}"));
+        push(&mut allow, format!("$JS.API.STREAM.INFO.KV_{store}"));
+        for (stream, durable) in [(stream, &durable), (&store, &timeouts)] {
+            push(
+                &mut allow,
+                format!("$JS.API.CONSUMER.INFO.{stream}.{durable}"),
+            );
+            push(
+                &mut allow,
+                format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
+            );
+            push(&mut allow, format!("$JS.ACK.{stream}.{durable}.>"));
+            bare_creates.push(format!("$JS.API.CONSUMER.CREATE.{stream}.{durable}"));
+        }
+        push(
+            &mut allow,
+            format!("$JS.API.DIRECT.GET.KV_{store}.$KV.{store}.>"),
+        );
+        push(&mut allow, format!("$KV.{store}.>"));
+        push(&mut allow, format!("saga.{}.timer.*", saga.name));
+    }
+    for a in &s.aggregates {
+        let (stream, bucket) = (a.stream(), a.snapshot_bucket());
+        push(&mut allow, format!("$JS.API.STREAM.INFO.{stream}"));
+        push(&mut allow, a.subjects());
+        push(&mut allow, format!("$JS.API.DIRECT.GET.{stream}"));
+        push(
+            &mut allow,
+            format!("$JS.API.DIRECT.GET.{stream}.{}", a.subjects()),
+        );
+        push(&mut allow, format!("$JS.API.STREAM.INFO.KV_{bucket}"));
+        push(
+            &mut allow,
+            format!("$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.>"),
+        );
+        push(&mut allow, format!("$KV.{bucket}.>"));
     }
     if !s.consumes.is_empty() {
         // Replay marks are checked against the records the replayer wrote (read only).
