@@ -260,27 +260,11 @@ async fn nkeys_are_generated_rotated_and_retired() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_run_the_cli_under_the_generated_config() {
-    let mut conf = std::fs::read_to_string(repo().join("nats.conf")).unwrap();
-    for user in [
-        "ops",
-        "auth",
-        "payments",
-        "profile",
-        "admin",
-        "photo",
-        "preferences",
-        "notifications",
-        "analytics",
-        "onboarding",
-        "privacy",
-        "sweeper",
-        "gateway",
-        "sys",
-    ] {
-        let var = format!("${}", eventhub::client::service_password_var(user));
-        conf = conf.replace(&var, &format!("\"{user}-secret\""));
-    }
-    let server = server(&conf);
+    let conf = std::fs::read_to_string(repo().join("nats.conf")).unwrap();
+    let server = NatsServer::builder()
+        .config(eventhub_testkit::with_test_passwords(&conf))
+        .start()
+        .unwrap();
     let url = server.client_url();
     let ops_env = [("EVENTHUB_OPS_PASSWORD", "ops-secret")];
     let cli = |args: &[&str]| {

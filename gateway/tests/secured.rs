@@ -8,41 +8,24 @@ use std::time::Duration;
 
 use eventhub::{Client, ConnectOptions};
 use eventhub_gateway::{Config, Gateway};
-use eventhub_testkit::{NatsServer, STORE_DIR_PLACEHOLDER};
+use eventhub_testkit::NatsServer;
 use futures::StreamExt;
 use serde_json::Value;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 fn password(user: &str) -> String {
-    format!("{user}-secret")
+    eventhub_testkit::test_password(user)
 }
 
+/// A nats-server on the repository's generated `nats.conf`, each user with its test password.
 fn secured_server() -> NatsServer {
-    let mut conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
+    let conf =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).unwrap();
+    NatsServer::builder()
+        .config(eventhub_testkit::with_test_passwords(&conf))
+        .start()
         .unwrap()
-        .replace(".nats-data", STORE_DIR_PLACEHOLDER);
-    for user in [
-        "ops",
-        "auth",
-        "payments",
-        "profile",
-        "admin",
-        "photo",
-        "preferences",
-        "notifications",
-        "analytics",
-        "onboarding",
-        "privacy",
-        "sweeper",
-        "gateway",
-        "sys",
-    ] {
-        let var = format!("${}", eventhub::client::service_password_var(user));
-        assert!(conf.contains(&var), "nats.conf reads {var}");
-        conf = conf.replace(&var, &format!("\"{}\"", password(user)));
-    }
-    NatsServer::builder().config(conf).start().unwrap()
 }
 
 fn as_user(server: &NatsServer, service: &str, user: &str) -> ConnectOptions {

@@ -21,34 +21,17 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::context::PublishErrorKind;
 use common::{User, renamed};
-use eventhub::{Client, ConnectOptions, Event};
+use eventhub::{Client, Event};
 use eventhub_catalog::TOPOLOGY;
 use eventhub_catalog::events::{erasure, user};
 use eventhub_patterns::saga::{self, Saga, SagaStatus};
 use eventhub_patterns::{EventStore, StoreOptions, aggregate};
-use eventhub_testkit::{NatsServer, test_password, with_test_passwords};
+use eventhub_testkit::NatsServer;
 use flows::{ErasureState, GdprErasure, Registration};
 
 const ADA: &str = "0190b8d2-5a8e-7c3e-9d5e-00000000a0a0";
 
-fn secured() -> NatsServer {
-    let conf =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).unwrap();
-    NatsServer::builder()
-        .config(with_test_passwords(&conf))
-        .start()
-        .unwrap()
-}
-
-async fn connect(server: &NatsServer, user: &str) -> Client {
-    Client::connect(
-        ConnectOptions::new(user)
-            .url(server.client_url())
-            .user_password(user, test_password(user)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{user} connects: {e}"))
-}
+use common::{connect_as as connect, secured};
 
 /// The server refused `subject` to `user`: its log names the violation.
 fn violation(server: &NatsServer, user: &str, subject: &str) {

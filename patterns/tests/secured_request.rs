@@ -7,35 +7,16 @@ mod common;
 
 use std::time::Duration;
 
-use eventhub::{Client, ConnectOptions};
 use eventhub_catalog::events::user::{LookupRequestV1, LookupResponseV1};
 use eventhub_patterns::{
     Incoming, Request, RequestError, RequestExt, RequestOptions, ResponderOptions,
 };
-use eventhub_testkit::{NatsServer, test_password, with_test_passwords};
+use eventhub_testkit::NatsServer;
 use futures::{FutureExt, StreamExt};
 
 const USER_ID: &str = common::USER_ID;
 
-/// A nats-server on the repository's `nats.conf`, each user with its test password.
-fn secured() -> NatsServer {
-    let conf =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).unwrap();
-    NatsServer::builder()
-        .config(with_test_passwords(&conf))
-        .start()
-        .unwrap()
-}
-
-async fn connect(server: &NatsServer, user: &str) -> Client {
-    Client::connect(
-        ConnectOptions::new(user)
-            .url(server.client_url())
-            .user_password(user, test_password(user)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{user} connects: {e}"))
-}
+use common::{connect_as as connect, secured};
 
 /// Waits until the server's log (read from its output as it comes) has `needle`.
 async fn wait_log(server: &NatsServer, needle: &str) {

@@ -42,6 +42,16 @@ fn valid_v2(email: &str) -> Vec<u8> {
     serde_json::to_vec(&user_created_v2(email)).unwrap()
 }
 
+/// The reason a dead letter's error header gives.
+fn dlq_error(entry: &async_nats::jetstream::Message) -> String {
+    entry
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(eventhub::wire::headers::DLQ_ERROR))
+        .map(|v| v.as_str().to_string())
+        .unwrap_or_default()
+}
+
 /// Counts handler runs and reports the email of each.
 async fn counting_consumer(
     client: &eventhub::Client,
@@ -398,13 +408,7 @@ async fn what_the_schema_refuses_is_dead_lettered_and_what_it_allows_is_handled(
         )
         .await
         .unwrap();
-        let entry = dlq.next(10).await;
-        let error = entry
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(eventhub::wire::headers::DLQ_ERROR))
-            .map(|v| v.as_str().to_string())
-            .unwrap_or_default();
+        let error = dlq_error(&dlq.next(10).await);
         assert!(error.contains(pointer), "{what}: {error}");
     }
     // Media types are case-insensitive and may carry parameters.
@@ -563,13 +567,7 @@ async fn a_consumer_checking_types_only_handles_what_its_type_reads_and_dead_let
         foreign(&client, user::CreatedV2::SUBJECT, &[], payload)
             .await
             .unwrap();
-        let entry = dlq.next(10).await;
-        let error = entry
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(eventhub::wire::headers::DLQ_ERROR))
-            .map(|v| v.as_str().to_string())
-            .unwrap_or_default();
+        let error = dlq_error(&dlq.next(10).await);
         assert!(error.contains(field), "{what}: {error}");
     }
     // `format: email` is the schema's, not the type's: a types-only consumer handles it (the

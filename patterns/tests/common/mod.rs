@@ -15,6 +15,27 @@ pub async fn connect(server: &NatsServer, service: &str) -> Client {
         .expect("connect")
 }
 
+/// A nats-server on the repository's generated `nats.conf`, each user with its test password.
+pub fn secured() -> NatsServer {
+    let conf =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).unwrap();
+    NatsServer::builder()
+        .config(eventhub_testkit::with_test_passwords(&conf))
+        .start()
+        .unwrap()
+}
+
+/// `user` connected to a [`secured`] server with its test password.
+pub async fn connect_as(server: &NatsServer, user: &str) -> Client {
+    Client::connect(
+        ConnectOptions::new(user)
+            .url(server.client_url())
+            .user_password(user, eventhub_testkit::test_password(user)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{user} connects: {e}"))
+}
+
 pub const USER_ID: &str = "0190b8d2-5a8e-7c3e-9d5e-1f2a3b4c5d6e";
 
 /// The events of a user, as this build knows them: `user.created` is v2 (v1 is upcast).

@@ -212,7 +212,8 @@ pub struct EventInfo {
 /// `minItems`/`maxItems`, `multipleOf` or numeric maximums. It costs about half as much CPU
 /// per JSON event; choose it for a consumer whose publishers are known to check (eventhub
 /// services and the gateway validate before they publish, and the generated permissions let
-/// only the declared publisher write a subject).
+/// only the declared publisher write a subject). An event with encrypted (`x-sensitive`) fields
+/// is checked against its schema once they are decrypted, either way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Validation {
     /// The whole schema (the default).
