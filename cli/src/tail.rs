@@ -126,7 +126,15 @@ fn print_event(message: &async_nats::jetstream::Message, json: bool) {
         get(headers::CONTENT_TYPE).as_deref(),
         &message.payload,
     );
-    let time = get(headers::TIME).or_else(|| published.map(|t| t.to_rfc3339()));
+    // The lean wire format leaves out a time the event id holds.
+    let time = get(headers::TIME)
+        .or_else(|| {
+            get(headers::ID)
+                .as_deref()
+                .and_then(headers::time_of_id)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        })
+        .or_else(|| published.map(|t| t.to_rfc3339()));
     if json {
         say!(
             "{}",

@@ -82,7 +82,13 @@ impl Event {
             "version": info.map(|i| i.version),
             "id": header(headers::ID),
             "source": header(headers::SOURCE),
-            "time": header(headers::TIME),
+            // The lean wire format leaves out a time the event id holds.
+            "time": header(headers::TIME).or_else(|| {
+                header(headers::ID)
+                    .as_deref()
+                    .and_then(headers::time_of_id)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            }),
             "correlationId": header(headers::CORRELATION_ID),
             "data": data,
         })

@@ -135,7 +135,7 @@ pub struct Recorded {
     pub subject: String,
     /// Its stream sequence.
     pub sequence: u64,
-    /// `ce-time`, else when the stream stored it.
+    /// `ce-time`, else the time a UUIDv7 `ce-id` holds, else when the stream stored it.
     pub time: DateTime<Utc>,
     /// `ce-correlationid`, if any.
     pub correlation_id: Option<String>,
@@ -168,9 +168,12 @@ impl Recorded {
             version,
             subject: subject.to_string(),
             sequence,
+            // The lean wire format leaves out a time the event id holds.
             time: get(headers::TIME)
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                .map_or(stored, |t| t.with_timezone(&Utc)),
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|| get(headers::ID).as_deref().and_then(headers::time_of_id))
+                .unwrap_or(stored),
             correlation_id: get(headers::CORRELATION_ID),
             content_type: get(headers::CONTENT_TYPE),
             payload,

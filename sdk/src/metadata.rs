@@ -59,10 +59,12 @@ pub struct EnvelopeHeaders {
     #[schemars(schema_with = "service_name")]
     pub source: String,
     /// When the event happened (the publish time unless the publisher set it): RFC 3339 in UTC
-    /// with microseconds.
-    #[serde(rename = "ce-time")]
+    /// with microseconds. Absent when it is the time a UUIDv7 `ce-id` holds (its first 48
+    /// bits: Unix milliseconds, RFC 9562), as on an event published with its default id and
+    /// time; eventhub versions before the lean wire format always wrote it.
+    #[serde(rename = "ce-time", default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "date_time")]
-    pub time: String,
+    pub time: Option<String>,
     /// The schema id of the event version: the `$id` of its JSON Schema in the catalog.
     /// Absent when it is the default, `urn:eventhub:schema:<type>:v<N>` (written by eventhub
     /// versions before the lean wire format).
@@ -105,7 +107,9 @@ pub struct EnvelopeHeaders {
     #[schemars(schema_with = "any_string")]
     pub msg_id: String,
     /// W3C Trace Context of the publish: `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`.
-    /// Written on every publish; absent on events stored by eventhub versions before it.
+    /// Absent when the publish continues no trace and `ce-id` is a UUIDv7: the event then
+    /// starts the trace `00-<ce-id without dashes>-<its last 16 hex digits>-01`. (Also absent
+    /// on events stored by eventhub versions before trace context.)
     #[serde(
         rename = "traceparent",
         default,
@@ -455,10 +459,10 @@ mod tests {
             headers::ID,
             headers::TYPE,
             headers::SOURCE,
-            headers::TIME,
             headers::MSG_ID,
         ]);
         let optional = set(&[
+            headers::TIME,
             headers::DATASCHEMA,
             headers::CORRELATION_ID,
             headers::CONTENT_TYPE,

@@ -145,7 +145,6 @@ async fn published_event_headers_match_the_envelope_schema() {
         headers::ID,
         headers::TYPE,
         headers::SOURCE,
-        headers::TIME,
         headers::MSG_ID,
     ] {
         assert_invalid_when(
@@ -192,8 +191,21 @@ async fn published_event_headers_match_the_envelope_schema() {
         set("traceparent", json!("not-a-trace")),
         "traceparent",
     );
-    // Every publish writes a W3C traceparent; other headers are fine as strings.
-    assert!(plain_h["traceparent"].is_string(), "{plain_h}");
+    // A default publish leaves out the time and trace its UUIDv7 id implies (the lean form);
+    // a follow-up or an explicit time writes them. Other headers are fine as strings.
+    assert!(plain_h.get(headers::TIME).is_none(), "{plain_h}");
+    assert!(plain_h.get("traceparent").is_none(), "{plain_h}");
+    let timed = client
+        .publisher()
+        .publish_with(
+            &user_created_v2("hopper@example.com"),
+            PublishOptions::default().time("2026-11-23T10:00:00.5Z".parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let timed_h = stored_headers(&client, &timed.stream, timed.sequence).await;
+    assert_valid(&envelope, &timed_h, "an event with its own time");
+    assert_eq!(timed_h[headers::TIME], json!("2026-11-23T10:00:00.500000Z"));
     let mut traced = plain_h.clone();
     traced["traceparent"] = json!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     traced["x-tenant"] = json!("acme");

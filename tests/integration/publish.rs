@@ -39,8 +39,12 @@ async fn a_published_event_reads_back_equal_with_its_headers() {
     assert_eq!(h(headers::CONTENT_TYPE), None);
     assert_eq!(h(headers::CORRELATION_ID), None);
     assert_eq!(h(headers::CAUSATION_ID), None);
-    let time = chrono::DateTime::parse_from_rfc3339(&h(headers::TIME).unwrap()).unwrap();
-    assert!((chrono::Utc::now() - time.to_utc()).num_seconds().abs() < 60);
+    // A default id (a UUIDv7) holds the event's time and starts its trace: neither `ce-time`
+    // nor `traceparent` is written (readers derive both from `ce-id`).
+    assert_eq!(h(headers::TIME), None);
+    assert_eq!(h(headers::TRACEPARENT), None);
+    let time = eventhub::wire::headers::time_of_id(&receipt.id).unwrap();
+    assert!((chrono::Utc::now() - time).num_seconds().abs() < 60);
     // Time-ordered ids: a UUIDv7.
     assert_eq!(
         uuid::Uuid::parse_str(&receipt.id)
@@ -171,7 +175,10 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
 }
 
 /// Events stored before the lean wire format (every header written out) and events published
-/// in it read the same: same event, same correlation, same metadata.
+/// in it read the same: same event, same correlation, same metadata; the lean form's time and
+/// trace are the ones its UUIDv7 id implies.
+const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 #[tokio::test]
 async fn events_in_the_full_and_the_lean_header_form_read_the_same() {
     let (_server, client) = server_and_client("auth").await;
@@ -192,8 +199,9 @@ async fn events_in_the_full_and_the_lean_header_form_read_the_same() {
         (headers::ID, id.as_str()),
         (headers::TYPE, "user.created"),
         (headers::SOURCE, "auth"),
-        (headers::TIME, "2026-11-23T10:00:00.000000Z"),
+        (headers::TIME, "2026-11-23T10:00:00.123456Z"),
         (headers::DATASCHEMA, user::CreatedV1::SCHEMA_ID),
+        (headers::TRACEPARENT, TRACE),
         (headers::CONTENT_TYPE, "application/json"),
         (headers::CORRELATION_ID, id.as_str()),
         (headers::MSG_ID, id.as_str()),
@@ -219,6 +227,20 @@ async fn events_in_the_full_and_the_lean_header_form_read_the_same() {
     assert_eq!(lean_event, event);
     assert_eq!(full_meta.correlation_id.as_deref(), Some(id.as_str()));
     assert_eq!(lean_meta.correlation_id.as_deref(), Some(lean.id.as_str()));
+    // The written time and trace are read as written, to the microsecond; the lean form's are
+    // its id's.
+    assert_eq!(
+        full_meta.time,
+        chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00.123456Z").unwrap()
+    );
+    assert_eq!(full_meta.trace, eventhub::TraceContext::parse(TRACE));
+    assert_eq!(
+        Some(lean_meta.time),
+        eventhub::wire::headers::time_of_id(&lean.id)
+    );
+    let trace = lean_meta.trace.expect("the lean form's trace");
+    assert_eq!(trace.trace_id().to_string(), lean.id.replace('-', ""));
+    assert_eq!(Some(trace), eventhub::TraceContext::of_event_id(&lean.id));
     for meta in [&full_meta, &lean_meta] {
         assert_eq!(meta.event_type, "user.created");
         assert_eq!(meta.version, 1);
@@ -226,4 +248,69 @@ async fn events_in_the_full_and_the_lean_header_form_read_the_same() {
         assert_eq!(meta.causation_id, None);
     }
     handle.shutdown().await;
+}
+
+/// A publisher trusting its types sends what the generated type allows without the schema
+/// check (a `format` the type cannot express gets through, for the consumers' own check to
+/// catch), encoded straight from the type; the default publisher refuses it, and an untyped
+/// JSON publish is checked whatever the publisher's setting.
+#[tokio::test]
+async fn a_publisher_trusting_its_types_skips_only_the_schema_check() {
+    use eventhub::Validation;
+    use eventhub::error::PublishErrorKind;
+
+    let (_server, client) = server_and_client("auth").await;
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    let not_an_email = user_created_v1("not an email");
+    let checking = client.publisher();
+    assert_eq!(checking.validation(), Validation::Schema);
+    let refused = checking.publish(&not_an_email).await.unwrap_err();
+    assert_eq!(refused.kind(), PublishErrorKind::Invalid, "{refused}");
+    assert!(refused.to_string().contains("email"), "{refused}");
+
+    let trusting = checking.with_validation(Validation::Types);
+    assert_eq!(trusting.validation(), Validation::Types);
+    let receipt = trusting.publish(&not_an_email).await.unwrap();
+    let stored = client
+        .jetstream()
+        .get_stream("IDENTITY")
+        .await
+        .unwrap()
+        .get_raw_message(receipt.sequence)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.payload.as_ref(),
+        serde_json::to_vec(&not_an_email).unwrap().as_slice(),
+        "the type's own JSON"
+    );
+    let raw = RawEvent::new(None, &stored.payload);
+    let dead_letter_reason = user::Created::decode(1, &raw).unwrap_err();
+    assert!(
+        dead_letter_reason.to_string().contains("email"),
+        "a checking consumer refuses it: {dead_letter_reason}"
+    );
+    assert_eq!(
+        user::Created::decode(1, &raw.with_validation(Validation::Types)).unwrap(),
+        user::Created::V1(not_an_email.clone())
+    );
+
+    let info = eventhub_catalog::CATALOG
+        .iter()
+        .find(|e| e.event_type == "user.created" && e.version == 1)
+        .unwrap();
+    let untyped = trusting
+        .publish_json(
+            info,
+            &serde_json::to_value(&not_an_email).unwrap(),
+            PublishOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(untyped.kind(), PublishErrorKind::Invalid, "{untyped}");
+    // A valid event goes out the same either way.
+    trusting
+        .publish(&user_created_v1("ada@example.com"))
+        .await
+        .unwrap();
 }

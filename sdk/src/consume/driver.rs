@@ -547,10 +547,12 @@ fn metadata(
         event_type: event_type.to_string(),
         version,
         source: owned(known.source),
+        // The lean wire format leaves out a time and trace the event id implies.
         time: known
             .time
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
+            .or_else(|| known.id.and_then(crate::wire::headers::time_of_id))
             .unwrap_or(published),
         subject: message.subject.to_string(),
         stream,
@@ -560,7 +562,10 @@ fn metadata(
         // with an id and no correlation starts its own flow.
         correlation_id: owned(known.correlation_id.or(known.id)),
         causation_id: owned(known.causation_id),
-        trace: known.traceparent.and_then(TraceContext::parse),
+        trace: known
+            .traceparent
+            .and_then(TraceContext::parse)
+            .or_else(|| known.id.and_then(TraceContext::of_event_id)),
         scheduler: header(schedule_headers::SCHEDULER),
         occurrence: header(schedule_headers::SCHEDULE_NEXT).filter(|next| next.as_str() != PURGE),
         headers: headers_map.clone(),

@@ -20,7 +20,8 @@ pub struct Metadata {
     pub version: u32,
     /// Publishing service (`ce-source`), if known.
     pub source: Option<String>,
-    /// When it was published (`ce-time`, else the time the stream stored it).
+    /// When it was published: `ce-time`, else the time its UUIDv7 id holds (the lean wire
+    /// format leaves out a `ce-time` equal to it), else the time the stream stored it.
     pub time: DateTime<Utc>,
     /// The subject it was published on.
     pub subject: String,
@@ -37,7 +38,9 @@ pub struct Metadata {
     /// Id of the event whose handling caused this one, if any.
     pub causation_id: Option<String>,
     /// The W3C trace context it was published with (`traceparent`): its trace id, and the span
-    /// id of the publish, parent of follow-ups. `None` when the header is missing or invalid.
+    /// id of the publish, parent of follow-ups. Without a valid header, the trace its UUIDv7 id
+    /// starts ([`TraceContext::of_event_id`]: what the lean wire format leaves out); `None`
+    /// for an event with neither.
     pub trace: Option<TraceContext>,
     /// Every header of the message (shared with the dead-letter path, not copied).
     pub headers: std::sync::Arc<HeaderMap>,

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use chrono::Utc;
 
 use super::publisher::PublishOptions;
 use super::publisher::{Publisher, Sink, Target, map_publish_error};
@@ -139,10 +138,12 @@ impl EventGroup {
             _ => {}
         }
         let id = options.id.take().unwrap_or_else(new_event_id);
-        options.time.get_or_insert_with(Utc::now);
+        options
+            .time
+            .get_or_insert_with(|| super::publisher::event_time(&id));
         let target = Target::of::<E>();
         let payload = self.publisher.encode(&target, event, &id, &options)?;
-        let (trace, _) = self.publisher.trace_for(&options);
+        let (trace, _) = self.publisher.trace_for(&options, &id);
         let headers = self
             .publisher
             .headers(&target, &id, &payload, &options, &trace);

@@ -18,7 +18,7 @@ use crate::wire::codec::Codec;
 use crate::wire::headers::{OutgoingHeaders, new_event_id, wire_size};
 use crate::wire::proto::Message;
 use crate::wire::trace::{SpanId, TraceContext};
-use crate::wire::{Event, EventInfo};
+use crate::wire::{Event, EventInfo, Validation};
 
 use super::receipt::Receipt;
 use super::schedule::{Schedule, Scheduled};
@@ -54,14 +54,16 @@ pub struct PublishOptions {
     /// The id of the event that caused this one. Default: the publisher's (inside a handler:
     /// the handled event's id).
     pub causation_id: Option<String>,
-    /// The event time (`ce-time`). Default: now.
+    /// The event time (`ce-time`). Default: the time in the event id when it is a UUIDv7
+    /// (the default ids are: then no `ce-time` is sent, readers take the id's), else now.
     pub time: Option<DateTime<Utc>>,
     /// The payload encoding. Default: the publisher's ([`Publisher::with_codec`](crate::Publisher::with_codec)), which is
     /// the client's ([`ConnectOptions::codec`](crate::ConnectOptions::codec), JSON unless set).
     pub codec: Option<Codec>,
     /// The trace to continue, e.g. parsed with [`TraceContext::parse`] from an incoming HTTP
     /// request's `traceparent`: the event gets a new span in that trace with it as parent.
-    /// Default: the publisher's (inside a handler: the handled event's), else a new trace.
+    /// Default: the publisher's (inside a handler: the handled event's), else a new trace
+    /// ([`TraceContext::of_event_id`] for a UUIDv7 id: no `traceparent` is sent).
     pub trace_parent: Option<TraceContext>,
     /// Publish later: the stream keeps the event as a schedule and the server publishes it on
     /// the event's subject when due ([`Publisher::publish_at`]). Default: now.
@@ -112,6 +114,11 @@ impl PublishOptions {
     }
 }
 
+/// The default time of event `id`: the one a UUIDv7 id holds, else now.
+pub(super) fn event_time(id: &str) -> DateTime<Utc> {
+    crate::wire::headers::time_of_id(id).unwrap_or_else(Utc::now)
+}
+
 /// Publishes typed events for one service. Cheap to clone.
 ///
 /// ```no_run
@@ -127,6 +134,7 @@ pub struct Publisher {
     causation_id: Option<Arc<str>>,
     codec: Codec,
     trace_parent: Option<TraceContext>,
+    validation: Validation,
 }
 
 impl Publisher {
@@ -137,6 +145,7 @@ impl Publisher {
             correlation_id: None,
             causation_id: None,
             trace_parent: None,
+            validation: Validation::Schema,
         }
     }
 
@@ -154,6 +163,7 @@ impl Publisher {
             causation_id: Some(causation_id.into()),
             codec: self.codec,
             trace_parent,
+            validation: self.validation,
         }
     }
 
@@ -174,6 +184,29 @@ impl Publisher {
         }
     }
 
+    /// This publisher checking its typed events as `validation` says before it sends them.
+    ///
+    /// By default ([`Validation::Schema`]) every event is checked against its whole schema
+    /// and one that breaks it is refused ([`PublishErrorKind::Invalid`]), nothing sent.
+    /// [`Validation::Types`] trusts the generated type instead and encodes the value
+    /// straight to JSON, as a raw NATS client would: types, required fields, enums and what
+    /// the type's constructors enforce hold, not `format`, numeric maximums or the other
+    /// rules a Rust type cannot express. It costs about half the client CPU of a typical
+    /// JSON event; consumers that check the schema (their default) dead-letter an event it
+    /// let through. [`Publisher::publish_json`] (a value with no type) is always checked.
+    pub fn with_validation(&self, validation: Validation) -> Self {
+        Self {
+            validation,
+            ..self.clone()
+        }
+    }
+
+    /// What this publisher checks before it sends a typed event
+    /// ([`Publisher::with_validation`]).
+    pub fn validation(&self) -> Validation {
+        self.validation
+    }
+
     /// This publisher continuing the trace `parent`: its events' `traceparent` is a child of
     /// it (unless a publish says otherwise in [`PublishOptions::trace_parent`]). What a bridge
     /// to a tracing system (the `eventhub-otel` crate) sets from the caller's current span.
@@ -189,17 +222,16 @@ impl Publisher {
         self.codec
     }
 
-    /// The trace context of a new publish: a child of the explicit or inherited parent, else
-    /// a new trace.
+    /// The trace context of a new publish of event `id`: a child of the explicit or inherited
+    /// parent, else a new trace (the one the id implies when it is a UUIDv7).
     pub(super) fn trace_for(
         &self,
         options: &PublishOptions,
+        id: &str,
     ) -> (TraceContext, Option<TraceContext>) {
         let parent = options.trace_parent.or(self.trace_parent);
-        (
-            parent.map_or_else(TraceContext::root, |p| p.child()),
-            parent,
-        )
+        let root = || TraceContext::of_event_id(id).unwrap_or_else(TraceContext::root);
+        (parent.map_or_else(root, |p| p.child()), parent)
     }
 
     /// A publisher whose events `recording` keeps instead of sending them
@@ -211,6 +243,7 @@ impl Publisher {
             correlation_id: None,
             causation_id: None,
             trace_parent: None,
+            validation: Validation::Schema,
         }
     }
 
@@ -388,7 +421,7 @@ impl Publisher {
         let mut options = options;
         let id = options.id.get_or_insert_with(new_event_id).clone();
         let target = Target::from_info(info);
-        let payload = self.encode_value(&target, Cow::Borrowed(payload), &id, &options)?;
+        let payload = self.encode_value(&target, Cow::Borrowed(payload), &id, &options, true)?;
         self.publish_encoded(target, payload, options).await
     }
 
@@ -398,11 +431,11 @@ impl Publisher {
         payload: Bytes,
         mut options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
-        options.time.get_or_insert_with(Utc::now);
-        // One id for every attempt: the stream stores a retried publish once.
+        // One id and time for every attempt: the stream stores a retried publish once.
         let id = options.id.get_or_insert_with(new_event_id).clone();
+        options.time.get_or_insert_with(|| event_time(&id));
         // One span id for every attempt: a retry is the same publish.
-        let (trace, parent) = self.trace_for(&options);
+        let (trace, parent) = self.trace_for(&options, &id);
         let span = tracing::debug_span!(
             "eventhub.publish",
             event.id = id.as_str(),
@@ -492,7 +525,7 @@ impl Publisher {
     ) -> Result<PendingAck, PublishError> {
         let id = options.id.take().unwrap_or_else(new_event_id);
         let target = Target::of::<E>();
-        let (trace, parent) = self.trace_for(&options);
+        let (trace, parent) = self.trace_for(&options, &id);
         let sent = match self.encode(&target, event, &id, &options) {
             Ok(payload) => {
                 let parent = parent.map(|p| p.span_id());
@@ -520,7 +553,7 @@ impl Publisher {
         id: &str,
         options: &PublishOptions,
     ) -> Result<Bytes, PublishError> {
-        let value = serde_json::to_value(value).map_err(|e| {
+        let failed = |e: serde_json::Error| {
             PublishError::with_source(
                 PublishErrorKind::Encode,
                 format!(
@@ -529,8 +562,14 @@ impl Publisher {
                 ),
                 e,
             )
-        })?;
-        self.encode_value(target, Cow::Owned(value), id, options)
+        };
+        let trusted = self.validation == Validation::Types;
+        if trusted && target.sensitive.is_empty() && self.codec_of(options) == Codec::Json {
+            // Nothing to check or encrypt: the type straight to JSON, no value in between.
+            return serde_json::to_vec(value).map(Bytes::from).map_err(failed);
+        }
+        let value = serde_json::to_value(value).map_err(failed)?;
+        self.encode_value(target, Cow::Owned(value), id, options, !trusted)
     }
 
     /// [`Publisher::encode`] of a JSON value, which is read in place (not copied) unless it
@@ -545,8 +584,14 @@ impl Publisher {
         value: Cow<'_, serde_json::Value>,
         id: &str,
         options: &PublishOptions,
+        check: bool,
     ) -> Result<Bytes, PublishError> {
-        if let Err(mut violations) = target.validator.check(&value) {
+        let checked = if check {
+            target.validator.check(&value)
+        } else {
+            Ok(())
+        };
+        if let Err(mut violations) = checked {
             if !target.sensitive.is_empty() {
                 for v in &mut violations.0 {
                     v.message = format!("violates `{}`", v.keyword);
@@ -691,7 +736,7 @@ impl Publisher {
         let mut headers = OutgoingHeaders {
             id,
             source: self.sink.service_arc(),
-            time: options.time.unwrap_or_else(Utc::now),
+            time: options.time.unwrap_or_else(|| event_time(id)),
             correlation_id: correlation,
             causation_id: causation,
             content_type: self.codec_of(options).content_type(),

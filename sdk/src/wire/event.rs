@@ -202,7 +202,8 @@ pub struct EventInfo {
     pub sensitive: &'static [&'static str],
 }
 
-/// What decoding an event checks besides its encoding.
+/// What a consumer checks when it decodes an event besides its encoding, and what a publisher
+/// checks before it sends a typed one ([`Publisher::with_validation`](crate::Publisher::with_validation)).
 ///
 /// Consumers check every event against its schema by default ([`Validation::Schema`]): a
 /// foreign producer's schema-invalid event is a dead letter with its reason, never a handler's
@@ -211,8 +212,10 @@ pub struct EventInfo {
 /// minimums and closed objects still hold (the type enforces them), not `format`,
 /// `minItems`/`maxItems`, `multipleOf` or numeric maximums. It costs about half as much CPU
 /// per JSON event; choose it for a consumer whose publishers are known to check (eventhub
-/// services and the gateway validate before they publish, and the generated permissions let
-/// only the declared publisher write a subject). An event with encrypted (`x-sensitive`) fields
+/// services and the gateway validate before they publish unless a service's publisher chose
+/// `Types` too, and the generated permissions let only the declared publisher write a
+/// subject); do not choose it on both ends of one event type unless the rules a type cannot
+/// express do not matter to you. An event with encrypted (`x-sensitive`) fields
 /// is checked against its schema once they are decrypted, either way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Validation {

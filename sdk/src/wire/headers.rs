@@ -6,6 +6,13 @@
 //! `ce-causationid`, and the W3C `traceparent`. `Nats-Msg-Id` carries the event id so that
 //! JetStream drops a repeated publish of the same event within the stream's duplicate window.
 //! Dead letters and replays add the `eventhub-*` headers below.
+//!
+//! What a reader can infer is left out (the lean wire format): `content-type` when JSON,
+//! `ce-dataschema` when it is the type and version's default id, `ce-correlationid` when it
+//! is the event id, and `ce-time` and `traceparent` when they are the ones a UUIDv7 event id
+//! implies ([`time_of_id`], [`TraceContext::of_event_id`]): an event published with its default
+//! id and time, outside any trace, carries neither. Readers take an absent header as that
+//! value, so events of both forms read the same.
 
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
@@ -20,7 +27,7 @@ pub const ID: &str = "ce-id";
 pub const TYPE: &str = "ce-type";
 /// The service that published the event.
 pub const SOURCE: &str = "ce-source";
-/// When the event was published (RFC 3339).
+/// When the event happened (RFC 3339). Absent when it is [`time_of_id`] of the event id.
 pub const TIME: &str = "ce-time";
 /// The schema id of the event version.
 pub const DATASCHEMA: &str = "ce-dataschema";
@@ -31,7 +38,8 @@ pub const CAUSATION_ID: &str = "ce-causationid";
 /// Media type of the payload.
 pub const CONTENT_TYPE: &str = "content-type";
 /// W3C Trace Context: `00-<trace id>-<span id of the publish>-<flags>` (see
-/// [`TraceContext`]).
+/// [`TraceContext`]). Absent when it is [`TraceContext::of_event_id`] of the event id (a
+/// publish that continues no trace).
 pub const TRACEPARENT: &str = "traceparent";
 /// JetStream's de-duplication id.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -68,6 +76,28 @@ pub const DLQ_PAYLOAD: &str = "eventhub-dlq-payload";
 /// A new event id: a UUIDv7, so ids sort by creation time.
 pub fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// `id` as a UUIDv7 (RFC 9562) in its canonical hyphenated form, the form of
+/// [`new_event_id`]; `None` for any other id.
+pub(crate) fn uuid_v7(id: &str) -> Option<uuid::Uuid> {
+    if id.len() != 36 || id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let uuid = uuid::Uuid::try_parse(id).ok()?;
+    (uuid.get_version_num() == 7 && uuid.get_variant() == uuid::Variant::RFC4122).then_some(uuid)
+}
+
+/// The time a UUIDv7 event id holds (its first 48 bits: Unix time in milliseconds), which
+/// is the event's time unless its `ce-time` says otherwise. `None` for an id that is not a
+/// canonical UUIDv7 (a publisher's own id): such an event's time is its `ce-time`, else when
+/// the stream stored it.
+pub fn time_of_id(id: &str) -> Option<DateTime<Utc>> {
+    uuid_v7(id).and_then(time_of_uuid)
+}
+
+fn time_of_uuid(uuid: uuid::Uuid) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(i64::try_from(uuid.as_u128() >> 80).ok()?)
 }
 
 /// The header names as [`HeaderName`](async_nats::HeaderName) constants: inserting one
@@ -144,8 +174,9 @@ impl OutgoingHeaders<'_> {
     /// The headers of an event of `event_type` version `version` whose schema id is
     /// `schema_id`. What a reader can infer is left out (the lean wire format): `content-type`
     /// when JSON, `ce-dataschema` when it is the default id of the type and version,
-    /// `ce-correlationid` when it equals the event id. Readers take the absent header as that
-    /// value, so events of both forms read the same.
+    /// `ce-correlationid` when it equals the event id, `ce-time` and `traceparent` when they
+    /// are what the event id implies. Readers take the absent header as that value, so events
+    /// of both forms read the same.
     pub(crate) fn build(&self, event_type: &str, version: u32, schema_id: &str) -> HeaderMap {
         // Names are constants (no allocation or validation per event); the time is formatted
         // straight into the value it becomes.
@@ -155,11 +186,14 @@ impl OutgoingHeaders<'_> {
         h.insert(ID, self.id);
         h.insert(TYPE, event_type);
         h.insert(SOURCE, self.source);
-        h.insert(
-            TIME,
-            self.time
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        );
+        let implied = uuid_v7(self.id);
+        if implied.and_then(time_of_uuid) != Some(self.time) {
+            h.insert(
+                TIME,
+                self.time
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            );
+        }
         if !is_default_schema_id(schema_id, event_type, version) {
             h.insert(DATASCHEMA, schema_id);
         }
@@ -173,7 +207,9 @@ impl OutgoingHeaders<'_> {
             h.insert(CAUSATION_ID, c);
         }
         h.insert(MSG_ID, self.id);
-        h.insert(TRACEPARENT, self.trace.header());
+        if implied.map(TraceContext::of_uuid) != Some(*self.trace) {
+            h.insert(TRACEPARENT, self.trace.header());
+        }
         h
     }
 }
@@ -236,6 +272,7 @@ mod tests {
         for absent in [CONTENT_TYPE, DATASCHEMA, CORRELATION_ID] {
             assert!(lean.get(absent).is_none(), "{absent} written: {lean:?}");
         }
+        // `e1` is not a UUIDv7: the time and trace are written (see below).
         for present in [SPECVERSION, ID, TYPE, SOURCE, TIME, MSG_ID, TRACEPARENT] {
             assert!(lean.get(present).is_some(), "{present} missing: {lean:?}");
         }
@@ -255,6 +292,70 @@ mod tests {
             Some("https://schemas.example/u2")
         );
         assert!(wire_size(&lean) + 100 < wire_size(&full));
+    }
+
+    fn outgoing(id: &str, time: DateTime<Utc>, trace: &TraceContext) -> HeaderMap {
+        OutgoingHeaders {
+            id,
+            source: "auth",
+            time,
+            correlation_id: id,
+            causation_id: None,
+            content_type: crate::wire::codec::JSON,
+            trace,
+        }
+        .build("user.created", 2, "urn:eventhub:schema:user.created:v2")
+    }
+
+    #[test]
+    fn a_uuid_v7_id_implies_the_time_and_the_root_trace() {
+        let id = new_event_id();
+        let time = time_of_id(&id).expect("a new id is a UUIDv7");
+        let since = Utc::now() - time;
+        assert!(
+            since >= chrono::Duration::zero() && since < chrono::Duration::seconds(5),
+            "{time}"
+        );
+        let root = TraceContext::of_event_id(&id).expect("a root trace");
+        assert_eq!(root.trace_id().to_string(), id.replace('-', ""));
+        assert_eq!(root.span_id().to_string(), &id.replace('-', "")[16..]);
+        assert!(root.sampled());
+        // Both implied: neither header is sent (the form a default publish has).
+        let lean = outgoing(&id, time, &root);
+        for absent in [TIME, TRACEPARENT] {
+            assert!(lean.get(absent).is_none(), "{absent} written: {lean:?}");
+        }
+        assert_eq!(lean.iter().count(), 5, "{lean:?}");
+        // Anything else is written: an explicit time (also one 1 ms off), a continued trace.
+        let later = time + chrono::Duration::milliseconds(1);
+        let child = root.child();
+        let full = outgoing(&id, later, &child);
+        assert_eq!(
+            full.get(TIME).map(|v| v.as_str().to_string()),
+            Some(later.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        );
+        assert_eq!(
+            full.get(TRACEPARENT).map(|v| v.as_str().to_string()),
+            Some(child.header())
+        );
+        // And both always for an id that is not a canonical UUIDv7.
+        for id in [
+            "order-17".to_string(),
+            "f47ac10b-58cc-4372-a567-0e02b2c3d479".to_string(),
+            id.to_uppercase(),
+            id.replace('-', ""),
+            format!("urn:uuid:{id}"),
+        ] {
+            assert_eq!(time_of_id(&id), None, "{id}");
+            assert_eq!(TraceContext::of_event_id(&id), None, "{id}");
+            let h = outgoing(&id, time, &root);
+            for present in [TIME, TRACEPARENT] {
+                assert!(
+                    h.get(present).is_some(),
+                    "{present} missing for {id}: {h:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -71,6 +71,26 @@ impl TraceContext {
         }
     }
 
+    /// The trace a publish that continues none starts when its event id is a UUIDv7 (the
+    /// default ids are): the id is the trace id, its last 64 bits the span id, sampled. The
+    /// publisher then leaves `traceparent` out, and readers derive the same context from
+    /// `ce-id`: one trace per flow without the header on the wire. `None` for other ids (a
+    /// publisher's own id), whose events carry a random [`TraceContext::root`].
+    pub fn of_event_id(id: &str) -> Option<Self> {
+        crate::wire::headers::uuid_v7(id).map(Self::of_uuid)
+    }
+
+    /// [`TraceContext::of_event_id`] of a UUIDv7, whose variant bits make both ids non-zero.
+    pub(crate) fn of_uuid(uuid: uuid::Uuid) -> Self {
+        let n = uuid.as_u128();
+        Self {
+            trace_id: TraceId(n),
+            // The low 64 bits: the variant and 62 random bits.
+            span_id: SpanId(n as u64),
+            flags: SAMPLED,
+        }
+    }
+
     /// A new span in this trace (same trace id and flags, a new random span id), whose parent
     /// is this one.
     pub fn child(&self) -> Self {
