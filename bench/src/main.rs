@@ -43,8 +43,10 @@
 //! at 10k events/s, or `EVENTHUB_BENCH_RATE`; a line per run, then each side over all runs).
 //! `publish-ab`, `consume-ab` and `consume-8-ab` alternate both sides for six pairs of runs and
 //! print each pair's ratio and the median: on a machine whose speed drifts, the steadiest
-//! comparison. eventhub's consumer decodes into the type only, as raw does (the targeted
-//! rows); `EVENTHUB_BENCH_VALIDATION=schema` profiles the default, schema-checking one.
+//! comparison. eventhub's consumer decodes into the type only and its publisher encodes
+//! straight from it, as raw does (the targeted rows); `EVENTHUB_BENCH_VALIDATION=schema`
+//! profiles the default, schema-checking ones. `EVENTHUB_BENCH_WIRE=bare`: raw publishes bare
+//! messages in `publish-ab` (the wire-format rows).
 
 mod backlog;
 mod codec;

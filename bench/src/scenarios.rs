@@ -27,8 +27,9 @@ pub(crate) enum Wire {
     /// The payload and a `Nats-Msg-Id` (for de-duplication) only.
     Bare,
     /// The headers eventhub sends for a JSON event that starts a flow (the lean form: no
-    /// `content-type`, default `ce-dataschema` or correlation id equal to the id): the
-    /// CloudEvents attributes, `traceparent` and `Nats-Msg-Id`.
+    /// `content-type`, default `ce-dataschema` or correlation id equal to the id, no `ce-time`
+    /// or `traceparent` when the UUIDv7 id implies them): the CloudEvents required attributes
+    /// and `Nats-Msg-Id`.
     Eventhub,
 }
 
@@ -40,13 +41,6 @@ impl Wire {
             headers.insert("ce-id", id);
             headers.insert("ce-type", E::TYPE);
             headers.insert("ce-source", "bench");
-            headers.insert(
-                "ce-time",
-                chrono::Utc::now()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                    .as_str(),
-            );
-            headers.insert("traceparent", eventhub::TraceContext::root().header());
         }
         headers.insert("Nats-Msg-Id", id);
         headers
@@ -113,7 +107,11 @@ impl Env<'_> {
         // Pipelined publish. The target compares eventhub with raw async-nats sending the same
         // message (payload and headers): what the SDK's code costs. The bare run (payload and
         // a Nats-Msg-Id only) shows what the wire format itself costs.
+        // The targeted rows publish what raw publishes, straight from the type
+        // (`Validation::Types`); the default publisher also checks each event against its
+        // schema, measured beside.
         let (mut same, mut bare, mut sdk) = (Vec::new(), Vec::new(), Vec::new());
+        let mut checked = Vec::new();
         for round in 0..self.plan.rounds {
             for side in sides(round) {
                 self.purge::<E>().await?;
@@ -121,7 +119,14 @@ impl Env<'_> {
                     Side::Raw => {
                         same.push(self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?)
                     }
-                    Side::Sdk => sdk.push(self.sdk_publish(event, n, WINDOW).await?),
+                    Side::Sdk => {
+                        sdk.push(
+                            sdk::publish_checking(self.client, event, n, WINDOW, Validation::Types)
+                                .await?,
+                        );
+                        self.purge::<E>().await?;
+                        checked.push(self.sdk_publish(event, n, WINDOW).await?);
+                    }
                 }
             }
             self.purge::<E>().await?;
@@ -150,6 +155,19 @@ impl Env<'_> {
             "  peak RSS while publishing (MiB)",
             mib(r.usage.peak_rss_kib),
             mib(s.usage.peak_rss_kib),
+            Target::None,
+        ));
+        let (rc, c) = median_pair(&same, &checked, throughput);
+        rows.push(Row::new(
+            "  with the schema check, the default (ev/s)",
+            rc.per_sec,
+            c.per_sec,
+            Target::None,
+        ));
+        rows.push(Row::new(
+            "  with the schema check: client CPU per event (µs)",
+            rc.cpu_micros_per_event(),
+            c.cpu_micros_per_event(),
             Target::None,
         ));
         let (b, bs) = median_pair(&bare, &sdk, throughput);
@@ -398,7 +416,9 @@ impl Env<'_> {
         let run = match what {
             "raw-publish" => self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?,
             "raw-publish-bare" => self.raw_publish(event, n, WINDOW, Wire::Bare).await?,
-            "sdk-publish" => self.sdk_publish(event, n, WINDOW).await?,
+            "sdk-publish" => {
+                sdk::publish_checking(self.client, event, n, WINDOW, profile_validation()).await?
+            }
             "raw-consume" | "sdk-consume" | "raw-consume-8" | "sdk-consume-8" => {
                 self.sdk_publish(event, n, WINDOW).await?;
                 let handlers = if what.ends_with("-8") { HANDLERS } else { 1 };
@@ -426,9 +446,18 @@ impl Env<'_> {
                             self.purge::<E>().await?;
                             match side {
                                 Side::Raw => {
-                                    self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?
+                                    self.raw_publish(event, n, WINDOW, profile_wire()).await?
                                 }
-                                Side::Sdk => self.sdk_publish(event, n, WINDOW).await?,
+                                Side::Sdk => {
+                                    sdk::publish_checking(
+                                        self.client,
+                                        event,
+                                        n,
+                                        WINDOW,
+                                        profile_validation(),
+                                    )
+                                    .await?
+                                }
                             }
                         } else {
                             match side {
@@ -711,8 +740,17 @@ fn quantiles(sorted: &[u64]) -> String {
     )
 }
 
-/// What eventhub's consumer checks in a profile: `EVENTHUB_BENCH_VALIDATION=schema` for the
-/// default consumer, otherwise the targeted rows' `Validation::Types`.
+/// What raw sends in `publish-ab`: `EVENTHUB_BENCH_WIRE=bare` for the payload and a
+/// `Nats-Msg-Id` only, otherwise eventhub's headers.
+fn profile_wire() -> Wire {
+    match std::env::var("EVENTHUB_BENCH_WIRE").as_deref() {
+        Ok("bare") => Wire::Bare,
+        _ => Wire::Eventhub,
+    }
+}
+
+/// What eventhub checks in a profile: `EVENTHUB_BENCH_VALIDATION=schema` for the default
+/// consumer and publisher, otherwise the targeted rows' `Validation::Types`.
 fn profile_validation() -> Validation {
     match std::env::var("EVENTHUB_BENCH_VALIDATION").as_deref() {
         Ok("schema") => Validation::Schema,

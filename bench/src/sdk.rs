@@ -76,7 +76,19 @@ pub(crate) async fn publish<E: Event>(
     n: usize,
     window: usize,
 ) -> anyhow::Result<Run> {
-    let publisher = client.publisher();
+    publish_checking(client, event, n, window, Validation::Schema).await
+}
+
+/// [`publish`] by a publisher that checks as `validation` says (`Types`: encoded straight from
+/// the type, as raw async-nats does).
+pub(crate) async fn publish_checking<E: Event>(
+    client: &Client,
+    event: &E,
+    n: usize,
+    window: usize,
+    validation: Validation,
+) -> anyhow::Result<Run> {
+    let publisher = client.publisher().with_validation(validation);
     let meter = Meter::start();
     let start = Instant::now();
     if window == 1 {
