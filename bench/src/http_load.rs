@@ -37,20 +37,45 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    fn request(&self, version: Version) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
-        let builder = match version {
+    /// The parts every request repeats, parsed once: what a load generator keeps ready.
+    fn template(&self, version: Version) -> anyhow::Result<Template> {
+        let mut headers = hyper::HeaderMap::new();
+        if let Version::Http1 = version {
             // Origin form and a Host header, as HTTP/1.1 clients send.
-            Version::Http1 => {
-                hyper::Request::post(self.path).header(hyper::header::HOST, self.addr.to_string())
-            }
+            headers.insert(hyper::header::HOST, self.addr.to_string().parse()?);
+        }
+        for (name, value) in &self.headers {
+            headers.append(hyper::header::HeaderName::from_static(name), value.parse()?);
+        }
+        let uri: hyper::Uri = match version {
+            Version::Http1 => self.path.parse()?,
             // HTTP/2 takes scheme and authority from the URI (`:scheme`, `:authority`).
-            Version::Http2 => hyper::Request::post(format!("http://{}{}", self.addr, self.path)),
+            Version::Http2 => format!("http://{}{}", self.addr, self.path).parse()?,
         };
-        let builder = self
-            .headers
-            .iter()
-            .fold(builder, |b, (name, value)| b.header(*name, value.as_str()));
-        Ok(builder.body(Full::new(self.body.clone()))?)
+        Ok(Template {
+            uri,
+            headers,
+            body: self.body.clone(),
+        })
+    }
+}
+
+/// A prepared request's parts, each cheap to clone (shared bytes).
+#[derive(Clone)]
+struct Template {
+    uri: hyper::Uri,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+impl Template {
+    /// A new request, as sent each time.
+    fn request(&self) -> hyper::Request<Full<Bytes>> {
+        let mut request = hyper::Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = hyper::Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
     }
 }
 
@@ -108,19 +133,20 @@ pub(crate) async fn run(
             senders.extend((0..concurrency).map(|_| Sender::H2(sender.clone())));
         }
     }
+    let template = prepared.template(version)?;
     for sender in &mut senders {
-        once(sender, prepared, version).await?;
+        once(sender, &template, prepared.expect).await?;
     }
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(concurrency);
     for mut sender in senders {
-        let (next, prepared) = (next.clone(), prepared.clone());
+        let (next, template, expect) = (next.clone(), template.clone(), prepared.expect);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < total {
                 let t = Instant::now();
-                once(&mut sender, &prepared, version).await?;
+                once(&mut sender, &template, expect).await?;
                 latencies.push(t.elapsed().as_micros() as u64);
             }
             anyhow::Ok(latencies)
@@ -136,8 +162,8 @@ pub(crate) async fn run(
 }
 
 /// One request and its whole answer, whose status must be the expected one.
-async fn once(sender: &mut Sender, prepared: &Prepared, version: Version) -> anyhow::Result<()> {
-    let response = sender.send(prepared.request(version)?).await?;
+async fn once(sender: &mut Sender, template: &Template, expect: u16) -> anyhow::Result<()> {
+    let response = sender.send(template.request()).await?;
     let status = response.status().as_u16();
     let body = response
         .into_body()
@@ -146,7 +172,7 @@ async fn once(sender: &mut Sender, prepared: &Prepared, version: Version) -> any
         .context("reading the answer")?
         .to_bytes();
     anyhow::ensure!(
-        status == prepared.expect,
+        status == expect,
         "the gateway answered {status}: {}",
         String::from_utf8_lossy(&body)
     );

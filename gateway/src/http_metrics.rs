@@ -2,6 +2,8 @@
 //! their durations, and the live feeds' gauges. Rendered after the runtime's metrics on
 //! `/metrics`, in the same Prometheus text format.
 
+use std::borrow::Cow;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -13,7 +15,9 @@ use prometheus_client::registry::Registry;
 /// status.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
-    route: String,
+    /// Borrowed for the routes every request names (no allocation per request), owned for
+    /// the others.
+    route: Cow<'static, str>,
     status: u16,
 }
 
@@ -72,7 +76,7 @@ impl Default for HttpMetrics {
 }
 
 impl HttpMetrics {
-    pub(crate) fn observe(&self, route: String, status: u16, seconds: f64) {
+    pub(crate) fn observe(&self, route: Cow<'static, str>, status: u16, seconds: f64) {
         let labels = Request { route, status };
         self.durations.get_or_create(&labels).observe(seconds);
         self.requests.get_or_create(&labels).inc();
