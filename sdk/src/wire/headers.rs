@@ -17,7 +17,7 @@
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
 
-use super::trace::TraceContext;
+use super::trace::{TraceContext, uuid_v7};
 
 /// CloudEvents spec version, always `1.0`.
 pub const SPECVERSION: &str = "ce-specversion";
@@ -76,16 +76,6 @@ pub const DLQ_PAYLOAD: &str = "eventhub-dlq-payload";
 /// A new event id: a UUIDv7, so ids sort by creation time.
 pub fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// `id` as a UUIDv7 (RFC 9562) in its canonical hyphenated form, the form of
-/// [`new_event_id`]; `None` for any other id.
-pub(crate) fn uuid_v7(id: &str) -> Option<uuid::Uuid> {
-    if id.len() != 36 || id.bytes().any(|b| b.is_ascii_uppercase()) {
-        return None;
-    }
-    let uuid = uuid::Uuid::try_parse(id).ok()?;
-    (uuid.get_version_num() == 7 && uuid.get_variant() == uuid::Variant::RFC4122).then_some(uuid)
 }
 
 /// The time a UUIDv7 event id holds (its first 48 bits: Unix time in milliseconds), which

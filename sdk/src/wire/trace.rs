@@ -77,7 +77,7 @@ impl TraceContext {
     /// `ce-id`: one trace per flow without the header on the wire. `None` for other ids (a
     /// publisher's own id), whose events carry a random [`TraceContext::root`].
     pub fn of_event_id(id: &str) -> Option<Self> {
-        crate::wire::headers::uuid_v7(id).map(Self::of_uuid)
+        uuid_v7(id).map(Self::of_uuid)
     }
 
     /// [`TraceContext::of_event_id`] of a UUIDv7, whose variant bits make both ids non-zero.
@@ -185,6 +185,16 @@ impl fmt::Display for TraceContext {
             self.trace_id, self.span_id, self.flags
         )
     }
+}
+
+/// `id` as a UUIDv7 (RFC 9562) in its canonical hyphenated form, the form of
+/// [`new_event_id`](crate::wire::headers::new_event_id); `None` for any other id.
+pub(crate) fn uuid_v7(id: &str) -> Option<uuid::Uuid> {
+    if id.len() != 36 || id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let uuid = uuid::Uuid::try_parse(id).ok()?;
+    (uuid.get_version_num() == 7 && uuid.get_variant() == uuid::Variant::RFC4122).then_some(uuid)
 }
 
 /// A random id that is not zero (zero means "invalid" in W3C Trace Context).
