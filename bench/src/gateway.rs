@@ -78,7 +78,8 @@ where
 }
 
 pub(crate) async fn run(env: &Env<'_>, url: &str, report: &mut Report) -> anyhow::Result<()> {
-    let total = env.plan.awaited * 4;
+    let total =
+        crate::plan::env_number("EVENTHUB_BENCH_GATEWAY_TOTAL").unwrap_or(env.plan.awaited * 4);
     eprintln!("gateway: {total} POST /v1/events, {CONCURRENCY} in flight, beside the SDK");
     let gateway = start(url).await?;
     let base = format!("http://{}", gateway.local_addr());
