@@ -46,7 +46,7 @@
 //! comparison. eventhub's consumer decodes into the type only and its publisher encodes
 //! straight from it, as raw does (the targeted rows); `EVENTHUB_BENCH_VALIDATION=schema`
 //! profiles the default, schema-checking ones. `EVENTHUB_BENCH_WIRE=bare`: raw publishes bare
-//! messages in `publish-ab` (the wire-format rows).
+//! messages in `publish-ab` and consumes bare messages in `consume-ab` (the wire-format rows).
 
 mod backlog;
 mod codec;

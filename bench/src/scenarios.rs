@@ -117,7 +117,11 @@ impl Env<'_> {
                 self.purge::<E>().await?;
                 match side {
                     Side::Raw => {
-                        same.push(self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?)
+                        same.push(self.raw_publish(event, n, WINDOW, Wire::Eventhub).await?);
+                        // Bare on the same side of the pair: it alternates with eventhub's
+                        // run as raw's same-message run does.
+                        self.purge::<E>().await?;
+                        bare.push(self.raw_publish(event, n, WINDOW, Wire::Bare).await?);
                     }
                     Side::Sdk => {
                         sdk.push(
@@ -129,8 +133,6 @@ impl Env<'_> {
                     }
                 }
             }
-            self.purge::<E>().await?;
-            bare.push(self.raw_publish(event, n, WINDOW, Wire::Bare).await?);
         }
         let (r, s) = median_pair(&same, &sdk, throughput);
         rows.push(Row::new(
@@ -255,7 +257,6 @@ impl Env<'_> {
         let n = self.plan.consumed;
         self.purge::<E>().await?;
         self.sdk_publish(event, n, WINDOW).await?;
-        let mut types_1 = Vec::new();
         for handlers in [1, HANDLERS] {
             eprintln!("{}: consume with {handlers} handler(s)", E::TYPE);
             let (mut raw, mut sdk, mut checked) = (Vec::new(), Vec::new(), Vec::new());
@@ -303,7 +304,6 @@ impl Env<'_> {
                     mib(s.usage.peak_rss_kib),
                     Target::None,
                 ));
-                types_1 = sdk;
             }
             rows.push(Row::new(
                 "  with the schema check, the default (ev/s)",
@@ -321,16 +321,27 @@ impl Env<'_> {
             }
         }
         // What the wire format costs a consumer: raw consuming bare messages (payload and
-        // `Nats-Msg-Id`) beside eventhub's 1-handler runs above.
-        eprintln!("{}: consume bare messages (raw)", E::TYPE);
-        self.purge::<E>().await?;
-        let mut bare = Vec::new();
-        for _ in 0..self.plan.rounds {
-            self.purge::<E>().await?;
-            self.raw_publish(event, n, WINDOW, Wire::Bare).await?;
-            bare.push(self.raw_consume::<E>(n, 1).await?);
+        // `Nats-Msg-Id`) beside eventhub consuming its own, alternating in pairs like every
+        // targeted row (each side's backlog published before its run): compared with runs made
+        // minutes apart, the ratio followed the machine's drift.
+        eprintln!("{}: consume bare messages (raw) beside eventhub's", E::TYPE);
+        let (mut bare, mut lean) = (Vec::new(), Vec::new());
+        for round in 0..self.plan.rounds {
+            for side in sides(round) {
+                self.purge::<E>().await?;
+                match side {
+                    Side::Raw => {
+                        self.raw_publish(event, n, WINDOW, Wire::Bare).await?;
+                        bare.push(self.raw_consume::<E>(n, 1).await?);
+                    }
+                    Side::Sdk => {
+                        self.sdk_publish(event, n, WINDOW).await?;
+                        lean.push(self.sdk_consume::<E>(n, 1, Validation::Types).await?);
+                    }
+                }
+            }
         }
-        let (b, bs) = median_pair(&bare, &types_1, throughput);
+        let (b, bs) = median_pair(&bare, &lean, throughput);
         rows.push(Row::new(
             "  wire format: consume vs raw bare, 1 handler (ev/s)",
             b.per_sec,
@@ -434,7 +445,7 @@ impl Env<'_> {
                 // machine that changes speed over minutes does not decide the comparison.
                 let n = 100_000;
                 let handlers = if what == "consume-8-ab" { HANDLERS } else { 1 };
-                if what != "publish-ab" {
+                if what != "publish-ab" && matches!(profile_wire(), Wire::Eventhub) {
                     self.sdk_publish(event, n, WINDOW).await?;
                 }
                 let mut ratios = Vec::new();
@@ -460,6 +471,17 @@ impl Env<'_> {
                                 }
                             }
                         } else {
+                            if let Wire::Bare = profile_wire() {
+                                // Raw consumes bare messages, eventhub its own: each side's
+                                // backlog published before its run.
+                                self.purge::<E>().await?;
+                                match side {
+                                    Side::Raw => {
+                                        self.raw_publish(event, n, WINDOW, Wire::Bare).await?
+                                    }
+                                    Side::Sdk => self.sdk_publish(event, n, WINDOW).await?,
+                                };
+                            }
                             match side {
                                 Side::Raw => self.raw_consume::<E>(n, handlers).await?,
                                 Side::Sdk => {
