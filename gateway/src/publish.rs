@@ -482,6 +482,7 @@ fn publish_error(kind: PublishErrorKind, text: &str, id: &str) -> ApiError {
         PublishErrorKind::TimedOut
         | PublishErrorKind::Unreachable
         | PublishErrorKind::NoStream
+        | PublishErrorKind::Busy
         | PublishErrorKind::Rejected => ApiError::new(
             ErrorCode::Unavailable,
             format!(

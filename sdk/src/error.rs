@@ -104,6 +104,15 @@ pub enum PublishErrorKind {
     NoEncryptionKey,
     /// The server refused the message for another reason (stream sealed, storage full…).
     Rejected,
+    /// The stream's queue of publishes waiting to be stored is full: nats-server (≥ 2.11)
+    /// answers `429 too many requests` beyond `max_buffered_msgs` / `max_buffered_size` of its
+    /// `jetstream` block (10,000 messages, 128 MB by default) and drops the message. Nothing
+    /// was stored; publishing again with the same event id after a pause is safe.
+    /// [`Publisher::publish`](crate::Publisher::publish) does so within
+    /// [`ConnectOptions::publish_attempts`](crate::ConnectOptions::publish_attempts); a
+    /// [`Pipeline`](crate::publish::Pipeline) reports it per event — fewer events (or bytes) in
+    /// flight avoid it.
+    Busy,
     /// The event's stream does not allow what the publish needs: schedules
     /// (`allow_msg_schedules`), atomic groups (`allow_atomic`) or a per-message TTL
     /// (`allow_msg_ttl`). Set the flag in `streams.json` and provision. Nothing was stored.

@@ -174,6 +174,72 @@ async fn a_pipeline_reports_each_failure_with_the_event_it_belongs_to() {
     }
 }
 
+/// nats-server (≥ 2.11) bounds each stream's queue of publishes waiting to be stored and
+/// answers `429 too many requests` beyond it, dropping the message. A pipeline reports each
+/// such event as `Busy` (stored or failed, never unknown), and publishing it again with its id
+/// stores it exactly once.
+#[tokio::test]
+async fn a_full_ingest_queue_answers_busy_and_the_same_ids_store_once_later() {
+    use eventhub::error::PublishErrorKind;
+    let server = eventhub_testkit::NatsServer::builder()
+        .config(format!(
+            "jetstream {{\n  store_dir: \"{}\"\n  max_buffered_msgs: 1\n}}\n",
+            eventhub_testkit::STORE_DIR_PLACEHOLDER
+        ))
+        .start()
+        .unwrap();
+    let client = crate::support::connect(&server, "auth").await;
+    client.provision(&eventhub_catalog::TOPOLOGY).await.unwrap();
+    let publisher = client.publisher();
+    // Pipelines of 1,000 until one outruns the store (with a queue of one message, the first
+    // usually does).
+    let (mut sent, mut stored) = (0u64, 0u64);
+    let mut busy = Vec::new();
+    for _ in 0..20 {
+        let events: Vec<_> = (0..1000)
+            .map(|i| user_created_v1(&format!("u{i}@example.com")))
+            .collect();
+        let mut pipeline = publisher.pipeline(1000);
+        for event in &events {
+            pipeline.send(event).await.unwrap();
+        }
+        let report = pipeline.finish().await;
+        sent += 1000;
+        stored += report.stored;
+        assert_eq!(
+            report.stored + report.failures.len() as u64,
+            1000,
+            "every event stored or reported"
+        );
+        for f in &report.failures {
+            assert_eq!(f.error.kind(), PublishErrorKind::Busy, "{}", f.error);
+            assert!(f.error.to_string().contains("busy"), "{}", f.error);
+            busy.push((events[f.index].clone(), f.id.clone()));
+        }
+        if !busy.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        !busy.is_empty(),
+        "no pipeline of 1,000 overflowed a queue of one message: the server never answered 429"
+    );
+    let mut stream = client.jetstream().get_stream("IDENTITY").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        stored,
+        "429 stored nothing"
+    );
+    for (event, id) in &busy {
+        let receipt = publisher
+            .publish_with(event, PublishOptions::default().id(id.clone()))
+            .await
+            .unwrap();
+        assert!(!receipt.duplicate, "{id} was stored before");
+    }
+    assert_eq!(stream.info().await.unwrap().state.messages, sent);
+}
+
 /// Events stored before the lean wire format (every header written out) and events published
 /// in it read the same: same event, same correlation, same metadata; the lean form's time and
 /// trace are the ones its UUIDv7 id implies.

@@ -40,6 +40,9 @@ fn ttl_value(ttl: Duration) -> String {
 
 /// JetStream's error code for a message above the stream's `max_msg_size`.
 const MESSAGE_TOO_LARGE: u64 = 10054;
+/// JetStream's error code for a stream whose ingest queue is full (`JSStreamTooManyRequests`,
+/// HTTP-like code 429).
+const TOO_MANY_REQUESTS: u64 = 10167;
 
 /// Per-publish settings. All optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -873,10 +876,13 @@ impl Target {
 /// Whether publishing again (with the same id) may succeed.
 pub(super) fn is_transient(e: &PublishError) -> bool {
     // "No stream" is what a cluster answers while the stream elects a leader too (no
-    // responders), so it is retried before it is reported.
+    // responders), so it is retried before it is reported; a busy stream stored nothing.
     matches!(
         e.kind(),
-        PublishErrorKind::TimedOut | PublishErrorKind::Unreachable | PublishErrorKind::NoStream
+        PublishErrorKind::TimedOut
+            | PublishErrorKind::Unreachable
+            | PublishErrorKind::NoStream
+            | PublishErrorKind::Busy
     )
 }
 
@@ -1032,6 +1038,17 @@ pub(super) fn map_publish_error(
                 .map(|j| j.error_code().0);
             if let Some(e) = code.and_then(|code| feature_error(code, subject, stream, id)) {
                 e
+            } else if code == Some(TOO_MANY_REQUESTS) {
+                PublishError::with_source(
+                    PublishErrorKind::Busy,
+                    format!(
+                        "stream {stream} is busy: its queue of publishes waiting to be stored is \
+                         full (429 too many requests); event {id} on `{subject}` was not stored \
+                         — publish it again with the same id after a pause, or keep fewer \
+                         events in flight"
+                    ),
+                    e,
+                )
             } else if code == Some(MESSAGE_TOO_LARGE) {
                 PublishError::with_source(
                     PublishErrorKind::PayloadTooLarge,
