@@ -31,8 +31,9 @@
 //! sizes,gateway,codegen,patterns,jetstream` runs some of them (`gateway`: the HTTP gateway's
 //! publish throughput and WebSocket fan-out, see `gateway.rs`; `patterns`: request-reply and
 //! aggregates, see `patterns.rs`; `jetstream`: atomic groups and keyed consumers, see
-//! `jetstream.rs`); `--quick` runs every one with small counts;
-//! `EVENTHUB_BENCH_BACKLOG` sets the backlog's size, `EVENTHUB_BENCH_GATEWAY_TOTAL` the gateway rows' requests. The output ends with a one-line summary;
+//! `jetstream.rs`); `--quick` runs every one with small counts; `EVENTHUB_BENCH_BACKLOG` sets
+//! the backlog's size, `EVENTHUB_BENCH_GATEWAY_TOTAL` the gateway rows' requests. The output
+//! ends with a one-line summary;
 //! `--json` prints everything, with a `summary` object (every targeted figure, its target,
 //! whether it is met). `--write-docs docs/performance.md RUN.json…` renders the generated part
 //! of that page from one or more `--json` outputs (see `docs.rs`).

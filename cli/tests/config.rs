@@ -260,11 +260,7 @@ async fn nkeys_are_generated_rotated_and_retired() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_run_the_cli_under_the_generated_config() {
-    let conf = std::fs::read_to_string(repo().join("nats.conf")).unwrap();
-    let server = NatsServer::builder()
-        .config(eventhub_testkit::with_test_passwords(&conf))
-        .start()
-        .unwrap();
+    let server = NatsServer::with_generated_conf(repo().join("nats.conf"));
     let url = server.client_url();
     let ops_env = [("EVENTHUB_OPS_PASSWORD", "ops-secret")];
     let cli = |args: &[&str]| {

@@ -20,12 +20,7 @@ fn password(user: &str) -> String {
 
 /// A nats-server on the repository's generated `nats.conf`, each user with its test password.
 fn secured_server() -> NatsServer {
-    let conf =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).unwrap();
-    NatsServer::builder()
-        .config(eventhub_testkit::with_test_passwords(&conf))
-        .start()
-        .unwrap()
+    NatsServer::with_generated_conf(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
 }
 
 fn as_user(server: &NatsServer, service: &str, user: &str) -> ConnectOptions {

@@ -304,6 +304,19 @@ impl NatsServer {
         Self::builder().start().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A server on a generated `nats.conf` file (`eventhub config nats`), every user's
+    /// password its [`test_password`] (see [`with_test_passwords`]): the permissions services
+    /// and operators run under. Panics if the file cannot be read or the server not started.
+    pub fn with_generated_conf(path: impl AsRef<Path>) -> NatsServer {
+        let path = path.as_ref();
+        let conf = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        Self::builder()
+            .config(with_test_passwords(&conf))
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// A builder for other configurations.
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()

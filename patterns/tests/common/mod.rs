@@ -17,12 +17,7 @@ pub async fn connect(server: &NatsServer, service: &str) -> Client {
 
 /// A nats-server on the repository's generated `nats.conf`, each user with its test password.
 pub fn secured() -> NatsServer {
-    let conf =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).unwrap();
-    NatsServer::builder()
-        .config(eventhub_testkit::with_test_passwords(&conf))
-        .start()
-        .unwrap()
+    NatsServer::with_generated_conf(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf"))
 }
 
 /// `user` connected to a [`secured`] server with its test password.
