@@ -493,3 +493,17 @@ fn publish_error(kind: PublishErrorKind, text: &str, id: &str) -> ApiError {
         _ => ApiError::new(ErrorCode::Internal, text),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_stream_answers_503_with_retry_after_and_the_id_to_send_again() {
+        let e = publish_error(PublishErrorKind::Busy, "stream IDENTITY is busy", "ev-1");
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert_eq!(e.retry_after, Some(1));
+        assert!(e.message.contains("\"id\": \"ev-1\""), "{}", e.message);
+    }
+}

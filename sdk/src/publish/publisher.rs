@@ -1371,3 +1371,16 @@ impl Recording {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_stream_is_published_again_and_a_refusal_is_not() {
+        let busy = PublishError::new(PublishErrorKind::Busy, "429 too many requests");
+        assert!(is_transient(&busy), "a 429 stored nothing: retry it");
+        let refused = PublishError::new(PublishErrorKind::Rejected, "stream sealed");
+        assert!(!is_transient(&refused), "a refusal stays a refusal");
+    }
+}
