@@ -71,7 +71,7 @@ fn meta_line(run: &Value) -> String {
     let s = |k: &str| m[k].as_str().map(str::to_string);
     let mut parts = vec![s("started").unwrap_or_else(|| "a run of unknown date".to_string())];
     if let Some(c) = s("commit") {
-        parts.push(format!("commit `{c}`"));
+        parts.push(format!("built from commit `{c}`"));
     }
     if let Some(c) = s("counts") {
         parts.push(if c == "quick" {

@@ -19,6 +19,10 @@ pub(crate) struct Plan {
     pub(crate) latency_secs: u64,
     /// Runs per side behind each row, the sides alternating.
     pub(crate) rounds: usize,
+    /// Runs per side behind the rows with a throughput target (pipelined publish, consume with
+    /// 1 and 8 handlers, and their wire-format rows): more pairs, so the median pair moves less
+    /// with the machine's jitter.
+    pub(crate) targeted_rounds: usize,
     pub(crate) codegen: &'static [usize],
     /// Events a run for the peers' pipelined publish and consume (their awaited publish takes
     /// `awaited`).
@@ -41,8 +45,9 @@ pub(crate) const FULL: Plan = Plan {
     pipelined: 100_000,
     awaited: 5_000,
     consumed: 100_000,
-    latency_secs: 5,
+    latency_secs: 3,
     rounds: 7,
+    targeted_rounds: 11,
     codegen: &[10, 100, 1000],
     peer_events: 20_000,
     peer_rounds: 3,
@@ -59,6 +64,7 @@ pub(crate) const QUICK: Plan = Plan {
     consumed: 10_000,
     latency_secs: 1,
     rounds: 1,
+    targeted_rounds: 1,
     codegen: &[10, 100],
     peer_events: 2_000,
     peer_rounds: 1,

@@ -112,7 +112,7 @@ impl Env<'_> {
         // schema, measured beside.
         let (mut same, mut bare, mut sdk) = (Vec::new(), Vec::new(), Vec::new());
         let mut checked = Vec::new();
-        for round in 0..self.plan.rounds {
+        for round in 0..self.plan.targeted_rounds {
             for side in sides(round) {
                 self.purge::<E>().await?;
                 match side {
@@ -260,7 +260,7 @@ impl Env<'_> {
         for handlers in [1, HANDLERS] {
             eprintln!("{}: consume with {handlers} handler(s)", E::TYPE);
             let (mut raw, mut sdk, mut checked) = (Vec::new(), Vec::new(), Vec::new());
-            for round in 0..self.plan.rounds {
+            for round in 0..self.plan.targeted_rounds {
                 for side in sides(round) {
                     match side {
                         Side::Raw => raw.push(self.raw_consume::<E>(n, handlers).await?),
@@ -326,7 +326,7 @@ impl Env<'_> {
         // minutes apart, the ratio followed the machine's drift.
         eprintln!("{}: consume bare messages (raw) beside eventhub's", E::TYPE);
         let (mut bare, mut lean) = (Vec::new(), Vec::new());
-        for round in 0..self.plan.rounds {
+        for round in 0..self.plan.targeted_rounds {
             for side in sides(round) {
                 self.purge::<E>().await?;
                 match side {
