@@ -15,10 +15,10 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     // `logs/HEAD` is appended to by every commit, checkout and reset: rebuilding after one
     // records the new commit.
-    if let Some(log) = git(&["rev-parse", "--git-path", "logs/HEAD"]) {
-        if Path::new(&log).exists() {
-            println!("cargo:rerun-if-changed={log}");
-        }
+    if let Some(log) = git(&["rev-parse", "--git-path", "logs/HEAD"])
+        && Path::new(&log).exists()
+    {
+        println!("cargo:rerun-if-changed={log}");
     }
     if let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) {
         println!("cargo:rustc-env=EVENTHUB_BENCH_BUILT_FROM={commit}");
