@@ -257,7 +257,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The commit the bench was built from, if `git` can tell.
 /// The commit this binary was built from (recorded by `build.rs`), if git knew it.
 fn git_commit() -> Option<String> {
     option_env!("EVENTHUB_BENCH_BUILT_FROM").map(str::to_string)
